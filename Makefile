@@ -1,0 +1,31 @@
+# judgeloop: `make demo` runs the whole loop, `make test` runs every test. Both set up .venv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.judgeloop-setup
+# Datasets are read from the offline mirror when there is one (else the cache, else downloaded).
+MIRROR := $(abspath ../shared/datasets)
+export JUDGELOOP_DATA_MIRROR ?= $(if $(wildcard $(MIRROR)/MANIFEST.md),$(MIRROR),)
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	VENV=$(VENV) bash scripts/setup_env.sh
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m judgeloop demo
+
+bench: setup
+	$(PY) -m judgeloop bench
+
+clean:
+	rm -rf $(VENV) runs prepared .pytest_cache

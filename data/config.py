@@ -1,0 +1,258 @@
+"""Dataclass configs: YAML file plus ``--key=value`` overrides, every error reported at once.
+
+A config class is a dataclass whose fields carry ``metadata={"help": ...}`` (see ``option``).
+Nested dataclasses are addressed with dots (``--lora.rank=8``). A class may define
+``validate(self) -> list[Problem]`` for cross-field rules. Errors name the YAML file and line
+of the offending key, or the override that caused them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from data.errors import ConfigError, Problem
+
+T = TypeVar("T")
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:
+    """A dataclass field with help text; mutable defaults are copied per instance."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def field_help(cls) -> dict[str, str]:
+    """Help text of every field, dotted for nested configs (for --help and docs)."""
+    out: dict[str, str] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.update({f"{f.name}.{k}": v for k, v in field_help(tp).items()})
+        else:
+            out[f.name] = f.metadata.get("help", "")
+    return out
+
+
+def _yaml_with_lines(text: str, path: str) -> tuple[Any, dict[str, int]]:
+    """Parse YAML and return the data plus the line of every (dotted) key."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path,
+                          line=mark.line + 1 if mark else None) from None
+    lines: dict[str, int] = {}
+
+    def walk(n, prefix):
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = f"{prefix}{k.value}"
+                lines[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+
+    if node is not None:
+        walk(node, "")
+    return data, lines
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """``["--a.b=1", "--c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values still strings)."""
+    out = {}
+    problems = []
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            problems.append(Problem(f"override '{arg}' is not of the form --key=value", field=arg))
+            continue
+        key, value = arg[2:].split("=", 1)
+        out[key] = value
+    if problems:
+        raise ConfigError(problems=problems)
+    return out
+
+
+def _coerce(value: Any, tp: Any, from_string: bool) -> Any:
+    """Convert ``value`` to type ``tp`` or raise ValueError with a readable reason."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None or (from_string and value in ("null", "None", "none", "")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, from_string)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(" or ".join(errors) or "must not be null")
+    if origin is Literal:
+        choices = get_args(tp)
+        if from_string:
+            for c in choices:
+                if str(c) == value:
+                    return c
+        if value in choices:
+            return value
+        raise ValueError(f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if origin in (list, tuple):
+        (item_tp, *_) = get_args(tp) or (Any,)
+        if from_string:
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+            from_string = False
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be a list, got {value!r}")
+        return [_coerce(v, item_tp, from_string) for v in value]
+    if origin is dict or tp is dict:
+        if from_string:
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if from_string:
+            low = value.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_string or isinstance(value, str):
+            try:
+                return int(str(value).replace("_", ""))
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, got {value!r}")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number, got {value!r}") from None
+        if out != out:
+            raise ValueError("must be a number, got NaN")
+        return out
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ValueError(f"must be a string, got {value!r}")
+        return str(value)
+    if tp is Path:
+        return Path(str(value))
+    raise TypeError(f"unsupported config field type {tp!r}")
+
+
+def build_config(cls: type[T], values: dict, *, path: str | None = None,
+                 lines: dict[str, int] | None = None, overrides: dict[str, str] | None = None) -> T:
+    """Build ``cls`` from a nested dict plus dotted string overrides; collect every problem."""
+    problems: list[Problem] = []
+    lines = lines or {}
+    overrides = dict(overrides or {})
+
+    def build(kls, raw: Any, prefix: str):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            problems.append(Problem("must be a mapping", path, lines.get(prefix.rstrip(".")), prefix.rstrip(".") or None))
+            raw = {}
+        hints = typing.get_type_hints(kls)
+        names = {f.name: f for f in dataclasses.fields(kls)}
+        for key in raw:
+            if key not in names:
+                close = difflib.get_close_matches(str(key), list(names), n=1)
+                problems.append(Problem("unknown key", path, lines.get(prefix + str(key)), prefix + str(key),
+                                        f"did you mean '{prefix + close[0]}'?" if close else None))
+        kwargs = {}
+        for name, f in names.items():
+            dotted = prefix + name
+            tp = hints[name]
+            if dataclasses.is_dataclass(tp):
+                kwargs[name] = build(tp, raw.get(name), dotted + ".")
+                continue
+            if dotted in overrides:
+                source, from_string, line, where = overrides.pop(dotted), True, None, f"--{dotted}"
+            elif name in raw:
+                source, from_string, line, where = raw[name], False, lines.get(dotted), path
+            else:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    problems.append(Problem("is required", path, None, dotted, f.metadata.get("help") or None))
+                continue
+            try:
+                kwargs[name] = _coerce(source, tp, from_string)
+            except ValueError as exc:
+                problems.append(Problem(str(exc), where, line, dotted))
+        try:
+            return kls(**kwargs)
+        except TypeError:
+            return None  # missing fields already reported
+
+    cfg = build(cls, values, "")
+    known = set(field_help(cls))
+    for key in overrides:
+        close = difflib.get_close_matches(key, known, n=1)
+        problems.append(Problem("unknown key", f"--{key}", None, key,
+                                f"did you mean '{close[0]}'?" if close else None))
+    if cfg is not None and not problems and hasattr(cfg, "validate"):
+        for p in cfg.validate():
+            if p.path is None:
+                p.path = path
+            if p.line is None and p.field:
+                p.line = lines.get(p.field)
+            problems.append(p)
+    if problems:
+        raise ConfigError(problems=problems)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> tuple[Any, dict[str, int]]:
+    """Read a YAML file, returning its data and the line of each dotted key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", path=str(p)) from None
+    return _yaml_with_lines(text, str(p))
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Load a dataclass config from an optional YAML file and ``--key=value`` overrides."""
+    data, lines = load_yaml(path) if path else ({}, {})
+    return build_config(cls, data or {}, path=str(path) if path else None, lines=lines,
+                        overrides=parse_overrides(overrides or []))
+
+
+def to_dict(cfg) -> dict:
+    """A config as plain data (for the resolved-config file in a run directory)."""
+    def conv(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return {k: conv(v) for k, v in dataclasses.asdict(cfg).items()}

@@ -1,0 +1,154 @@
+"""Streaming JSONL: read and write one object per line in constant memory.
+
+Readers validate each line into a model and raise ``DataError`` naming file, line and field.
+Writers are append-only; ``done_ids`` lets a batch job resume where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import IO, Iterable, Iterator, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from data.errors import DataError, Problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def pydantic_problems(exc: ValidationError, path: str, line: int | None) -> list[Problem]:
+    """Turn a pydantic error into located problems (one per failing field)."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        out.append(Problem(msg, path, line, loc))
+    return out
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each non-blank line; errors name the line."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError("file not found", path=str(p))
+    if p.stat().st_size == 0:
+        raise DataError("file is empty", path=str(p), hint="expected one JSON object per line")
+    seen_any = False
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 (byte {exc.start} of the line is {raw[exc.start]:#04x})",
+                                path=str(p), line=lineno, hint="re-save the file as UTF-8") from None
+            if lineno == 1:
+                text = text.removeprefix("\ufeff")
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text, parse_constant=_reject_constant)
+            except (json.JSONDecodeError, ValueError) as exc:
+                raise DataError(f"invalid JSON: {getattr(exc, 'msg', exc)}", path=str(p), line=lineno) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=str(p), line=lineno)
+            seen_any = True
+            yield lineno, obj
+    if not seen_any:
+        raise DataError("file has no records (only blank lines)", path=str(p))
+
+
+def read_jsonl(path: str | Path, model: type[M], *, unique_ids: bool = True) -> Iterator[M]:
+    """Stream ``model`` objects from a JSONL file, validating each line."""
+    seen: dict[str, int] = {}
+    for lineno, obj in iter_json_lines(path):
+        try:
+            rec = model.model_validate(obj)
+        except ValidationError as exc:
+            raise DataError(problems=pydantic_problems(exc, str(path), lineno)) from None
+        if unique_ids and hasattr(rec, "id"):
+            if rec.id in seen:
+                raise DataError(f"duplicate id '{rec.id}' (first on line {seen[rec.id]})", path=str(path),
+                                line=lineno, field="id")
+            seen[rec.id] = lineno
+        yield rec
+
+
+def dumps(record: BaseModel | dict) -> str:
+    if isinstance(record, BaseModel):
+        record = record.model_dump(mode="json", exclude_none=True)
+    return json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
+    """Write records atomically (temp file then rename); returns how many."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(dumps(rec) + "\n")
+            n += 1
+    os.replace(tmp, p)
+    return n
+
+
+class JsonlAppender:
+    """Append-only JSONL output keyed by id: a rerun skips ids already written.
+
+    A line cut short by a kill is dropped on open, so nothing is duplicated or half-read.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done_ids: set[str] = set()
+        if self.path.exists():
+            self._recover()
+        self._fh: IO[str] = open(self.path, "a", encoding="utf-8")
+
+    def _recover(self) -> None:
+        good_end = 0
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                try:
+                    obj = json.loads(raw)
+                except json.JSONDecodeError:
+                    break
+                self.done_ids.add(str(obj.get("id")))
+                good_end = fh.tell()
+        if good_end != self.path.stat().st_size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+
+    def write(self, record: BaseModel | dict) -> None:
+        line = dumps(record)
+        rid = record.id if isinstance(record, BaseModel) else record["id"]
+        self._fh.write(line + "\n")
+        self._fh.flush()
+        self.done_ids.add(str(rid))
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def is_finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,0 +1,133 @@
+"""The one prompt renderer: judge spec + item -> chat messages -> prompt text and token ids.
+
+Training, serving and evaluation all call ``render``, so the prompt served is byte-identical to
+the prompt trained. Pairwise items render in either order ("ab" or "ba": responses exchanged).
+
+Truncation policy: when the prompt exceeds ``spec.max_prompt_tokens``, only the fields listed in
+``spec.truncatable`` are shortened, by water-filling (the longest field is cut first, down to
+the length of the next, and so on), keeping each cut field's head and a marker saying how many
+tokens were cut. The system message, the rubric, the label list and the answer instruction are
+never cut; if they alone exceed the budget, rendering fails with a ``RenderError``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jinja2
+
+from data.errors import DataError
+from data.schema import Item
+from data.spec import JudgeSpec
+
+Order = Literal["ab", "ba"]
+CUT_MARKER = " [... {n} tokens cut ...]"
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+class RenderError(DataError):
+    """An item cannot be rendered within the spec's prompt budget."""
+
+
+@dataclass
+class Rendered:
+    messages: list[dict[str, str]]
+    prompt: str
+    token_ids: list[int]
+    order: Order = "ab"
+    truncated: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def item_fields(item: Item, order: Order = "ab") -> dict[str, Any]:
+    fields = {name: getattr(item, name) for name in
+              ("instruction", "input", "context", "reference", "response", "response_a", "response_b")}
+    if order == "ba":
+        if item.kind != "pairwise":
+            raise ValueError("only pairwise items have a swapped order")
+        fields["response_a"], fields["response_b"] = fields["response_b"], fields["response_a"]
+    return fields
+
+
+def render_messages(spec: JudgeSpec, item: Item, order: Order = "ab", fields: dict | None = None) -> list[dict[str, str]]:
+    """Chat messages for an item (no truncation, no tokenizer needed)."""
+    if item.kind != spec.kind:
+        raise RenderError(f"item is {item.kind} but judge '{spec.name}' grades {spec.kind} items", field="kind")
+    values = fields if fields is not None else item_fields(item, order)
+    user = _ENV.from_string(spec.template).render(
+        **values, criteria=spec.criteria.strip(), labels=spec.labels,
+        label_descriptions=spec.label_descriptions, kind=spec.kind)
+    return [{"role": "system", "content": spec.system.strip()}, {"role": "user", "content": user.strip()}]
+
+
+def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """The model's chat template with the assistant turn opened (where the verdict goes)."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    # the chat template already holds every special token the model expects
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _cut(tokenizer, text: str, keep: int, total: int) -> str:
+    ids = encode(tokenizer, text)
+    head = tokenizer.decode(ids[:keep], skip_special_tokens=False) if keep > 0 else ""
+    return head + CUT_MARKER.format(n=total - keep)
+
+
+def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rendered:
+    """Render, then truncate by the spec's policy if the prompt is over budget."""
+    fields = item_fields(item, order)
+    prompt = chat_prompt(tokenizer, render_messages(spec, item, order, fields))
+    ids = encode(tokenizer, prompt)
+    budget = spec.max_prompt_tokens
+    if len(ids) <= budget:
+        return Rendered(render_messages(spec, item, order, fields), prompt, ids, order)
+
+    full_length = len(ids)
+    lengths = {name: len(encode(tokenizer, fields[name])) for name in spec.truncatable
+               if fields.get(name)}
+    marker_cost = len(encode(tokenizer, CUT_MARKER.format(n=99999)))
+    overflow = len(ids) - budget
+    for _attempt in range(6):
+        level = _water_level(lengths, overflow + marker_cost * len(lengths))
+        if level is None:
+            break
+        cut = {name: n for name, n in lengths.items() if n > level}
+        new_fields = dict(fields)
+        for name, n in cut.items():
+            new_fields[name] = _cut(tokenizer, fields[name], level, n)
+        messages = render_messages(spec, item, order, new_fields)
+        prompt = chat_prompt(tokenizer, messages)
+        ids = encode(tokenizer, prompt)
+        if len(ids) <= budget:
+            return Rendered(messages, prompt, ids, order, {name: n - level for name, n in cut.items()})
+        overflow += len(ids) - budget  # decoding/re-encoding merged tokens differently: cut a little more
+    fixed = full_length - sum(lengths.values())
+    raise RenderError(
+        f"item '{item.id}' cannot fit in {budget} prompt tokens even with {', '.join(lengths) or 'no field'} cut "
+        f"(the fixed parts alone need about {fixed})", field="max_prompt_tokens",
+        hint="raise max_prompt_tokens in the judge spec or add fields to truncatable")
+
+
+def _water_level(lengths: dict[str, int], overflow: int) -> int | None:
+    """The largest per-field length L with sum(max(0, n - L)) >= overflow, or None if impossible."""
+    if not lengths or sum(lengths.values()) < overflow:
+        return None
+    lo, hi = 0, max(lengths.values())
+    while lo < hi:  # binary search for the highest level that removes enough
+        mid = (lo + hi + 1) // 2
+        if sum(max(0, n - mid) for n in lengths.values()) >= overflow:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def target_text(spec: JudgeSpec, label: str) -> str:
+    """The assistant message a trained judge answers with: the label alone."""
+    return spec.label_space.check(label) if spec.kind != "pointwise" else str(label)

@@ -1,0 +1,1 @@
+"""judgeloop eval package."""

@@ -1,0 +1,1 @@
+"""judgeloop serve package."""

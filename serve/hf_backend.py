@@ -1,0 +1,95 @@
+"""The in-process backend: transformers (optionally with a PEFT adapter) on CPU or GPU.
+
+Prompts are padded on the right in length-sorted batches; the output layer is applied only at
+each prompt's last real position (the first answer token), which matches full logits and saves
+a large share of the pass on small models. Distributions are the softmax over the labels'
+first tokens, which is what vLLM's guided choice returns too.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from data.errors import ModelError
+from data.render import Rendered, encode
+from data.spec import JudgeSpec
+
+
+def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
+    """The first token of each label as the model would emit it; must be distinct."""
+    ids = [encode(tokenizer, lab)[0] for lab in labels]
+    if len(set(ids)) != len(ids):
+        raise ModelError(f"labels {list(labels)} share a first token in this tokenizer", field="labels")
+    return ids
+
+
+class HFBackend:
+    def __init__(self, model, tokenizer, *, batch_tokens: int = 8192, dtype=None):
+        import torch
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_tokens = batch_tokens
+        self.autocast_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else None
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, model_path: str, adapter_path: str | None = None, *, dtype: str = "float32",
+             device: str | None = None, batch_tokens: int = 8192) -> "HFBackend":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
+        except (OSError, ValueError):
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32 if device == "cpu" else torch_dtype)
+        except OSError as exc:
+            raise ModelError(f"cannot load model: {exc}", path=model_path) from None
+        if adapter_path:
+            from peft import PeftModel
+            model = PeftModel.from_pretrained(model, adapter_path)
+        model.to(device)
+        return cls(model, tokenizer, batch_tokens=batch_tokens, dtype=torch_dtype)
+
+    def _last_hidden(self, input_ids, attention_mask, last):
+        import torch
+
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        out = base.base_model(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def label_probs(self, prompts: Sequence[Rendered], spec: JudgeSpec) -> list[dict[str, float]]:
+        import torch
+
+        label_ids = torch.tensor(label_token_ids(self.tokenizer, spec.labels), device=self.device)
+        order = sorted(range(len(prompts)), key=lambda i: prompts[i].n_tokens)
+        results: list[dict[str, float] | None] = [None] * len(prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        start = 0
+        while start < len(order):
+            longest = prompts[order[start]].n_tokens
+            end = start + 1
+            while end < len(order) and prompts[order[end]].n_tokens * (end - start + 1) <= max(self.batch_tokens, longest):
+                end += 1
+            chunk = order[start:end]
+            width = max(prompts[i].n_tokens for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                n = prompts[i].n_tokens
+                ids[row, :n] = torch.tensor(prompts[i].token_ids)
+                mask[row, :n] = 1
+            last = mask.sum(1) - 1
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                                        enabled=self.autocast_dtype is not None):
+                hidden = self._last_hidden(ids.to(self.device), mask.to(self.device), last.to(self.device))
+                logits = self.model.get_output_embeddings()(hidden).float()
+            probs = torch.softmax(logits[:, label_ids], dim=-1).cpu().tolist()
+            for row, i in enumerate(chunk):
+                results[i] = dict(zip(spec.labels, probs[row]))
+            start = end
+        return results  # type: ignore[return-value]

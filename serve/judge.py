@@ -1,0 +1,61 @@
+"""A judge: a spec, the model that answers it (base, base + LoRA adapter, or merged) and its fingerprint.
+
+A judge directory (written by `judgeloop train` and `judgeloop merge`) holds ``judge.json``:
+``{"name", "version", "spec": {...}, "base_model", "adapter": "adapter" | null, "fingerprint", ...}``
+with paths relative to the directory. A spec name or file alone means the untuned base model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.embedded_model import resolve_model
+from data.errors import ModelError
+from data.fingerprint import fingerprint
+from data.schema import JudgeRef
+from data.spec import JudgeSpec, load_spec, spec_from_dict
+
+JUDGE_FILE = "judge.json"
+
+
+@dataclass
+class Judge:
+    spec: JudgeSpec
+    model_path: str
+    adapter_path: str | None
+    fingerprint: str
+    version: str = "base"
+    directory: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ref(self) -> JudgeRef:
+        return JudgeRef(name=self.spec.name, fingerprint=self.fingerprint)
+
+
+def base_judge(spec: JudgeSpec, model: str | None = None) -> Judge:
+    """The untuned base model answering a spec (the usual incumbent before any training)."""
+    path = resolve_model(model or spec.base_model)
+    return Judge(spec, path, None, fingerprint(spec, path), version="base")
+
+
+def load_judge(ref: str | Path, model: str | None = None) -> Judge:
+    """A judge from a judge directory, or the base model for a spec name/file."""
+    p = Path(ref)
+    if (p / JUDGE_FILE).exists():
+        meta = json.loads((p / JUDGE_FILE).read_text())
+        spec = spec_from_dict(meta["spec"])
+        base = meta["base_model"]
+        base_path = str(p / base) if (p / base).exists() else resolve_model(base)
+        adapter = str(p / meta["adapter"]) if meta.get("adapter") else None
+        if adapter and not Path(adapter).exists():
+            raise ModelError("the judge's adapter directory is missing", path=adapter)
+        return Judge(spec, base_path, adapter, meta["fingerprint"], str(meta.get("version", "1")), p)
+    if p.is_dir():
+        raise ModelError(f"not a judge directory (no {JUDGE_FILE})", path=str(p),
+                         hint="pass a run directory from `judgeloop train`, or a judge spec name")
+    return base_judge(load_spec(ref), model)

@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import save_tiny_model, tiny_tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MIRROR = REPO.parent / "shared" / "datasets"
+if not os.environ.get("JUDGELOOP_DATA_MIRROR") and (SHARED_MIRROR / "MANIFEST.md").exists():
+    os.environ["JUDGELOOP_DATA_MIRROR"] = str(SHARED_MIRROR)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    value = os.environ.get("JUDGELOOP_DATA_MIRROR")
+    if not value or not Path(value).exists():
+        pytest.fail("the dataset mirror is required: set JUDGELOOP_DATA_MIRROR (make test sets it)")
+    return Path(value)
