@@ -22,7 +22,12 @@ T = TypeVar("T")
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:
-    """A dataclass field with help text; mutable defaults are copied per instance."""
+    """A dataclass field with help text; mutable defaults are copied per instance.
+
+    A nested config is given by its class: ``lora: LoraConfig = option(LoraConfig, help=...)``.
+    """
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=default, metadata={"help": help}, **kw)
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)

