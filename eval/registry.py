@@ -1,0 +1,235 @@
+"""The judge registry: a directory of judge versions, which one serves production, and its history.
+
+Layout (``$JUDGELOOP_REGISTRY``, else ``runs/registry`` under the working directory)::
+
+    NAME/judge.json                      every version's entry, the production version, the history
+    NAME/VERSION/validation-SHA12.json   copies of the validation results attached to a version
+
+A version is promoted only if one of its attached validation results carries a passing gate
+for exactly the version's fingerprint (the gate is keyed by fingerprint, not by name or
+version: retraining, a new spec or a new base model changes the fingerprint and needs a new
+gate). The serving config asks ``resolve(NAME, "production")``.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+from data.errors import JudgeloopError, UnknownNameError
+from data.provenance import sha256_file
+from eval.gate import read_result
+
+STATUSES = ("candidate", "production", "retired")
+ENV = "JUDGELOOP_REGISTRY"
+
+
+class RegistryError(JudgeloopError):
+    """A registry operation is not allowed (no passing gate, nothing to roll back, duplicate version)."""
+
+
+def registry_root(path: str | Path | None = None) -> Path:
+    """``path``, else ``$JUDGELOOP_REGISTRY``, else ``runs/registry``."""
+    return Path(path or os.environ.get(ENV) or "runs/registry")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Registry:
+    def __init__(self, root: str | Path | None = None):
+        self.root = registry_root(root)
+
+    # --- storage ----------------------------------------------------------------------------------
+    def _file(self, name: str) -> Path:
+        return self.root / name / "judge.json"
+
+    def names(self) -> list[str]:
+        return sorted(p.parent.name for p in self.root.glob("*/judge.json")) if self.root.exists() else []
+
+    def load(self, name: str) -> dict:
+        path = self._file(name)
+        if not path.exists():
+            raise UnknownNameError("judge", name, self.names(), path=str(self.root))
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    @contextlib.contextmanager
+    def _edit(self, name: str, create: bool = False):
+        """Load, modify and atomically save one judge's record under an exclusive lock."""
+        folder = self.root / name
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not self._file(name).exists():
+            raise UnknownNameError("judge", name, self.names(), path=str(self.root))
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = self._file(name)
+            record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else \
+                {"name": name, "production": None, "versions": {}, "history": []}
+            yield record
+            tmp = path.with_name(f"judge.json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+
+    @staticmethod
+    def _version(record: dict, version: str) -> dict:
+        if version not in record["versions"]:
+            raise UnknownNameError(f"version of judge '{record['name']}'", version, record["versions"])
+        return record["versions"][version]
+
+    @staticmethod
+    def _event(record: dict, entry: dict | None, action: str, **detail) -> None:
+        event = {"time": _now(), "action": action, **({"version": entry["version"]} if entry else {}), **detail}
+        record["history"].append(event)
+        if entry is not None:
+            entry["history"].append(event)
+
+    # --- operations -------------------------------------------------------------------------------
+    def register(self, name: str, version: str, fingerprint: str, model: str, adapter: str | None = None,
+                 spec: str | None = None, card: str | None = None, validation: str | Path | None = None) -> dict:
+        """Add a candidate version; optionally attach its validation result at once."""
+        if not name or "/" in name or name.startswith("."):
+            raise RegistryError(f"'{name}' is not a usable judge name", field="name")
+        if not version or "/" in version or version.startswith("."):
+            raise RegistryError(f"'{version}' is not a usable version", field="version")
+        with self._edit(name, create=True) as record:
+            if version in record["versions"]:
+                raise RegistryError(f"judge '{name}' already has version '{version}'", field="version",
+                                    hint="versions are immutable: register a new version")
+            entry = {"name": name, "version": version, "fingerprint": fingerprint, "model": model, "adapter": adapter,
+                     "spec": spec, "card": card, "card_sha256": sha256_file(card) if card and Path(card).is_file() else None,
+                     "status": "candidate", "registered": _now(), "validations": [], "history": []}
+            record["versions"][version] = entry
+            self._event(record, entry, "register", fingerprint=fingerprint)
+        if validation is not None:
+            entry = self.attach(name, version, validation)
+        return entry
+
+    def attach(self, name: str, version: str, validation: str | Path) -> dict:
+        """Copy a validation result (usually gated) into the version's folder."""
+        result = read_result(validation)
+        with self._edit(name) as record:
+            entry = self._version(record, version)
+            fp = (result.get("judge") or {}).get("fingerprint")
+            if fp != entry["fingerprint"]:
+                raise RegistryError(f"the validation result is for fingerprint {str(fp)[:16]}, but {name} {version} is "
+                                    f"{entry['fingerprint'][:16]}", path=str(validation), field="judge.fingerprint",
+                                    hint="validate this exact judge (same spec, base model and adapter)")
+            digest = sha256_file(validation)
+            dest = self.root / name / version / f"validation-{digest[:12]}.json"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(Path(validation).read_bytes())
+            gate = result.get("gate") or {}
+            metric = (gate.get("thresholds") or {}).get("metric", "accuracy")
+            info = {"file": str(dest.relative_to(self.root)), "sha256": digest, "attached": _now(),
+                    "source": str(validation), "dataset": result.get("dataset"), "metric": metric,
+                    "value": (result["metrics"].get(metric) or {}).get("value"),
+                    "ci_low": (result["metrics"].get(metric) or {}).get("ci_low"),
+                    "ci_high": (result["metrics"].get(metric) or {}).get("ci_high"),
+                    "gate_passed": gate.get("passed") if gate else None, "gate_fingerprint": gate.get("fingerprint")}
+            entry["validations"] = [v for v in entry["validations"] if v["sha256"] != digest] + [info]
+            self._event(record, entry, "attach", validation=info["file"], gate_passed=info["gate_passed"])
+        return entry
+
+    def passing_gate(self, entry: dict) -> dict | None:
+        """The newest attached validation whose stored copy has a passing gate for the entry's fingerprint."""
+        for info in reversed(entry["validations"]):
+            path = self.root / info["file"]
+            if not path.exists() or sha256_file(path) != info["sha256"]:
+                continue  # a copy changed or removed after it was attached does not count
+            result = json.loads(path.read_text(encoding="utf-8"))
+            gate = result.get("gate") or {}
+            if gate.get("passed") is True and gate.get("fingerprint") == entry["fingerprint"] \
+                    and (result.get("judge") or {}).get("fingerprint") == entry["fingerprint"]:
+                return info
+        return None
+
+    def promote(self, name: str, version: str) -> dict:
+        """Make a version production; the previous production version is retired."""
+        with self._edit(name) as record:
+            entry = self._version(record, version)
+            if record["production"] == version:
+                raise RegistryError(f"{name} {version} is already production")
+            gate = self.passing_gate(entry)
+            if gate is None:
+                raise RegistryError(
+                    f"refusing to promote {name} {version}: no passing gate for fingerprint {entry['fingerprint'][:16]}",
+                    hint=f"run `judgeloop gate VALIDATION.json --gates configs/gates/default.yaml`, then "
+                         f"`judgeloop promote {name} {version} --validation VALIDATION.json`")
+            previous = record["production"]
+            if previous:
+                record["versions"][previous]["status"] = "retired"
+                self._event(record, record["versions"][previous], "retire", replaced_by=version)
+            entry["status"] = "production"
+            record["production"] = version
+            self._event(record, entry, "promote", previous=previous, validation=gate["file"],
+                        fingerprint=entry["fingerprint"])
+        return entry
+
+    def rollback(self, name: str) -> dict:
+        """Return production to the version that served before the current one."""
+        with self._edit(name) as record:
+            current = record["production"]
+            if current is None:
+                raise RegistryError(f"judge '{name}' has no production version to roll back")
+            # replay the history as a stack of production versions: promote pushes, rollback pops
+            stack: list[str] = []
+            for event in record["history"]:
+                if event["action"] == "promote":
+                    stack.append(event["version"])
+                elif event["action"] == "rollback" and stack:
+                    stack.pop()
+            earlier = [v for v in reversed(stack[:-1]) if v != current]
+            if not earlier:
+                raise RegistryError(f"{name} {current} is the first production version: nothing to roll back to",
+                                    hint="promote another version that passed its gate")
+            target = record["versions"][earlier[0]]
+            record["versions"][current]["status"] = "retired"
+            self._event(record, record["versions"][current], "rollback", to=target["version"])
+            target["status"] = "production"
+            record["production"] = target["version"]
+            self._event(record, target, "restore", replaced=current)
+        return target
+
+    def resolve(self, name: str, ref: str = "production") -> dict:
+        """The entry for ``production``, ``latest`` (newest registered) or an explicit version."""
+        record = self.load(name)
+        if ref == "production":
+            if record["production"] is None:
+                raise RegistryError(f"judge '{name}' has no production version",
+                                    hint=f"promote one: judgeloop promote {name} VERSION")
+            return record["versions"][record["production"]]
+        if ref == "latest":
+            return max(record["versions"].values(), key=lambda e: e["registered"])
+        return self._version(record, ref)
+
+    def find_fingerprint(self, fingerprint: str) -> dict | None:
+        """The registered version with this fingerprint, if any (to name a version in a result)."""
+        for name in self.names():
+            for entry in self.load(name)["versions"].values():
+                if entry["fingerprint"] == fingerprint:
+                    return entry
+        return None
+
+    def history(self, name: str) -> list[dict]:
+        return self.load(name)["history"]
+
+    def trend(self, name: str) -> list[dict]:
+        """Each version's newest attached result, in registration order (for the report's trend plot)."""
+        out = []
+        for entry in sorted(self.load(name)["versions"].values(), key=lambda e: e["registered"]):
+            if entry["validations"]:
+                v = entry["validations"][-1]
+                out.append({"version": entry["version"], "status": entry["status"], "registered": entry["registered"],
+                            "fingerprint": entry["fingerprint"], "metric": v["metric"], "value": v["value"],
+                            "ci_low": v["ci_low"], "ci_high": v["ci_high"], "dataset": v["dataset"]})
+        return out
+
+
+def resolve(name: str, ref: str = "production", root: str | Path | None = None) -> dict:
+    """The registry entry serving should load: ``resolve("helpful")`` is the production version."""
+    return Registry(root).resolve(name, ref)

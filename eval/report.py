@@ -1,0 +1,325 @@
+"""The validation report: one self-contained HTML file, Markdown for a pull request, and the JSON.
+
+It leads with the answer (the gate verdict and a few sentences a reviewer can check in two
+minutes), then the evidence: plots (inline base64 PNG, matplotlib Agg), tables and a
+reproduce section (commands, data hashes, versions, git commit, fingerprint).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+JUDGE, HUMAN, REFERENCE, BASELINE, INCUMBENT = "#2b6cb0", "#2f855a", "#718096", "#cbd5e0", "#dd6b20"
+LENGTH_WARNING = 0.8  # the judge agrees with "pick the longer response" on more than this share
+
+
+def pct(x, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def interval_text(d: dict | None) -> str:
+    if not d or d.get("value") is None:
+        return "n/a"
+    if d.get("ci_low") is None:
+        return f"{d['value']:.3f}"
+    return f"{d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+
+
+def gate_status(result: dict) -> str:
+    gate = result.get("gate")
+    return "NOT GATED" if not gate else "PASS" if gate.get("passed") else "FAIL"
+
+
+def failed_rules(result: dict) -> list[str]:
+    return [r["name"] for r in (result.get("gate") or {}).get("rules", []) if r["status"] == "FAIL"]
+
+
+# --- the answer, in sentences ---------------------------------------------------------------------
+
+def summary(result: dict) -> list[str]:
+    """The findings a reviewer needs, most important first."""
+    out = []
+    m = result["metrics"]
+    kind = (result.get("spec") or {}).get("kind")
+    acc = m.get("accuracy") or {}
+    what = "items humans did not call a tie" if kind == "pairwise" else "labelled items"
+    line = f"Accuracy {pct(acc.get('value'))} (95% CI {pct(acc.get('ci_low'))}-{pct(acc.get('ci_high'))}) on {result['n']} {what}"
+    if "accuracy_with_ties" in m:
+        line += f"; {pct(m['accuracy_with_ties']['value'])} over all {result.get('n_items')} items with tie as a third class"
+    out.append(line + ".")
+    ceiling = result.get("human_ceiling")
+    if ceiling:
+        h, j = ceiling["metrics"]["accuracy"]["value"], ceiling["judge"]["accuracy"]["value"]
+        out.append(f"Human ceiling: against the majority of the other annotators, annotators agree {pct(h)} of the time "
+                   f"and the judge {pct(j)}: the judge reaches {pct(ceiling.get('judge_to_ceiling'), 0)} of the human ceiling.")
+    else:
+        out.append("Human ceiling: not available (one annotator per item).")
+    base = {k: v for k, v in (result.get("baselines") or {}).items() if v is not None}
+    if base and acc.get("value") is not None:
+        best = max(base, key=base.get)
+        out.append(f"Best trivial baseline: {best.replace('_', ' ')} scores {pct(base[best])}; the judge is "
+                   f"{100 * (acc['value'] - base[best]):+.1f} points above it.")
+    b = result.get("bias") or {}
+    lc = result.get("length_control")
+    if lc and b:
+        warn = (b.get("agrees_with_longer_rule") or 0) > LENGTH_WARNING
+        out.append(("WARNING: the judge mostly tracks length. " if warn else "") +
+                   f"Length: humans preferred the longer response in {pct(b.get('human_longer_preferred_rate'))} of items, "
+                   f"the judge in {pct(b.get('longer_preferred_rate'))}; it agrees with 'pick the longer' on "
+                   f"{pct(b.get('agrees_with_longer_rule'))}. Accuracy where humans preferred the longer response "
+                   f"{pct(lc.get('acc_longer_preferred'))}, the shorter {pct(lc.get('acc_shorter_preferred'))} "
+                   f"(balanced {pct(lc.get('balanced'))}).")
+    if b.get("first_position_rate") is not None:
+        sc = b.get("swap_consistency")
+        out.append(f"Position: swap consistency {pct(sc) if sc is not None else 'not measured (one order scored)'}; "
+                   f"the first-shown response is chosen {pct(b['first_position_rate'])} of the time (50% is unbiased).")
+    cal = result.get("calibration") or {}
+    if cal.get("ece") is not None:
+        out.append(f"Calibration: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f} on {cal['n']} items.")
+    comp = result.get("comparison")
+    if comp:
+        d = comp["diff"]
+        who = " ".join(str(x) for x in (comp["incumbent"].get("name"), comp["incumbent"].get("version")) if x)
+        out.append(f"Against the incumbent ({who}): "
+                   f"{100 * d['value']:+.1f} points (95% CI {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}), "
+                   f"McNemar p = {comp['mcnemar']['p_value']:.3g} on {comp['n']} items.")
+    refs = result.get("reference_judges") or {}
+    if refs:
+        parts = [f"{name} {pct(r['metrics'].get('accuracy', {}).get('value'))}" for name, r in refs.items()]
+        out.append("Reference judges on the same items: " + ", ".join(parts) + ".")
+    err = result.get("errors") or {}
+    out.append(f"Errors: {err.get('no_verdict', 0)} of {err.get('n_items')} items without a usable verdict; "
+               f"{err.get('truncated', 0)} prompts truncated.")
+    return out
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_agreement(result: dict) -> str:
+    """The judge's accuracy with its interval beside the human ceiling, the incumbent, reference judges and baselines."""
+    plt = _plt()
+    rows = []  # (label, value, lo, hi, colour)
+
+    def add(label, d, colour):
+        if d and d.get("value") is not None:
+            rows.append((label, d["value"], d.get("ci_low"), d.get("ci_high"), colour))
+
+    add("judge", result["metrics"].get("accuracy"), JUDGE)
+    ceiling = result.get("human_ceiling")
+    if ceiling:
+        add("humans vs leave-one-out majority", ceiling["metrics"]["accuracy"], HUMAN)
+        add("judge vs leave-one-out majority", ceiling["judge"]["accuracy"], JUDGE)
+    comp = result.get("comparison")
+    if comp:
+        add(f"incumbent {comp['incumbent'].get('version') or comp['incumbent'].get('name')}", comp["incumbent_accuracy"], INCUMBENT)
+    for name, ref in (result.get("reference_judges") or {}).items():
+        add(f"reference: {name}", ref["metrics"].get("accuracy"), REFERENCE)
+    for name, value in (result.get("baselines") or {}).items():
+        if value is not None:
+            rows.append((f"baseline: {name.replace('_', ' ')}", value, None, None, BASELINE))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    y = list(range(len(rows)))[::-1]
+    for yi, (label, v, lo, hi, colour) in zip(y, rows):
+        ax.barh(yi, v, color=colour, height=0.6)
+        if lo is not None and hi is not None:
+            ax.errorbar(v, yi, xerr=[[v - lo], [hi - v]], color="black", capsize=3, lw=1)
+        ax.text(max(v, hi if hi is not None else v) + 0.01, yi, f"{100 * v:.1f}%", va="center", fontsize=8)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=9)
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("accuracy against the human aggregate (95% CI)")
+    ax.set_title("Agreement with humans")
+    return _png(fig)
+
+
+def plot_confusion(result: dict) -> str | None:
+    conf = result.get("confusion")
+    if not conf or not conf["counts"]:
+        return None
+    plt = _plt()
+    import numpy as np
+    counts = np.array(conf["counts"], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(conf["columns"]) + 2, 0.9 * len(conf["rows"]) + 1.5))
+    ax.imshow(counts, cmap="Blues")
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
+                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(conf["columns"])), conf["columns"])
+    ax.set_yticks(range(len(conf["rows"])), conf["rows"])
+    ax.set_xlabel("judge verdict")
+    ax.set_ylabel("human aggregate")
+    ax.set_title("Confusion matrix (all labelled items)")
+    return _png(fig)
+
+
+def plot_reliability(result: dict) -> str | None:
+    cal = result.get("calibration") or {}
+    bins = cal.get("reliability") or []
+    if not bins:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    total = sum(b["n"] for b in bins)
+    ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
+               s=[30 + 400 * b["n"] / total for b in bins], color=JUDGE, zorder=3, label="bins (size = items)")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=JUDGE, lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("verdict probability")
+    ax.set_ylabel("share correct")
+    ax.set_title(f"Reliability (ECE {cal['ece']:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def plot_bias(result: dict) -> str | None:
+    b = result.get("bias") or {}
+    if not b:
+        return None
+    lc = result.get("length_control") or {}
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 5]})
+    pos = [("swap consistency", b.get("swap_consistency"), JUDGE), ("first position chosen", b.get("first_position_rate"), JUDGE)]
+    pos = [p for p in pos if p[1] is not None]
+    left.bar([p[0] for p in pos], [p[1] for p in pos], color=[p[2] for p in pos], width=0.5)
+    left.axhline(0.5, color="grey", ls="--", lw=1)
+    left.set_ylim(0, 1.05)
+    left.set_title("Position bias\n(dashed: 50% = no first-position preference)", fontsize=9)
+    left.set_xticks(range(len(pos)), [p[0].replace(" ", "\n", 1) for p in pos], fontsize=8)
+    for i, p in enumerate(pos):
+        left.text(i, p[1] + 0.02, pct(p[1]), ha="center", fontsize=8)
+    verb = [("humans prefer\nlonger", b.get("human_longer_preferred_rate"), HUMAN),
+            ("judge prefers\nlonger", b.get("longer_preferred_rate"), JUDGE),
+            ("judge agrees with\npick-longer", b.get("agrees_with_longer_rule"), JUDGE),
+            ("accuracy where\nlonger preferred", lc.get("acc_longer_preferred"), REFERENCE),
+            ("accuracy where\nshorter preferred", lc.get("acc_shorter_preferred"), REFERENCE)]
+    verb = [v for v in verb if v[1] is not None]
+    right.bar(range(len(verb)), [v[1] for v in verb], color=[v[2] for v in verb], width=0.6)
+    right.set_xticks(range(len(verb)), [v[0] for v in verb], fontsize=8)
+    for i, v in enumerate(verb):
+        right.text(i, v[1] + 0.02, pct(v[1]), ha="center", fontsize=8)
+    right.set_ylim(0, 1.05)
+    right.set_title("Verbosity bias and length control (length in characters)", fontsize=9)
+    return _png(fig)
+
+
+def plot_slices(result: dict) -> str | None:
+    dims = {k: v for k, v in (result.get("slices") or {}).items() if len(v) > 1}  # one value: nothing to compare
+    if not dims:
+        return None
+    plt = _plt()
+    heights = [max(2.0, 0.32 * len(v) + 1.0) for v in dims.values()]
+    fig, axes = plt.subplots(len(dims), 1, figsize=(8, sum(heights)), gridspec_kw={"height_ratios": heights})
+    axes = [axes] if len(dims) == 1 else list(axes)
+    overall = result["metrics"]["accuracy"]["value"]
+    for ax, (dim, rows) in zip(axes, dims.items()):
+        names = list(rows)[::-1]
+        vals = [rows[n]["accuracy"]["value"] or 0 for n in names]
+        lo = [v - (rows[n]["accuracy"]["ci_low"] if rows[n]["accuracy"]["ci_low"] is not None else v) for n, v in zip(names, vals)]
+        hi = [(rows[n]["accuracy"]["ci_high"] if rows[n]["accuracy"]["ci_high"] is not None else v) - v for n, v in zip(names, vals)]
+        ax.barh(range(len(names)), vals, xerr=[lo, hi], color=JUDGE, height=0.6, capsize=2, error_kw={"lw": 0.8})
+        ax.set_yticks(range(len(names)), [f"{n} (n={rows[n]['n']})" for n in names], fontsize=8)
+        if overall is not None:
+            ax.axvline(overall, color="black", ls="--", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_title(f"accuracy by {dim} (dashed: overall)", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def plot_trend(trend: list[dict] | None) -> str | None:
+    points = [t for t in trend or [] if t.get("value") is not None]
+    if len(points) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    x = range(len(points))
+    v = [p["value"] for p in points]
+    lo = [p["value"] - (p["ci_low"] if p["ci_low"] is not None else p["value"]) for p in points]
+    hi = [(p["ci_high"] if p["ci_high"] is not None else p["value"]) - p["value"] for p in points]
+    ax.errorbar(x, v, yerr=[lo, hi], marker="o", color=JUDGE, capsize=3)
+    ax.set_xticks(list(x), [f"{p['version']}\n({p['status']})" for p in points], fontsize=8)
+    ax.set_ylabel(points[-1]["metric"])
+    ax.set_title("Version trend (newest attached validation of each version)")
+    return _png(fig)
+
+
+def plots(result: dict, trend: list[dict] | None = None) -> list[dict]:
+    """Every plot that has data: title, base64 PNG and a one-line caption."""
+    specs = [
+        ("Agreement with humans", plot_agreement(result),
+         "Accuracy with 95% group-bootstrap intervals; the human ceiling, the incumbent, reference judges and "
+         "trivial baselines on the same items."),
+        ("Confusion matrix", plot_confusion(result), "Rows: human aggregate; columns: judge verdict."),
+        ("Reliability diagram", plot_reliability(result),
+         "Mean verdict probability against the share correct, per probability bin."),
+        ("Position and verbosity bias", plot_bias(result),
+         "Swap consistency and first-position rate; how often judge and humans prefer the longer response."),
+        ("Per-slice accuracy", plot_slices(result), "Accuracy with 95% intervals per source, language and length bucket."),
+        ("Version trend", plot_trend(trend), "This judge's earlier versions, from the registry."),
+    ]
+    return [{"title": t, "png": png, "caption": c} for t, png, c in specs if png]
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+def context(result: dict, trend: list[dict] | None = None) -> dict:
+    metric_rows = [{"name": k, "text": interval_text(v)} for k, v in result["metrics"].items()]
+    refs = [{"name": name, "n": r["n"], "accuracy": interval_text(r["metrics"].get("accuracy")),
+             "with_ties": interval_text(r["metrics"].get("accuracy_with_ties")),
+             "kappa": interval_text(r["metrics"].get("cohen_kappa")),
+             "diff": interval_text(r["judge_minus_reference"]["diff"]),
+             "p": r["judge_minus_reference"]["mcnemar"]["p_value"], "no_verdict": r["no_verdict"]}
+            for name, r in (result.get("reference_judges") or {}).items()]
+    prov = result.get("provenance") or {}
+    return {"r": result, "status": gate_status(result), "failed": failed_rules(result), "summary": summary(result), "metrics": metric_rows,
+            "refs": refs, "gate": result.get("gate"), "plots": plots(result, trend), "prov": prov,
+            "inputs": result.get("inputs") or {}, "commands": prov.get("commands") or [], "trend": trend or [],
+            "pct": pct, "interval_text": interval_text}
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render_html(result: dict, trend: list[dict] | None = None) -> str:
+    return _env().get_template("report.html.j2").render(**context(result, trend))
+
+
+def render_markdown(result: dict, trend: list[dict] | None = None) -> str:
+    ctx = context(result, trend)
+    ctx["plots"] = []  # Markdown for a pull request carries no images
+    return _env().get_template("report.md.j2").render(**ctx)
+
+
+def write_report(result: dict, out_dir: str | Path, trend: list[dict] | None = None) -> dict[str, Path]:
+    """Write report.html, report.md and validation.json into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "json": out / "validation.json"}
+    paths["html"].write_text(render_html(result, trend), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(result, trend), encoding="utf-8")
+    paths["json"].write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return paths

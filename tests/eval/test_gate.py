@@ -1,0 +1,121 @@
+"""The gate: every rule fails in a case built to fail it; the CLI exits 0/1 and records the result."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+import judgeloop
+from data.errors import ConfigError
+from data.paths import CONFIGS_DIR
+from eval.gate import GateConfig, check, load_gates
+
+DEFAULT = CONFIGS_DIR / "gates" / "default.yaml"
+
+
+def passing_result() -> dict:
+    """A validation result that clears every default rule by a clear margin."""
+    return {
+        "schema_version": 1, "judge": {"name": "j", "version": "2", "fingerprint": "f" * 64},
+        "spec": {"kind": "pairwise"}, "n": 500, "n_items": 560,
+        "metrics": {"accuracy": {"value": 0.82, "ci_low": 0.78, "ci_high": 0.86}},
+        "human_ceiling": {"metrics": {"accuracy": {"value": 0.9}}, "judge": {"accuracy": {"value": 0.85}},
+                          "judge_to_ceiling": 0.944},
+        "bias": {"swap_consistency": 0.9, "first_position_rate": 0.51},
+        "calibration": {"ece": 0.04, "brier": 0.2},
+        "baselines": {"always_first": 0.5, "always_second": 0.5, "pick_longer": 0.66, "majority_class": 0.52},
+        "comparison": {"diff": {"value": 0.01, "ci_low": -0.01, "ci_high": 0.03}, "mcnemar": {"p_value": 0.4}},
+        "errors": {"no_verdict": 0},
+    }
+
+
+BREAKERS = {
+    "min_n": lambda r: r.update(n=150),
+    "margin_over_baseline": lambda r: r["baselines"].update(pick_longer=0.80),
+    "ci_low": lambda r: r["metrics"]["accuracy"].update(ci_low=0.6),
+    "human_ceiling": lambda r: r["human_ceiling"].update(judge_to_ceiling=0.7),
+    "incumbent": lambda r: r["comparison"]["diff"].update(ci_low=-0.05),
+    "swap_consistency": lambda r: r["bias"].update(swap_consistency=0.6),
+    "ece": lambda r: r["calibration"].update(ece=0.2),
+    "errors": lambda r: r["errors"].update(no_verdict=3),
+}
+
+
+def test_the_constructed_result_passes():
+    gate = check(passing_result(), load_gates(DEFAULT))
+    assert gate["passed"], gate["rules"]
+    assert [r["name"] for r in gate["rules"]] == list(BREAKERS)
+    assert gate["fingerprint"] == "f" * 64
+
+
+@pytest.mark.parametrize("rule", list(BREAKERS))
+def test_each_rule_fails_on_its_own(rule):
+    result = passing_result()
+    BREAKERS[rule](result)
+    gate = check(result, load_gates(DEFAULT))
+    assert not gate["passed"]
+    assert [r["name"] for r in gate["rules"] if r["status"] == "FAIL"] == [rule]
+
+
+def test_missing_figures_fail_unless_the_data_has_no_such_thing():
+    result = passing_result()
+    result["human_ceiling"] = None     # one annotator: nothing to compare with
+    result["comparison"] = None        # first version: no incumbent
+    gate = check(result, load_gates(DEFAULT))
+    status = {r["name"]: r["status"] for r in gate["rules"]}
+    assert gate["passed"] and status["human_ceiling"] == "SKIP" and status["incumbent"] == "SKIP"
+    result["bias"]["swap_consistency"] = None      # scored in one order only
+    result["calibration"]["ece"] = None            # no probabilities
+    status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
+    assert status["swap_consistency"] == "FAIL" and status["ece"] == "FAIL"
+    result["spec"]["kind"] = "binary"
+    status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
+    assert status["swap_consistency"] == "SKIP"
+
+
+def test_a_null_threshold_turns_a_rule_off():
+    result = passing_result()
+    result["calibration"]["ece"] = 0.5
+    gate = check(result, load_gates(DEFAULT, ["--max_ece=null"]))
+    assert gate["passed"]
+
+
+def test_config_errors_are_reported_together(tmp_path):
+    bad = tmp_path / "gates.yaml"
+    bad.write_text("min_n: lots\nmax_ecee: 0.1\nmin_ci_low: 1.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_gates(bad)
+    text = str(err.value)
+    assert "gates.yaml:1: field 'min_n': must be an integer" in text
+    assert "field 'max_ecee': unknown key (did you mean 'max_ece'?)" in text
+    with pytest.raises(ConfigError, match="no metric 'spearman'"):
+        check(passing_result(), GateConfig(metric="spearman"))
+
+
+def test_every_gate_field_has_help():
+    from data.config import field_help
+    assert all(field_help(GateConfig).values())
+
+
+def test_cli_prints_rules_exits_0_or_1_and_writes_the_gate(tmp_path, capsys):
+    path = tmp_path / "validation.json"
+    path.write_text(json.dumps(passing_result()))
+    assert judgeloop.main(["gate", str(path), "--gates", str(DEFAULT)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  min_n" in out and "gate PASSED" in out
+    assert json.loads(path.read_text())["gate"]["passed"] is True
+
+    failing = copy.deepcopy(passing_result())
+    BREAKERS["ece"](failing)
+    path.write_text(json.dumps(failing))
+    assert judgeloop.main(["gate", str(path), "--gates", str(DEFAULT), "--min_n=600"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  ece" in out and "FAIL  min_n" in out and "gate FAILED" in out
+    gate = json.loads(path.read_text())["gate"]
+    assert gate["passed"] is False and gate["thresholds"]["min_n"] == 600
+
+    assert judgeloop.main(["gate", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "x.json").write_text("{}")
+    assert judgeloop.main(["gate", str(tmp_path / "x.json"), "--gates", str(DEFAULT)]) == 2
+    assert "not a validation result" in capsys.readouterr().err
