@@ -1,0 +1,94 @@
+"""The files that make a run directory a judge: ``judge.json`` and the judge card (JSON + Markdown).
+
+The card says what the judge is and how it was made: base model, data names with hashes and
+counts, the resolved config, library versions, git commit, the dev curve and the fingerprint.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from data.config import to_dict
+from data.fingerprint import weights_identity
+from data.provenance import git_commit, library_versions
+from data.spec import JudgeSpec
+from serve.judge import JUDGE_FILE
+
+
+def dev_curve(log_history: Sequence[dict]) -> list[dict]:
+    keys = ("agreement", "swap_consistency", "label_nll", "n")
+    return [{"step": h["step"], **{k: h[f"eval_{k}"] for k in keys if f"eval_{k}" in h}}
+            for h in log_history if "eval_agreement" in h]
+
+
+def loss_curve(log_history: Sequence[dict]) -> list[dict]:
+    return [{"step": h["step"], "loss": h["loss"]} for h in log_history if "loss" in h]
+
+
+def _source_rows(sources) -> list[dict]:
+    return [{"name": s.name, "split": s.split, "path": str(s.path), "sha256": s.sha256, "items": len(s.items),
+             **({"manifest_sha256": s.manifest_sha256} if s.manifest_sha256 else {})} for s in sources]
+
+
+def write_run_files(run_dir: Path, *, cfg, spec: JudgeSpec, base_ref: str, base_path: str, fingerprint_: str,
+                    train_sources, dev_sources, reports, n_examples: int, n_dev: int, log_history: Sequence[dict],
+                    best: dict | None, steps: int, tokens_per_s: float | None, world_size: int, wall_s: float) -> None:
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    judge = {"name": spec.name, "version": fingerprint_[:12], "spec": spec.to_dict(), "base_model": base_ref,
+             "adapter": "adapter", "fingerprint": fingerprint_, "created": created, "card": "card.json"}
+    (run_dir / JUDGE_FILE).write_text(json.dumps(judge, indent=2) + "\n")
+    card = {
+        "judge": {"name": spec.name, "version": judge["version"], "fingerprint": fingerprint_, "kind": spec.kind,
+                  "labels": spec.labels},
+        "base_model": {"ref": base_ref, "path": base_path, "weights": weights_identity(base_path)},
+        "adapter": {"path": "adapter", "weights": weights_identity(run_dir / "adapter")},
+        "data": {"train": _source_rows(train_sources), "dev": _source_rows(dev_sources),
+                 "training_examples": n_examples, "dev_items_scored": n_dev, "report": [asdict(r) for r in reports]},
+        "config": to_dict(cfg),
+        "training": {"steps": steps, "processes": world_size, "tokens_per_s": tokens_per_s,
+                     "wall_s": round(wall_s, 1), "best_checkpoint": best},
+        "dev_curve": dev_curve(log_history),
+        "loss_curve": loss_curve(log_history),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "created": created,
+    }
+    (run_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (run_dir / "card.md").write_text(card_markdown(card))
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def card_markdown(card: dict) -> str:
+    j, t = card["judge"], card["training"]
+    lines = [
+        f"# Judge card: {j['name']} ({j['version']})", "",
+        f"- fingerprint: `{j['fingerprint']}`",
+        f"- kind: {j['kind']}, labels: {', '.join(j['labels'])}",
+        f"- base model: `{card['base_model']['ref']}` (weights `{card['base_model']['weights'][:16]}`)",
+        f"- adapter: `{card['adapter']['path']}/` (weights `{card['adapter']['weights'][:16]}`)",
+        f"- trained: {t['steps']} steps on {t['processes']} process(es) in {t['wall_s']} s"
+        + (f", {t['tokens_per_s']:.0f} tokens/s" if t["tokens_per_s"] else ""),
+        f"- kept checkpoint: step {t['best_checkpoint']['step']}, dev agreement "
+        f"{_fmt(t['best_checkpoint']['agreement'])}" if t["best_checkpoint"] else "- kept checkpoint: the last",
+        f"- git commit: `{card['git_commit']}`, created {card['created']}", "",
+        "## Data", "", "| split | source | items | sha256 |", "|---|---|---|---|",
+    ]
+    for row in card["data"]["train"] + card["data"]["dev"]:
+        lines.append(f"| {row['split']} | {row['name']} | {row['items']} | `{row['sha256'][:16]}` |")
+    lines += ["", f"{card['data']['training_examples']} training examples; {card['data']['dev_items_scored']} dev "
+              "items scored at each evaluation.", ""]
+    if card["dev_curve"]:
+        lines += ["## Dev curve (scored as the eval harness does, both orders)", "",
+                  "| step | agreement | swap consistency | label NLL |", "|---|---|---|---|"]
+        lines += [f"| {p['step']} | {_fmt(p.get('agreement'))} | {_fmt(p.get('swap_consistency'))} | "
+                  f"{_fmt(p.get('label_nll'))} |" for p in card["dev_curve"]]
+        lines.append("")
+    lines += ["## Config", "", "```json", json.dumps(card["config"], indent=2), "```", "",
+              "## Versions", "", *(f"- {k} {v}" for k, v in card["versions"].items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Items -> training examples, through the one renderer, with a report made before training starts.
+
+An example is ``render(spec, item, tokenizer, order).token_ids`` followed by the target's ids: the
+label (optionally a line of rationale) and the chat template's end-of-turn tokens, exactly as the
+template renders an assistant message. The prompt ids are never re-tokenized from text, so what
+is trained is what ``serve.scoring`` scores. ``labels`` are -100 on every prompt token: the loss
+covers the verdict and the end of turn only. Pairwise items are trained in both orders, the
+label (or distribution) swapped with the responses.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from data.errors import ConfigError, DataError, Problem
+from data.jsonl import read_jsonl
+from data.labels import LabelSpace, aggregate
+from data.provenance import sha256_file
+from data.render import Rendered, RenderError, encode, render
+from data.schema import Item
+from data.spec import JudgeSpec
+from train.config import DataOptions, is_file_source
+
+MAX_PROBLEMS_SHOWN = 10
+IGNORE = -100
+
+
+@dataclass
+class Example:
+    item_id: str
+    order: str
+    label: str                       # the target label, in this order's terms
+    input_ids: list[int]
+    labels: list[int]                # -100 on the prompt
+    prompt_len: int
+    target_probs: list[float] | None = None   # soft targets over spec.labels (distribution mode)
+    truncated: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """One named input of a split: a registered dataset's split file or the user's item file."""
+
+    name: str
+    split: str
+    path: Path
+    sha256: str
+    items: list[Item]
+    manifest_sha256: str | None = None
+
+
+@dataclass
+class SplitReport:
+    split: str
+    source: str
+    items: int = 0
+    used: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)          # target label of each used item
+    examples: int = 0
+    truncated: int = 0                                            # examples whose prompt was cut
+    tokens_cut: int = 0
+    lengths: dict[str, int] = field(default_factory=dict)         # min / median / max tokens
+    longer_preferred: float | None = None                         # pairwise: human winner is the longer one
+
+
+# ------------------------------------------------------------------------- sources
+
+
+def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=print) -> list[Source]:
+    """Read every source of a split; registered datasets are prepared on first use."""
+    out = []
+    for name in names:
+        manifest_sha = None
+        if is_file_source(name):
+            path = Path(name)
+        else:
+            folder = Path(opts.prepared_dir) / name
+            manifest = folder / "manifest.json"
+            if not manifest.exists():
+                from data.cli import prepare
+                progress(f"preparing {name} splits (seed {opts.split_seed}) in {folder} ...")
+                prepare(name, folder, seed=opts.split_seed, progress=progress)
+            meta = json.loads(manifest.read_text())
+            if meta.get("seed") != opts.split_seed:
+                raise ConfigError(f"{folder} was prepared with seed {meta.get('seed')}, the config asks for "
+                                  f"{opts.split_seed}", field="data.split_seed",
+                                  hint="set data.prepared_dir elsewhere or delete that folder")
+            path = folder / f"{split}.jsonl"
+            manifest_sha = sha256_file(manifest)
+        items = list(read_jsonl(path, Item))
+        out.append(Source(name, split, path, sha256_file(path), items, manifest_sha))
+    return out
+
+
+# ------------------------------------------------------------------------- targets
+
+
+def hard_target(item: Item, space: LabelSpace, target: str):
+    """The item's target label before exclusion (may be outside the space: the caller checks)."""
+    if target == "majority" or item.label is None:
+        value = aggregate(item.kind, item.labels)
+    else:
+        value = item.label
+    if value is None:
+        return None
+    if space.kind == "pointwise":
+        return space.nearest_label(float(value))
+    return value
+
+
+def soft_target(item: Item, space: LabelSpace, exclude: set[str]) -> dict[str, float] | None:
+    """The annotators' label distribution, excluded labels' votes dropped; the aggregate if none."""
+    votes = [x for x in item.labels if x is not None and not (isinstance(x, str) and x in exclude)]
+    if votes:
+        return space.distribution(votes)
+    value = item.label if item.label is not None else aggregate(item.kind, item.labels)
+    if value is None or value in exclude:
+        return None
+    return space.distribution([value])  # a mean score splits between its two neighbouring labels
+
+
+def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, where: str
+                 ) -> tuple[list[tuple[Item, str, dict[str, float] | None]], dict[str, int]]:
+    """``(item, target label, soft target or None)`` for every usable item, and skip counts by reason.
+
+    A label outside the spec's label space is an error (the whole list, before training), not a skip.
+    """
+    space = spec.label_space
+    exclude = set(opts.exclude_labels)
+    kept, skipped, problems = [], Counter(), []
+    for item in items:
+        if item.kind != spec.kind:
+            problems.append(Problem(f"item '{item.id}' is {item.kind}, judge '{spec.name}' grades {spec.kind} items",
+                                    path=where, field="kind"))
+            continue
+        raw = hard_target(item, space, opts.target)
+        if raw is None:
+            skipped["no label"] += 1
+            continue
+        try:
+            label = space.check(raw)
+        except ValueError as exc:
+            if str(raw) in exclude:
+                skipped[f"label {raw} excluded"] += 1
+                continue
+            hint = "or add it to data.exclude_labels" if isinstance(raw, str) else None
+            problems.append(Problem(f"item '{item.id}': {exc}", path=where, field="label", hint=hint))
+            continue
+        if label in exclude:
+            skipped[f"label {label} excluded"] += 1
+            continue
+        try:
+            probs = soft_target(item, space, exclude) if opts.target == "distribution" else None
+        except ValueError as exc:
+            problems.append(Problem(f"item '{item.id}': annotator {exc}", path=where, field="labels",
+                                    hint="or add it to data.exclude_labels"))
+            continue
+        if opts.target == "distribution" and not probs:
+            skipped["no label"] += 1
+            continue
+        if opts.rationale and not str(item.meta.get("rationale") or "").strip():
+            skipped["no rationale"] += 1
+            continue
+        kept.append((item, str(label), probs))
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        if len(problems) > len(shown):
+            shown.append(Problem(f"... and {len(problems) - len(shown)} more items like these", path=where))
+        raise DataError(problems=shown)
+    return kept, dict(skipped)
+
+
+# ------------------------------------------------------------------------- token ids
+
+
+def answer_text(label: str, item: Item, rationale: bool) -> str:
+    """The assistant message: the label, then (optionally) a line of rationale."""
+    if not rationale:
+        return label
+    return f"{label}\n{str(item.meta['rationale']).strip()}"
+
+
+def target_ids(tokenizer, rendered: Rendered, answer: str) -> list[int]:
+    """The tokens the chat template puts after the prompt for this assistant answer (answer + end of turn)."""
+    full = tokenizer.apply_chat_template(rendered.messages + [{"role": "assistant", "content": answer}],
+                                         tokenize=False)
+    if not full.startswith(rendered.prompt):
+        raise ConfigError("the model's chat template renders the conversation with an answer differently from the "
+                          "prompt alone, so the trained prompt would not be the served one", field="base_model")
+    return encode(tokenizer, full[len(rendered.prompt):])
+
+
+def label_first_ids(tokenizer, spec: JudgeSpec) -> list[int]:
+    from serve.hf_backend import label_token_ids
+    return label_token_ids(tokenizer, spec.labels)
+
+
+def longest_label_target(tokenizer, spec: JudgeSpec) -> int:
+    """Tokens of the longest label's target (label + end of turn), for the prompt budget."""
+    probe = Rendered([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], "", [])
+    probe.prompt = tokenizer.apply_chat_template(probe.messages, tokenize=False, add_generation_prompt=True)
+    return max(len(target_ids(tokenizer, probe, label)) for label in spec.labels)
+
+
+def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions, max_length: int,
+                   both_orders: bool | None = None) -> tuple[list[Example], SplitReport]:
+    """Render every usable item (both orders for pairwise when asked) into an example."""
+    space = spec.label_space
+    both = opts.both_orders if both_orders is None else both_orders
+    first_ids = dict(zip(spec.labels, label_first_ids(tokenizer, spec)))
+    selected, skipped = select_items(source.items, spec, opts, str(source.path))
+    report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
+    examples: list[Example] = []
+    too_long = unrenderable = 0
+    for item, label, probs in selected:
+        orders = ["ab", "ba"] if both and item.kind == "pairwise" else ["ab"]
+        made = []
+        for order in orders:
+            try:
+                rendered = render(spec, item, tokenizer, order)
+            except RenderError:
+                unrenderable += 1
+                made = []
+                break
+            lab = space.swap(label) if order == "ba" else label
+            answer = answer_text(lab, item, opts.rationale)
+            tids = target_ids(tokenizer, rendered, answer)
+            if tids[:1] != [first_ids[lab]]:
+                raise ConfigError(
+                    f"the chat template puts {tokenizer.decode(tids[:1])!r} before the answer '{lab}': scoring reads "
+                    "the verdict from the first answer token", field="base_model",
+                    hint="use an instruct model whose template starts the answer right after the prompt")
+            if len(rendered.token_ids) + len(tids) > max_length:
+                too_long += 1
+                made = []
+                break
+            soft = None
+            if probs is not None:
+                dist = space.swap_probs(probs) if order == "ba" else probs
+                soft = [float(dist.get(x, 0.0)) for x in spec.labels]
+            made.append(Example(item.id, order, lab, rendered.token_ids + tids,
+                                [IGNORE] * len(rendered.token_ids) + tids, len(rendered.token_ids), soft,
+                                dict(rendered.truncated)))
+        if made:
+            examples.extend(made)
+            report.used += 1
+            report.labels[label] = report.labels.get(label, 0) + 1
+    if unrenderable:
+        report.skipped["cannot fit the prompt budget"] = unrenderable
+    if too_long:
+        report.skipped["longer than max_length"] = too_long
+    report.examples = len(examples)
+    report.truncated = sum(1 for e in examples if e.truncated)
+    report.tokens_cut = sum(sum(e.truncated.values()) for e in examples)
+    if examples:
+        lengths = [len(e.input_ids) for e in examples]
+        report.lengths = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
+    if spec.kind == "pairwise":
+        report.longer_preferred = _longer_preferred([(it, lab) for it, lab, _ in selected])
+    return examples, report
+
+
+def _longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
+    """Share of A/B-labelled items whose preferred response is the longer one (a length-bias warning)."""
+    decided = [(it, lab) for it, lab in pairs if lab in ("A", "B") and len(it.response_a) != len(it.response_b)]
+    if not decided:
+        return None
+    longer = sum((lab == "A") == (len(it.response_a) > len(it.response_b)) for it, lab in decided)
+    return longer / len(decided)
+
+
+# ------------------------------------------------------------------------- the report
+
+
+def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOptions) -> str:
+    head = (f"data for judge '{spec.name}' ({spec.kind}: {', '.join(spec.labels)}), target={opts.target}, "
+            f"{'both orders' if opts.both_orders and spec.kind == 'pairwise' else 'one order'}")
+    cols = ["split", "source", "items", "used", "skipped", "examples", *spec.labels, "truncated",
+            "tokens min/med/max", "longer wins"]
+    rows = []
+    for r in reports:
+        skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.items()) or "0"
+        lens = "/".join(str(r.lengths.get(k, "-")) for k in ("min", "median", "max"))
+        longer = "-" if r.longer_preferred is None else f"{r.longer_preferred:.0%}"
+        trunc = f"{r.truncated} ({r.tokens_cut} tok cut)" if r.truncated else "0"
+        rows.append([r.split, r.source, str(r.items), str(r.used), skipped, str(r.examples),
+                     *[str(r.labels.get(x, 0)) for x in spec.labels], trunc, lens, longer])
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)] if rows else [len(c) for c in cols]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    notes = ["label columns count items by target label (before the order swap); 'longer wins' is the share of "
+             "A/B items where humans preferred the longer response: a judge can score that much by length alone"]
+    return "\n".join([head, line(cols), line(["-" * w for w in widths]), *map(line, rows), "", *notes])
+
+
+def write_report(run_dir: Path, reports: Sequence[SplitReport], table: str) -> None:
+    (run_dir / "data_report.json").write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+    (run_dir / "data_report.md").write_text("```\n" + table + "\n```\n")

@@ -1,0 +1,504 @@
+"""LoRA fine-tuning of a judge with TRL's SFTTrainer: completion-only loss, agreement in the loop.
+
+``train(cfg)`` turns a validated ``TrainConfig`` into a run directory that is a judge directory
+(``judge.json``, see serve/judge.py). The training set is pre-tokenized by ``train.data``
+(``input_ids`` = the rendered prompt's ids + the target, ``labels`` = -100 on the prompt), so TRL
+never re-applies a chat template. At every evaluation the dev split is scored by the same code
+as the eval harness (``serve.scoring`` + ``serve.hf_backend``, both orders) and the best
+checkpoint by dev agreement is kept. On CPU: ``use_cpu``, padded length-grouped batches, never
+``padding_free`` (packed sequences attend to each other there, PLATFORM.md).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from data.config import to_dict
+from data.embedded_model import resolve_model
+from data.errors import ConfigError, DataError, JudgeloopError, ModelError
+from data.fingerprint import fingerprint
+from data.schema import Item, JudgeRef
+from data.spec import JudgeSpec, load_spec
+from serve.judge import JUDGE_FILE
+from train import data as tdata
+from train.config import TrainConfig
+
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+LOG_FILE = "train_log.jsonl"
+BEST_METRIC = "agreement"
+
+
+class TrainError(JudgeloopError):
+    """Training cannot go on for a reason the user can fix (out of GPU memory)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    fingerprint: str
+    best: dict | None            # {"step", "agreement"} of the kept checkpoint, when evaluated
+    steps: int
+    tokens_per_s: float | None
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def effective_spec(cfg: TrainConfig, tokenizer, base_ref: str) -> tuple[JudgeSpec, int]:
+    """The spec this run trains and serves (base model, prompt budget) and the sequence cap."""
+    spec = load_spec(cfg.spec)
+    spec.base_model = base_ref
+    target = tdata.longest_label_target(tokenizer, spec)
+    if cfg.max_length is None:
+        return spec, (sys.maxsize if cfg.data.rationale else spec.max_prompt_tokens + target)
+    budget = cfg.max_length - target
+    if budget < 64:
+        raise ConfigError(f"leaves {budget} prompt tokens after the {target}-token target (at least 64 needed)",
+                          field="max_length")
+    spec.max_prompt_tokens = min(spec.max_prompt_tokens, budget)
+    return spec, cfg.max_length
+
+
+def load_tokenizer(base_path: str):
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(base_path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the base model's tokenizer: {exc}", path=base_path, field="base_model") from None
+    if not tok.chat_template:
+        raise ModelError("the base model has no chat template: use an instruct/chat model", path=base_path,
+                         field="base_model")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: TrainConfig, base_path: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    kwargs: dict = {"dtype": torch.bfloat16 if cfg.bf16 and cuda else torch.float32}
+    if cfg.lora.qlora:
+        from accelerate import PartialState
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    except OSError as exc:
+        raise ModelError(f"cannot load the base model: {exc}", path=base_path, field="base_model") from None
+    if cfg.lora.qlora:
+        from peft import prepare_model_for_kbit_training
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+    targets = cfg.lora.target_modules
+    return LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=targets[0] if targets == ["all-linear"] else list(targets),
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def to_dataset(examples: Sequence[tdata.Example]):
+    from datasets import Dataset
+    rows = []
+    for e in examples:
+        row = {"input_ids": e.input_ids, "labels": e.labels}
+        if e.target_probs is not None:
+            row["target_probs"] = e.target_probs
+        rows.append(row)
+    return Dataset.from_list(rows)
+
+
+class JudgeCollator:
+    """TRL's padding collator (right padding, labels -100 on pads) plus the soft targets, if any."""
+
+    def __init__(self, pad_token_id: int):
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+        self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=False)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+        batch = self.base([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+        if "target_probs" in examples[0]:
+            batch["target_probs"] = torch.tensor([e["target_probs"] for e in examples], dtype=torch.float32)
+        return batch
+
+
+def soft_verdict_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
+    """Cross-entropy of the completion tokens, with the verdict token's replaced by a soft one.
+
+    At the verdict position the target is the annotators' distribution over the labels' first
+    tokens: ``-sum_k p_k log q(label_k)`` with ``q`` the full-vocabulary softmax, so a one-hot
+    ``p`` gives exactly the usual token loss. Logits are computed only at completion positions
+    (``logits_to_keep``), through the model's own forward so DDP/FSDP hooks still run.
+    Returns ``(loss, number of completion tokens)``.
+    """
+    import torch
+
+    labels = inputs["labels"]
+    shift = labels[:, 1:]
+    rows, cols = (shift != -100).nonzero(as_tuple=True)            # row-major: each row's verdict comes first
+    keep = torch.unique(cols)
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep,
+                use_cache=False)
+    logp = torch.log_softmax(out.logits[rows, torch.searchsorted(keep, cols)].float(), dim=-1)
+    nll = -logp.gather(1, shift[rows, cols].unsqueeze(1)).squeeze(1)
+    first = torch.ones_like(rows, dtype=torch.bool)
+    first[1:] = rows[1:] != rows[:-1]
+    ids = torch.as_tensor(label_ids, device=logp.device)
+    soft = -(inputs["target_probs"].to(logp.device)[rows] * logp[:, ids]).sum(-1)
+    per_token = torch.where(first, soft, nll)
+    n = num_items_in_batch if num_items_in_batch is not None else per_token.numel()
+    return per_token.sum() / torch.as_tensor(n, device=per_token.device).clamp(min=1), per_token.numel()
+
+
+class DevScorer:
+    """Scores dev items with the eval harness's code path and returns the headline metrics."""
+
+    def __init__(self, items: list[Item], spec: JudgeSpec, tokenizer, dtype: str, batch_tokens: int):
+        self.items, self.spec, self.tokenizer = items, spec, tokenizer
+        self.dtype, self.batch_tokens = dtype, batch_tokens
+        self.ref = JudgeRef(name=spec.name, fingerprint="in-training")
+
+    def __call__(self, model) -> dict[str, float]:
+        import torch
+        from eval.metrics import headline, human_class
+        from serve.hf_backend import HFBackend
+        from serve.scoring import score_items
+
+        backend = HFBackend(model, self.tokenizer, batch_tokens=self.batch_tokens,
+                            dtype=torch.bfloat16 if self.dtype == "bfloat16" else None)
+        verdicts = list(score_items(self.items, self.spec, backend, self.tokenizer, self.ref, both_orders=True))
+        head = headline(self.items, verdicts, self.spec)
+        space = self.spec.label_space
+        nll = []
+        for item, v in zip(self.items, verdicts):
+            human = human_class(item, space)
+            if v.error or human not in space.labels:
+                continue
+            for dist in (v.order_probs or {"ab": v.probs}).values():
+                nll.append(-math.log(max(dist[human], 1e-12)))
+        out = {BEST_METRIC: head["accuracy"], "n": float(head["n"])}
+        if head["swap_consistency"] is not None:
+            out["swap_consistency"] = head["swap_consistency"]
+        if nll:
+            out["label_nll"] = sum(nll) / len(nll)
+        errors = sum(1 for v in verdicts if v.error)
+        if errors:
+            out["errors"] = float(errors)
+        return out
+
+
+def _trainer_class():
+    """The SFTTrainer subclass (built lazily: importing TRL takes seconds)."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+    from trl import SFTTrainer
+
+    class SeededLengthGroupedSampler(LengthGroupedSampler):
+        """Length-grouped batches in an order fixed by (seed, epoch): a resumed run sees the same batches."""
+
+        def __init__(self, lengths: list[int], batch_size: int, seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    class JudgeSFTTrainer(SFTTrainer):
+        def __init__(self, *args, dev_scorer: DevScorer | None = None, label_ids=None, order_seed: int = 0, **kw):
+            self.dev_scorer, self.label_ids, self.order_seed = dev_scorer, label_ids, order_seed
+            self.eval_seconds = 0.0  # kept out of the training throughput
+            super().__init__(*args, **kw)
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            return SeededLengthGroupedSampler(
+                lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "target_probs" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, _ = soft_verdict_loss(model, inputs, self.label_ids, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # like SFTTrainer: DDP averages gradients
+            if self.model.training:
+                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += tokens
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return (loss, None) if return_outputs else loss
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """Score the dev split the way the eval harness does; the dev "loss" is the human label's NLL."""
+            if self.dev_scorer is None or eval_dataset is not None:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            start = time.perf_counter()
+            model = self.accelerator.unwrap_model(self.model)
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.dev_scorer(model).items()}
+            metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
+            self.eval_seconds += metrics[f"{metric_key_prefix}_runtime"]
+            self.log(metrics)  # the model is in eval mode here, so SFTTrainer adds no train metrics
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            model.train()
+            return metrics
+
+    return JudgeSFTTrainer
+
+
+def _callbacks():
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        """train_log.jsonl: one line per log event (loss, learning rate, dev agreement...)."""
+
+        def __init__(self, path: Path):
+            self.path = path
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs,
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+
+    return JsonlLog
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from (they will be written again)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
+    saved = run_dir / "config.yaml"
+    if not resume:
+        # the Trainer creates checkpoints/ as it starts: an empty one is no run
+        if saved.exists() or any(run_dir.glob(f"{CHECKPOINTS_DIR}/checkpoint-*")):
+            raise ConfigError(f"run directory {run_dir} already holds a run", field="output_dir",
+                              hint="pass --resume to continue it, or --output_dir=NEW_DIR")
+        return
+    if saved.exists():
+        before, now = _flat(yaml.safe_load(saved.read_text())), _flat(to_dict(cfg))
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            raise ConfigError(f"--resume with a different config than the run's ({', '.join(changed)})",
+                              field=changed[0], hint=f"resume with the run's own config: {saved}")
+
+
+def _sample_dev(items: list[Item], limit: int | None, seed: int) -> list[Item]:
+    if limit is None or len(items) <= limit:
+        return items
+    chosen = set(random.Random(seed).sample(range(len(items)), limit))
+    return [it for i, it in enumerate(items) if i in chosen]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    """Everything a training run needs, built and checked; nothing written yet."""
+
+    cfg: TrainConfig
+    spec: JudgeSpec
+    base_ref: str
+    base_path: str
+    run_dir: Path
+    trainer: object
+    examples: list[tdata.Example]
+    dev_items: list[Item]
+    train_sources: list[tdata.Source]
+    dev_sources: list[tdata.Source]
+    reports: list[tdata.SplitReport]
+    table: str
+    last_checkpoint: str | None
+    max_length: int
+
+
+def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), progress=print) -> Run:
+    """Resolve the spec and model, build the examples (report printed), load the model, build the trainer.
+
+    Every user mistake (data, model, run directory) surfaces here, before anything is written.
+    """
+    import torch
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig
+
+    base_ref = cfg.base_model or load_spec(cfg.spec).base_model
+    base_path = resolve_model(base_ref)
+    tokenizer = load_tokenizer(base_path)
+    spec, max_length = effective_spec(cfg, tokenizer, base_ref)
+    run_dir = cfg.run_dir(spec.name)
+    cfg.output_dir = str(run_dir)
+    has_dev = bool(cfg.dev_sources())
+    cuda = torch.cuda.is_available()
+
+    args = SFTConfig(
+        output_dir=str(run_dir / CHECKPOINTS_DIR), seed=cfg.seed, data_seed=cfg.seed,
+        use_cpu=not cuda, bf16=cfg.bf16, fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accumulation, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        logging_steps=cfg.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if has_dev else "no", eval_steps=cfg.eval.steps,
+        save_strategy="steps", save_steps=cfg.eval.steps, save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=has_dev, metric_for_best_model=BEST_METRIC if has_dev else None,
+        greater_is_better=True, report_to="none", remove_unused_columns=False,
+        # pre-tokenized, lengths already bounded by the renderer: TRL must not truncate, pack or re-template
+        max_length=None, packing=False, padding_free=False, completion_only_loss=True,
+        dataloader_num_workers=0,
+    )
+    state = args.distributed_state
+    say = progress if state.is_main_process else (lambda *a, **k: None)
+
+    _check_run_dir(run_dir, cfg, resume)
+    last = None
+    if resume and (run_dir / CHECKPOINTS_DIR).is_dir():
+        last = get_last_checkpoint(str(run_dir / CHECKPOINTS_DIR))
+    if resume and last is None:
+        say(f"--resume: no checkpoint in {run_dir / CHECKPOINTS_DIR} yet, starting from the beginning")
+
+    # ---- data (registered datasets are prepared once, by the main process first)
+    with state.main_process_first():
+        train_sources = tdata.load_sources(cfg.data.train, "train", cfg.data, say)
+        dev_sources = tdata.load_sources(cfg.dev_sources(), "dev", cfg.data, say)
+    examples, reports = [], []
+    for source in train_sources:
+        made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length)
+        examples.extend(made)
+        reports.append(report)
+    dev_items: list[Item] = []
+    dev_examples: list[tdata.Example] = []
+    for source in dev_sources:
+        selected, _ = tdata.select_items(source.items, spec, cfg.data, str(source.path))
+        dev_items.extend(item for item, _, _ in selected)
+        made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length, both_orders=False)
+        dev_examples.extend(made)
+        reports.append(report)
+    dev_items = _sample_dev(dev_items, cfg.data.max_dev_items, cfg.seed)
+    table = tdata.report_table(reports, spec, cfg.data)
+    say(table)
+    if not examples:
+        raise DataError("no training examples left (see the table above)", field="data.train",
+                        hint="check data.exclude_labels, data.target and max_length")
+    if has_dev:
+        from eval.metrics import headline
+        if not dev_examples or headline(dev_items, [], spec)["n"] == 0:
+            raise DataError("the dev split has no item with a human label to agree with", field="data.dev")
+
+    # ---- model and trainer
+    model = load_model(cfg, base_path)
+    dev_scorer = DevScorer(dev_items, spec, tokenizer, cfg.eval.dtype, cfg.eval.batch_tokens) if has_dev else None
+    extra = [_callbacks()(run_dir / LOG_FILE), *callbacks]
+    if cfg.eval.early_stopping_patience:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.early_stopping_patience))
+    try:
+        trainer = _trainer_class()(
+            model=model, args=args, train_dataset=to_dataset(examples),
+            eval_dataset=to_dataset(dev_examples) if has_dev else None,
+            processing_class=tokenizer, data_collator=JudgeCollator(tokenizer.pad_token_id),
+            peft_config=lora_config(cfg), callbacks=extra, dev_scorer=dev_scorer,
+            label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed)
+    except ValueError as exc:
+        if "Target module" in str(exc) or "target_modules" in str(exc):
+            raise ConfigError(str(exc).split("\n")[0], field="lora.target_modules") from None
+        raise
+    return Run(cfg, spec, base_ref, base_path, run_dir, trainer, examples, dev_items, train_sources, dev_sources,
+               reports, table, last, max_length)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), progress=print) -> RunResult:
+    """Fine-tune, keep the best checkpoint by dev agreement, and write the run (judge) directory."""
+    import torch
+
+    from train.card import write_run_files
+
+    started = time.time()
+    run = prepare_run(cfg, resume=resume, callbacks=callbacks, progress=progress)
+    trainer, run_dir = run.trainer, run.run_dir
+    state = trainer.args.distributed_state
+    main = state.is_main_process
+    say = progress if main else (lambda *a, **k: None)
+
+    state.wait_for_everyone()  # every rank has checked the run directory before the main one writes
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        (run_dir / "spec.yaml").write_text(yaml.safe_dump(run.spec.to_dict(), sort_keys=False, allow_unicode=True))
+        tdata.write_report(run_dir, run.reports, run.table)
+        if run.last_checkpoint is None:
+            (run_dir / LOG_FILE).unlink(missing_ok=True)
+        else:
+            step = json.loads((Path(run.last_checkpoint) / "trainer_state.json").read_text())["global_step"]
+            _truncate_log(run_dir / LOG_FILE, step)
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            from transformers.integrations import TensorBoardCallback
+            trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
+    say(f"training {len(run.examples)} examples from {', '.join(cfg.data.train)} on {run.base_ref} "
+        f"({trainer.args.device.type}, {state.num_processes} process(es)); run directory {run_dir}")
+    try:
+        result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
+    except torch.OutOfMemoryError:
+        raise TrainError(f"out of GPU memory at batch_size={cfg.batch_size}, max_length={run.max_length}",
+                         field="batch_size",
+                         hint="lower batch_size (raise grad_accumulation to keep the effective batch), lower "
+                              "max_length, or set gradient_checkpointing=true or lora.qlora=true") from None
+
+    # ---- outputs: the adapter (the best checkpoint's when evaluated) and the judge files
+    adapter_dir = run_dir / ADAPTER_DIR
+    trainer.save_model(str(adapter_dir))
+    state.wait_for_everyone()
+    fp = fingerprint(run.spec, run.base_path, adapter_dir)
+    runtime = (result.metrics.get("train_runtime") or 0.0) - trainer.eval_seconds
+    tokens = trainer._total_train_tokens
+    tokens_per_s = tokens / runtime if runtime > 0 and tokens else None
+    best = None
+    if trainer.state.best_global_step:
+        best = {"step": trainer.state.best_global_step, BEST_METRIC: trainer.state.best_metric}
+    if main:
+        write_run_files(run_dir, cfg=cfg, spec=run.spec, base_ref=run.base_ref, base_path=run.base_path,
+                        fingerprint_=fp, train_sources=run.train_sources, dev_sources=run.dev_sources,
+                        reports=run.reports, n_examples=len(run.examples), n_dev=len(run.dev_items),
+                        log_history=trainer.state.log_history, best=best, steps=trainer.state.global_step,
+                        tokens_per_s=tokens_per_s, world_size=state.num_processes, wall_s=time.time() - started)
+        say(f"\nrun directory: {run_dir}\n  adapter: {adapter_dir}\n  judge:   {run_dir / JUDGE_FILE} "
+            f"(fingerprint {fp[:16]})\n  card:    {run_dir / 'card.md'}\n  log:     {run_dir / LOG_FILE}"
+            + (f"\n  best dev agreement {best[BEST_METRIC]:.3f} at step {best['step']}" if best else ""))
+    return RunResult(run_dir, fp, best, trainer.state.global_step, tokens_per_s)
