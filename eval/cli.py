@@ -22,14 +22,19 @@ COMMANDS = ("eval", "gate", "report", "registry", "promote", "rollback")
 
 # --- eval -----------------------------------------------------------------------------------------
 
-def verdicts_for(judge: str, items: Sequence[Item], spec: JudgeSpec) -> list[Verdict]:
-    """Score ``items`` with a judge by name (registry entry or spec) through the scoring core.
+def verdicts_for(judge: str, items: Sequence[Item], spec: JudgeSpec, engine: str = "vllm",
+                 serve_config: str | None = None) -> list[Verdict]:
+    """Score ``items`` with a judge (spec name = untuned base, or a judge directory) through the scoring core,
+    on the engine that serves it (vLLM by default, so the validated verdicts are the served ones)."""
+    from serve.config import load_serve_config
+    from serve.service import start_judges
 
-    The seam for `judgeloop eval --judge NAME`: scoring through the model is not wired in yet,
-    so this says how to get verdicts instead of pretending to have them.
-    """
-    raise JudgeloopError(f"scoring judge '{judge}' by name is not available yet", field="--judge",
-                         hint="score the items first (`judgeloop score ...`) and pass the file with --verdicts")
+    cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}"])
+    with start_judges(cfg, judges=[judge], candidates=[]) as serving:
+        (service,) = serving.services.values()
+        if service.spec.name != spec.name:
+            raise JudgeloopError(f"judge '{judge}' answers spec '{service.spec.name}', not '{spec.name}'", field="--spec")
+        return list(service.score_stream(items))
 
 
 def load_items_arg(items: str | None, dataset: str | None) -> tuple[list[Item], dict, dict]:
@@ -95,7 +100,7 @@ def cmd_eval(args, argv: list[str]) -> int:
         from eval.table import match_verdicts
         match_verdicts(items, verdicts, path=args.verdicts)  # name the file if they do not line up
     else:
-        verdicts = verdicts_for(args.judge, items, spec)
+        verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config)
     references = {}
     for arg in args.reference:
         name, ref_verdicts, info = load_reference(arg)
@@ -230,11 +235,14 @@ def parser() -> argparse.ArgumentParser:
     ev = top.add_parser("eval", help="validate a judge against human labels; writes DIR/validation.json")
     who = ev.add_mutually_exclusive_group(required=True)
     who.add_argument("--verdicts", help="the judge's verdicts (JSONL, one per item)")
-    who.add_argument("--judge", help="score with a judge by name (not available yet: use --verdicts)")
+    who.add_argument("--judge", help="score with a judge: a spec name (its untuned base model) or a judge directory")
     what = ev.add_mutually_exclusive_group(required=True)
     what.add_argument("--items", help="labelled items (canonical JSONL, e.g. prepared/pandalm/test.jsonl)")
     what.add_argument("--dataset", help="all items of a registered dataset")
     ev.add_argument("--spec", required=True, help="judge spec name or path")
+    ev.add_argument("--engine", choices=["vllm", "transformers"], default="vllm",
+                    help="with --judge: the engine to score with (default vllm, the serving engine)")
+    ev.add_argument("--serve-config", help="with --judge: serve config for the engine settings (default configs/serve/cpu.yaml)")
     ev.add_argument("--split", help="split name to record (default: the items file's name)")
     ev.add_argument("--reference", action="append", default=[], metavar="DATASET:JUDGE|NAME=FILE",
                     help="a reference judge to score on the same items (repeatable)")

@@ -183,14 +183,29 @@ def test_cli_reports_bad_files_with_location(tmp_path, capsys):
     assert f"{bad}:3: field 'judge': is missing" in err
     assert judgeloop.main(base + ["--verdicts", str(tmp_path / "short.jsonl")]) == 2
     assert "short.jsonl: field 'id': 1 of 6 items have no verdict: 'it-5'" in capsys.readouterr().err
-    assert judgeloop.main(base + ["--judge", "helpfulness-pairwise"]) == 2
-    assert "pass the file with --verdicts" in capsys.readouterr().err
     assert judgeloop.main(base + ["--verdicts", str(tmp_path / "short.jsonl"), "--reference", "nonsense"]) == 2
 
 
-def test_scoring_by_name_is_an_explicit_seam():
-    with pytest.raises(JudgeloopError, match="not available yet"):
-        verdicts_for("helpfulness-pairwise", [], PAIRWISE_SPEC)
+def test_eval_scores_a_judge_directory_through_the_scoring_core(tmp_path, pandalm, capsys):
+    from data.fingerprint import fingerprint
+    from tests.tiny_model import save_tiny_model
+
+    judge_dir = save_tiny_model(tmp_path / "judge")
+    spec = PAIRWISE_SPEC
+    (judge_dir / "judge.json").write_text(json.dumps({
+        "name": spec.name, "version": "tiny", "spec": spec.to_dict(), "base_model": ".", "adapter": None,
+        "fingerprint": fingerprint(spec, judge_dir)}))
+    subset = pandalm[:12]
+    write_jsonl(tmp_path / "test.jsonl", subset)
+    verdicts = verdicts_for(str(judge_dir), subset, spec, engine="transformers")
+    assert [v.id for v in verdicts] == [i.id for i in subset] and all(v.verdict in spec.labels for v in verdicts)
+    out = tmp_path / "o"
+    assert judgeloop.main(["eval", "--judge", str(judge_dir), "--engine", "transformers", "--items",
+                           str(tmp_path / "test.jsonl"), "--spec", spec.name, "--out", str(out), "--n-boot", "50"]) == 0
+    result = json.loads((out / "validation.json").read_text())
+    assert result["judge"]["fingerprint"] == verdicts[0].judge.fingerprint and result["n_items"] == 12
+    with pytest.raises(JudgeloopError, match="answers spec 'helpfulness-pairwise', not 'answer-correctness'"):
+        verdicts_for(str(judge_dir), subset, load_spec("answer-correctness"), engine="transformers")
 
 
 def test_cli_eval_with_a_registered_reference(tmp_path, pandalm, capsys):
