@@ -23,6 +23,7 @@ COMMANDS = {
     "registry": ("eval.cli", "list and register judge versions"),
     "promote": ("eval.cli", "promote a judge version that passed its gate"),
     "rollback": ("eval.cli", "return production to the previous version"),
+    "demo": ("eval.demo", "the whole loop on the embedded default model (runs/demo)"),
 }
 
 

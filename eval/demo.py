@@ -1,0 +1,368 @@
+"""`judgeloop demo`: the whole loop on the embedded default model, on a 2-core CPU box.
+
+fetch the model -> prepare PandaLM (grouped splits) -> fine-tune a LoRA judge -> merge it ->
+validate the untuned base (incumbent) and the candidate on the held-out test split through
+vLLM -> gate -> register, promote only on a passing gate -> serve production through vLLM and
+the judge API -> score the test items through the API -> check the served verdicts equal the
+validated ones -> report. Everything lands in ``runs/demo``; a rerun reuses what is done.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from data.config import to_dict
+from data.errors import ServerError
+from data.jsonl import JsonlAppender, read_jsonl, write_jsonl
+from data.paths import CONFIGS_DIR, REPO_ROOT
+from data.provenance import git_commit, sha256_file
+from data.schema import Item, Verdict
+
+DATASET = "pandalm"
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
+REFERENCES = ("gpt-3.5-turbo", "pandalm-7b")
+PROB_TOLERANCE = 1e-4  # served vs validated probabilities (same engine, same dtype)
+
+
+class Stages:
+    """Numbered stage banners with timings; the timings go into summary.json."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.seconds = total, 0, {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, what: str):
+        self.done += 1
+        print(f"\n[{self.done}/{self.total}] {what}", flush=True)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        print(f"[{self.done}/{self.total}] {name}: done in {self.seconds[name]:.0f} s", flush=True)
+
+
+def _prepare_data(out: Path) -> Path:
+    from data.cli import prepare
+    from data.registry import get_dataset, resolve_file
+
+    data_dir = out / "data"
+    manifest = data_dir / "manifest.json"
+    ds = get_dataset(DATASET)
+    sources = {k: sha256_file(resolve_file(ds, k)) for k in ds.files}
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        if (old.get("fractions") == list(SPLIT_FRACTIONS) and
+                {k: v["sha256"] for k, v in old["source_files"].items()} == sources):
+            print(f"reusing {data_dir} (same source files and split)")
+            return data_dir
+    info = prepare(DATASET, data_dir, seed=0, fractions=SPLIT_FRACTIONS)
+    for split, s in info["splits"].items():
+        print(f"  {split:>5}: {s['items']:>4} items in {s['groups']:>3} instruction groups")
+    return data_dir
+
+
+def _train(out: Path, data_dir: Path, train_config: Path) -> Path:
+    """Train unless a finished run with the same resolved config and data hashes is there."""
+    from serve.judge import JUDGE_FILE
+    from train.config import load_train_config
+    from train.trainer import train
+
+    run_dir = out / "train"
+    overrides = [f"--output_dir={run_dir}", f"--data.train=[{data_dir / 'train.jsonl'}]",
+                 f"--data.dev=[{data_dir / 'dev.jsonl'}]"]
+    cfg = load_train_config(train_config, overrides)
+    key = hashlib.sha256(json.dumps({"config": to_dict(cfg), "train": sha256_file(data_dir / "train.jsonl"),
+                                     "dev": sha256_file(data_dir / "dev.jsonl")}, sort_keys=True).encode()).hexdigest()
+    key_file = run_dir / "demo-key.txt"
+    if (run_dir / JUDGE_FILE).exists() and key_file.exists() and key_file.read_text() == key:
+        print(f"reusing the finished run {run_dir} (same config and data)")
+        return run_dir
+    if run_dir.exists():
+        import shutil
+        shutil.rmtree(run_dir)
+    train(cfg)
+    key_file.write_text(key)
+    return run_dir
+
+
+def _merge(run_dir: Path) -> Path:
+    from serve.judge import JUDGE_FILE, load_judge
+    from train.merge import merge
+
+    merged = run_dir / "merged"
+    if (merged / JUDGE_FILE).exists() and load_judge(merged).fingerprint == load_judge(run_dir).fingerprint:
+        print(f"reusing {merged}")
+        return merged
+    return merge(run_dir, merged)
+
+
+def _serve_config(serve_config: Path, judges: list[str], overrides: list[str] = ()):
+    from serve.config import load_serve_config
+
+    return load_serve_config(serve_config, [*overrides, f"--judges=[{','.join(judges)}]", "--candidates=[]"])
+
+
+def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, serve_config: Path) -> list[Verdict]:
+    """Validation scoring: the same engine (vLLM) and dtype that serves production."""
+    from serve.batch import score_file
+    from serve.service import start_judges
+
+    if verdicts_path.exists():
+        done = [v for v in read_jsonl(verdicts_path, Verdict, unique_ids=False)]
+        if {v.id for v in done} == {i.id for i in items} and not any(v.error for v in done):
+            from serve.judge import load_judge
+            if done[0].judge.fingerprint == load_judge(judge_ref).fingerprint:
+                print(f"reusing {verdicts_path}")
+                return done
+        verdicts_path.unlink()
+    cfg = _serve_config(serve_config, [judge_ref])
+    items_path = verdicts_path.with_name("items.jsonl")
+    write_jsonl(items_path, items)
+    with start_judges(cfg) as serving:
+        (service,) = serving.services.values()
+        score_file(items_path, verdicts_path, lambda batch: list(service.score_stream(batch, True, len(batch))),
+                   service.ref, batch_size=32, progress=True)
+    return list(read_jsonl(verdicts_path, Verdict))
+
+
+def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, references=None) -> dict:
+    from eval.gate import write_result
+    from eval.harness import evaluate
+    from eval.report import summary
+
+    result = evaluate(items, verdicts, spec, judge_info={"version": name}, dataset_info={
+        "name": DATASET, "split": "test", "sha256": sha256_file(out_dir.parent / "data" / "test.jsonl")},
+        reference_verdicts=references or {}, incumbent_verdicts=incumbent,
+        incumbent_info={"version": "base"} if incumbent else None, seed=0, n_boot=1000)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_result(out_dir / "validation.json", result)
+    for line in summary(result):
+        print("  " + line)
+    return result
+
+
+def _register(registry, name: str, version: str, fingerprint: str, model: str, spec: str, validation: Path) -> str:
+    """Register (or on a rerun find) this exact judge; versions are immutable, so the name carries the fingerprint."""
+    version = f"{version}-{fingerprint[:8]}"
+    if name in registry.names() and version in registry.load(name)["versions"]:
+        registry.attach(name, version, validation)
+    else:
+        registry.register(name, version, fingerprint, model, spec=spec, validation=validation)
+    return version
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _judge_api(production: str, serve_config: Path, log_path: Path):
+    """`judgeloop serve` as a child process (vLLM + the judge API); stopped, with its vLLM, on exit."""
+    api_port, vllm_port = _free_port(), _free_port()
+    key = secrets.token_urlsafe(24)
+    cfg_path = log_path.with_name("serve.yaml")
+    cfg = _serve_config(serve_config, [production], [f"--api.port={api_port}", f"--vllm.port={vllm_port}"])
+    import yaml
+    cfg_path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    env = dict(os.environ, JUDGELOOP_API_KEY=key)
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "judgeloop", "serve", str(cfg_path)], cwd=REPO_ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        import httpx
+        deadline = time.monotonic() + cfg.vllm.startup_timeout_s + 60
+        while True:
+            if proc.poll() is not None:
+                raise ServerError(f"`judgeloop serve` exited with {proc.returncode}; see {log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise ServerError(f"the judge API did not come up in time; see {log_path}")
+            time.sleep(1)
+        yield url, key
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def _score_through_api(url: str, key: str, judge_name: str, items: list[Item], out_path: Path) -> tuple[list[Verdict], float]:
+    from serve.client import JudgeClient
+
+    if out_path.exists():
+        out_path.unlink()
+    start = time.perf_counter()
+    with JudgeClient(url, api_key=key) as client, JsonlAppender(out_path) as sink:
+        for i in range(0, len(items), 32):
+            for v in client.judge_batch(items[i:i + 32], judge_name, both_orders=True):
+                sink.write(v)
+    seconds = time.perf_counter() - start
+    return list(read_jsonl(out_path, Verdict)), seconds
+
+
+def _same_verdicts(served: list[Verdict], validated: list[Verdict]) -> tuple[bool, str]:
+    by_id = {v.id: v for v in validated}
+    problems = []
+    for v in served:
+        w = by_id.get(v.id)
+        if w is None:
+            problems.append(f"{v.id}: not validated")
+        elif v.judge.fingerprint != w.judge.fingerprint:
+            problems.append(f"{v.id}: fingerprint {v.judge.fingerprint[:12]} != {w.judge.fingerprint[:12]}")
+        elif v.verdict != w.verdict or v.error or w.error:
+            problems.append(f"{v.id}: served {v.verdict} vs validated {w.verdict}")
+        elif max(abs(v.probs[k] - w.probs[k]) for k in w.probs) > PROB_TOLERANCE:
+            problems.append(f"{v.id}: probabilities differ by more than {PROB_TOLERANCE}")
+    if len(served) != len(validated):
+        problems.append(f"{len(served)} served vs {len(validated)} validated")
+    return not problems, "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+
+
+def _figures(result: dict) -> dict:
+    m = result["metrics"]["accuracy"]
+    return {"accuracy": m["value"], "accuracy_ci": [m["ci_low"], m["ci_high"]],
+            "swap_consistency": (result.get("bias") or {}).get("swap_consistency"),
+            "acc_shorter_preferred": ((result.get("length_control") or {}).get("acc_shorter_preferred")),
+            "acc_longer_preferred": ((result.get("length_control") or {}).get("acc_longer_preferred"))}
+
+
+def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path) -> dict:
+    from data import embedded_model
+    from eval.gate import check, load_gates, write_result
+    from eval.registry import Registry
+    from eval.report import write_report
+    from serve.judge import load_judge
+
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(9)
+    start = time.perf_counter()
+    with stages.stage("model", "fetch the embedded default model (SmolLM2-135M-Instruct)"):
+        print(f"  {embedded_model.fetch()}")
+    with stages.stage("data", f"prepare {DATASET} with splits grouped by instruction"):
+        data_dir = _prepare_data(out)
+    test_items = list(read_jsonl(data_dir / "test.jsonl", Item))
+    with stages.stage("train", f"fine-tune a LoRA judge ({train_config})"):
+        run_dir = _train(out, data_dir, train_config)
+    with stages.stage("merge", "merge the adapter for serving on CPU"):
+        merged = _merge(run_dir)
+    candidate = load_judge(merged)
+    spec = candidate.spec
+    base_ref = spec.name  # a spec name = its untuned base model
+    with stages.stage("validate_base", "validate the untuned base model (the incumbent) through vLLM"):
+        base_verdicts = _score_with_vllm(base_ref, test_items, out / "base" / "verdicts.jsonl", serve_config)
+        base = _validate("base", test_items, base_verdicts, spec, out / "base")
+    with stages.stage("validate_candidate", "validate the fine-tuned candidate through vLLM"):
+        from data.registry import load_reference_verdicts
+        test_ids = {i.id for i in test_items}
+        references = {name: [v for v in load_reference_verdicts(DATASET, name) if v.id in test_ids]
+                      for name in REFERENCES}
+        cand_verdicts = _score_with_vllm(str(merged), test_items, out / "candidate" / "verdicts.jsonl", serve_config)
+        cand = _validate(candidate.version, test_items, cand_verdicts, spec, out / "candidate",
+                         incumbent=base_verdicts, references=references)
+    with stages.stage("gate", f"gate the candidate ({gates}), register it, promote only on a pass"):
+        cand["gate"] = check(cand, load_gates(gates), config_path=str(gates))
+        write_result(out / "candidate" / "validation.json", cand)
+        for rule in cand["gate"]["rules"]:
+            print(f"  {rule['status']:<4} {rule['name']:<22} {rule.get('figure')!s:<24} {rule['op']} {rule['threshold']}")
+        registry = Registry(out / "registry")
+        name = spec.name
+        base_version = _register(registry, name, "base", base["judge"]["fingerprint"], load_judge(base_ref).model_path,
+                                 spec.name, out / "base" / "validation.json")
+        cand_version = _register(registry, name, candidate.version, candidate.fingerprint, str(merged), spec.name,
+                                 out / "candidate" / "validation.json")
+        passed = cand["gate"]["passed"]
+        if passed:
+            registry.promote(name, cand_version)
+        production_entry = registry.resolve(name, "production") if passed else None
+        production = production_entry["model"] if passed else base_ref  # resolved through the registry
+        validated = cand_verdicts if passed else base_verdicts
+        print(f"  gate {'PASSED: promoted ' + candidate.version if passed else 'FAILED: the candidate is not promoted'}; "
+              f"production serves {'the candidate' if passed else 'the untuned base (incumbent)'}")
+    with stages.stage("serve", "serve production with vLLM + the judge API, score the test items through the API"):
+        with _judge_api(production, serve_config, out / "serve.log") as (url, key):
+            served, seconds = _score_through_api(url, key, name, test_items, out / "served_verdicts.jsonl")
+        matches, why = _same_verdicts(served, validated)
+        per_s = 2 * len(served) / seconds  # a judgment = one order of one pair
+        print(f"  {len(served)} verdicts through the API in {seconds:.1f} s ({per_s:.1f} judgments/s); "
+              f"served == validated: {matches}{'' if matches else ' (' + why + ')'}")
+    with stages.stage("report", "write the validation report"):
+        paths = write_report(cand, out / "report", trend=registry.trend(name))
+    summary = {
+        "base": _figures(base), "tuned": _figures(cand),
+        "longer_rule_accuracy": cand["baselines"].get("pick_longer"),
+        "reference_judges": {k: v["metrics"]["accuracy"]["value"] for k, v in cand["reference_judges"].items()},
+        "human_ceiling": ((cand.get("human_ceiling") or {}).get("metrics") or {}).get("accuracy", {}).get("value"),
+        "judge_vs_loo_majority": ((cand.get("human_ceiling") or {}).get("judge") or {}).get("accuracy", {}).get("value"),
+        "gate": "pass" if passed else "fail",
+        "failed_rules": [r["name"] for r in cand["gate"]["rules"] if r["status"] == "FAIL"],
+        "promoted": passed, "production": production_entry["version"] if production_entry else base_version,
+        "served_matches_validated": matches, "served_mismatch": None if matches else why,
+        "served_judgments_per_s": round(per_s, 2),
+        "n_test_items": len(test_items), "fingerprints": {"base": base["judge"]["fingerprint"],
+                                                          "tuned": candidate.fingerprint},
+        "seconds": {**stages.seconds, "total": round(time.perf_counter() - start, 1)},
+        "git_commit": git_commit(),
+        "report": str(paths["html"]),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_table(summary, out)
+    return summary
+
+
+def _print_table(s: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def acc(f):
+        lo, hi = f["accuracy_ci"]
+        return f"{f['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    def num(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    t = Table(title="judgeloop demo: PandaLM held-out test split (non-tie items)")
+    t.add_column("")
+    t.add_column("base (untuned)")
+    t.add_column("tuned (LoRA)")
+    t.add_row("agreement with humans [95% CI]", acc(s["base"]), acc(s["tuned"]))
+    t.add_row("swap consistency", num(s["base"]["swap_consistency"]), num(s["tuned"]["swap_consistency"]))
+    t.add_row("acc. where humans preferred the shorter", num(s["base"]["acc_shorter_preferred"]),
+              num(s["tuned"]["acc_shorter_preferred"]))
+    t.add_row("human ceiling (annotator vs others)", num(s["human_ceiling"]), num(s["human_ceiling"]))
+    t.add_row("pick-the-longer rule", num(s["longer_rule_accuracy"]), num(s["longer_rule_accuracy"]))
+    for name, value in s["reference_judges"].items():
+        t.add_row(f"reference: {name}", num(value), num(value))
+    t.add_row("gate", "incumbent", f"{s['gate'].upper()}" + (f" ({', '.join(s['failed_rules'])})" if s["failed_rules"] else ""))
+    t.add_row("served == validated", "", str(s["served_matches_validated"]))
+    t.add_row("served judgments/s (vLLM + API)", "", f"{s['served_judgments_per_s']:.1f}")
+    Console(width=140).print(t)
+    print(f"total {s['seconds']['total'] / 60:.1f} min; report: {s['report']}; summary: {out / 'summary.json'}")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="judgeloop demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--train-config", default=str(CONFIGS_DIR / "train" / "helpfulness-cpu.yaml"))
+    p.add_argument("--serve-config", default=str(CONFIGS_DIR / "serve" / "cpu.yaml"))
+    p.add_argument("--gates", default=str(CONFIGS_DIR / "gates" / "default.yaml"))
+    args = p.parse_args(argv[1:])
+    run_demo(Path(args.out), Path(args.train_config), Path(args.serve_config), Path(args.gates))
+    return 0

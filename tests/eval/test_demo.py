@@ -1,0 +1,31 @@
+"""The demo's own logic: the served-equals-validated check and the summary figures."""
+from data.schema import JudgeRef, Verdict
+from eval.demo import _figures, _same_verdicts
+
+J = JudgeRef(name="j", fingerprint="f" * 64)
+
+
+def v(id_, verdict="A", pa=0.7, judge=J):
+    return Verdict(id=id_, verdict=verdict, probs={"A": pa, "B": 1 - pa}, judge=judge)
+
+
+def test_same_verdicts_catches_every_kind_of_difference():
+    validated = [v("1"), v("2", "B", 0.2)]
+    assert _same_verdicts([v("1"), v("2", "B", 0.2)], validated) == (True, "")
+    ok, why = _same_verdicts([v("1"), v("2", "A", 0.6)], validated)
+    assert not ok and "2: served A vs validated B" in why
+    ok, why = _same_verdicts([v("1", pa=0.7002), v("2", "B", 0.2)], validated)
+    assert not ok and "probabilities differ" in why
+    other = JudgeRef(name="j", fingerprint="e" * 64)
+    ok, why = _same_verdicts([v("1", judge=other), v("2", "B", 0.2)], validated)
+    assert not ok and "fingerprint" in why
+    ok, why = _same_verdicts([v("1")], validated)
+    assert not ok and "1 served vs 2 validated" in why
+
+
+def test_figures_read_the_validation_schema():
+    result = {"metrics": {"accuracy": {"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}},
+              "bias": {"swap_consistency": 0.9},
+              "length_control": {"acc_shorter_preferred": 0.55, "acc_longer_preferred": 0.8}}
+    assert _figures(result) == {"accuracy": 0.7, "accuracy_ci": [0.6, 0.8], "swap_consistency": 0.9,
+                                "acc_shorter_preferred": 0.55, "acc_longer_preferred": 0.8}
