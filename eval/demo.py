@@ -167,7 +167,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _judge_api(production: str, serve_config: Path, log_path: Path):
+def _judge_api(production: str, serve_config: Path, log_path: Path, registry_root: Path):
     """`judgeloop serve` as a child process (vLLM + the judge API); stopped, with its vLLM, on exit."""
     api_port, vllm_port = _free_port(), _free_port()
     key = secrets.token_urlsafe(24)
@@ -175,7 +175,7 @@ def _judge_api(production: str, serve_config: Path, log_path: Path):
     cfg = _serve_config(serve_config, [production], [f"--api.port={api_port}", f"--vllm.port={vllm_port}"])
     import yaml
     cfg_path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    env = dict(os.environ, JUDGELOOP_API_KEY=key)
+    env = dict(os.environ, JUDGELOOP_API_KEY=key, JUDGELOOP_REGISTRY=str(Path(registry_root).resolve()))
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "judgeloop", "serve", str(cfg_path)], cwd=REPO_ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -292,12 +292,12 @@ def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path) -> 
         if passed:
             registry.promote(name, cand_version)
         production_entry = registry.resolve(name, "production") if passed else None
-        production = production_entry["model"] if passed else base_ref  # resolved through the registry
+        production = f"registry:{name}" if passed else base_ref  # serving resolves production through the registry
         validated = cand_verdicts if passed else base_verdicts
         print(f"  gate {'PASSED: promoted ' + candidate.version if passed else 'FAILED: the candidate is not promoted'}; "
               f"production serves {'the candidate' if passed else 'the untuned base (incumbent)'}")
     with stages.stage("serve", "serve production with vLLM + the judge API, score the test items through the API"):
-        with _judge_api(production, serve_config, out / "serve.log") as (url, key):
+        with _judge_api(production, serve_config, out / "serve.log", registry.root) as (url, key):
             served, seconds = _score_through_api(url, key, name, test_items, out / "served_verdicts.jsonl")
         matches, why = _same_verdicts(served, validated)
         per_s = 2 * len(served) / seconds  # a judgment = one order of one pair

@@ -123,8 +123,8 @@ class APIConfig:
 
 @dataclass
 class ServeConfig:
-    judges: list[str] = option(["helpfulness-pairwise"], help="production judges: spec names (untuned base model) "
-                                                              "or judge directories; addressed by spec name")
+    judges: list[str] = option(["helpfulness-pairwise"], help="production judges: spec names (untuned base model)"
+                                                              ", judge directories, or registry:NAME (the registry's production version); addressed by spec name")
     candidates: list[str] = option([], help="candidate judge directories, always served as LoRA; addressed as NAME@VERSION")
     engine: Literal["vllm", "transformers"] = option(
         "vllm", help="vllm, or transformers in-process (machines without vLLM; slow)")

@@ -3,6 +3,8 @@
 A judge directory (written by `judgeloop train` and `judgeloop merge`) holds ``judge.json``:
 ``{"name", "version", "spec": {...}, "base_model", "adapter": "adapter" | null, "fingerprint", ...}``
 with paths relative to the directory. A spec name or file alone means the untuned base model.
+``registry:NAME`` is the production version of NAME in the judge registry (``registry:NAME@VERSION``
+a given version), so serving configs resolve "production" through the registry.
 """
 from __future__ import annotations
 
@@ -43,8 +45,33 @@ def base_judge(spec: JudgeSpec, model: str | None = None) -> Judge:
     return Judge(spec, path, None, fingerprint(spec, path), version="base")
 
 
+REGISTRY_PREFIX = "registry:"
+
+
+def registry_judge(ref: str) -> Judge:
+    """The judge a registry entry names (``registry:NAME[@VERSION]``, production by default)."""
+    from eval.registry import resolve
+
+    name, _, version = ref[len(REGISTRY_PREFIX):].partition("@")
+    entry = resolve(name, version or "production")
+    for candidate in (entry.get("model"), entry.get("adapter") and str(Path(entry["adapter"]).parent)):
+        if candidate and (Path(candidate) / JUDGE_FILE).exists():
+            judge = load_judge(candidate)
+            break
+    else:
+        judge = base_judge(load_spec(entry.get("spec") or name), entry["model"])
+    if judge.fingerprint != entry["fingerprint"]:
+        raise ModelError(f"registry entry {name} {entry['version']} has fingerprint {entry['fingerprint'][:16]} but "
+                         f"its files give {judge.fingerprint[:16]}", path=entry.get("model"),
+                         hint="the files changed after registration: register them as a new version")
+    judge.version = entry["version"]
+    return judge
+
+
 def load_judge(ref: str | Path, model: str | None = None) -> Judge:
-    """A judge from a judge directory, or the base model for a spec name/file."""
+    """A judge from a judge directory, a registry reference, or the base model for a spec name/file."""
+    if str(ref).startswith(REGISTRY_PREFIX):
+        return registry_judge(str(ref))
     p = Path(ref)
     if (p / JUDGE_FILE).exists():
         meta = json.loads((p / JUDGE_FILE).read_text())
