@@ -6,7 +6,6 @@ Writers are append-only; ``done_ids`` lets a batch job resume where it stopped.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import IO, Iterable, Iterator, TypeVar
@@ -149,6 +148,3 @@ class JsonlAppender:
     def __exit__(self, *exc):
         self.close()
 
-
-def is_finite_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -127,7 +127,3 @@ def _water_level(lengths: dict[str, int], overflow: int) -> int | None:
             hi = mid - 1
     return lo
 
-
-def target_text(spec: JudgeSpec, label: str) -> str:
-    """The assistant message a trained judge answers with: the label alone."""
-    return spec.label_space.check(label) if spec.kind != "pointwise" else str(label)
