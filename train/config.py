@@ -27,6 +27,9 @@ class LoraOptions:
     dropout: float = option(0.05, help="dropout on the LoRA input, in [0, 1)")
     target_modules: list[str] = option([ALL_LINEAR], help="module names to adapt, e.g. [q_proj, v_proj], "
                                        "or [all-linear] for every linear layer except the output layer")
+    layers: Optional[int] = option(None, help="adapt only the last N transformer layers (PEFT layers_to_transform): "
+                                   "backpropagation stops below the lowest adapted layer, so a step is faster; "
+                                   "null = every layer")
     qlora: bool = option(False, help="load the base model in 4-bit NF4 (bitsandbytes) and train LoRA on top: "
                          "QLoRA, for a small GPU; CUDA only")
 
@@ -47,6 +50,9 @@ class DataOptions:
                                "so the judge cannot learn a position")
     exclude_labels: list[str] = option([], help="drop items whose target label is one of these (e.g. [tie] "
                                        "to train an A/B judge); in `distribution` mode, drop those annotators' votes")
+    balance_length: bool = option(False, help="pairwise: keep as many items whose human winner is the shorter "
+                                  "response as the longer (a seeded sample of the larger side per source), so the "
+                                  "judge cannot score by length; ties and equal lengths are kept")
     rationale: bool = option(False, help="train the label followed by a line of rationale from each item's "
                              "meta.rationale (the verdict stays the first answer token, so scoring is unchanged)")
     max_dev_items: Optional[int] = option(None, help="score at most this many dev items (a seeded sample) at "
@@ -105,6 +111,8 @@ class TrainConfig:
         need(lo.rank > 0, "lora.rank", f"must be > 0, got {lo.rank}")
         need(lo.alpha > 0, "lora.alpha", f"must be > 0, got {lo.alpha}")
         need(0 <= lo.dropout < 1, "lora.dropout", f"must be in [0, 1), got {lo.dropout}")
+        if lo.layers is not None:
+            need(lo.layers > 0, "lora.layers", f"must be > 0, got {lo.layers}")
         need(bool(lo.target_modules), "lora.target_modules", "must name at least one module (or all-linear)")
         for name in lo.target_modules:
             if name == ALL_LINEAR:

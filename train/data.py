@@ -9,6 +9,7 @@ label (or distribution) swapped with the responses.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from collections import Counter
@@ -208,12 +209,20 @@ def longest_label_target(tokenizer, spec: JudgeSpec) -> int:
 
 
 def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions, max_length: int,
-                   both_orders: bool | None = None) -> tuple[list[Example], SplitReport]:
-    """Render every usable item (both orders for pairwise when asked) into an example."""
+                   both_orders: bool | None = None, balance_length: bool = False
+                   ) -> tuple[list[Example], SplitReport]:
+    """Render every usable item (both orders for pairwise when asked) into an example.
+
+    ``balance_length`` (the training split, with ``data.balance_length``): see ``balance_by_length``.
+    """
     space = spec.label_space
     both = opts.both_orders if both_orders is None else both_orders
     first_ids = dict(zip(spec.labels, label_first_ids(tokenizer, spec)))
     selected, skipped = select_items(source.items, spec, opts, str(source.path))
+    if balance_length and spec.kind == "pairwise":
+        selected, dropped = balance_by_length(selected)
+        if dropped:
+            skipped = {**skipped, "length balance": dropped}
     report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
     examples: list[Example] = []
     too_long = unrenderable = 0
@@ -265,13 +274,32 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     return examples, report
 
 
+def _winner_is_longer(item: Item, label: str) -> bool | None:
+    if label not in ("A", "B") or len(item.response_a) == len(item.response_b):
+        return None
+    return (label == "A") == (len(item.response_a) > len(item.response_b))
+
+
+def balance_by_length(selected: list[tuple[Item, str, dict | None]]) -> tuple[list, int]:
+    """Drop items from the larger of {longer response won, shorter response won} until both are equal.
+
+    Which items go is fixed by a hash of their ids (no seed to carry), and the order is kept.
+    """
+    sides = {True: [], False: []}
+    for i, (item, label, _) in enumerate(selected):
+        longer = _winner_is_longer(item, label)
+        if longer is not None:
+            sides[longer].append(i)
+    big, small = (sides[True], sides[False]) if len(sides[True]) >= len(sides[False]) else (sides[False], sides[True])
+    keyed = sorted(big, key=lambda i: hashlib.sha256(selected[i][0].id.encode()).hexdigest())
+    drop = set(keyed[len(small):])
+    return [s for i, s in enumerate(selected) if i not in drop], len(drop)
+
+
 def _longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
     """Share of A/B-labelled items whose preferred response is the longer one (a length-bias warning)."""
-    decided = [(it, lab) for it, lab in pairs if lab in ("A", "B") and len(it.response_a) != len(it.response_b)]
-    if not decided:
-        return None
-    longer = sum((lab == "A") == (len(it.response_a) > len(it.response_b)) for it, lab in decided)
-    return longer / len(decided)
+    decided = [w for w in (_winner_is_longer(it, lab) for it, lab in pairs) if w is not None]
+    return sum(decided) / len(decided) if decided else None
 
 
 # ------------------------------------------------------------------------- the report

@@ -106,12 +106,23 @@ def load_model(cfg: TrainConfig, base_path: str):
     return model
 
 
-def lora_config(cfg: TrainConfig):
+def lora_config(cfg: TrainConfig, model=None):
     from peft import LoraConfig
     targets = cfg.lora.target_modules
+    layers = None
+    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if cfg.lora.layers is not None and num_layers:
+        if cfg.lora.layers > num_layers:
+            raise ConfigError(f"the base model has {num_layers} layers, cannot adapt the last {cfg.lora.layers}",
+                              field="lora.layers")
+        layers = list(range(num_layers - cfg.lora.layers, num_layers))
+        if targets == ["all-linear"]:  # PEFT takes layers_to_transform only with module names
+            import torch
+            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                              if isinstance(mod, torch.nn.Linear) and ".layers." in name})
     return LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=targets[0] if targets == ["all-linear"] else list(targets),
-                      bias="none", task_type="CAUSAL_LM")
+                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
 
 
 def to_dataset(examples: Sequence[tdata.Example]):
@@ -140,13 +151,14 @@ class JudgeCollator:
         return batch
 
 
-def soft_verdict_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
-    """Cross-entropy of the completion tokens, with the verdict token's replaced by a soft one.
+def completion_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
+    """Cross-entropy of the completion tokens, computing logits only where the loss needs them.
 
-    At the verdict position the target is the annotators' distribution over the labels' first
-    tokens: ``-sum_k p_k log q(label_k)`` with ``q`` the full-vocabulary softmax, so a one-hot
-    ``p`` gives exactly the usual token loss. Logits are computed only at completion positions
-    (``logits_to_keep``), through the model's own forward so DDP/FSDP hooks still run.
+    The prompt carries no loss, so the output layer (49k-vocabulary logits for SmolLM2) runs only
+    at the completion positions (``logits_to_keep``), through the model's own forward so DDP/FSDP
+    hooks still run. With ``inputs["target_probs"]`` (soft targets) the verdict token's target is
+    the annotators' distribution over the labels' first tokens: ``-sum_k p_k log q(label_k)`` with
+    ``q`` the full-vocabulary softmax, so a one-hot ``p`` gives exactly the usual token loss.
     Returns ``(loss, number of completion tokens)``.
     """
     import torch
@@ -158,12 +170,13 @@ def soft_verdict_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep,
                 use_cache=False)
     logp = torch.log_softmax(out.logits[rows, torch.searchsorted(keep, cols)].float(), dim=-1)
-    nll = -logp.gather(1, shift[rows, cols].unsqueeze(1)).squeeze(1)
-    first = torch.ones_like(rows, dtype=torch.bool)
-    first[1:] = rows[1:] != rows[:-1]
-    ids = torch.as_tensor(label_ids, device=logp.device)
-    soft = -(inputs["target_probs"].to(logp.device)[rows] * logp[:, ids]).sum(-1)
-    per_token = torch.where(first, soft, nll)
+    per_token = -logp.gather(1, shift[rows, cols].unsqueeze(1)).squeeze(1)
+    if inputs.get("target_probs") is not None:
+        first = torch.ones_like(rows, dtype=torch.bool)
+        first[1:] = rows[1:] != rows[:-1]
+        ids = torch.as_tensor(label_ids, device=logp.device)
+        soft = -(inputs["target_probs"].to(logp.device)[rows] * logp[:, ids]).sum(-1)
+        per_token = torch.where(first, soft, per_token)
     n = num_items_in_batch if num_items_in_batch is not None else per_token.numel()
     return per_token.sum() / torch.as_tensor(n, device=per_token.device).clamp(min=1), per_token.numel()
 
@@ -238,9 +251,7 @@ def _trainer_class():
                 lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if "target_probs" not in inputs:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, _ = soft_verdict_loss(model, inputs, self.label_ids, num_items_in_batch)
+            loss, _ = completion_loss(model, inputs, self.label_ids, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # like SFTTrainer: DDP averages gradients
             if self.model.training:
@@ -349,6 +360,19 @@ class Run:
     max_length: int
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was saved completely. The Trainer writes trainer_state.json after the
+    weights, optimizer and RNG state, so a kill in the middle of a save leaves a checkpoint without a
+    readable one: resume from the one before."""
+    steps = []
+    for path in folder.glob("checkpoint-*"):
+        try:
+            steps.append((int(json.loads((path / "trainer_state.json").read_text())["global_step"]), path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return str(max(steps)[1]) if steps else None
+
+
 def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), progress=print) -> Run:
     """Resolve the spec and model, build the examples (report printed), load the model, build the trainer.
 
@@ -356,7 +380,6 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     """
     import torch
     from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig
 
     base_ref = cfg.base_model or load_spec(cfg.spec).base_model
@@ -390,7 +413,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     _check_run_dir(run_dir, cfg, resume)
     last = None
     if resume and (run_dir / CHECKPOINTS_DIR).is_dir():
-        last = get_last_checkpoint(str(run_dir / CHECKPOINTS_DIR))
+        last = last_complete_checkpoint(run_dir / CHECKPOINTS_DIR)
     if resume and last is None:
         say(f"--resume: no checkpoint in {run_dir / CHECKPOINTS_DIR} yet, starting from the beginning")
 
@@ -400,7 +423,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         dev_sources = tdata.load_sources(cfg.dev_sources(), "dev", cfg.data, say)
     examples, reports = [], []
     for source in train_sources:
-        made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length)
+        made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length,
+                                            balance_length=cfg.data.balance_length)
         examples.extend(made)
         reports.append(report)
     dev_items: list[Item] = []
@@ -433,7 +457,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
             model=model, args=args, train_dataset=to_dataset(examples),
             eval_dataset=to_dataset(dev_examples) if has_dev else None,
             processing_class=tokenizer, data_collator=JudgeCollator(tokenizer.pad_token_id),
-            peft_config=lora_config(cfg), callbacks=extra, dev_scorer=dev_scorer,
+            peft_config=lora_config(cfg, model), callbacks=extra, dev_scorer=dev_scorer,
             label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed)
     except ValueError as exc:
         if "Target module" in str(exc) or "target_modules" in str(exc):

@@ -148,3 +148,19 @@ def test_any_text_trains_on_exactly_the_rendered_prompt(tokenizer, a, b, label):
     for ex in examples:
         assert ex.input_ids[:ex.prompt_len] == render(spec, item, tokenizer, ex.order).token_ids
         assert ex.labels.count(IGNORE) == ex.prompt_len
+
+
+def test_length_balance_keeps_as_many_shorter_as_longer_wins(tokenizer):
+    items = pairwise_items(40)   # the fox response is the longer one about half the time
+    long_b = [it.model_copy(update={"id": f"l{i}", "response_b": it.response_b + " More words." * 20, "label": "B",
+                                    "labels": ["B", "B", "A"]}) for i, it in enumerate(items[:20])]
+    items = items + long_b       # 20 more items where the longer response won
+    plain, plain_report = build(items, tokenizer)
+    balanced, report = build_examples(source(items), load_spec(SPEC), tokenizer, DataOptions(), 10_000,
+                                      balance_length=True)
+    assert plain_report.longer_preferred > 0.55 and report.longer_preferred == 0.5
+    dropped = report.skipped["length balance"]
+    assert dropped > 0 and report.used == plain_report.used - dropped and len(balanced) == 2 * report.used
+    # the same items go every time (a hash of the ids), and the dev split is never balanced
+    again, _ = build_examples(source(items), load_spec(SPEC), tokenizer, DataOptions(), 10_000, balance_length=True)
+    assert [e.item_id for e in again] == [e.item_id for e in balanced]

@@ -21,7 +21,7 @@ from data.jsonl import read_jsonl
 from data.schema import Item
 from train.config import TrainConfig
 from train.data import Source, build_examples
-from train.trainer import prepare_run, soft_verdict_loss, train
+from train.trainer import prepare_run, completion_loss, train
 from tests.train.helpers import pairwise_items, tiny_config, write_items
 
 QUIET = lambda *a, **k: None  # noqa: E731
@@ -130,10 +130,28 @@ def test_training_changes_only_lora_weights_and_lowers_the_verdict_loss(tmp_path
     assert after < before / 4, (before, after)
 
 
+def test_lora_layers_adapts_only_the_last_layers(tmp_path, tiny_model_dir):
+    run = prepare_run(tiny_config(tmp_path, tiny_model_dir, "--lora.layers=1"), progress=QUIET)
+    n_layers = run.trainer.model.config.num_hidden_layers
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, p in run.trainer.model.named_parameters()
+               if p.requires_grad}
+    assert n_layers > 1 and adapted == {str(n_layers - 1)}
+    # every linear module of that layer is adapted (all-linear is expanded to module names)
+    kinds = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, p in run.trainer.model.named_parameters()
+             if p.requires_grad and "lora_A" in n}
+    assert {"q_proj", "v_proj", "down_proj"} <= kinds
+
+
+def test_lora_layers_beyond_the_model_is_a_config_error(tmp_path, tiny_model_dir):
+    with pytest.raises(ConfigError, match="cannot adapt the last 99") as err:
+        prepare_run(tiny_config(tmp_path, tiny_model_dir, "--lora.layers=99"), progress=QUIET)
+    assert err.value.problems[0].field == "lora.layers"
+
+
 # ------------------------------------------------------------------ soft targets
 
 
-def test_soft_loss_with_one_hot_targets_equals_the_token_loss(tmp_path, tiny_model_dir):
+def test_completion_loss_equals_the_full_logit_token_loss(tmp_path, tiny_model_dir):
     run = prepare_run(tiny_config(tmp_path, tiny_model_dir, "--lora.dropout=0"), progress=QUIET)
     batch = first_batch(run)
     model = run.trainer.model.eval()
@@ -142,9 +160,12 @@ def test_soft_loss_with_one_hot_targets_equals_the_token_loss(tmp_path, tiny_mod
     verdict = batch["labels"][torch.arange(len(first)), first]
     onehot = torch.stack([(torch.tensor(ids) == v).float() for v in verdict])
     with torch.no_grad():
-        hard = run.trainer.compute_loss(model, dict(batch)).item()
-        soft, n = soft_verdict_loss(model, {**batch, "target_probs": onehot}, ids)
-    assert n == 3 * len(first) and soft.item() == pytest.approx(hard, rel=1e-5)
+        # the model's own loss: logits at every position, labels -100 on the prompt
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        hard, n = completion_loss(model, dict(batch), ids)
+        soft, _ = completion_loss(model, {**batch, "target_probs": onehot}, ids)
+    assert n == 3 * len(first)
+    assert hard.item() == pytest.approx(full.item(), rel=1e-5) and soft.item() == pytest.approx(full.item(), rel=1e-5)
 
 
 def _label_dist(run_dir, items):
