@@ -23,7 +23,11 @@ COMMANDS = {
     "registry": ("eval.cli", "list and register judge versions"),
     "promote": ("eval.cli", "promote a judge version that passed its gate"),
     "rollback": ("eval.cli", "return production to the previous version"),
+    "monitor": ("eval.monitor", "compare live verdicts with the validation baseline (drift; exit 1 on alert)"),
+    "review": ("eval.review", "export live items for human review, import the labels back"),
+    "retrain": ("eval.retrain", "train on original + reviewed labels, validate, gate, register"),
     "demo": ("eval.demo", "the whole loop on the embedded default model (runs/demo)"),
+    "bench": ("benchmarks.cli", "scoring and training speed against the usual ways (benchmarks/results)"),
 }
 
 

@@ -40,21 +40,39 @@ def run_serve(cfg) -> None:
 
     api_key = cfg.api.api_key()  # fail before spending a minute on vLLM
     check_port_free(cfg.api.port, cfg.api.host, field="api.port")
-    serving = None
+    serving = live = None
     try:
         with sigterm_as_interrupt():
             serving = start_judges(cfg)
+            if cfg.live.log:
+                from serve.live import start_live
+                live = start_live(cfg.live, serving.services, cfg.log_dir)
             app = create_app(serving.services, api_key=api_key, max_body_bytes=cfg.api.max_body_bytes,
-                             max_batch_items=cfg.api.max_batch_items)
+                             max_batch_items=cfg.api.max_batch_items,
+                             verdict_logger=live.logger if live else None,
+                             max_concurrent_requests=cfg.api.max_concurrent_requests,
+                             max_queued_requests=cfg.api.max_queued_requests,
+                             request_timeout_s=cfg.api.request_timeout_s)
+            if live:
+                live.register_metrics(app.state.metrics.registry)
             url = f"http://{cfg.api.host}:{cfg.api.port}"
             print(f"judge API on {url} (docs {url}/docs), judges: {', '.join(serving.services)}"
                   + ("" if api_key else "  [no API key: loopback only]"), flush=True)
+            if live:
+                shadows = ", ".join(s.key for group in (live.shadow.shadows.values() if live.shadow else [])
+                                    for s in group)
+                print(f"verdict log: {live.verdict_log.url}" + (f"; shadow candidates: {shadows}" if shadows else ""),
+                      flush=True)
             # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises them here
+            # the listen backlog holds every admitted request's connection (429s come from the app, not drops)
+            backlog = max(2048, cfg.api.max_concurrent_requests + cfg.api.max_queued_requests)
             uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port, log_level="info",
-                                          timeout_graceful_shutdown=30)).run()
+                                          timeout_graceful_shutdown=30, backlog=backlog)).run()
     except KeyboardInterrupt:
         pass  # SIGINT or SIGTERM: stop vLLM below
     finally:
+        if live is not None:
+            live.close()  # writes what is still queued
         if serving is not None:
             print("stopping vLLM ...", file=sys.stderr, flush=True)
             serving.close()

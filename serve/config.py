@@ -37,6 +37,9 @@ class VLLMConfig:
     tensor_parallel_size: int = option(1, help="GPU: GPUs per server")
     gpu_memory_utilization: float = option(0.85, help="GPU: share of each GPU's memory vLLM may take")
     startup_timeout_s: float = option(600.0, help="how long to wait for vLLM's /health before giving up")
+    max_restarts: int = option(5, help="restart a launched vLLM server that exits (crash, kill -9), at most this "
+                                       "many times per server, without restarting the judge API (0: never); "
+                                       "requests get 503 while it is down")
     endpoints: list[str] = option([], help="already-running vLLM servers to use instead of launching "
                                            "(each must serve every judge under its key)")
 
@@ -47,6 +50,8 @@ class VLLMConfig:
         for name in ("replicas", "tensor_parallel_size", "cpu_kvcache_space_gib"):
             if getattr(self, name) < 1:
                 problems.append(Problem("must be at least 1", field=f"vllm.{name}"))
+        if self.max_restarts < 0:
+            problems.append(Problem("must be 0 or more", field="vllm.max_restarts"))
         if not 0 < self.gpu_memory_utilization <= 1:
             problems.append(Problem("must be in (0, 1]", field="vllm.gpu_memory_utilization"))
         if self.block_size is not None and (self.block_size < 16 or self.block_size % 16):
@@ -88,7 +93,11 @@ class APIConfig:
     api_key_env: str = option("JUDGELOOP_API_KEY", help="environment variable holding the API key (Bearer token)")
     no_auth_on_loopback: bool = option(False, help="serve without an API key; allowed only when host is a loopback address")
     max_body_bytes: int = option(2_000_000, help="largest request body accepted (413 above)")
-    max_batch_items: int = option(256, help="most items (times judges) in one request (422 above)")
+    max_batch_items: int = option(256, help="most items (times judges) in one request (413 above)")
+    max_concurrent_requests: int = option(256, help="judge requests scored at once; more wait in the queue")
+    max_queued_requests: int = option(2048, help="judge requests waiting beyond those being scored; above this "
+                                                 "a request gets 429 with Retry-After at once (never a dropped connection)")
+    request_timeout_s: float = option(300.0, help="longest a judge request may wait and be scored; then 503 with the reason")
 
     @property
     def is_loopback(self) -> bool:
@@ -116,8 +125,46 @@ class APIConfig:
             problems.append(Problem("must be a TCP port (1-65535)", field="api.port"))
         if self.max_body_bytes < 1024:
             problems.append(Problem("must be at least 1024", field="api.max_body_bytes"))
-        if self.max_batch_items < 1:
-            problems.append(Problem("must be at least 1", field="api.max_batch_items"))
+        for name in ("max_batch_items", "max_concurrent_requests"):
+            if getattr(self, name) < 1:
+                problems.append(Problem("must be at least 1", field=f"api.{name}"))
+        if self.max_queued_requests < 0:
+            problems.append(Problem("must be 0 or more", field="api.max_queued_requests"))
+        if self.request_timeout_s <= 0:
+            problems.append(Problem("must be positive", field="api.request_timeout_s"))
+        return problems
+
+
+@dataclass
+class LiveConfig:
+    log: bool = option(True, help="log every verdict served (time, judge, fingerprint, item hash, verdict, "
+                                  "probabilities, consistency, latency, error) for `judgeloop monitor` and review")
+    log_url: Optional[str] = option(None, help="SQLAlchemy URL of the verdict log, e.g. postgresql://host/db at scale "
+                                               "(null: SQLite file verdicts.sqlite in log_dir)")
+    log_items: bool = option(True, help="store each item's text; false stores only its sha256 (privacy; "
+                                        "then `judgeloop review export` has nothing to show reviewers)")
+    queue_size: int = option(10_000, help="verdicts waiting to be written; beyond this they are dropped and "
+                                          "counted (judgeloop_verdict_log_dropped_total): a request never waits for the log")
+    shadow: bool = option(True, help="each candidate also scores the production traffic of the judge with its spec, "
+                                     "off the request path; its verdicts are logged with role 'shadow'")
+    shadow_queue_size: int = option(1_000, help="items waiting for shadow scoring; beyond this they are dropped and counted")
+
+    def url(self, log_dir: Optional[Path]) -> str:
+        """The verdict log's SQLAlchemy URL: ``log_url``, else a SQLite file in the serve log directory."""
+        if self.log_url:
+            return self.log_url
+        from data.paths import cache_dir
+
+        return f"sqlite:///{Path(log_dir or cache_dir() / 'logs').resolve() / 'verdicts.sqlite'}"
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        for name in ("queue_size", "shadow_queue_size"):
+            if getattr(self, name) < 1:
+                problems.append(Problem("must be at least 1", field=f"live.{name}"))
+        if self.log_url is not None and "://" not in self.log_url:
+            problems.append(Problem(f"'{self.log_url}' is not a SQLAlchemy URL", field="live.log_url",
+                                    hint="e.g. sqlite:////var/lib/judgeloop/verdicts.sqlite or postgresql://host/db"))
         return problems
 
 
@@ -131,13 +178,14 @@ class ServeConfig:
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     api: APIConfig = field(default_factory=APIConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     log_dir: Optional[Path] = option(None, help="where vLLM's logs go (null: the judgeloop cache's logs/)")
 
     def validate(self) -> list[Problem]:
         problems = []
         if not self.judges and not self.candidates:
             problems.append(Problem("serve at least one judge", field="judges"))
-        for part in (self.vllm, self.client, self.api):
+        for part in (self.vllm, self.client, self.api, self.live):
             problems.extend(part.validate())
         return problems
 

@@ -1,0 +1,335 @@
+"""Human review of live verdicts: `judgeloop review export` and `judgeloop review import`.
+
+Export picks N logged production items of one judge for people to label: a *targeted* share
+(swap-inconsistent verdicts first, then the lowest confidence) and a *uniform random* share
+drawn from every other item of the window. It writes a Label Studio import file
+(``review-tasks.json``, with ``labeling-config.xml`` for the project), the same tasks as CSV
+(``review.csv``, a ``label`` column to fill; add ``label_2``... for more reviewers), and
+``review-manifest.json``: each task's item, the judge's verdict and its sampling stratum.
+The judge's verdict is never shown to reviewers.
+
+Import reads a Label Studio JSON export or the filled CSV back into canonical labelled items
+(labels checked against the spec's label space; every problem named by file, line and field;
+nothing is written unless all is well). Each item keeps the judge's verdict and its stratum in
+``meta.review``, so the items both train the next candidate and measure the live agreement.
+
+Live agreement (``live_agreement``) is post-stratified, which weights the random share
+correctly: the targeted stratum is a census of the hardest items, the random share a uniform
+sample of the rest, so each stratum's agreement is weighted by its share of the window's
+items (the random share stands for the whole rest of the traffic). The interval is a bootstrap
+within each stratum. The random share's own agreement (unbiased for the untargeted traffic) is
+reported too.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from data.errors import DataError, Problem
+from data.jsonl import read_jsonl, write_jsonl
+from data.labels import LabelSpace, aggregate
+from data.schema import RESPONSE_FIELDS, Item
+
+MANIFEST = "review-manifest.json"
+TASKS = "review-tasks.json"
+CSV_FILE = "review.csv"
+LABEL_CONFIG = "labeling-config.xml"
+TEXT_FIELDS = ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
+TARGETED, RANDOM = "targeted", "random"
+
+
+# --- export -------------------------------------------------------------------------------------
+
+def select(rows: list[dict], n: int, random_share: float, seed: int) -> tuple[list[tuple[dict, str, str]], dict]:
+    """(row, stratum, reason) for up to ``n`` distinct items, and each stratum's size in the window."""
+    latest: dict[str, dict] = {}
+    for r in rows:  # oldest first: the newest verdict of each distinct item wins
+        if r["error"] is None and r["verdict"] is not None and r["item"] is not None:
+            latest[r["item_hash"]] = r
+    pool = list(latest.values())
+    n = min(n, len(pool))
+    n_random = round(n * random_share)
+    # swap-inconsistent first, then the least confident
+    ranked = sorted(pool, key=lambda r: (r["consistent"] is not False, r["confidence"] if r["confidence"] is not None else 1.0,
+                                         r["item_hash"]))
+    targeted = ranked[:n - n_random]
+    rest = ranked[n - n_random:]
+    drawn = random.Random(seed).sample(rest, min(n_random, len(rest)))
+    chosen = [(r, TARGETED, "swap-inconsistent" if r["consistent"] is False else "low confidence") for r in targeted]
+    chosen += [(r, RANDOM, "uniform random") for r in drawn]
+    return chosen, {TARGETED: len(targeted), RANDOM: len(rest)}
+
+
+def review_id(row: dict) -> str:
+    return f"live-{row['item_hash'][:16]}"
+
+
+def labeling_config(kind: str, labels: Sequence[str]) -> str:
+    """A Label Studio labeling interface for the item kind: the texts, one required single choice."""
+    fields = ["instruction", "input", "context", "reference", *RESPONSE_FIELDS[kind]]
+    shown = "\n".join(f'  <Header value="{f.replace("_", " ")}"/>\n  <Text name="{f}" value="${f}"/>' for f in fields)
+    choices = "\n".join(f'    <Choice value="{lab}"/>' for lab in labels)
+    return (f"<View>\n{shown}\n  <Choices name=\"label\" toName=\"instruction\" choice=\"single\" required=\"true\">\n"
+            f"{choices}\n  </Choices>\n</View>\n")
+
+
+def export_review(log: str, judge: str, spec, n: int, out_dir: str | Path, *, since: float | None = None,
+                  until: float | None = None, random_share: float = 0.3, seed: int = 0) -> dict[str, Path]:
+    """Write the review tasks (Label Studio JSON, CSV), the labeling config and the manifest."""
+    from serve.verdict_log import read_rows
+
+    rows = read_rows(log, since=since, until=until, judge=judge, roles=["production"])
+    if not rows:
+        raise DataError(f"no production verdicts of '{judge}' in the window", path=str(log), field="judge")
+    if all(r["item"] is None for r in rows):
+        raise DataError("the verdict log holds only item hashes, no item text to review", path=str(log),
+                        hint="the server ran with live.log_items=false")
+    chosen, sizes = select(rows, n, random_share, seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    export_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    entries, tasks, table = {}, [], []
+    for row, stratum, reason in chosen:
+        rid = review_id(row)
+        item = row["item"]
+        entries[rid] = {"stratum": stratum, "reason": reason, "verdict": row["verdict"], "confidence": row["confidence"],
+                        "consistent": row["consistent"], "fingerprint": row["fingerprint"], "log_row": row["row"],
+                        "item_hash": row["item_hash"], "item": item}
+        data = {"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}}
+        tasks.append({"data": data})
+        table.append(data)
+    manifest = {"schema_version": 1, "export": export_id, "judge": judge, "spec": spec.name, "kind": spec.kind,
+                "labels": list(spec.labels), "log": str(log), "window": {"since": since, "until": until},
+                "population": sum(sizes.values()), "strata": sizes, "random_share": random_share, "seed": seed,
+                "estimator": "post-stratified (see eval/review.py)", "items": entries}
+    paths = {"tasks": out / TASKS, "csv": out / CSV_FILE, "config": out / LABEL_CONFIG, "manifest": out / MANIFEST}
+    paths["tasks"].write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    columns = ["review_id", *[f for f in TEXT_FIELDS if any(f in d for d in table)], "label"]
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for d in table:
+            writer.writerow({c: d.get(c, "") for c in columns})
+    paths["config"].write_text(labeling_config(spec.kind, spec.labels), encoding="utf-8")
+    paths["manifest"].write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return paths
+
+
+# --- import -------------------------------------------------------------------------------------
+
+def _json_line(text: str, rid: str) -> int | None:
+    m = re.search(r'"review_id"\s*:\s*' + re.escape(json.dumps(rid)), text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def read_label_studio(path: Path, space: LabelSpace, problems: list[Problem]) -> dict[str, list]:
+    """review_id -> the reviewers' labels, from a Label Studio JSON export (cancelled annotations skipped)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        tasks = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from None
+    if not isinstance(tasks, list):
+        raise DataError("expected a Label Studio JSON export (a list of tasks)", path=str(path))
+    out: dict[str, list] = {}
+    for i, task in enumerate(tasks):
+        rid = (task.get("data") or {}).get("review_id") if isinstance(task, dict) else None
+        if not isinstance(rid, str):
+            problems.append(Problem("task has no data.review_id (not exported by `judgeloop review export`?)",
+                                    str(path), None, f"[{i}].data.review_id"))
+            continue
+        line = _json_line(text, rid)
+        labels = []
+        for j, ann in enumerate(task.get("annotations") or []):
+            if ann.get("was_cancelled"):
+                continue
+            choices = [c for r in ann.get("result") or [] if r.get("type") == "choices" and r.get("from_name") == "label"
+                       for c in (r.get("value") or {}).get("choices") or []]
+            if len(choices) != 1:
+                problems.append(Problem(f"expected one choice, got {len(choices)}", str(path), line,
+                                        f"[{i}].annotations[{j}].result", f"task {rid}"))
+                continue
+            try:
+                labels.append(space.check(choices[0]))
+            except ValueError as exc:
+                problems.append(Problem(str(exc), str(path), line, f"[{i}].annotations[{j}].result", f"task {rid}"))
+        out[rid] = labels
+    return out
+
+
+def read_review_csv(path: Path, space: LabelSpace, problems: list[Problem]) -> dict[str, list]:
+    """review_id -> the labels in the ``label``/``label_*`` columns (empty cells are no label)."""
+    out: dict[str, list] = {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c for c in reader.fieldnames or [] if c == "label" or c.startswith("label_")]
+        if "review_id" not in (reader.fieldnames or []) or not columns:
+            raise DataError("expected the columns review_id and label (as `judgeloop review export` wrote them)",
+                            path=str(path), line=1)
+        for row in reader:
+            labels = []
+            for c in columns:
+                value = (row.get(c) or "").strip()
+                if not value:
+                    continue
+                try:
+                    labels.append(space.check(value))
+                except ValueError as exc:
+                    problems.append(Problem(str(exc), str(path), reader.line_num, c))
+            out[row["review_id"]] = labels
+    return out
+
+
+def import_review(path: str | Path, spec, out_path: str | Path, manifest_path: str | Path | None = None) -> tuple[int, int]:
+    """Reviewed labels -> canonical labelled items (``out_path``); returns (items written, tasks without a label)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=str(path))
+    manifest_path = Path(manifest_path) if manifest_path else path.parent / MANIFEST
+    if not manifest_path.is_file():
+        raise DataError("the review manifest is missing", path=str(manifest_path),
+                        hint="`judgeloop review export` wrote it beside the tasks; pass --manifest FILE")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("spec") != spec.name:
+        raise DataError(f"the review was exported for spec '{manifest.get('spec')}', not '{spec.name}'",
+                        path=str(manifest_path), field="spec")
+    space = spec.label_space
+    problems: list[Problem] = []
+    reader = read_review_csv if path.suffix.lower() == ".csv" else read_label_studio
+    labels_by_id = reader(path, space, problems)
+    for rid in labels_by_id:
+        if rid not in manifest["items"]:
+            problems.append(Problem(f"review_id '{rid}' is not in the manifest", str(path), None, "review_id",
+                                    f"manifest {manifest_path}"))
+    if problems:
+        raise DataError(problems=problems)
+    items, unlabelled = [], 0
+    for rid, labels in labels_by_id.items():
+        if not labels:
+            unlabelled += 1
+            continue
+        entry = manifest["items"][rid]
+        meta = dict(entry["item"].get("meta") or {})
+        meta["review"] = {"export": manifest["export"], "judge": manifest["judge"], "stratum": entry["stratum"],
+                          "reason": entry["reason"], "stratum_size": manifest["strata"][entry["stratum"]],
+                          "population": manifest["population"], "verdict": entry["verdict"],
+                          "confidence": entry["confidence"], "consistent": entry["consistent"],
+                          "fingerprint": entry["fingerprint"], "item_hash": entry["item_hash"]}
+        base = {k: v for k, v in entry["item"].items() if k not in ("id", "group", "labels", "label", "meta")}
+        items.append(Item(id=rid, group=rid, labels=labels, label=aggregate(spec.kind, labels), meta=meta, **base))
+    write_jsonl(out_path, items)
+    return len(items), unlabelled
+
+
+def read_reviewed(path: str | Path) -> list[Item]:
+    items = list(read_jsonl(path, Item))
+    bad = [it.id for it in items if "review" not in it.meta]
+    if bad:
+        raise DataError(f"item '{bad[0]}' has no meta.review (not from `judgeloop review import`)", path=str(path),
+                        field="meta.review")
+    return items
+
+
+# --- live agreement -----------------------------------------------------------------------------
+
+def live_agreement(items: Sequence[Item], space: LabelSpace, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Judge vs reviewers over the window, post-stratified by sampling stratum, with a 95% bootstrap interval."""
+    from eval.bootstrap import GroupBootstrap, interval
+    from eval.metrics import human_class
+
+    several = len({it.meta["review"]["export"] for it in items}) > 1
+    strata: dict[str, dict] = defaultdict(lambda: {"agree": [], "groups": [], "size": 0})
+    for it in items:
+        r = it.meta["review"]
+        human = human_class(it, space)
+        if human is None:
+            continue  # reviewers split with no majority
+        key = f"{r['export']} {r['stratum']}" if several else r["stratum"]
+        s = strata[key]
+        s["size"] = r["stratum_size"]
+        s["agree"].append(float(str(r["verdict"]) == human))
+        s["groups"].append(it.group)
+    total = sum(s["size"] for s in strata.values())
+    if not strata or total == 0:
+        return {"agreement": None, "n_reviewed": 0, "strata": {}, "random_share_agreement": None,
+                "estimator": "no reviewed item has a reviewer majority"}
+    value, reps = 0.0, np.zeros(n_boot)
+    for k, s in enumerate(strata.values()):
+        agree = np.array(s["agree"])
+        w = GroupBootstrap(s["groups"], n_boot, seed + k).weights
+        share = s["size"] / total
+        value += share * agree.mean()
+        with np.errstate(all="ignore"):
+            reps += share * (w @ agree) / w.sum(1)
+    random_items = [s for key, s in strata.items() if key.endswith(RANDOM)]
+    random_agree = [a for s in random_items for a in s["agree"]]
+    random_groups = [g for s in random_items for g in s["groups"]]
+    return {
+        "agreement": interval(value, reps).as_dict(),
+        "n_reviewed": sum(len(s["agree"]) for s in strata.values()),
+        "strata": {key: {"size": s["size"], "n_reviewed": len(s["agree"]), "agreement": float(np.mean(s["agree"]))}
+                   for key, s in strata.items()},
+        "random_share_agreement": GroupBootstrap(random_groups, n_boot, seed).mean(random_agree).as_dict()
+        if random_agree else None,
+        "estimator": ("post-stratified: each sampling stratum's agreement (judge verdict vs reviewer majority) weighted "
+                      "by its share of the window's items; the targeted stratum is the hardest items, the uniform random "
+                      "share stands for all the rest; 95% bootstrap within strata"),
+    }
+
+
+# --- the command --------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    from data.spec import load_spec
+
+    p = argparse.ArgumentParser(prog="judgeloop review", description="human review of live verdicts")
+    sub = p.add_subparsers(dest="action", required=True)
+    ex = sub.add_parser("export", help="pick logged items for people to label (Label Studio JSON + CSV)")
+    ex.add_argument("--judge", required=True, help="judge (spec name) whose production verdicts to review")
+    ex.add_argument("--spec", help="judge spec name or path (default: the judge name)")
+    ex.add_argument("--n", type=int, required=True, help="items to review")
+    ex.add_argument("--log", help="the verdict log: SQLAlchemy URL or SQLite file (default: `judgeloop serve`'s)")
+    ex.add_argument("--window-hours", type=float, default=None, help="only the last H hours (default: all)")
+    ex.add_argument("--random-share", type=float, default=0.3,
+                    help="share of the N drawn uniformly at random (unbiased live agreement; default 0.3)")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--out", default="runs/review", help="output directory (default runs/review)")
+    im = sub.add_parser("import", help="a Label Studio JSON export or the filled CSV -> labelled items JSONL")
+    im.add_argument("file", help="Label Studio export (.json) or the review CSV (.csv)")
+    im.add_argument("--spec", required=True, help="judge spec name or path (its labels are checked)")
+    im.add_argument("--manifest", help=f"the export's {MANIFEST} (default: beside FILE)")
+    im.add_argument("--out", required=True, help="labelled items JSONL to write")
+    args = p.parse_args(argv[1:])
+    if args.action == "export":
+        if args.n < 1:
+            raise DataError("must be at least 1", field="--n")
+        if not 0 <= args.random_share <= 1:
+            raise DataError("must be between 0 and 1", field="--random-share")
+        from eval.monitor import _default_log
+        spec = load_spec(args.spec or args.judge)
+        since = time.time() - args.window_hours * 3600 if args.window_hours else None
+        paths = export_review(args.log or _default_log(), args.judge, spec, args.n, args.out, since=since,
+                              random_share=args.random_share, seed=args.seed)
+        manifest = json.loads(paths["manifest"].read_text())
+        strata = defaultdict(int)
+        for e in manifest["items"].values():
+            strata[e["stratum"]] += 1
+        print(f"{len(manifest['items'])} items to review ({strata[TARGETED]} targeted, {strata[RANDOM]} uniform random) "
+              f"of {manifest['population']} distinct items in the window")
+        print(f"Label Studio: import {paths['tasks']} with the labeling interface {paths['config']}; or fill the "
+              f"'label' column of {paths['csv']}")
+        print(f"then: judgeloop review import FILE --spec {spec.name} --out reviewed.jsonl")
+        return 0
+    spec = load_spec(args.spec)
+    n, unlabelled = import_review(args.file, spec, args.out, args.manifest)
+    print(f"wrote {n} reviewed items to {args.out}" + (f" ({unlabelled} tasks had no label yet)" if unlabelled else ""))
+    return 0
