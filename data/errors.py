@@ -72,3 +72,7 @@ class ModelError(JudgeloopError):
 
 class ServerError(JudgeloopError):
     """A server (vLLM, the judge API) is down, unhealthy or answered badly."""
+
+
+class ServerUnavailable(ServerError):
+    """No engine can answer now (every vLLM endpoint is down or restarting); the judge API answers 503."""

@@ -58,6 +58,8 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
                 obj = json.loads(text, parse_constant=_reject_constant)
             except (json.JSONDecodeError, ValueError) as exc:
                 raise DataError(f"invalid JSON: {getattr(exc, 'msg', exc)}", path=str(p), line=lineno) from None
+            except RecursionError:
+                raise DataError("invalid JSON: nested too deeply", path=str(p), line=lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=str(p), line=lineno)
             seen_any = True
@@ -117,16 +119,25 @@ class JsonlAppender:
         self._fh: IO[str] = open(self.path, "a", encoding="utf-8")
 
     def _recover(self) -> None:
+        """Read the ids already written. Only a last line without its newline can be torn by a kill:
+        that one is dropped; any other unreadable line is an error and the file is left as it is."""
         good_end = 0
         with open(self.path, "rb") as fh:
-            for raw in fh:
+            for lineno, raw in enumerate(fh, 1):
                 if not raw.endswith(b"\n"):
-                    break
+                    break  # the torn last line
+                if not raw.strip():
+                    good_end = fh.tell()
+                    continue
                 try:
                     obj = json.loads(raw)
-                except json.JSONDecodeError:
-                    break
-                self.done_ids.add(str(obj.get("id")))
+                except (ValueError, RecursionError):
+                    obj = None
+                if not isinstance(obj, dict) or "id" not in obj:
+                    raise DataError("not a record with an 'id': the output file is not one this command wrote",
+                                    path=str(self.path), line=lineno,
+                                    hint="write to a new --out file, or remove that line")
+                self.done_ids.add(str(obj["id"]))
                 good_end = fh.tell()
         if good_end != self.path.stat().st_size:
             with open(self.path, "r+b") as fh:

@@ -10,7 +10,14 @@ import math
 from collections import Counter
 from typing import Iterable, Sequence
 
+from data.errors import DataError
+
 KINDS = ("pairwise", "pointwise", "binary")
+
+
+class LabelError(DataError, ValueError):
+    """A label or label space is invalid. Also a ValueError, so callers that add the file, line and
+    field (``except ValueError``) keep working."""
 
 
 class LabelSpace:
@@ -18,30 +25,30 @@ class LabelSpace:
 
     def __init__(self, kind: str, labels: Sequence[str]):
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+            raise LabelError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         labels = [str(x) for x in labels]
         if len(labels) < 2:
-            raise ValueError("a label space needs at least two labels")
+            raise LabelError("a label space needs at least two labels")
         if len(set(labels)) != len(labels):
-            raise ValueError(f"labels repeat: {labels}")
+            raise LabelError(f"labels repeat: {labels}")
         firsts = [lab[:1].lower() for lab in labels]
         if len(set(firsts)) != len(firsts):
             # guided choice scores only each label's first token (PLATFORM.md)
-            raise ValueError(f"labels must start with distinct characters, got {labels}")
+            raise LabelError(f"labels must start with distinct characters, got {labels}")
         self.kind = kind
         self.labels = labels
         self.values: dict[str, float] = {}
         if kind == "pairwise":
             if labels[:2] != ["A", "B"] or (len(labels) == 3 and labels[2] != "tie") or len(labels) > 3:
-                raise ValueError(f"pairwise labels must be [A, B] or [A, B, tie], got {labels}")
+                raise LabelError(f"pairwise labels must be [A, B] or [A, B, tie], got {labels}")
         elif kind == "binary":
             if sorted(x.lower() for x in labels) != ["no", "yes"]:
-                raise ValueError(f"binary labels must be yes and no, got {labels}")
+                raise LabelError(f"binary labels must be yes and no, got {labels}")
         else:
             try:
                 self.values = {lab: float(lab) for lab in labels}
             except ValueError:
-                raise ValueError(f"pointwise labels must be numbers, got {labels}") from None
+                raise LabelError(f"pointwise labels must be numbers, got {labels}") from None
 
     @property
     def has_tie(self) -> bool:
@@ -52,25 +59,25 @@ class LabelSpace:
         return min(self.values.values()), max(self.values.values())
 
     def check(self, value):
-        """Return the canonical form of a human label, or raise ValueError saying why."""
+        """Return the canonical form of a human label, or raise LabelError saying why."""
         if self.kind == "pointwise":
             if isinstance(value, bool) or value is None:
-                raise ValueError(f"score must be a number, got {value!r}")
+                raise LabelError(f"score must be a number, got {value!r}")
             try:
                 x = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"score must be a number, got {value!r}") from None
+            except (TypeError, ValueError, OverflowError):
+                raise LabelError(f"score must be a number, got {value!r}") from None
             if math.isnan(x) or math.isinf(x):
-                raise ValueError(f"score must be a finite number, got {value!r}")
+                raise LabelError(f"score must be a finite number, got {value!r}")
             lo, hi = self.score_range
             if not lo <= x <= hi:
-                raise ValueError(f"score {x:g} is outside the label range {lo:g}..{hi:g}")
+                raise LabelError(f"score {x:g} is outside the label range {lo:g}..{hi:g}")
             return int(x) if x.is_integer() else x
         text = str(value).strip() if isinstance(value, str) else value
         for lab in self.labels:
             if isinstance(text, str) and text.lower() == lab.lower():
                 return lab
-        raise ValueError(f"label {value!r} is not one of {', '.join(self.labels)}")
+        raise LabelError(f"label {value!r} is not one of {', '.join(self.labels)}")
 
     def parse_output(self, text: str) -> str | None:
         """The label a model's free text names (first word, case-insensitive), else None."""
@@ -118,7 +125,10 @@ class LabelSpace:
                 continue
             n += 1
             if self.kind == "pointwise":
-                x = float(raw)
+                try:
+                    x = float(raw)
+                except (TypeError, ValueError, OverflowError):
+                    raise LabelError(f"score must be a number, got {raw!r}") from None
                 ordered = sorted(self.labels, key=lambda lab: self.values[lab])
                 lo = max((lab for lab in ordered if self.values[lab] <= x), key=lambda lab: self.values[lab], default=ordered[0])
                 hi = min((lab for lab in ordered if self.values[lab] >= x), key=lambda lab: self.values[lab], default=ordered[-1])
@@ -142,7 +152,10 @@ def aggregate(kind: str, labels: Iterable):
     if not given:
         return None
     if kind == "pointwise":
-        return round(sum(float(x) for x in given) / len(given), 6)
+        try:
+            return round(sum(float(x) for x in given) / len(given), 6)
+        except (TypeError, ValueError, OverflowError):
+            raise LabelError(f"scores must be numbers, got {given!r}") from None
     counts = Counter(given).most_common()
     if len(counts) == 1 or counts[0][1] > counts[1][1]:
         return counts[0][0]

@@ -8,6 +8,9 @@ Truncation policy: when the prompt exceeds ``spec.max_prompt_tokens``, only the 
 the length of the next, and so on), keeping each cut field's head and a marker saying how many
 tokens were cut. The system message, the rubric, the label list and the answer instruction are
 never cut; if they alone exceed the budget, rendering fails with a ``RenderError``.
+
+Item text is data, never format: it is not parsed as a template, and the model's special tokens in
+it are defused (``_defuse``), so a response cannot forge a chat turn.
 """
 from __future__ import annotations
 
@@ -63,6 +66,22 @@ def render_messages(spec: JudgeSpec, item: Item, order: Order = "ab", fields: di
     return [{"role": "system", "content": spec.system.strip()}, {"role": "user", "content": user.strip()}]
 
 
+def _defuse(fields: dict[str, Any], tokenizer) -> dict[str, Any]:
+    """Item text cannot carry the model's special tokens (``<|im_start|>``, ``<|im_end|>``, ...):
+    each occurrence gets a zero-width space after its first character, so it is tokenised as
+    plain text and judged text can never open a turn or end the prompt's format."""
+    specials = sorted({t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+                      | set(getattr(tokenizer, "all_special_tokens", ())), key=len, reverse=True)
+    out = dict(fields)
+    for name, value in fields.items():
+        if isinstance(value, str):
+            for tok in specials:
+                if len(tok) > 1 and tok in value:
+                    value = value.replace(tok, tok[0] + "\u200b" + tok[1:])
+            out[name] = value
+    return out
+
+
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     """The model's chat template with the assistant turn opened (where the verdict goes)."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -81,7 +100,7 @@ def _cut(tokenizer, text: str, keep: int, total: int) -> str:
 
 def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rendered:
     """Render, then truncate by the spec's policy if the prompt is over budget."""
-    fields = item_fields(item, order)
+    fields = _defuse(item_fields(item, order), tokenizer)
     prompt = chat_prompt(tokenizer, render_messages(spec, item, order, fields))
     ids = encode(tokenizer, prompt)
     budget = spec.max_prompt_tokens

@@ -23,9 +23,12 @@ COMMANDS = ("eval", "gate", "report", "registry", "promote", "rollback")
 # --- eval -----------------------------------------------------------------------------------------
 
 def verdicts_for(judge: str, items: Sequence[Item], spec: JudgeSpec, engine: str = "vllm",
-                 serve_config: str | None = None) -> list[Verdict]:
+                 serve_config: str | None = None, injection: dict | None = None) -> list[Verdict]:
     """Score ``items`` with a judge (spec name = untuned base, or a judge directory) through the scoring core,
-    on the engine that serves it (vLLM by default, so the validated verdicts are the served ones)."""
+    on the engine that serves it (vLLM by default, so the validated verdicts are the served ones).
+
+    ``injection={"n": N}``: also measure the injection corpus on N of the items (eval/injection.py) with
+    the same engine; the result is stored in that dict under "result"."""
     from serve.config import load_serve_config
     from serve.service import start_judges
 
@@ -34,7 +37,12 @@ def verdicts_for(judge: str, items: Sequence[Item], spec: JudgeSpec, engine: str
         (service,) = serving.services.values()
         if service.spec.name != spec.name:
             raise JudgeloopError(f"judge '{judge}' answers spec '{service.spec.name}', not '{spec.name}'", field="--spec")
-        return list(service.score_stream(items))
+        verdicts = list(service.score_stream(items))
+        if injection:
+            from eval.injection import measure, sample
+            injection["result"] = measure(sample(items, injection["n"]), verdicts,
+                                          lambda batch: list(service.score_stream(batch)), spec)
+        return verdicts
 
 
 def load_items_arg(items: str | None, dataset: str | None) -> tuple[list[Item], dict, dict]:
@@ -90,6 +98,9 @@ def _registered_version(fingerprint: str | None, root: str | None) -> str | None
 
 def cmd_eval(args, argv: list[str]) -> int:
     from eval.harness import evaluate
+    if args.injection < 0 or (args.injection and not args.judge):
+        raise JudgeloopError("must be a positive number of items, with --judge (it scores injected variants)",
+                             field="--injection")
     spec = load_spec(args.spec)
     items, dataset_info, inputs = load_items_arg(args.items, args.dataset)
     if args.split:
@@ -99,6 +110,9 @@ def cmd_eval(args, argv: list[str]) -> int:
         inputs["verdicts"] = {"path": args.verdicts, "sha256": sha256_file(args.verdicts)}
         from eval.table import match_verdicts
         match_verdicts(items, verdicts, path=args.verdicts)  # name the file if they do not line up
+    elif args.injection:
+        injection = {"n": args.injection}
+        verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config, injection)
     else:
         verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config)
     references = {}
@@ -119,7 +133,8 @@ def cmd_eval(args, argv: list[str]) -> int:
         judge_info["version"] = args.judge_version
     result = evaluate(items, verdicts, spec, judge_info=judge_info or None, dataset_info=dataset_info,
                       reference_verdicts=references, incumbent_verdicts=incumbent, incumbent_info=incumbent_info,
-                      seed=args.seed, n_boot=args.n_boot)
+                      seed=args.seed, n_boot=args.n_boot,
+                      injection=injection["result"] if args.injection else None)
     if result["judge"].get("version") is None:
         result["judge"]["version"] = _registered_version(result["judge"].get("fingerprint"), args.registry)
     result["inputs"] = inputs
@@ -232,7 +247,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="judgeloop")
     top = p.add_subparsers(dest="command", required=True)
 
-    ev = top.add_parser("eval", help="validate a judge against human labels; writes DIR/validation.json")
+    ev = top.add_parser("eval", help="validate a judge against human labels; writes DIR/validation.json",
+                        epilog="judgeloop eval --all [--criteria configs/criteria.yaml] [--only A,B] [--max-items N]: "
+                               "validate every criterion's judge beside its untuned base, gate each, and write the "
+                               "criteria report (judgeloop eval --all --help)")
     who = ev.add_mutually_exclusive_group(required=True)
     who.add_argument("--verdicts", help="the judge's verdicts (JSONL, one per item)")
     who.add_argument("--judge", help="score with a judge: a spec name (its untuned base model) or a judge directory")
@@ -251,6 +269,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ev.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    ev.add_argument("--injection", type=int, default=0, metavar="N",
+                    help="with --judge: also measure the verdict-flip rate under the injection corpus on N of the "
+                         "items (eval/injection.py; shown in the report)")
     _registry_flag(ev)
 
     gate = top.add_parser("gate", help="check validation.json against the gate; exit 0 pass, 1 fail",
@@ -305,6 +326,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     argv = list(argv)
+    if argv[:1] == ["eval"] and "--all" in argv:  # every criterion of configs/criteria.yaml (eval/criteria.py)
+        from eval.criteria import main as eval_all
+        return eval_all(argv)
     if argv and argv[0] == "gate":
         args, rest = parser().parse_known_args(argv)
         bad = [a for a in rest if not (a.startswith("--") and "=" in a)]

@@ -195,8 +195,10 @@ def reference_summary(table: Table, ref: Table, boot: GroupBootstrap) -> dict:
 def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec, judge_info: dict | None = None,
              dataset_info: dict | None = None, reference_verdicts: dict[str, Sequence[Verdict]] | None = None,
              incumbent_verdicts: Sequence[Verdict] | None = None, seed: int = 0, n_boot: int = 1000,
-             incumbent_info: dict | None = None) -> dict:
-    """Validate a judge's verdicts against the human labels of ``items``; returns the validation result."""
+             incumbent_info: dict | None = None, injection: dict | None = None) -> dict:
+    """Validate a judge's verdicts against the human labels of ``items``; returns the validation result.
+
+    ``injection``, when given, is ``eval.injection.measure``'s result: kept as the "injection" section."""
     items = list(items)
     if not items:
         raise DataError("no items to evaluate")
@@ -255,5 +257,7 @@ def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec
             "candidate": boot.subset(table.main).mean(table.correct[table.main]).as_dict(),
             "incumbent_accuracy": boot.subset(table.main).mean(inc.correct[table.main]).as_dict(),
             **comparison}
+    if injection is not None:
+        result["injection"] = injection
     result["provenance"] = {"git_commit": git_commit(), "versions": library_versions()}
     return result

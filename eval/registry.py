@@ -46,6 +46,8 @@ class Registry:
 
     # --- storage ----------------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
+        if not name or "/" in name or "\\" in name or name.startswith("."):  # never a path out of the registry
+            raise RegistryError(f"'{name}' is not a usable judge name", field="name")
         return self.root / name / "judge.json"
 
     def names(self) -> list[str]:

@@ -93,6 +93,13 @@ def summary(result: dict) -> list[str]:
         parts = [f"{name} {pct(r['metrics'].get('accuracy', {}).get('value'))}" for name, r in refs.items()]
         out.append("Reference judges on the same items: " + ", ".join(parts) + ".")
     err = result.get("errors") or {}
+    inj = result.get("injection")
+    if inj and inj["flip_rate"]["value"] is not None:
+        f, t = inj["flip_rate"], inj["target_rate"]
+        out.append(f"Injection: text in a response that tries to steer the judge flipped {pct(f['value'])} of "
+                   f"{f['n']} verdicts (95% CI {pct(f['ci_low'])}-{pct(f['ci_high'])}; {pct(t['value'])} to the label "
+                   f"it asked for) on {inj['n_items']} items x {len(inj['by_template'])} templates; "
+                   f"{inj['outside_label_space']} verdicts outside the label space.")
     out.append(f"Errors: {err.get('no_verdict', 0)} of {err.get('n_items')} items without a usable verdict; "
                f"{err.get('truncated', 0)} prompts truncated.")
     return out
@@ -322,4 +329,80 @@ def write_report(result: dict, out_dir: str | Path, trend: list[dict] | None = N
     paths["html"].write_text(render_html(result, trend), encoding="utf-8")
     paths["markdown"].write_text(render_markdown(result, trend), encoding="utf-8")
     paths["json"].write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return paths
+
+
+# --- the criteria report (`judgeloop eval --all`) -------------------------------------------------
+
+def _criterion_text(row: dict) -> dict:
+    """A criteria-summary row as display strings."""
+    if row["status"] == "missing":
+        return {**row, "judge_text": "not trained", "base_text": "n/a", "diff_text": "n/a", "ceiling_text": "n/a"}
+    ceiling = row.get("ceiling")
+    ceiling_text = "n/a (one aggregate label per item)" if not ceiling else (
+        f"humans {pct(ceiling['humans']['value'])}, judge {pct(ceiling['judge']['value'])}, "
+        f"base {pct((ceiling.get('base') or {}).get('value'))} vs leave-one-out majority "
+        f"({ceiling['annotators']} annotators max)")
+    return {**row, "judge_text": interval_text(row["judge"]), "base_text": interval_text(row["base"]),
+            "diff_text": interval_text(row.get("judge_minus_base")), "ceiling_text": ceiling_text}
+
+
+def criteria_lines(summary: dict) -> list[str]:
+    """One line per criterion: its judge against its base and the human ceiling, and the gate."""
+    out = []
+    for r in map(_criterion_text, summary["rows"]):
+        if r["status"] == "missing":
+            out.append(f"{r['criterion']:<20} MISSING: no trained judge in {r['run_dir']}; run `{r['train_command']}`")
+            continue
+        failed = f" ({', '.join(r['failed_rules'])})" if r["failed_rules"] else ""
+        out.append(f"{r['criterion']:<20} {r['metric']} judge {r['judge_text']} vs base {r['base_text']} on {r['n']} "
+                   f"items; ceiling: {r['ceiling_text']}; gate {r['gate']}{failed}")
+    return out
+
+
+def plot_criteria(summary: dict) -> str | None:
+    """Each criterion's judge beside its untuned base, on the criterion's gate metric, with intervals."""
+    rows = [r for r in summary["rows"] if r["status"] != "missing"]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.8 * len(rows) + 1.2))
+    for i, r in enumerate(rows[::-1]):
+        for offset, key, colour, label in ((0.18, "judge", JUDGE, "judge"), (-0.18, "base", BASELINE, "untuned base")):
+            d = r.get(key) or {}
+            v = d.get("value")
+            if v is None:
+                continue
+            ax.barh(i + offset, v, height=0.34, color=colour, label=label if i == 0 else None)
+            if d.get("ci_low") is not None:
+                ax.errorbar(v, i + offset, xerr=[[v - d["ci_low"]], [d["ci_high"] - v]], color="black", capsize=2, lw=1)
+    ax.set_yticks(range(len(rows)), [f"{r['criterion']} ({r['metric']})" for r in rows[::-1]], fontsize=9)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlim(min(0.0, *[(r.get(k) or {}).get("ci_low") or 0.0 for r in rows for k in ("judge", "base")]) - 0.05, 1.05)
+    ax.set_xlabel("agreement with humans (the criterion's gate metric, 95% CI)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Criterion judges against their untuned base")
+    return _png(fig)
+
+
+def criteria_context(crit: dict) -> dict:
+    rows = [_criterion_text(r) for r in crit["rows"]]
+    sections = [r if r["status"] == "missing" else
+                {**r, "summary": summary(r["result"]), "gate_rules": r["result"]["gate"]["rules"]} for r in rows]
+    passed = sum(1 for r in rows if r.get("gate") == "PASS")
+    missing = sum(1 for r in rows if r["status"] == "missing")
+    return {"s": crit, "rows": rows, "sections": sections, "plot": plot_criteria(crit), "passed": passed,
+            "missing": missing, "validated": len(rows) - missing, "pct": pct, "interval_text": interval_text}
+
+
+def write_criteria_report(crit: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write criteria.html, criteria.md and criteria.json (the rows, without the full results) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = criteria_context(crit)
+    paths = {"html": out / "criteria.html", "markdown": out / "criteria.md", "json": out / "criteria.json"}
+    paths["html"].write_text(_env().get_template("criteria.html.j2").render(**ctx), encoding="utf-8")
+    paths["markdown"].write_text(_env().get_template("criteria.md.j2").render(**{**ctx, "plot": None}), encoding="utf-8")
+    slim = {**crit, "rows": [{k: v for k, v in r.items() if k not in ("result", "base_result")} for r in crit["rows"]]}
+    paths["json"].write_text(json.dumps(slim, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
     return paths

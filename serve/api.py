@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException
 
+from data.errors import ServerUnavailable
 from data.jsonl import pydantic_problems
 from data.schema import Item, Label, Verdict
 
@@ -173,7 +174,28 @@ async def _send_json(send, status: int, payload: dict) -> None:
 
 def _error(status: int, error: str, **extra) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if "retry_after_s" in extra:
+        headers = {"Retry-After": str(extra["retry_after_s"])}
     return JSONResponse({"error": error, **extra}, status_code=status, headers=headers)
+
+
+class _Admission:
+    """At most ``running`` judge requests scored at once and ``queued`` more waiting; beyond that a
+    request is refused at once (429), so load never turns into dropped connections."""
+
+    def __init__(self, running: int, queued: int):
+        self.running, self.queued = running, queued
+        self.admitted = 0
+        self.slots = asyncio.Semaphore(running)
+
+    def enter(self) -> bool:
+        if self.admitted >= self.running + self.queued:
+            return False
+        self.admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self.admitted -= 1
 
 
 def _where(loc) -> str:
@@ -181,12 +203,18 @@ def _where(loc) -> str:
 
 
 def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_000_000,
-               max_batch_items: int = 256, verdict_logger: VerdictLogger | None = None) -> FastAPI:
+               max_batch_items: int = 256, verdict_logger: VerdictLogger | None = None,
+               max_concurrent_requests: int = 256, max_queued_requests: int = 2048,
+               request_timeout_s: float = 300.0) -> FastAPI:
     """The judge API over ``services`` (judge key -> ``serve.service.JudgeService``).
 
     ``api_key=None`` turns authentication off: the caller decides when that is allowed.
+    Judge requests beyond ``max_concurrent_requests`` scoring plus ``max_queued_requests`` waiting
+    get 429; one that no engine can answer (vLLM down) or that is not done within
+    ``request_timeout_s`` gets 503; both with ``Retry-After`` and a JSON reason.
     """
     metrics = _Metrics()
+    admission = _Admission(max_concurrent_requests, max_queued_requests)
     app = FastAPI(title="judgeloop judge API", version="1",
                   description="Verdicts with the full label distribution from self-hosted LLM judges. "
                               "Authenticate with `Authorization: Bearer KEY`.")
@@ -227,7 +255,8 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
 
     @app.post("/v1/judge", response_model=JudgeResponse, dependencies=[Depends(authorised)],
               responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-                         413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+                         413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+                         429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def judge(request: JudgeRequest) -> Any:
         """Judge one item or a batch with one judge or several; a verdict per item and judge."""
         names = request.judges or ([request.judge] if request.judge else [])
@@ -261,7 +290,23 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
                                 for p in pydantic_problems(exc, "", None)]
                     return _error(422, f"for judge '{name}': " + "; ".join(problems))
             per_judge[name] = items
-        results = await asyncio.gather(*(services[n].score(per_judge[n], request.both_orders) for n in names))
+        if not admission.enter():
+            return _error(429, f"too many judge requests: {admission.running} being scored and {admission.queued} "
+                               "waiting; retry later", retry_after_s=1)
+
+        async def scored():
+            async with admission.slots:
+                return await asyncio.gather(*(services[n].score(per_judge[n], request.both_orders) for n in names))
+
+        try:
+            results = await asyncio.wait_for(scored(), request_timeout_s)
+        except ServerUnavailable as exc:
+            return _error(503, f"no engine can answer now: {exc.first.message}", retry_after_s=5)
+        except asyncio.TimeoutError:
+            return _error(503, f"the request was not scored within {request_timeout_s:g}s "
+                               "(the engines are overloaded or stuck)", retry_after_s=5)
+        finally:
+            admission.leave()
         verdicts = []
         for i in range(len(raw_items)):
             for name, judged in zip(names, results):

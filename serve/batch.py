@@ -4,7 +4,8 @@ Items stream from the input in batches; each verdict is appended (and flushed) t
 as soon as its batch is scored, keyed by item id. A rerun after a kill skips every id already
 in the output (a line cut short by the kill is dropped first), so the output ends with every
 input id exactly once. Items that could not be scored get a verdict with ``error`` and are
-not retried by a rerun. Two batches are in flight at once, so rendering one overlaps scoring
+not retried by a rerun; when no engine is reachable at all the run stops instead (exit 2), keeping
+what it wrote, so a rerun scores the rest. Two batches are in flight at once, so rendering one overlaps scoring
 the other; verdicts are still written in input order.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from data.errors import JudgeloopError
+from data.errors import JudgeloopError, ServerUnavailable
 from data.jsonl import JsonlAppender, read_jsonl
 from data.schema import Item, JudgeRef, Verdict
 
@@ -92,6 +93,8 @@ def score_file(in_path: str | Path, out_path: str | Path, score_batch: BatchScor
         def safe_score(batch: list[Item]) -> list[Verdict]:
             try:
                 verdicts = score_batch(batch)
+            except ServerUnavailable:
+                raise  # stop: what is written stays, a rerun scores the rest (no item is lost to an outage)
             except JudgeloopError as exc:  # the whole batch failed: every item says why, the run goes on
                 return [Verdict(id=i.id, judge=judge, error=f"backend: {exc.first.message}") for i in batch]
             if [v.id for v in verdicts] != [i.id for i in batch]:
@@ -100,18 +103,27 @@ def score_file(in_path: str | Path, out_path: str | Path, score_batch: BatchScor
 
         pending: list[Future] = []
         batches = _batches(read_jsonl(in_path, Item), out.done_ids, batch_size, skip)
+
+        def write(future: Future) -> None:
+            for verdict in future.result():
+                out.write(verdict)
+                summary.scored += 1
+                bar.update(1)
+
         while True:
             while len(pending) < IN_FLIGHT:
-                batch = next(batches, None)
+                try:
+                    batch = next(batches, None)
+                except JudgeloopError:  # a bad input line: keep what is scored before it, then report it
+                    for future in pending:
+                        write(future)
+                    raise
                 if batch is None:
                     break
                 pending.append(pool.submit(safe_score, batch))
             if not pending:
                 break
-            for verdict in pending.pop(0).result():
-                out.write(verdict)
-                summary.scored += 1
-                bar.update(1)
+            write(pending.pop(0))
     summary.seconds = time.perf_counter() - start
     _tally(summary)
     return summary

@@ -8,7 +8,8 @@
 
 Items are dicts (or ``data.schema.Item``); ``id``, ``group`` and ``kind`` may be left out.
 A request the API refuses raises ``ServerError`` with the API's reason; connection failures
-and 502/503/504 are retried with backoff first. Per-item failures are not exceptions: such a
+and 429/502/503/504 are retried with backoff first; then an unreachable API, a 429 or a 503 raises
+``ServerUnavailable`` (a ``ServerError``). Every call has a timeout (``timeout_s``). Per-item failures are not exceptions: such a
 verdict has ``error`` set.
 """
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Any, Iterable, Sequence
 
 import httpx
 
-from data.errors import ServerError
+from data.errors import ServerError, ServerUnavailable
 from data.schema import Item, Verdict
 
-RETRY_STATUS = (502, 503, 504)
+RETRY_STATUS = (429, 502, 503, 504)
 ItemLike = dict | Item
 
 
@@ -49,7 +50,8 @@ def _raise_for(resp: httpx.Response) -> None:
         reason = resp.json().get("error", resp.text)
     except ValueError:
         reason = resp.text[:300]
-    raise ServerError(f"judge API answered HTTP {resp.status_code}: {reason}")
+    error = ServerUnavailable if resp.status_code in (429, 503) else ServerError
+    raise error(f"judge API answered HTTP {resp.status_code}: {reason}")
 
 
 class _Base:
@@ -83,7 +85,7 @@ class JudgeClient(_Base):
             except httpx.TransportError as exc:
                 wait = self._failed(attempt, exc)
                 if wait is None:
-                    raise ServerError(f"cannot reach the judge API at {self.url}: {exc}") from None
+                    raise ServerUnavailable(f"cannot reach the judge API at {self.url}: {exc}") from None
             else:
                 wait = self._failed(attempt, resp)
                 if wait is None:
@@ -137,7 +139,7 @@ class AsyncJudgeClient(_Base):
             except httpx.TransportError as exc:
                 wait = self._failed(attempt, exc)
                 if wait is None:
-                    raise ServerError(f"cannot reach the judge API at {self.url}: {exc}") from None
+                    raise ServerUnavailable(f"cannot reach the judge API at {self.url}: {exc}") from None
             else:
                 wait = self._failed(attempt, resp)
                 if wait is None:

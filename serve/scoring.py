@@ -4,6 +4,7 @@ A backend only answers "what distribution over the spec's labels does the model 
 first answer token of each rendered prompt". This module renders items (the one renderer),
 scores pairwise items in both orders, maps the swapped order back, averages, and builds one
 ``Verdict`` per item, with an ``error`` instead of a verdict when an item cannot be scored.
+``ServerUnavailable`` (no engine reachable at all) is not an item's error: it propagates.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 import time
 from typing import Iterable, Iterator, Protocol, Sequence, Union
 
-from data.errors import JudgeloopError
+from data.errors import JudgeloopError, ServerUnavailable
 from data.labels import LabelSpace
 from data.render import Rendered, RenderError, render
 from data.schema import Item, JudgeRef, Verdict
@@ -76,6 +77,8 @@ def _score_batch(items: list[Item], spec, space, backend, tokenizer, judge, both
     prompts, slots = _render_batch(items, spec, tokenizer, both_orders)
     try:
         dists = backend.label_probs(prompts, spec) if prompts else []
+    except ServerUnavailable:
+        raise  # no engine at all: the caller decides (the API answers 503, a batch run stops to resume later)
     except JudgeloopError as exc:
         return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
     return _verdicts(items, slots, prompts, dists, space, judge, start)
@@ -97,6 +100,8 @@ async def score_items_async(items: Sequence[Item], spec: JudgeSpec, backend: Bac
             dists = await backend.alabel_probs(prompts, spec)
         else:
             dists = await asyncio.to_thread(backend.label_probs, prompts, spec)
+    except ServerUnavailable:
+        raise
     except JudgeloopError as exc:
         return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
     return _verdicts(items, slots, prompts, dists, spec.label_space, judge, start)

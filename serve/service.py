@@ -3,7 +3,7 @@
 ``start_judges(cfg)`` is what `judgeloop serve` and `judgeloop score --judge` run: load the
 configured judges (merging production adapters on CPU), launch the vLLM servers they need (or
 use ``vllm.endpoints`` already running, or the in-process transformers engine), and return a
-``JudgeService`` per judge key. Every service scores through the one scoring core.
+``JudgeService`` per judge key; launched servers are restarted if they exit (``serve.supervisor``). Every service scores through the one scoring core.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from serve.judge import Judge
 from serve.launcher import (ServedJudge, VLLMServer, judge_endpoints, launch, plan_servers, serving_judges,
                             stop_all)
 from serve.scoring import score_items, score_items_async
+from serve.supervisor import Supervisor
 
 
 def load_tokenizer(judge: Judge):
@@ -87,8 +88,11 @@ class Serving:
 
     services: dict[str, JudgeService]
     servers: list[VLLMServer] = field(default_factory=list)
+    supervisor: Supervisor | None = None
 
     def close(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for service in self.services.values():
             close = getattr(service.backend, "close", None)
             if close:
@@ -105,9 +109,13 @@ class Serving:
 def start_judges(cfg, *, judges: list[str] | None = None, candidates: list[str] | None = None,
                  progress=print) -> Serving:
     """Judges of a ``ServeConfig`` (or the ones given), ready to score; the caller closes the result."""
-    served = serving_judges(cfg.judges if judges is None else judges,
-                            cfg.candidates if candidates is None else candidates,
-                            cfg.vllm.device, progress)
+    if judges is None:
+        judges = list(cfg.judges)
+        if cfg.criteria:
+            from data.criteria import judge_refs, load_criteria
+            judges += [ref for ref in judge_refs(load_criteria(cfg.criteria), cfg.criteria_untrained) if ref not in judges]
+    served = serving_judges(judges, cfg.candidates if candidates is None else candidates,
+                            cfg.vllm.device, progress, merge_on_cpu=cfg.vllm.cpu_merge_production)
     tokenizers = {s.key: load_tokenizer(s.judge) for s in served}
     if cfg.engine == "transformers":
         from serve.hf_backend import HFBackend
@@ -136,4 +144,8 @@ def start_judges(cfg, *, judges: list[str] | None = None, candidates: list[str] 
         endpoints[s.key], s.model, tokenizers[s.key], concurrency=c.concurrency,
         prompts_per_request=c.prompts_per_request, timeout_s=c.timeout_s, retries=c.retries,
         backoff_s=c.backoff_s)) for s in served}
-    return Serving(services, servers)
+    supervisor = None
+    if servers and cfg.vllm.max_restarts > 0:
+        supervisor = Supervisor(servers, max_restarts=cfg.vllm.max_restarts,
+                                startup_timeout_s=cfg.vllm.startup_timeout_s, progress=progress).start()
+    return Serving(services, servers, supervisor)

@@ -15,7 +15,10 @@ loop (``alabel_probs``) and plain synchronous callers (``label_probs``) alike. R
 several prompts each, at most ``concurrency`` are in flight, endpoints are used round-robin,
 and a failed request is retried on the next endpoint (with exponential backoff once every
 endpoint has been tried). A prompt that still fails comes back as a ``ServerError`` in its
-slot, so the scoring core gives only its item an ``error``.
+slot, so the scoring core gives only its item an ``error``. When no endpoint can be reached at
+all (every one refused the connection within ``DOWN_FOR_S``: vLLM died or is restarting), the
+whole call raises ``ServerUnavailable`` at once instead of waiting out the retries: the judge API
+turns that into a 503. Every HTTP call has a timeout (``timeout_s``, 5 s for /health).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from typing import Sequence
 
 import httpx
 
-from data.errors import JudgeloopError, ServerError
+from data.errors import JudgeloopError, ServerError, ServerUnavailable
 from data.render import Rendered
 from data.spec import JudgeSpec
 from serve.hf_backend import label_token_ids
@@ -135,7 +138,11 @@ class VLLMBackend:
         step = self.prompts_per_request
         chunks = [prompts[i:i + step] for i in range(0, len(prompts), step)]
         results = await asyncio.gather(*(self._score_chunk(c, spec, ids) for c in chunks))
-        return [d for chunk in results for d in chunk]
+        flat = [d for chunk in results for d in chunk]
+        down = next((d for d in flat if isinstance(d, ServerUnavailable)), None)
+        if down is not None:
+            raise down
+        return flat
 
     async def _score_chunk(self, chunk: list[Rendered], spec: JudgeSpec, ids: list[int]) -> list[LabelProbs]:
         body = {
@@ -170,6 +177,9 @@ class VLLMBackend:
         attempts = self.retries + 1
         last = ""
         for attempt in range(attempts):
+            if self._all_down():
+                raise ServerUnavailable("no vLLM endpoint is reachable (all refused connections in the last "
+                                        f"{DOWN_FOR_S:g}s)", hint="vLLM is down or restarting; retry in a few seconds")
             endpoint = self._pick()
             try:
                 async with self._semaphore:
@@ -179,6 +189,9 @@ class VLLMBackend:
             except httpx.TransportError as exc:
                 last = f"{endpoint} unreachable ({type(exc).__name__}: {exc})"
                 self._down_until[endpoint] = time.monotonic() + DOWN_FOR_S
+                if self._all_down():  # every endpoint refused: no backoff to wait out
+                    raise ServerUnavailable(f"no vLLM endpoint is reachable ({last})",
+                                            hint="vLLM is down or restarting; retry in a few seconds")
             else:
                 if resp.status_code == 200:
                     return resp.json()
@@ -188,8 +201,11 @@ class VLLMBackend:
                 last = f"{endpoint} answered HTTP {resp.status_code}: {reason}"
             if attempt + 1 < attempts and (attempt + 1) % len(self.endpoints) == 0:
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt // len(self.endpoints)))
-        raise ServerError(f"vLLM request failed after {attempts} attempt(s): {last}",
-                          hint="is the vLLM server up? see its log")
+        raise ServerError(f"vLLM request failed after {attempts} attempt(s): {last}", hint="is the vLLM server up? see its log")
+
+    def _all_down(self) -> bool:
+        now = time.monotonic()
+        return all(until > now for until in self._down_until.values())
 
     def _pick(self) -> str:
         """The next endpoint round-robin, skipping ones that just refused connections."""

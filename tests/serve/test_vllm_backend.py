@@ -4,7 +4,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from data.errors import ServerError
+from data.errors import ServerError, ServerUnavailable
 from data.render import render
 from data.schema import Item
 from data.spec import load_spec
@@ -50,12 +50,18 @@ def test_round_robin_skips_endpoints_that_refused(tokenizer):
     assert backend._pick() in backend.endpoints  # all down: still try
 
 
-def test_unreachable_servers_give_per_prompt_errors_not_exceptions(tokenizer):
+def test_unreachable_servers_fail_the_whole_call_fast(tokenizer):
+    """No endpoint reachable is not an item's problem: ServerUnavailable (the API's 503), at once."""
+    import time
+
     spec = load_spec("helpfulness-pairwise")
     prompts = [render(spec, Item(**d), tokenizer) for d in pairwise_items(3)]
     dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
-    with VLLMBackend(dead, "m", tokenizer, retries=3, backoff_s=0.01, prompts_per_request=2) as backend:
-        out = backend.label_probs(prompts, spec)
-        assert len(out) == 3 and all(isinstance(x, ServerError) for x in out)
-        assert "after 4 attempt(s)" in str(out[0]) and "unreachable" in str(out[0])
+    with VLLMBackend(dead, "m", tokenizer, retries=3, backoff_s=5.0, prompts_per_request=2) as backend:
+        start = time.monotonic()
+        with pytest.raises(ServerUnavailable, match="unreachable"):
+            backend.label_probs(prompts, spec)
+        assert time.monotonic() - start < 3.0  # both refused: no backoff is waited out
+        with pytest.raises(ServerUnavailable, match="no vLLM endpoint is reachable"):
+            backend.label_probs(prompts, spec)  # marked down: refused without a connection attempt
         assert backend.health() == dict.fromkeys(dead, False)
