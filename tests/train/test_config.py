@@ -123,7 +123,7 @@ def test_cli_help_lists_every_field(capsys):
         assert key in out
 
 
-@pytest.mark.parametrize("name", ["helpfulness-cpu.yaml", "helpfulness-gpu.yaml"])
+@pytest.mark.parametrize("name", ["smollm2-cpu.yaml", "helpfulness-gpu.yaml"])
 def test_shipped_configs_are_valid(name, smollm2_dir):
     path = REPO / "configs" / "train" / name
     text = path.read_text()
