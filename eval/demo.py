@@ -372,6 +372,8 @@ def _print_table(s: dict, out: Path) -> None:
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see train/cli.py
+    # a SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so every server the demo started is stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     p = argparse.ArgumentParser(prog="judgeloop demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--train-config", default=str(CONFIGS_DIR / "train" / "smollm2-cpu.yaml"))
