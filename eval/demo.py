@@ -135,7 +135,7 @@ def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, ser
                 print(f"reusing {verdicts_path}")
                 return done
         verdicts_path.unlink()
-    cfg = _serve_config(serve_config, [judge_ref])
+    cfg = _serve_config(serve_config, [judge_ref], [f"--vllm.port={_free_port()}"])  # never a busy fixed port
     items_path = verdicts_path.with_name("items.jsonl")
     write_jsonl(items_path, items)
     with start_judges(cfg) as serving:
