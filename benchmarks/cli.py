@@ -1,0 +1,139 @@
+"""`judgeloop bench [scoring|training|all] [--quick] [--n N] ...`: run the benchmarks, write the results.
+
+Writes benchmarks/results/scoring.json and/or training.json, then benchmarks/results/README.md
+(the Markdown tables the project README links) from whatever results are there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS_DIR, WORK_DIR, write_result
+
+# sizes: (default, --quick). The defaults are meant to fit `make bench` in about 20 minutes on an idle 2-core box
+# (an estimate from a reduced run on a busy box, benchmarks/results/NOTES.md); --quick is a few minutes.
+SIZES = {
+    "n": (200, 8), "hf_n": (25, 4), "naive_n": (10, 2), "lora_n": (10, 4), "linear_sizes": ("100,400", "4,16"),
+    "memory_sizes": ("100,1600", "16,64"), "train_items": (16, 4), "dev_items": (16, 4),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="judgeloop bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("which", nargs="?", default="all", choices=("all", "scoring", "training"))
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a few minutes): checks that it runs, not speed")
+    p.add_argument("--n", type=int, help="test pairs scored by vllm_merged and judge_api (x2 judgments)")
+    p.add_argument("--hf-n", type=int, help="test pairs for hf_batched (the first of the same pairs)")
+    p.add_argument("--naive-n", type=int, help="test pairs for naive_generate (the slowest)")
+    p.add_argument("--lora-n", type=int, help="test pairs for vllm_lora")
+    p.add_argument("--linear-sizes", help="judgments per size for vllm_merged's linearity, comma-separated "
+                                          "(the issue's 100,400,1600 adds ~7 minutes on 2 cores)")
+    p.add_argument("--memory-sizes", help="items for batch scoring's memory, two comma-separated sizes")
+    p.add_argument("--train-items", type=int, help="training pairs per system (x2 orders, one epoch)")
+    p.add_argument("--dev-items", type=int, help="dev pairs for the trained adapters' agreement")
+    p.add_argument("--results", default=str(RESULTS_DIR), help="where the JSON results and README.md go")
+    p.add_argument("--work", default=str(WORK_DIR), help="scratch: data, runs, logs")
+    return p
+
+
+def sizes(args) -> dict:
+    out = {}
+    for key, (full, quick) in SIZES.items():
+        value = getattr(args, key)
+        out[key] = value if value is not None else (quick if args.quick else full)
+    for key in ("linear_sizes", "memory_sizes"):
+        out[key] = tuple(int(x) for x in str(out[key]).split(","))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/cli.py: spinning OpenMP waiters on a shared box
+    args = parser().parse_args(argv[1:])
+    s = sizes(args)
+    work, results = Path(args.work), Path(args.results)
+    start = time.perf_counter()
+    # training first: scoring then reuses its judgeloop run as the judge
+    if args.which in ("all", "training"):
+        from benchmarks import training
+        result = training.run(s["train_items"], s["dev_items"], work)
+        print(f"wrote {write_result('training', result, results)}")
+    if args.which in ("all", "scoring"):
+        from benchmarks import scoring
+        result = scoring.run(n=s["n"], hf_n=s["hf_n"], naive_n=s["naive_n"], lora_n=s["lora_n"], linear_sizes=s["linear_sizes"],
+                             memory_sizes=s["memory_sizes"], train_items=s["train_items"], work=work)
+        print(f"wrote {write_result('scoring', result, results)}")
+    path = write_tables(results)
+    print(f"wrote {path} ({(time.perf_counter() - start) / 60:.1f} min)")
+    return 0
+
+
+# -- the Markdown tables ---------------------------------------------------------------------------------
+
+def _num(x, fmt: str = "{:.3g}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def scoring_table(r: dict) -> list[str]:
+    s = r["systems"]
+    out = [f"### Scoring ({r['n_judgments']} judgments = PandaLM test pairs x 2 orders; fewer where noted)", "",
+           "| system | judgments | judgments/s | p50 ms | p99 ms | parse failures | agreement | same verdicts as vllm_merged |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name in ("naive_generate", "hf_batched", "vllm_merged", "vllm_lora", "judge_api"):
+        x = s[name]
+        out.append(f"| {name} | {x['n_judgments']} | {_num(x['judgments_per_s'])} | {_num(x['p50_ms'], '{:.0f}')} | "
+                   f"{_num(x['p99_ms'], '{:.0f}')} | {x['parse_failures']} | {_num(x['agreement'])} | "
+                   f"{_num(x.get('same_verdicts_as_vllm_merged'))} |")
+    ratios, peak = r["ratios"], r["peak_matmul_flops"]
+    out += ["", f"- vllm_merged / naive_generate: **{ratios['vllm_merged_over_naive']}x** (target >= 30x); "
+                f"/ hf_batched: **{ratios['vllm_merged_over_hf_batched']}x** (target >= 1.5x); "
+                f"/ vllm_lora: {ratios['vllm_merged_over_vllm_lora']}x (production merges automatically: "
+                f"{r['production_merges_automatically']}); judge API overhead: "
+                f"**{100 * ratios['judge_api_overhead']:.1f}%** (target <= 5%)",
+            f"- measured matmul peak: {peak['fp32'] / 1e9:.0f} GFLOP/s fp32, {peak['bf16'] / 1e9:.0f} GFLOP/s bf16; "
+            f"vllm_merged (float32) did {r['model_flops_per_s_vllm_merged'] / 1e9:.1f} GFLOP/s "
+            f"(2 x {r['n_params'] / 1e6:.1f}M params x {r['vllm_merged_tokens']['computed_tokens']} computed prompt tokens "
+            f"/ {r['vllm_merged_tokens']['seconds']} s; {r['vllm_merged_tokens']['prefix_cache_hit_tokens']} more came from "
+            f"the prefix cache): **{100 * r['efficiency_vllm_merged']:.0f}% of the fp32 peak** "
+            f"({100 * r['efficiency_vllm_merged_vs_bf16_peak']:.0f}% of bf16) (target >= 50%)",
+            "- the most vllm_merged could gain at 100% of the fp32 peak, computing only the tokens its prefix cache "
+            "leaves: " + ", ".join(f"{k} {v}x" for k, v in r["max_speedup_at_fp32_peak"].items()),
+            "- vllm_merged linearity: " + ", ".join(f"{x['judgments']} judgments {x['judgments_per_s']:.2f}/s"
+                                                    for x in r["linearity_vllm_merged"]),
+            "- batch scoring (serve/batch.py) memory growth: " + ", ".join(
+                f"{x['items']} items +{x['rss_growth_mb']:.0f} MiB" for x in r["batch_memory"])]
+    return out
+
+
+def training_table(r: dict) -> list[str]:
+    sub = r["subset"]
+    out = [f"### Training ({sub['train_pairs']} PandaLM pairs x 2 orders = {sub['examples']} examples, one epoch; "
+           f"dev agreement on {sub['dev_pairs']} dev pairs)", "",
+           "| system | epoch s | real tokens/s | peak RSS MiB | dev agreement |", "|---|---|---|---|---|"]
+    for name in ("trl_default", "judgeloop"):
+        x = r["systems"][name]
+        out.append(f"| {name} | {x['epoch_seconds']:.0f} | {x['tokens_per_s']:.0f} | {x['peak_rss_mb']:.0f} | "
+                   f"{_num(x['dev_agreement'])} |")
+    out += ["", f"- judgeloop / trl_default real tokens/s: **{r['ratios']['tokens_per_s']}x** (target >= 1.5x)"]
+    return out
+
+
+def write_tables(results: Path = RESULTS_DIR) -> Path:
+    lines = ["# Benchmark results", "",
+             "Regenerate with `make bench` (`judgeloop bench`). Every figure is a ratio of systems measured side by "
+             "side in one run, or an efficiency against the matmul peak measured in the same run "
+             "(these machines are shared and noisy). See [NOTES.md](NOTES.md) for what limits each target.", ""]
+    for name, table in (("scoring", scoring_table), ("training", training_table)):
+        path = results / f"{name}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            lines += table(r) + ["", f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, load "
+                                     f"{_num(r['machine']['load_avg_1min_at_start'], '{:.1f}')} at start. "
+                                     f"Raw: [{name}.json]({name}.json)", ""]
+    if (results / "load.json").exists():
+        lines += ["Load test: [load.json](load.json)", ""]
+    out = results / "README.md"
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,179 @@
+"""What both benchmarks share: the machine, its measured matmul peak, memory sampling, data, the judge.
+
+These machines are shared and noisy, so every figure a benchmark reports is a ratio of systems
+measured in the same run, or an efficiency against the matmul peak measured in the same run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+from data.paths import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+WORK_DIR = REPO_ROOT / "runs" / "bench"
+DATASET = "pandalm"
+SPEC = "helpfulness-pairwise"
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_avg_1min_at_start": load, "python": platform.python_version(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0) -> float:
+    """The best FLOP/s of ``torch.matmul`` on square ``size`` matrices in ``dtype`` over ``seconds``."""
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(size, size, device=device).to(dt)
+    b = torch.randn(size, size, device=device).to(dt)
+    out = torch.empty(size, size, device=device, dtype=dt)
+    torch.matmul(a, b, out=out)  # warm-up (kernel selection, page faults)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * size ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def peak_flops() -> dict[str, float]:
+    return {"bf16": peak_matmul_flops("bf16"), "fp32": peak_matmul_flops("fp32")}
+
+
+# -- time and memory ------------------------------------------------------------------------------
+
+def percentile_ms(seconds: list[float], q: float) -> float | None:
+    import numpy as np
+
+    return round(float(np.percentile(np.asarray(seconds) * 1000, q)), 1) if seconds else None
+
+
+class RssSampler:
+    """Peak resident memory of this process while the ``with`` block runs, sampled with psutil."""
+
+    def __init__(self, every_s: float = 0.02):
+        import psutil
+
+        self.process = psutil.Process()
+        self.every_s = every_s
+        self.start_mb = self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss_mb(self) -> float:
+        return self.process.memory_info().rss / 2 ** 20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "RssSampler":
+        self.start_mb = self.peak_mb = self._rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    @property
+    def growth_mb(self) -> float:
+        return self.peak_mb - self.start_mb
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# -- data and the judge --------------------------------------------------------------------------
+
+def prepared_data(work: Path = WORK_DIR) -> Path:
+    """PandaLM with the demo's instruction-grouped 70/10/20 splits (~260 test pairs), prepared once."""
+    from data.cli import prepare
+    from eval.demo import SPLIT_FRACTIONS
+
+    data_dir = work / "data"
+    manifest = data_dir / "manifest.json"
+    if not (manifest.exists() and json.loads(manifest.read_text()).get("fractions") == list(SPLIT_FRACTIONS)):
+        prepare(DATASET, data_dir, seed=0, fractions=SPLIT_FRACTIONS, progress=lambda *a, **k: None)
+    return data_dir
+
+
+def load_items(path: Path, n: int | None = None, skip_ties: bool = False) -> list:
+    from data.jsonl import read_jsonl
+    from data.schema import Item
+
+    items = [i for i in read_jsonl(path, Item) if not (skip_ties and i.label == "tie")]
+    return items[:n] if n is not None else items
+
+
+def trained_judge(work: Path = WORK_DIR, train_items: int = 16) -> Path:
+    """A LoRA judge trained briefly with `judgeloop train` (one pass over ``train_items`` pairs, both orders).
+
+    The training benchmark's own judgeloop run is reused when it is there (a real, longer run).
+    """
+    from serve.judge import JUDGE_FILE
+
+    for run_dir in (work / "training" / "judgeloop", work / "judge"):
+        if (run_dir / JUDGE_FILE).exists():
+            return run_dir
+    from train.config import load_train_config
+    from train.trainer import train
+
+    data_dir = prepared_data(work)
+    subset = write_jsonl_subset(data_dir / "train.jsonl", work / "judge-train.jsonl", train_items)
+    run_dir = work / "judge"
+    cfg = load_train_config(REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml", [
+        f"--output_dir={run_dir}", f"--data.train=[{subset}]", "--data.balance_length=false", "--epochs=1",
+        "--max_length=null"])
+    train(cfg, progress=lambda *a, **k: None)
+    return run_dir
+
+
+def write_jsonl_subset(src: Path, dest: Path, n: int) -> Path:
+    """The first ``n`` non-tie items of ``src`` (what a CPU-sized training run uses)."""
+    from data.jsonl import write_jsonl
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(dest, load_items(src, n, skip_ties=True))
+    return dest
+
+
+def write_result(name: str, result: dict, results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

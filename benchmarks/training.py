@@ -1,0 +1,166 @@
+"""Training speed: `judgeloop train` against a plain TRL SFTTrainer with a default SFTConfig, same run.
+
+Both train one epoch on the same PandaLM training pairs (the first ``train_items`` non-tie ones,
+both orders, the label swapped with the responses), on the embedded model with the same LoRA
+settings (train.trainer.lora_config of the same config), each in its own process so its peak
+memory is its own (``os.wait4``). ``judgeloop`` is `judgeloop train configs/train/smollm2-cpu.yaml`
+on that subset for one epoch (without length balancing, which would drop items); ``trl_default`` is what the TRL docs show: a conversational
+prompt/completion dataset of the same rendered messages and ``SFTConfig(output_dir, use_cpu=True,
+num_train_epochs=1)`` (``use_cpu`` because TRL's default ``bf16=True`` refuses a CPU-only machine
+without it). Real tokens are the non-padding tokens each trainer counted. Dev agreement of both
+adapters is measured afterwards by the same code (serve/hf_backend.py + the scoring core, float32,
+both orders) on the first ``dev_items`` non-tie dev pairs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import (REPO_ROOT, SPEC, WORK_DIR, load_items, machine, peak_rss_mb, prepared_data,
+                               write_jsonl_subset)
+
+TRAIN_CONFIG = REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml"
+
+
+def judgeloop_overrides(subset: Path, run_dir: Path) -> list[str]:
+    """The shipped CPU recipe on the benchmark's subset for one epoch; no length balancing (it would drop
+    items, and both systems must see the same data)."""
+    return [f"--output_dir={run_dir}", f"--data.train=[{subset}]", "--data.balance_length=false", "--max_steps=null",
+            "--epochs=1", "--max_length=null", "--logging_steps=1"]
+
+
+# -- the plain TRL way (runs in its own process: `python -m benchmarks.training trl_default ...`) ------
+
+def trl_default(subset: Path, out_dir: Path) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from data.embedded_model import resolve_model
+    from data.render import render
+    from data.spec import load_spec
+    from train.config import load_train_config
+    from train.trainer import lora_config
+
+    spec = load_spec(SPEC)
+    model_path = resolve_model(spec.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    # the very LoRA settings judgeloop trains with (rank, alpha, dropout, modules, layers)
+    peft_config = lora_config(load_train_config(TRAIN_CONFIG, judgeloop_overrides(subset, out_dir)), model)
+    space = spec.label_space
+    rows = []
+    for item in load_items(subset):
+        for order in ("ab", "ba"):
+            label = space.swap(item.label) if order == "ba" else item.label
+            rows.append({"prompt": render(spec, item, tokenizer, order).messages,
+                         "completion": [{"role": "assistant", "content": label}]})
+    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(out_dir / "checkpoints"), use_cpu=True,
+                                                         num_train_epochs=1),
+                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=peft_config)
+    result = trainer.train()
+    trainer.save_model(str(out_dir / "adapter"))
+    return {"epoch_seconds": result.metrics["train_runtime"], "real_tokens": int(trainer._total_train_tokens),
+            "examples": len(rows), "steps": trainer.state.global_step, "peak_rss_mb_self": peak_rss_mb(),
+            "lora": {"r": peft_config.r, "alpha": peft_config.lora_alpha, "dropout": peft_config.lora_dropout,
+                     "target_modules": sorted(peft_config.target_modules),
+                     "layers": peft_config.layers_to_transform}}
+
+
+# -- judgeloop train, as a user runs it ------------------------------------------------------------------
+
+def judgeloop_command(subset: Path, run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "judgeloop", "train", str(TRAIN_CONFIG), *judgeloop_overrides(subset, run_dir)]
+
+
+def judgeloop_figures(run_dir: Path) -> dict:
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    end = next(r for r in reversed(log) if "train_runtime" in r)
+    return {"epoch_seconds": end["train_runtime"], "real_tokens": int(max(r.get("num_tokens", 0) for r in log)),
+            "steps": end["step"]}
+
+
+def run_measured(cmd: list[str], log_path: Path) -> tuple[int, float, float]:
+    """Run a command; its exit code, wall seconds and peak RSS (MiB, its process tree's largest)."""
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def dev_agreement(model_path: str, adapter: Path, dev_items: list) -> float:
+    """Agreement with the human majority on the dev pairs, by the eval harness's scoring path."""
+    from data.schema import JudgeRef
+    from data.spec import load_spec
+    from eval.metrics import headline
+    from serve.hf_backend import HFBackend
+    from serve.scoring import score_items
+
+    spec = load_spec(SPEC)
+    backend = HFBackend.load(model_path, str(adapter), dtype="float32")
+    verdicts = list(score_items(dev_items, spec, backend, backend.tokenizer, JudgeRef(name=spec.name, fingerprint="bench")))
+    return headline(dev_items, verdicts, spec)["accuracy"]
+
+
+def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progress=print) -> dict:
+    from data.embedded_model import resolve_model
+    from data.spec import load_spec
+
+    out = work / "training"
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    data_dir = prepared_data(work)
+    subset = write_jsonl_subset(data_dir / "train.jsonl", out / "train-subset.jsonl", train_items)
+    dev = load_items(data_dir / "dev.jsonl", dev_items, skip_ties=True)
+    model_path = resolve_model(load_spec(SPEC).base_model)
+    systems: dict[str, dict] = {}
+    lora = None
+    for name in ("trl_default", "judgeloop"):
+        run_dir = out / name
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        cmd = (judgeloop_command(subset, run_dir) if name == "judgeloop" else
+               [sys.executable, "-m", "benchmarks.training", "trl_default", str(subset), str(run_dir)])
+        progress(f"training: {name} on {train_items} pairs x 2 orders, one epoch ...")
+        load = os.getloadavg()[0]  # other jobs on a shared box: the ratio is only as fair as this is equal
+        code, wall, rss = run_measured(cmd, out / f"{name}.log")
+        if code != 0:
+            raise RuntimeError(f"{name} training failed (exit {code}); see {out / f'{name}.log'}")
+        figures = (judgeloop_figures(run_dir) if name == "judgeloop" else
+                   json.loads((run_dir / "figures.json").read_text()))
+        adapter = run_dir / "adapter"
+        lora = figures.get("lora", lora)
+        systems[name] = {"epoch_seconds": round(figures["epoch_seconds"], 2),
+                         "tokens_per_s": round(figures["real_tokens"] / figures["epoch_seconds"], 1),
+                         "peak_rss_mb": round(rss, 1), "dev_agreement": dev_agreement(model_path, adapter, dev),
+                         "real_tokens": figures["real_tokens"], "steps": figures["steps"],
+                         "process_seconds": round(wall, 1), "load_avg_1min_at_start": round(load, 2)}
+        progress(f"    {systems[name]['tokens_per_s']} real tokens/s, epoch {systems[name]['epoch_seconds']} s")
+    jl, trl = systems["judgeloop"], systems["trl_default"]
+    return {"machine": info, "model": model_path, "subset": {"train_pairs": train_items, "examples": 2 * train_items,
+                                                             "dev_pairs": len(dev), "epochs": 1},
+            "train_config": str(TRAIN_CONFIG.relative_to(REPO_ROOT)), "lora": lora, "systems": systems,
+            "ratios": {"tokens_per_s": round(jl["tokens_per_s"] / trl["tokens_per_s"], 2),
+                       "epoch_seconds": round(trl["epoch_seconds"] / jl["epoch_seconds"], 2)}}
+
+
+def main(argv: list[str]) -> int:
+    """The child process of the trl_default system: ``trl_default SUBSET OUT_DIR``."""
+    system, subset, out_dir = argv
+    assert system == "trl_default", system
+    figures = trl_default(Path(subset), Path(out_dir))
+    (Path(out_dir) / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

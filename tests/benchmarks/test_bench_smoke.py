@@ -1,0 +1,47 @@
+"""`judgeloop bench --quick` runs end to end (real vLLM, real training) and writes results in the promised schema."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SYSTEM_FIELDS = {"judgments_per_s", "p50_ms", "p99_ms", "parse_failures", "agreement"}
+
+
+def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
+    results = tmp_path / "results"
+    env = dict(os.environ, JUDGELOOP_DATA_MIRROR=str(mirror))
+    done = subprocess.run([sys.executable, "-m", "judgeloop", "bench", "--quick", "--results", str(results),
+                           "--work", str(tmp_path / "work")], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    scoring = json.loads((results / "scoring.json").read_text())
+    assert {"machine", "model", "n_judgments", "peak_matmul_flops", "systems", "efficiency_vllm_merged"} <= set(scoring)
+    assert set(scoring["peak_matmul_flops"]) == {"bf16", "fp32"}
+    assert all(v > 0 for v in scoring["peak_matmul_flops"].values())
+    assert set(scoring["systems"]) == {"naive_generate", "hf_batched", "vllm_merged", "vllm_lora", "judge_api"}
+    for name, system in scoring["systems"].items():
+        assert SYSTEM_FIELDS <= set(system), name
+        assert system["judgments_per_s"] > 0, name
+    # speed must not change verdicts: the in-process engine and the API give vLLM's verdicts
+    assert scoring["systems"]["judge_api"]["same_verdicts_as_vllm_merged"] == 1.0
+    assert scoring["systems"]["hf_batched"]["same_verdicts_as_vllm_merged"] == 1.0
+    assert scoring["systems"]["vllm_merged"]["parse_failures"] == 0
+    assert scoring["production_merges_automatically"] is True
+    assert 0 < scoring["efficiency_vllm_merged"]
+    assert [x["judgments"] for x in scoring["linearity_vllm_merged"]] == [4, 16]
+
+    training = json.loads((results / "training.json").read_text())
+    assert set(training["systems"]) == {"judgeloop", "trl_default"}
+    for name, system in training["systems"].items():
+        assert {"epoch_seconds", "tokens_per_s", "peak_rss_mb", "dev_agreement"} <= set(system), name
+        assert system["epoch_seconds"] > 0 and system["tokens_per_s"] > 0 and system["peak_rss_mb"] > 100, name
+
+    table = (results / "README.md").read_text()
+    assert "vllm_merged" in table and "trl_default" in table
