@@ -10,7 +10,8 @@ USAGE = """usage: judgeloop train CONFIG [--key=value ...] [--resume]
 
 Fine-tune a LoRA judge on human labels. CONFIG is a YAML file (configs/train/*.yaml); any field
 can be overridden with --key=value (nested with dots: --lora.rank=8). --resume continues the run
-in output_dir from its last checkpoint. Several processes: torchrun --nproc_per_node N -m judgeloop
+in output_dir from its last checkpoint. `judgeloop train --all [--only A,B] [--gpu] [--dry-run]`
+trains every criterion of configs/criteria.yaml not trained yet, one at a time. Several processes: torchrun --nproc_per_node N -m judgeloop
 train CONFIG (CPU), or accelerate launch --config_file configs/accelerate/ddp.yaml -m judgeloop ... (GPU).
 
 fields:
@@ -20,6 +21,9 @@ fields:
 def train_main(argv: list[str]) -> int:
     from train.config import TrainConfig, load_train_config
 
+    if "--all" in argv:  # every criterion of configs/criteria.yaml (train/criteria.py)
+        from train.criteria import main as train_all
+        return train_all(argv)
     if not argv or any(a in ("-h", "--help") for a in argv):
         helps = field_help(TrainConfig)
         width = max(map(len, helps))

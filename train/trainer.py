@@ -416,6 +416,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         last = last_complete_checkpoint(run_dir / CHECKPOINTS_DIR)
     if resume and last is None:
         say(f"--resume: no checkpoint in {run_dir / CHECKPOINTS_DIR} yet, starting from the beginning")
+    elif resume:
+        say(f"--resume: continuing from {last}")
 
     # ---- data (registered datasets are prepared once, by the main process first)
     with state.main_process_first():
