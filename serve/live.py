@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from data.schema import Item, Verdict
-from serve.verdict_log import VerdictLog
+from serve.verdict_log import VerdictLog, queued_batches
 
 log = logging.getLogger("judgeloop.live")
 
@@ -51,17 +51,8 @@ class ShadowScorer:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
-        stop = False
         try:
-            while not stop:
-                batch = [self._queue.get()]
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                entries = [b for b in batch if b is not None]
-                stop = len(entries) < len(batch)
+            for batch, entries in queued_batches(self._queue, self.batch_size):
                 groups: dict[tuple, list] = defaultdict(list)
                 for judge, item, pair_id, both in entries:
                     groups[(judge, both)].append((item, pair_id))

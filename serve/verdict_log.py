@@ -54,6 +54,23 @@ VERDICTS = sa.Table(
 )
 
 
+def queued_batches(q: queue.Queue, batch_size: int):
+    """``(batch, entries)`` from a worker queue until its ``None`` sentinel: blocks for the first
+    entry, then takes what is already queued, up to ``batch_size``. ``entries`` is the batch without
+    the sentinel; the caller calls ``q.task_done()`` once per element of ``batch``."""
+    stop = False
+    while not stop:
+        batch = [q.get()]
+        while len(batch) < batch_size:
+            try:
+                batch.append(q.get_nowait())
+            except queue.Empty:
+                break
+        entries = [b for b in batch if b is not None]
+        stop = len(entries) < len(batch)
+        yield batch, entries
+
+
 def item_hash(item: Item) -> str:
     """sha256 of what is judged (kind, prompt fields, responses): the same content hashes the same, whatever its id."""
     content = {k: getattr(item, k) for k in CONTENT_FIELDS if getattr(item, k) is not None}
@@ -129,16 +146,7 @@ class VerdictLog:
                 "latency_ms": v.latency_ms, "error": v.error, "pair_id": pair_id}
 
     def _drain(self) -> None:
-        stop = False
-        while not stop:
-            batch = [self._queue.get()]
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            entries = [b for b in batch if b is not None]
-            stop = len(entries) < len(batch)
+        for batch, entries in queued_batches(self._queue, self.batch_size):
             try:
                 if entries:
                     rows = [self.row(*e) for e in entries]
