@@ -110,7 +110,7 @@ def scoring_table(r: dict) -> list[str]:
 def training_table(r: dict) -> list[str]:
     sub = r["subset"]
     out = [f"### Training ({sub['train_pairs']} PandaLM pairs x 2 orders = {sub['examples']} examples, one epoch; "
-           f"dev agreement on {sub['dev_pairs']} dev pairs)", "",
+           f"dev agreement on {sub['dev_pairs']} dev pairs; runs in the order {' '.join(sub.get('order', []))})", "",
            "| system | epoch s | real tokens/s | peak RSS MiB | dev agreement |", "|---|---|---|---|---|"]
     for name in ("trl_default", "judgeloop"):
         x = r["systems"][name]

@@ -147,7 +147,7 @@ def trained_judge(work: Path = WORK_DIR, train_items: int = 16) -> Path:
     """
     from serve.judge import JUDGE_FILE
 
-    for run_dir in (work / "training" / "judgeloop", work / "judge"):
+    for run_dir in (*sorted((work / "training").glob("judgeloop-*"), reverse=True), work / "judge"):
         if (run_dir / JUDGE_FILE).exists():
             return run_dir
     from train.config import load_train_config

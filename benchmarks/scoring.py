@@ -24,15 +24,12 @@ import contextlib
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from benchmarks.common import (REPO_ROOT, WORK_DIR, RssSampler, load_items, machine, peak_flops, percentile_ms,
                                prepared_data, trained_judge)
+from serve.child import free_port, judge_api_child
 
 SERVE_CONFIG = REPO_ROOT / "configs" / "serve" / "cpu.yaml"
 # vLLM keeps one core for its scheduler by default: on a 2-core box that halves its compute. Startup
@@ -40,12 +37,6 @@ SERVE_CONFIG = REPO_ROOT / "configs" / "serve" / "cpu.yaml"
 VLLM_OVERRIDES = ("--vllm.cpu_reserved_cores=0", "--vllm.startup_timeout_s=1800")
 NAIVE_PATTERN = re.compile(r"\b(A|B|tie)\b", re.IGNORECASE)
 NAIVE_MAX_NEW_TOKENS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- (1) the do-it-yourself judge ------------------------------------------------------------------
@@ -180,36 +171,11 @@ def vllm_counters(url: str) -> dict[str, float]:
 @contextlib.contextmanager
 def judge_api(judge_dir: Path, vllm_url: str, log_path: Path):
     """`judgeloop serve` in front of an already-running vLLM (``vllm.endpoints``); yields (url, key)."""
-    import httpx
-
     port, key = free_port(), secrets.token_urlsafe(16)
-    cmd = [sys.executable, "-m", "judgeloop", "serve", str(SERVE_CONFIG), f"--judges=[{judge_dir}]", "--candidates=[]",
-           f"--vllm.endpoints=[{vllm_url}]", f"--api.port={port}"]
-    env = dict(os.environ, JUDGELOOP_API_KEY=key)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"`judgeloop serve` exited with {proc.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the judge API did not come up; see {log_path}")
-            time.sleep(0.5)
+    args = [str(SERVE_CONFIG), f"--judges=[{judge_dir}]", "--candidates=[]", f"--vllm.endpoints=[{vllm_url}]",
+            f"--api.port={port}"]
+    with judge_api_child(args, port, log_path, {"JUDGELOOP_API_KEY": key}) as url:
         yield url, key
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 # -- figures ----------------------------------------------------------------------------------------

@@ -16,7 +16,14 @@ def cache_dir() -> Path:
     return Path(base) / "judgeloop"
 
 
+# the shared dataset folder beside a checkout (the layout of the project's machines), used when no mirror is named
+SHARED_MIRROR = REPO_ROOT.parent / "shared" / "datasets"
+
+
 def data_mirror() -> Path | None:
-    """The offline dataset mirror named by ``$JUDGELOOP_DATA_MIRROR``, if set."""
+    """The offline dataset mirror: ``$JUDGELOOP_DATA_MIRROR`` when set (empty: none), else ``../shared/datasets``
+    beside the checkout when it holds a MANIFEST.md, else None (files come from the cache or are downloaded)."""
     value = os.environ.get("JUDGELOOP_DATA_MIRROR")
-    return Path(value) if value else None
+    if value is not None:
+        return Path(value) if value else None
+    return SHARED_MIRROR if (SHARED_MIRROR / "MANIFEST.md").is_file() else None

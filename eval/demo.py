@@ -15,19 +15,17 @@ import json
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from data.config import to_dict
-from data.errors import ServerError
 from data.jsonl import JsonlAppender, read_jsonl, write_jsonl
 from data.paths import CONFIGS_DIR, REPO_ROOT
 from data.provenance import git_commit, sha256_file
 from data.schema import Item, Verdict
+from serve.child import free_port, judge_api_child
 
 DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
@@ -135,7 +133,7 @@ def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, ser
                 print(f"reusing {verdicts_path}")
                 return done
         verdicts_path.unlink()
-    cfg = _serve_config(serve_config, [judge_ref], [f"--vllm.port={_free_port()}"])  # never a busy fixed port
+    cfg = _serve_config(serve_config, [judge_ref], [f"--vllm.port={free_port()}"])  # never a busy fixed port
     items_path = verdicts_path.with_name("items.jsonl")
     write_jsonl(items_path, items)
     with start_judges(cfg) as serving:
@@ -171,48 +169,19 @@ def _register(registry, name: str, version: str, fingerprint: str, model: str, s
     return version
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _judge_api(production: str, serve_config: Path, log_path: Path, registry_root: Path):
     """`judgeloop serve` as a child process (vLLM + the judge API); stopped, with its vLLM, on exit."""
-    api_port, vllm_port = _free_port(), _free_port()
+    import yaml
+
+    api_port, vllm_port = free_port(), free_port()
     key = secrets.token_urlsafe(24)
     cfg_path = log_path.with_name("serve.yaml")
     cfg = _serve_config(serve_config, [production], [f"--api.port={api_port}", f"--vllm.port={vllm_port}"])
-    import yaml
     cfg_path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    env = dict(os.environ, JUDGELOOP_API_KEY=key, JUDGELOOP_REGISTRY=str(Path(registry_root).resolve()))
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "judgeloop", "serve", str(cfg_path)], cwd=REPO_ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{api_port}"
-    try:
-        import httpx
-        deadline = time.monotonic() + cfg.vllm.startup_timeout_s + 60
-        while True:
-            if proc.poll() is not None:
-                raise ServerError(f"`judgeloop serve` exited with {proc.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise ServerError(f"the judge API did not come up in time; see {log_path}")
-            time.sleep(1)
+    env = {"JUDGELOOP_API_KEY": key, "JUDGELOOP_REGISTRY": str(Path(registry_root).resolve())}
+    with judge_api_child([str(cfg_path)], api_port, log_path, env, cfg.vllm.startup_timeout_s + 60) as url:
         yield url, key
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 def _score_through_api(url: str, key: str, judge_name: str, items: list[Item], out_path: Path) -> tuple[list[Verdict], float]:
