@@ -1,7 +1,8 @@
 """The one prompt renderer: judge spec + item -> chat messages -> prompt text and token ids.
 
 Training, serving and evaluation all call ``render``, so the prompt served is byte-identical to
-the prompt trained. Pairwise items render in either order ("ab" or "ba": responses exchanged).
+the prompt trained. Pairwise items render in either order ("ab" or "ba": responses exchanged), or, for a spec with
+``pairwise_mode: separate``, one response at a time (``render_response``: "a" or "b").
 
 Truncation policy: when the prompt exceeds ``spec.max_prompt_tokens``, only the fields listed in
 ``spec.truncatable`` are shortened, by water-filling (the longest field is cut first, down to
@@ -23,7 +24,7 @@ from data.errors import DataError
 from data.schema import Item
 from data.spec import JudgeSpec
 
-Order = Literal["ab", "ba"]
+Order = Literal["ab", "ba", "a", "b"]  # "a"/"b": one response of a pair alone (pairwise_mode: separate)
 CUT_MARKER = " [... {n} tokens cut ...]"
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
 
@@ -131,6 +132,24 @@ def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rende
         f"item '{item.id}' cannot fit in {budget} prompt tokens even with {', '.join(lengths) or 'no field'} cut "
         f"(the fixed parts alone need about {fixed})", field="max_prompt_tokens",
         hint="raise max_prompt_tokens in the judge spec or add fields to truncatable")
+
+
+def response_item(item: Item, side: Literal["a", "b"]) -> Item:
+    """One response of a pairwise item as the binary item the separate-mode prompt shows (no labels)."""
+    return Item(id=f"{item.id}/{side}", group=item.group, kind="binary", instruction=item.instruction,
+                input=item.input, context=item.context, reference=item.reference,
+                response=item.response_a if side == "a" else item.response_b)
+
+
+def render_response(spec: JudgeSpec, item: Item, tokenizer, side: Literal["a", "b"]) -> Rendered:
+    """Separate mode: the prompt that asks whether response ``side`` of a pairwise item is good (yes/no),
+    rendered by ``render`` with the spec's ``response_spec()``; a truncated field keeps its pairwise name."""
+    if item.kind != "pairwise":
+        raise RenderError(f"item is {item.kind} but judge '{spec.name}' grades pairwise items", field="kind")
+    rendered = render(spec.response_spec(), response_item(item, side), tokenizer)
+    rendered.order = side
+    rendered.truncated = {(f"response_{side}" if k == "response" else k): n for k, n in rendered.truncated.items()}
+    return rendered
 
 
 def _water_level(lengths: dict[str, int], overflow: int) -> int | None:

@@ -21,6 +21,7 @@ from data.paths import CONFIGS_DIR
 
 ITEM_FIELDS = ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
 JUDGES_DIR = CONFIGS_DIR / "judges"
+RESPONSE_LABELS = ("yes", "no")  # separate mode: is this one response good? score = logit(yes) - logit(no)
 
 
 @dataclass
@@ -29,7 +30,8 @@ class JudgeSpec:
     kind: Literal["pairwise", "pointwise", "binary"] = option(help="what items this judge grades")
     labels: list[str] = option(help="the label space: [A, B, tie], [yes, no], or an ordinal scale ['1'..'5']")
     system: str = option(help="the system message (the judge's role)")
-    template: str = option(help="Jinja2 template of the user message; sees the item fields, `criteria`, `labels`")
+    template: str = option(help="Jinja2 template of the user message; sees the item fields, `criteria`, `labels` "
+                                "(pairwise_mode: separate: one response, `response`, answered yes or no)")
     criteria: str = option("", help="the rubric: what makes a response better")
     version: str = option("1", help="bump when the prompt or labels change")
     description: str = option("", help="one line for listings")
@@ -38,6 +40,14 @@ class JudgeSpec:
     max_prompt_tokens: int = option(1024, help="prompt budget; longer inputs are truncated")
     truncatable: list[str] = option(["response_a", "response_b", "response", "context", "input", "reference"],
                                     help="fields the renderer may shorten, longest first; never the answer instruction")
+    pairwise_mode: Literal["joint", "separate"] = option(
+        "joint", help="pairwise only. joint: both responses in one prompt (`template`), scored in both orders and "
+                      "averaged. separate: each response alone in its own prompt (`template` shows `response`, "
+                      "answered yes/no), score = logit(yes) - logit(no), P(A) = sigmoid(score_a - score_b - tie_margin): "
+                      "the judge never sees an order, so it has no position bias by construction")
+    tie_margin: float = option(0.0, help="separate mode with a tie label: P(tie) = 1 - P(A) - P(B) with "
+                                         "P(A) = sigmoid(d - tie_margin), P(B) = sigmoid(-d - tie_margin) "
+                                         "(Rao-Kupper); 0 never predicts a tie")
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -52,6 +62,9 @@ class JudgeSpec:
             problems.append(Problem(f"template does not compile: {exc.message} (template line {exc.lineno})", field="template"))
             used = set()
         need = {"pairwise": {"response_a", "response_b"}, "pointwise": {"response"}, "binary": {"response"}}[self.kind]
+        if self.pairwise_mode == "separate":
+            need = {"response"}  # one response per prompt
+            problems += self._separate_problems(used)
         for name in sorted(need - used):
             problems.append(Problem(f"template never shows '{name}'", field="template"))
         for name in self.truncatable:
@@ -64,6 +77,30 @@ class JudgeSpec:
                 problems.append(Problem(f"describes '{key}', which is not a label", field="label_descriptions"))
         return problems
 
+    def _separate_problems(self, used: set[str]) -> list[Problem]:
+        if self.kind != "pairwise":
+            return [Problem(f"'separate' is for pairwise judges; this one is {self.kind}", field="pairwise_mode")]
+        problems = [Problem(f"shows '{name}', but in separate mode each prompt holds one response: use 'response'",
+                            field="template") for name in sorted({"response_a", "response_b"} & used)]
+        if self.tie_margin < 0:
+            problems.append(Problem("must be >= 0", field="tie_margin"))
+        if self.tie_margin > 0 and "tie" not in self.labels:
+            problems.append(Problem("needs a 'tie' label", field="tie_margin"))
+        return problems
+
+    @property
+    def separate(self) -> bool:
+        """Whether each response of a pair is judged on its own (``pairwise_mode: separate``)."""
+        return self.kind == "pairwise" and self.pairwise_mode == "separate"
+
+    def response_spec(self) -> "JudgeSpec":
+        """Separate mode: the binary spec each single response is rendered and scored with (labels yes/no)."""
+        truncatable = [f for f in self.truncatable if f not in ("response_a", "response_b")]
+        return JudgeSpec(name=f"{self.name}/response", kind="binary", labels=list(RESPONSE_LABELS),
+                         system=self.system, template=self.template, criteria=self.criteria,
+                         version=self.version, base_model=self.base_model, max_prompt_tokens=self.max_prompt_tokens,
+                         truncatable=truncatable if "response" in truncatable else ["response", *truncatable])
+
     @property
     def label_space(self) -> LabelSpace:
         return LabelSpace(self.kind, self.labels)
@@ -72,9 +109,15 @@ class JudgeSpec:
         return to_dict(self)
 
 
+# fields added after the first specs were fingerprinted: they enter the hash only when they differ from these
+# defaults, so every judge fingerprinted before they existed keeps its fingerprint
+LATER_FIELDS = {"pairwise_mode": "joint", "tie_margin": 0.0}
+
+
 def spec_hash(spec: JudgeSpec) -> str:
     """sha256 of the spec's canonical JSON: any change to the prompt or labels changes it."""
-    blob = json.dumps(spec.to_dict(), sort_keys=True, ensure_ascii=False).encode()
+    data = {k: v for k, v in spec.to_dict().items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -4,17 +4,20 @@ A backend only answers "what distribution over the spec's labels does the model 
 first answer token of each rendered prompt". This module renders items (the one renderer),
 scores pairwise items in both orders, maps the swapped order back, averages, and builds one
 ``Verdict`` per item, with an ``error`` instead of a verdict when an item cannot be scored.
+A pairwise spec with ``pairwise_mode: separate`` instead scores each response alone (yes/no) and
+compares the two scores (``combine_separate``): no order is ever shown, so there is none to swap.
 ``ServerUnavailable`` (no engine reachable at all) is not an item's error: it propagates.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Iterable, Iterator, Protocol, Sequence, Union
 
 from data.errors import JudgeloopError, ServerUnavailable
 from data.labels import LabelSpace
-from data.render import Rendered, RenderError, render
+from data.render import Rendered, RenderError, render, render_response
 from data.schema import Item, JudgeRef, Verdict
 from data.spec import JudgeSpec
 
@@ -54,6 +57,41 @@ def combine(item: Item, space: LabelSpace, probs_ab: dict[str, float], probs_ba_
         latency_ms=latency_ms, truncated=truncated or None, error=None)
 
 
+def response_score(probs: dict[str, float]) -> float:
+    """Separate mode: one response's score, the log-odds of 'yes' over 'no' (what training fits)."""
+    yes, no = max(probs.get("yes", 0.0), 1e-12), max(probs.get("no", 0.0), 1e-12)
+    return math.log(yes) - math.log(no)
+
+
+def separate_probs(space: LabelSpace, score_a: float, score_b: float, tie_margin: float = 0.0) -> dict[str, float]:
+    """Bradley-Terry (Rao-Kupper with a tie label): P(A) = sigmoid(d - m), P(B) = sigmoid(-d - m), P(tie) the rest,
+    with d = score_a - score_b and m = ``tie_margin``."""
+    d = score_a - score_b
+    sig = lambda x: 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))  # noqa: E731
+    if not space.has_tie:
+        return {"A": sig(d), "B": sig(-d)}
+    p_a, p_b = sig(d - tie_margin), sig(-d - tie_margin)
+    return {"A": p_a, "B": p_b, "tie": max(0.0, 1.0 - p_a - p_b)}
+
+
+def combine_separate(item: Item, spec: JudgeSpec, probs_a: dict[str, float], probs_b: dict[str, float],
+                     judge: JudgeRef, latency_ms: float | None = None, truncated: dict[str, int] | None = None) -> Verdict:
+    """One verdict from the yes/no distributions of the two responses, each judged alone. The judge never saw
+    an order, so both "orders" are the same distribution and the verdict is consistent by construction."""
+    space = spec.label_space
+    probs = separate_probs(space, response_score(probs_a), response_score(probs_b), spec.tie_margin)
+    verdict = space.argmax(probs)
+    return Verdict(
+        id=item.id, verdict=verdict, probs=probs, score=space.expected_score(probs), confidence=probs[verdict],
+        consistent=True, order_probs={"ab": probs, "ba": probs}, judge=judge, latency_ms=latency_ms,
+        truncated=truncated or None, error=None)
+
+
+def prompt_spec(spec: JudgeSpec) -> JudgeSpec:
+    """The spec whose labels a backend reads from the prompts of ``spec``'s items (separate mode: yes/no)."""
+    return spec.response_spec() if spec.separate else spec
+
+
 def error_verdict(item_id: str, judge: JudgeRef, reason: str) -> Verdict:
     return Verdict(id=item_id, judge=judge, error=reason)
 
@@ -76,12 +114,12 @@ def _score_batch(items: list[Item], spec, space, backend, tokenizer, judge, both
     start = time.perf_counter()
     prompts, slots = _render_batch(items, spec, tokenizer, both_orders)
     try:
-        dists = backend.label_probs(prompts, spec) if prompts else []
+        dists = backend.label_probs(prompts, prompt_spec(spec)) if prompts else []
     except ServerUnavailable:
         raise  # no engine at all: the caller decides (the API answers 503, a batch run stops to resume later)
     except JudgeloopError as exc:
         return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
-    return _verdicts(items, slots, prompts, dists, space, judge, start)
+    return _verdicts(items, slots, prompts, dists, spec, judge, start)
 
 
 async def score_items_async(items: Sequence[Item], spec: JudgeSpec, backend: Backend, tokenizer, judge: JudgeRef, *,
@@ -97,22 +135,28 @@ async def score_items_async(items: Sequence[Item], spec: JudgeSpec, backend: Bac
         if not prompts:
             dists = []
         elif hasattr(backend, "alabel_probs"):
-            dists = await backend.alabel_probs(prompts, spec)
+            dists = await backend.alabel_probs(prompts, prompt_spec(spec))
         else:
-            dists = await asyncio.to_thread(backend.label_probs, prompts, spec)
+            dists = await asyncio.to_thread(backend.label_probs, prompts, prompt_spec(spec))
     except ServerUnavailable:
         raise
     except JudgeloopError as exc:
         return [error_verdict(item.id, judge, f"backend: {exc.first.message}") for item in items]
-    return _verdicts(items, slots, prompts, dists, spec.label_space, judge, start)
+    return _verdicts(items, slots, prompts, dists, spec, judge, start)
 
 
 def _render_batch(items: list[Item], spec, tokenizer, both_orders) -> tuple[list[Rendered], list]:
-    """Every prompt of a batch, and per item its prompt indices (ab, ba or None), or an error text."""
+    """Every prompt of a batch, and per item its prompt indices (ab, ba or None; separate mode: a, b), or an
+    error text."""
     prompts: list[Rendered] = []
     slots: list[tuple[int, int | None] | str] = []
     for item in items:
         try:
+            if spec.separate and item.kind == "pairwise":
+                pair = [render_response(spec, item, tokenizer, "a"), render_response(spec, item, tokenizer, "b")]
+                prompts += pair
+                slots.append((len(prompts) - 2, len(prompts) - 1))
+                continue
             ab = render(spec, item, tokenizer, "ab")
             prompts.append(ab)
             ba_index = None
@@ -125,7 +169,8 @@ def _render_batch(items: list[Item], spec, tokenizer, both_orders) -> tuple[list
     return prompts, slots
 
 
-def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], space, judge, start: float) -> list[Verdict]:
+def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], spec: JudgeSpec, judge, start: float) -> list[Verdict]:
+    space = spec.label_space
     per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
     out = []
     for item, slot in zip(items, slots):
@@ -143,6 +188,9 @@ def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], space, judge, 
             if i is not None:
                 for name, n in prompts[i].truncated.items():
                     truncated[name] = max(truncated.get(name, 0), n)
-        out.append(combine(item, space, dists[ab_i], dists[ba_i] if ba_i is not None else None,
-                           judge, per_item_ms, truncated))
+        if spec.separate and item.kind == "pairwise":
+            out.append(combine_separate(item, spec, dists[ab_i], dists[ba_i], judge, per_item_ms, truncated))
+        else:
+            out.append(combine(item, space, dists[ab_i], dists[ba_i] if ba_i is not None else None,
+                               judge, per_item_ms, truncated))
     return out

@@ -21,7 +21,7 @@ from data.errors import ConfigError, DataError, Problem
 from data.jsonl import read_jsonl
 from data.labels import LabelSpace, aggregate
 from data.provenance import sha256_file
-from data.render import Rendered, RenderError, encode, render
+from data.render import Rendered, RenderError, encode, render, render_response
 from data.schema import Item
 from data.spec import JudgeSpec
 from train.config import DataOptions, is_file_source
@@ -40,6 +40,7 @@ class Example:
     prompt_len: int
     target_probs: list[float] | None = None   # soft targets over spec.labels (distribution mode)
     truncated: dict[str, int] = field(default_factory=dict)
+    pair_split: int | None = None     # separate mode: input_ids = response a's prompt + response b's prompt
 
 
 @dataclass
@@ -197,8 +198,9 @@ def target_ids(tokenizer, rendered: Rendered, answer: str) -> list[int]:
 
 
 def label_first_ids(tokenizer, spec: JudgeSpec) -> list[int]:
+    """The first token of each label the model answers with (separate mode: of 'yes' and 'no')."""
     from serve.hf_backend import label_token_ids
-    return label_token_ids(tokenizer, spec.labels)
+    return label_token_ids(tokenizer, (spec.response_spec() if spec.separate else spec).labels)
 
 
 def longest_label_target(tokenizer, spec: JudgeSpec) -> int:
@@ -227,6 +229,19 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     examples: list[Example] = []
     too_long = unrenderable = 0
     for item, label, probs in selected:
+        if spec.separate:
+            try:
+                made = [pair_example(item, label, probs, spec, tokenizer, max_length)]
+            except RenderError:
+                unrenderable += 1
+                continue
+            if made[0] is None:
+                too_long += 1
+                continue
+            examples.extend(made)
+            report.used += 1
+            report.labels[label] = report.labels.get(label, 0) + 1
+            continue
         orders = ["ab", "ba"] if both and item.kind == "pairwise" else ["ab"]
         made = []
         for order in orders:
@@ -272,6 +287,21 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     if spec.kind == "pairwise":
         report.longer_preferred = _longer_preferred([(it, lab) for it, lab, _ in selected])
     return examples, report
+
+
+def pair_example(item: Item, label: str, probs: dict[str, float] | None, spec: JudgeSpec, tokenizer,
+                 max_length: int) -> Example | None:
+    """Separate mode: one example per pair, holding the prompts of response a and response b (each answered
+    yes/no by the model; the loss compares the two scores) and the target distribution over the spec's labels
+    (the annotators' in distribution mode, else the label's). None when a prompt exceeds ``max_length``."""
+
+    a, b = (render_response(spec, item, tokenizer, side) for side in ("a", "b"))
+    if max(a.n_tokens, b.n_tokens) + 1 > max_length:
+        return None
+    dist = probs if probs is not None else {label: 1.0}
+    return Example(item.id, "ab", label, a.token_ids + b.token_ids, [IGNORE] * (a.n_tokens + b.n_tokens),
+                   a.n_tokens, [float(dist.get(x, 0.0)) for x in spec.labels], {**a.truncated, **b.truncated},
+                   pair_split=a.n_tokens)
 
 
 def _winner_is_longer(item: Item, label: str) -> bool | None:

@@ -132,23 +132,73 @@ def to_dataset(examples: Sequence[tdata.Example]):
         row = {"input_ids": e.input_ids, "labels": e.labels}
         if e.target_probs is not None:
             row["target_probs"] = e.target_probs
+        if e.pair_split is not None:
+            row["pair_split"] = e.pair_split
         rows.append(row)
     return Dataset.from_list(rows)
 
 
 class JudgeCollator:
-    """TRL's padding collator (right padding, labels -100 on pads) plus the soft targets, if any."""
+    """TRL's padding collator (right padding, labels -100 on pads) plus the soft targets, if any; pairs of
+    single-response prompts in separate mode (``pairs``)."""
 
     def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
         self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=False)
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
+        if "pair_split" in examples[0]:
+            return self.pairs(examples)
         batch = self.base([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
         if "target_probs" in examples[0]:
             batch["target_probs"] = torch.tensor([e["target_probs"] for e in examples], dtype=torch.float32)
         return batch
+
+    def pairs(self, examples: list[dict]) -> dict:
+        """Separate mode: each example's two prompts as rows 2i (response a) and 2i+1 (response b), right-padded;
+        ``answer_pos`` is each row's last prompt token (where the yes/no verdict is read)."""
+        import torch
+        rows = [seq for e in examples for seq in (e["input_ids"][:e["pair_split"]], e["input_ids"][e["pair_split"]:])]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, seq in enumerate(rows):
+            ids[i, :len(seq)] = torch.tensor(seq)
+            mask[i, :len(seq)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "answer_pos": mask.sum(1) - 1,
+                "target_probs": torch.tensor([e["target_probs"] for e in examples], dtype=torch.float32)}
+
+
+def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin: float = 0.0, num_items_in_batch=None):
+    """Separate mode: the negative log-likelihood of the annotators' verdicts under the comparison the scoring
+    core serves (serve/scoring.py ``separate_probs``): d = score(a) - score(b), score = logit(yes) - logit(no) at
+    the answer position of each response's prompt. Without a tie margin, tie votes count half a win each
+    (binary cross-entropy of sigmoid(d)); with one, Rao-Kupper over A, B and tie. The output layer runs only at
+    the answer positions. Returns ``(loss, number of pairs)``."""
+    import torch
+    import torch.nn.functional as F
+
+    pos = inputs["answer_pos"]
+    keep = torch.unique(pos)
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep,
+                use_cache=False)
+    logits = out.logits[torch.arange(len(pos), device=pos.device), torch.searchsorted(keep, pos)].float()
+    score = logits[:, yes_no_ids[0]] - logits[:, yes_no_ids[1]]
+    d = score[0::2] - score[1::2]
+    t = inputs["target_probs"].to(d.device)
+    col = {lab: i for i, lab in enumerate(labels)}
+    t_a, t_b = t[:, col["A"]], t[:, col["B"]]
+    t_tie = t[:, col["tie"]] if "tie" in col else torch.zeros_like(t_a)
+    if tie_margin <= 0 or "tie" not in col:
+        per_pair = F.binary_cross_entropy_with_logits(d, t_a + 0.5 * t_tie, reduction="none")
+    else:
+        log_a, log_b = F.logsigmoid(d - tie_margin), F.logsigmoid(-d - tie_margin)
+        log_tie = torch.log((1 - log_a.exp() - log_b.exp()).clamp(min=1e-12))
+        per_pair = -(t_a * log_a + t_b * log_b + t_tie * log_tie)
+    n = num_items_in_batch if num_items_in_batch is not None else per_pair.numel()
+    return per_pair.sum() / torch.as_tensor(n, device=per_pair.device).clamp(min=1), per_pair.numel()
 
 
 def completion_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
@@ -239,8 +289,9 @@ def _trainer_class():
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
     class JudgeSFTTrainer(SFTTrainer):
-        def __init__(self, *args, dev_scorer: DevScorer | None = None, label_ids=None, order_seed: int = 0, **kw):
-            self.dev_scorer, self.label_ids, self.order_seed = dev_scorer, label_ids, order_seed
+        def __init__(self, *args, dev_scorer: DevScorer | None = None, label_ids=None, order_seed: int = 0,
+                     spec: JudgeSpec | None = None, **kw):
+            self.dev_scorer, self.label_ids, self.order_seed, self.spec = dev_scorer, label_ids, order_seed, spec
             self.eval_seconds = 0.0  # kept out of the training throughput
             super().__init__(*args, **kw)
 
@@ -251,7 +302,11 @@ def _trainer_class():
                 lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, _ = completion_loss(model, inputs, self.label_ids, num_items_in_batch)
+            if "answer_pos" in inputs:  # separate mode: pairs of single-response prompts
+                # no "labels" in the batch, so the Trainer passes no item count: a mean over the batch's pairs
+                loss, _ = pair_loss(model, inputs, self.label_ids, self.spec.labels, self.spec.tie_margin)
+            else:
+                loss, _ = completion_loss(model, inputs, self.label_ids, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # like SFTTrainer: DDP averages gradients
             if self.model.training:
@@ -460,7 +515,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
             eval_dataset=to_dataset(dev_examples) if has_dev else None,
             processing_class=tokenizer, data_collator=JudgeCollator(tokenizer.pad_token_id),
             peft_config=lora_config(cfg, model), callbacks=extra, dev_scorer=dev_scorer,
-            label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed)
+            label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed, spec=spec)
     except ValueError as exc:
         if "Target module" in str(exc) or "target_modules" in str(exc):
             raise ConfigError(str(exc).split("\n")[0], field="lora.target_modules") from None
