@@ -157,7 +157,7 @@ def trained_judge(work: Path = WORK_DIR, train_items: int = 16) -> Path:
     subset = write_jsonl_subset(data_dir / "train.jsonl", work / "judge-train.jsonl", train_items)
     run_dir = work / "judge"
     cfg = load_train_config(REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml", [
-        f"--output_dir={run_dir}", f"--data.train=[{subset}]", "--data.balance_length=false", "--epochs=1",
+        f"--spec={SPEC}", f"--output_dir={run_dir}", f"--data.train=[{subset}]", "--data.balance_length=false", "--epochs=1",
         "--max_length=null"])
     train(cfg, progress=lambda *a, **k: None)
     return run_dir
