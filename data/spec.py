@@ -101,6 +101,11 @@ class JudgeSpec:
                          version=self.version, base_model=self.base_model, max_prompt_tokens=self.max_prompt_tokens,
                          truncatable=truncatable if "response" in truncatable else ["response", *truncatable])
 
+    def answer_spec(self) -> "JudgeSpec":
+        """The spec whose labels the model answers each rendered prompt with: ``response_spec()`` (yes/no) in
+        separate mode, else this spec. Backends read these labels' probabilities; training targets them."""
+        return self.response_spec() if self.separate else self
+
     @property
     def label_space(self) -> LabelSpace:
         return LabelSpace(self.kind, self.labels)

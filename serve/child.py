@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from data.errors import ServerError
+from data.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
 

@@ -87,11 +87,6 @@ def combine_separate(item: Item, spec: JudgeSpec, probs_a: dict[str, float], pro
         truncated=truncated or None, error=None)
 
 
-def prompt_spec(spec: JudgeSpec) -> JudgeSpec:
-    """The spec whose labels a backend reads from the prompts of ``spec``'s items (separate mode: yes/no)."""
-    return spec.response_spec() if spec.separate else spec
-
-
 def error_verdict(item_id: str, judge: JudgeRef, reason: str) -> Verdict:
     return Verdict(id=item_id, judge=judge, error=reason)
 
@@ -99,22 +94,21 @@ def error_verdict(item_id: str, judge: JudgeRef, reason: str) -> Verdict:
 def score_items(items: Iterable[Item], spec: JudgeSpec, backend: Backend, tokenizer, judge: JudgeRef, *,
                 both_orders: bool = True, batch_size: int = 64) -> Iterator[Verdict]:
     """Verdicts for items, in input order, one per item, streaming in batches of ``batch_size`` items."""
-    space = spec.label_space
     batch: list[Item] = []
     for item in items:
         batch.append(item)
         if len(batch) >= batch_size:
-            yield from _score_batch(batch, spec, space, backend, tokenizer, judge, both_orders)
+            yield from _score_batch(batch, spec, backend, tokenizer, judge, both_orders)
             batch = []
     if batch:
-        yield from _score_batch(batch, spec, space, backend, tokenizer, judge, both_orders)
+        yield from _score_batch(batch, spec, backend, tokenizer, judge, both_orders)
 
 
-def _score_batch(items: list[Item], spec, space, backend, tokenizer, judge, both_orders) -> list[Verdict]:
+def _score_batch(items: list[Item], spec, backend, tokenizer, judge, both_orders) -> list[Verdict]:
     start = time.perf_counter()
     prompts, slots = _render_batch(items, spec, tokenizer, both_orders)
     try:
-        dists = backend.label_probs(prompts, prompt_spec(spec)) if prompts else []
+        dists = backend.label_probs(prompts, spec.answer_spec()) if prompts else []
     except ServerUnavailable:
         raise  # no engine at all: the caller decides (the API answers 503, a batch run stops to resume later)
     except JudgeloopError as exc:
@@ -135,9 +129,9 @@ async def score_items_async(items: Sequence[Item], spec: JudgeSpec, backend: Bac
         if not prompts:
             dists = []
         elif hasattr(backend, "alabel_probs"):
-            dists = await backend.alabel_probs(prompts, prompt_spec(spec))
+            dists = await backend.alabel_probs(prompts, spec.answer_spec())
         else:
-            dists = await asyncio.to_thread(backend.label_probs, prompts, prompt_spec(spec))
+            dists = await asyncio.to_thread(backend.label_probs, prompts, spec.answer_spec())
     except ServerUnavailable:
         raise
     except JudgeloopError as exc:
@@ -152,7 +146,7 @@ def _render_batch(items: list[Item], spec, tokenizer, both_orders) -> tuple[list
     slots: list[tuple[int, int | None] | str] = []
     for item in items:
         try:
-            if spec.separate and item.kind == "pairwise":
+            if spec.separate:  # a non-pairwise item gets render_response's kind error
                 pair = [render_response(spec, item, tokenizer, "a"), render_response(spec, item, tokenizer, "b")]
                 prompts += pair
                 slots.append((len(prompts) - 2, len(prompts) - 1))
@@ -188,7 +182,7 @@ def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], spec: JudgeSpe
             if i is not None:
                 for name, n in prompts[i].truncated.items():
                     truncated[name] = max(truncated.get(name, 0), n)
-        if spec.separate and item.kind == "pairwise":
+        if spec.separate:
             out.append(combine_separate(item, spec, dists[ab_i], dists[ba_i], judge, per_item_ms, truncated))
         else:
             out.append(combine(item, space, dists[ab_i], dists[ba_i] if ba_i is not None else None,

@@ -200,7 +200,7 @@ def target_ids(tokenizer, rendered: Rendered, answer: str) -> list[int]:
 def label_first_ids(tokenizer, spec: JudgeSpec) -> list[int]:
     """The first token of each label the model answers with (separate mode: of 'yes' and 'no')."""
     from serve.hf_backend import label_token_ids
-    return label_token_ids(tokenizer, (spec.response_spec() if spec.separate else spec).labels)
+    return label_token_ids(tokenizer, spec.answer_spec().labels)
 
 
 def longest_label_target(tokenizer, spec: JudgeSpec) -> int:
@@ -231,14 +231,14 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     for item, label, probs in selected:
         if spec.separate:
             try:
-                made = [pair_example(item, label, probs, spec, tokenizer, max_length)]
+                example = pair_example(item, label, probs, spec, tokenizer, max_length)
             except RenderError:
                 unrenderable += 1
                 continue
-            if made[0] is None:
+            if example is None:
                 too_long += 1
                 continue
-            examples.extend(made)
+            examples.append(example)
             report.used += 1
             report.labels[label] = report.labels.get(label, 0) + 1
             continue
@@ -294,7 +294,6 @@ def pair_example(item: Item, label: str, probs: dict[str, float] | None, spec: J
     """Separate mode: one example per pair, holding the prompts of response a and response b (each answered
     yes/no by the model; the loss compares the two scores) and the target distribution over the spec's labels
     (the annotators' in distribution mode, else the label's). None when a prompt exceeds ``max_length``."""
-
     a, b = (render_response(spec, item, tokenizer, side) for side in ("a", "b"))
     if max(a.n_tokens, b.n_tokens) + 1 > max_length:
         return None

