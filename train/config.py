@@ -53,6 +53,14 @@ class DataOptions:
     balance_length: bool = option(False, help="pairwise: keep as many items whose human winner is the shorter "
                                   "response as the longer (a seeded sample of the larger side per source), so the "
                                   "judge cannot score by length; ties and equal lengths are kept")
+    balance_method: Literal["drop", "weight"] = option(
+        "drop", help="how balance_length evens the two sides: `drop` items of the larger side, or `weight` every "
+        "item so that both sides weigh the same in the loss (keeps all the data; separate mode only)")
+    max_group_responses: int = option(8, help="separate mode: the pairs of one group (the same instruction) "
+                                      "train together, each distinct response's prompt scored once per step and "
+                                      "compared in every pair it is in; a group with more distinct responses is "
+                                      "split into examples of at most this many (2 = one pair per example); "
+                                      "batch_size then counts these examples")
     rationale: bool = option(False, help="train the label followed by a line of rationale from each item's "
                              "meta.rationale (the verdict stays the first answer token, so scoring is unchanged)")
     max_dev_items: Optional[int] = option(None, help="score at most this many dev items (a seeded sample) at "
@@ -150,6 +158,9 @@ class TrainConfig:
         need(self.logging_steps > 0, "logging_steps", f"must be > 0, got {self.logging_steps}")
         if self.save_total_limit is not None:
             need(self.save_total_limit >= 1, "save_total_limit", f"must be >= 1, got {self.save_total_limit}")
+
+        need(self.data.max_group_responses >= 2, "data.max_group_responses",
+             f"must be >= 2 (a pair has two responses), got {self.data.max_group_responses}")
 
         ev = self.eval
         need(ev.steps > 0, "eval.steps", f"must be > 0, got {ev.steps}")

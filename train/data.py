@@ -40,7 +40,11 @@ class Example:
     prompt_len: int
     target_probs: list[float] | None = None   # soft targets over spec.labels (distribution mode)
     truncated: dict[str, int] = field(default_factory=dict)
-    pair_split: int | None = None     # separate mode: input_ids = response a's prompt + response b's prompt
+    # separate mode: input_ids = the group's distinct single-response prompts, one after another
+    segments: list[int] | None = None           # each prompt's length, in input_ids order
+    pairs: list[list[int]] | None = None        # [a, b] segment indices of each compared pair
+    pair_targets: list[list[float]] | None = None   # each pair's target distribution over the spec's labels
+    pair_weights: list[float] | None = None     # each pair's weight in the loss (length balance by weight)
 
 
 @dataclass
@@ -217,31 +221,54 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
 
     ``balance_length`` (the training split, with ``data.balance_length``): see ``balance_by_length``.
     """
-    space = spec.label_space
     both = opts.both_orders if both_orders is None else both_orders
-    first_ids = dict(zip(spec.labels, label_first_ids(tokenizer, spec)))
     selected, skipped = select_items(source.items, spec, opts, str(source.path))
-    if balance_length and spec.kind == "pairwise":
+    weights = None
+    if balance_length and spec.kind == "pairwise" and opts.balance_method == "weight":
+        if not spec.separate:
+            raise ConfigError(f"judge '{spec.name}' trains each order as a token (joint mode): only the pair loss of "
+                              "pairwise_mode: separate takes item weights", field="data.balance_method",
+                              hint="use data.balance_method=drop")
+        weights = length_weights(selected)
+    elif balance_length and spec.kind == "pairwise":
         selected, dropped = balance_by_length(selected)
         if dropped:
             skipped = {**skipped, "length balance": dropped}
     report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
+    if spec.separate:
+        examples, used, too_long, unrenderable = response_groups(selected, spec, tokenizer, max_length,
+                                                                 opts.max_group_responses, weights)
+    else:
+        examples, used, too_long, unrenderable = order_examples(selected, spec, tokenizer, opts, max_length, both)
+    report.used = len(used)
+    report.labels = dict(Counter(used))
+    if unrenderable:
+        report.skipped["cannot fit the prompt budget"] = unrenderable
+    if too_long:
+        report.skipped["longer than max_length"] = too_long
+    report.examples = len(examples)
+    report.truncated = sum(1 for e in examples if e.truncated)
+    report.tokens_cut = sum(sum(e.truncated.values()) for e in examples)
+    if examples:
+        lengths = [n for e in examples for n in (e.segments or [len(e.input_ids)])]  # per prompt
+        report.lengths = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
+    if spec.kind == "pairwise":
+        report.longer_preferred = _longer_preferred([(it, lab) for it, lab, _ in selected])
+    return examples, report
+
+
+def order_examples(selected: list[tuple[Item, str, dict[str, float] | None]], spec: JudgeSpec, tokenizer,
+                   opts: DataOptions, max_length: int, both: bool) -> tuple[list[Example], list[str], int, int]:
+    """Joint mode (and every non-pairwise judge): one example per item and order, the prompt followed by the
+    target label (swapped with the responses in order ``ba``).
+
+    Returns ``(examples, target label of each used item, items too long, items that cannot be rendered)``."""
+    space = spec.label_space
+    first_ids = dict(zip(spec.labels, label_first_ids(tokenizer, spec)))
     examples: list[Example] = []
+    used: list[str] = []
     too_long = unrenderable = 0
     for item, label, probs in selected:
-        if spec.separate:
-            try:
-                example = pair_example(item, label, probs, spec, tokenizer, max_length)
-            except RenderError:
-                unrenderable += 1
-                continue
-            if example is None:
-                too_long += 1
-                continue
-            examples.append(example)
-            report.used += 1
-            report.labels[label] = report.labels.get(label, 0) + 1
-            continue
         orders = ["ab", "ba"] if both and item.kind == "pairwise" else ["ab"]
         made = []
         for order in orders:
@@ -272,35 +299,73 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
                                 dict(rendered.truncated)))
         if made:
             examples.extend(made)
-            report.used += 1
-            report.labels[label] = report.labels.get(label, 0) + 1
-    if unrenderable:
-        report.skipped["cannot fit the prompt budget"] = unrenderable
-    if too_long:
-        report.skipped["longer than max_length"] = too_long
-    report.examples = len(examples)
-    report.truncated = sum(1 for e in examples if e.truncated)
-    report.tokens_cut = sum(sum(e.truncated.values()) for e in examples)
-    if examples:
-        lengths = [len(e.input_ids) for e in examples]
-        report.lengths = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
-    if spec.kind == "pairwise":
-        report.longer_preferred = _longer_preferred([(it, lab) for it, lab, _ in selected])
-    return examples, report
+            used.append(label)
+    return examples, used, too_long, unrenderable
 
 
-def pair_example(item: Item, label: str, probs: dict[str, float] | None, spec: JudgeSpec, tokenizer,
-                 max_length: int) -> Example | None:
-    """Separate mode: one example per pair, holding the prompts of response a and response b (each answered
-    yes/no by the model; the loss compares the two scores) and the target distribution over the spec's labels
-    (the annotators' in distribution mode, else the label's). None when a prompt exceeds ``max_length``."""
-    a, b = (render_response(spec, item, tokenizer, side) for side in ("a", "b"))
-    if max(a.n_tokens, b.n_tokens) + 1 > max_length:
-        return None
-    dist = probs if probs is not None else {label: 1.0}
-    return Example(item.id, "ab", label, a.token_ids + b.token_ids, [IGNORE] * (a.n_tokens + b.n_tokens),
-                   a.n_tokens, [float(dist.get(x, 0.0)) for x in spec.labels], {**a.truncated, **b.truncated},
-                   pair_split=a.n_tokens)
+def response_groups(selected: list[tuple[Item, str, dict[str, float] | None]], spec: JudgeSpec, tokenizer,
+                    max_length: int, max_responses: int, weights: Sequence[float] | None = None
+                    ) -> tuple[list[Example], list[str], int, int]:
+    """Separate mode: the pairs as examples, one per group (the items sharing ``item.group``, the same instruction),
+    split into examples of at most ``max_responses`` distinct responses. Each distinct single-response prompt is in
+    the example once, so one forward pass scores it for every pair it is in; each pair carries its target
+    distribution over the spec's labels (the annotators' in distribution mode, else the label's) and its weight in
+    the loss (``weights``, one per selected item; 1 when None).
+
+    Returns ``(examples, target label of each used item, items too long, items that cannot be rendered)``."""
+    by_group: dict[str, list] = {}
+    used: list[str] = []
+    too_long = unrenderable = 0
+    for k, (item, label, probs) in enumerate(selected):
+        try:
+            a, b = (render_response(spec, item, tokenizer, side) for side in ("a", "b"))
+        except RenderError:
+            unrenderable += 1
+            continue
+        if max(a.n_tokens, b.n_tokens) + 1 > max_length:
+            too_long += 1
+            continue
+        dist = probs if probs is not None else {label: 1.0}
+        weight = 1.0 if weights is None else float(weights[k])
+        by_group.setdefault(item.group, []).append((a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight))
+        used.append(label)
+    examples = [_group_example(group, chunk) for group, pairs in by_group.items()
+                for chunk in _chunks(pairs, max_responses)]
+    return examples, used, too_long, unrenderable
+
+
+def _chunks(pairs: list, cap: int):
+    """Consecutive runs of pairs whose distinct responses number at most ``cap``."""
+    chunk, seen = [], set()
+    for pair in pairs:
+        keys = {tuple(pair[0].token_ids), tuple(pair[1].token_ids)}
+        if chunk and len(seen | keys) > cap:
+            yield chunk
+            chunk, seen = [], set()
+        chunk.append(pair)
+        seen |= keys
+    if chunk:
+        yield chunk
+
+
+def _group_example(group: str, chunk: list) -> Example:
+    index: dict[tuple, int] = {}
+    ids, segments, pairs, targets, truncated = [], [], [], [], {}
+    for a, b, target, _ in chunk:
+        sides = []
+        for rendered in (a, b):
+            key = tuple(rendered.token_ids)
+            if key not in index:
+                index[key] = len(segments)
+                segments.append(rendered.n_tokens)
+                ids.extend(rendered.token_ids)
+                for name, cut in rendered.truncated.items():
+                    truncated[name] = truncated.get(name, 0) + cut
+            sides.append(index[key])
+        pairs.append(sides)
+        targets.append(target)
+    return Example(group, "ab", "", ids, [IGNORE] * len(ids), segments[0], None, truncated,
+                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[w for *_, w in chunk])
 
 
 def _winner_is_longer(item: Item, label: str) -> bool | None:
@@ -323,6 +388,18 @@ def balance_by_length(selected: list[tuple[Item, str, dict | None]]) -> tuple[li
     keyed = sorted(big, key=lambda i: hashlib.sha256(selected[i][0].id.encode()).hexdigest())
     drop = set(keyed[len(small):])
     return [s for i, s in enumerate(selected) if i not in drop], len(drop)
+
+
+def length_weights(selected: list[tuple[Item, str, dict | None]]) -> list[float]:
+    """One weight per item such that the items whose human winner is the longer response weigh as much in total as
+    those whose winner is the shorter, the decided items' weights still summing to their number; ties and equal
+    lengths weigh 1. A side with no item leaves the weights at 1 (nothing to balance against)."""
+    sides = [_winner_is_longer(item, label) for item, label, _ in selected]
+    counts = Counter(s for s in sides if s is not None)
+    if len(counts) < 2:
+        return [1.0] * len(selected)
+    total = counts[True] + counts[False]
+    return [1.0 if s is None else total / (2 * counts[s]) for s in sides]
 
 
 def _longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:

@@ -132,15 +132,15 @@ def to_dataset(examples: Sequence[tdata.Example]):
         row = {"input_ids": e.input_ids, "labels": e.labels}
         if e.target_probs is not None:
             row["target_probs"] = e.target_probs
-        if e.pair_split is not None:
-            row["pair_split"] = e.pair_split
+        if e.segments is not None:
+            row.update(segments=e.segments, pairs=e.pairs, pair_targets=e.pair_targets, pair_weights=e.pair_weights)
         rows.append(row)
     return Dataset.from_list(rows)
 
 
 class JudgeCollator:
-    """TRL's padding collator (right padding, labels -100 on pads) plus the soft targets, if any; pairs of
-    single-response prompts in separate mode (``pairs``)."""
+    """TRL's padding collator (right padding, labels -100 on pads) plus the soft targets, if any; the groups of
+    single-response prompts in separate mode (``groups``)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -149,18 +149,28 @@ class JudgeCollator:
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
-        if "pair_split" in examples[0]:
-            return self.pairs(examples)
+        if "segments" in examples[0]:
+            return self.groups(examples)
         batch = self.base([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
         if "target_probs" in examples[0]:
             batch["target_probs"] = torch.tensor([e["target_probs"] for e in examples], dtype=torch.float32)
         return batch
 
-    def pairs(self, examples: list[dict]) -> dict:
-        """Separate mode: each example's two prompts as rows 2i (response a) and 2i+1 (response b), right-padded;
-        ``answer_pos`` is each row's last prompt token (where the yes/no verdict is read)."""
+    def groups(self, examples: list[dict]) -> dict:
+        """Separate mode: every distinct response prompt of the batch as a row, right-padded; ``answer_pos`` is
+        each row's last prompt token (where the yes/no verdict is read); pair k compares rows ``pair_a[k]`` and
+        ``pair_b[k]`` towards ``target_probs[k]``."""
         import torch
-        rows = [seq for e in examples for seq in (e["input_ids"][:e["pair_split"]], e["input_ids"][e["pair_split"]:])]
+        rows, pair_a, pair_b, targets, weights = [], [], [], [], []
+        for e in examples:
+            base, start = len(rows), 0
+            for n in e["segments"]:
+                rows.append(e["input_ids"][start:start + n])
+                start += n
+            pair_a.extend(base + a for a, _ in e["pairs"])
+            pair_b.extend(base + b for _, b in e["pairs"])
+            targets.extend(e["pair_targets"])
+            weights.extend(e["pair_weights"])
         width = max(map(len, rows))
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -168,15 +178,19 @@ class JudgeCollator:
             ids[i, :len(seq)] = torch.tensor(seq)
             mask[i, :len(seq)] = 1
         return {"input_ids": ids, "attention_mask": mask, "answer_pos": mask.sum(1) - 1,
-                "target_probs": torch.tensor([e["target_probs"] for e in examples], dtype=torch.float32)}
+                "pair_a": torch.tensor(pair_a), "pair_b": torch.tensor(pair_b),
+                "target_probs": torch.tensor(targets, dtype=torch.float32),
+                "pair_weight": torch.tensor(weights, dtype=torch.float32)}
 
 
 def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin: float = 0.0, num_items_in_batch=None):
     """Separate mode: the negative log-likelihood of the annotators' verdicts under the comparison the scoring
     core serves (serve/scoring.py ``separate_probs``): d = score(a) - score(b), score = logit(yes) - logit(no) at
-    the answer position of each response's prompt. Without a tie margin, tie votes count half a win each
+    the answer position of each response's prompt (each distinct prompt is a row once, however many pairs it is
+    in). Without a tie margin, tie votes count half a win each
     (binary cross-entropy of sigmoid(d)); with one, Rao-Kupper over A, B and tie. The output layer runs only at
-    the answer positions. Returns ``(loss, number of pairs)``."""
+    the answer positions. ``pair_weight`` (length balance by weight) scales each pair's term. Returns
+    ``(loss, number of pairs)``."""
     import torch
     import torch.nn.functional as F
 
@@ -186,7 +200,7 @@ def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin
                 use_cache=False)
     logits = out.logits[torch.arange(len(pos), device=pos.device), torch.searchsorted(keep, pos)].float()
     score = logits[:, yes_no_ids[0]] - logits[:, yes_no_ids[1]]
-    d = score[0::2] - score[1::2]
+    d = score[inputs["pair_a"]] - score[inputs["pair_b"]]
     t = inputs["target_probs"].to(d.device)
     col = {lab: i for i, lab in enumerate(labels)}
     t_a, t_b = t[:, col["A"]], t[:, col["B"]]
@@ -197,6 +211,8 @@ def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin
         log_a, log_b = F.logsigmoid(d - tie_margin), F.logsigmoid(-d - tie_margin)
         log_tie = torch.log((1 - log_a.exp() - log_b.exp()).clamp(min=1e-12))
         per_pair = -(t_a * log_a + t_b * log_b + t_tie * log_tie)
+    if inputs.get("pair_weight") is not None:  # length balance by weight: the weights average 1 over the data
+        per_pair = per_pair * inputs["pair_weight"].to(per_pair.device)
     n = num_items_in_batch if num_items_in_batch is not None else per_pair.numel()
     return per_pair.sum() / torch.as_tensor(n, device=per_pair.device).clamp(min=1), per_pair.numel()
 

@@ -59,7 +59,7 @@ def _cfg(tmp_path, model_dir, *overrides, **kw):
 def test_pair_loss_is_the_nll_of_the_served_probabilities(tmp_path, tiny_model_dir):
     run = prepare_run(_cfg(tmp_path, tiny_model_dir, "--lora.dropout=0", "--data.target=distribution"), progress=QUIET)
     batch = next(iter(run.trainer.get_train_dataloader()))
-    assert batch["input_ids"].shape[0] == 2 * batch["target_probs"].shape[0]  # two prompts per pair
+    assert batch["input_ids"].shape[0] == 2 * batch["target_probs"].shape[0]  # one group per pair: two prompts
     model = run.trainer.model.eval()
     with torch.no_grad():
         loss = run.trainer.compute_loss(model, dict(batch)).item()
@@ -70,7 +70,7 @@ def test_pair_loss_is_the_nll_of_the_served_probabilities(tmp_path, tiny_model_d
     space = run.spec.label_space
     nll = []
     for i, t in enumerate(batch["target_probs"].tolist()):
-        p = separate_probs(space, score[2 * i], score[2 * i + 1], run.spec.tie_margin)
+        p = separate_probs(space, score[batch["pair_a"][i]], score[batch["pair_b"][i]], run.spec.tie_margin)
         target = dict(zip(run.spec.labels, t))
         p_a = target["A"] + 0.5 * target["tie"]  # no tie margin: a tie vote is half a win
         nll.append(-(p_a * math.log(p["A"]) + (1 - p_a) * math.log(p["B"])))
@@ -79,7 +79,8 @@ def test_pair_loss_is_the_nll_of_the_served_probabilities(tmp_path, tiny_model_d
 
 def test_rao_kupper_loss_with_a_tie_margin_counts_tie_votes():
     inputs = {"answer_pos": torch.tensor([1, 1]), "input_ids": torch.zeros(2, 2, dtype=torch.long),
-              "attention_mask": torch.ones(2, 2, dtype=torch.long), "target_probs": torch.tensor([[0.0, 0.0, 1.0]])}
+              "attention_mask": torch.ones(2, 2, dtype=torch.long), "target_probs": torch.tensor([[0.0, 0.0, 1.0]]),
+              "pair_a": torch.tensor([0]), "pair_b": torch.tensor([1])}
 
     class Fixed(torch.nn.Module):  # score(a) = score(b): the likeliest verdict is a tie
         def forward(self, input_ids, attention_mask, logits_to_keep, use_cache):
@@ -115,3 +116,101 @@ def test_joint_specs_keep_the_fingerprint_they_had_before_separate_mode_existed(
     old = {k: v for k, v in spec.to_dict().items() if k not in ("pairwise_mode", "tie_margin")}
     assert spec_hash(spec) == hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     assert spec_hash(load_spec(SPEC)) != spec_hash(load_spec(SPEC, ["--tie_margin=0.5"]))
+
+
+def _round_robin(group: str, responses: list[str], start: int = 0) -> list:
+    """Every pair of the responses of one instruction, the earlier one labelled the winner."""
+    from data.schema import Item
+    pairs = [(i, j) for i in range(len(responses)) for j in range(i + 1, len(responses))]
+    return [Item(id=f"{group}-{start + k}", group=group, kind="pairwise", instruction=f"Say something ({group}).",
+                 response_a=responses[i], response_b=responses[j], labels=["A", "A", "B"], label="A")
+            for k, (i, j) in enumerate(pairs)]
+
+
+def test_each_distinct_response_of_a_group_is_one_prompt_and_groups_split_at_the_cap(tokenizer):
+    from pathlib import Path
+
+    from train.config import DataOptions
+    from train.data import Source, build_examples
+    items = _round_robin("g1", ["one", "two", "three", "four"]) + _round_robin("g2", ["five", "six"])
+    spec = load_spec(SPEC)
+    build = lambda cap: build_examples(Source("t", "train", Path("t.jsonl"), "0" * 64, items), spec, tokenizer,  # noqa: E731
+                                       DataOptions(max_group_responses=cap), 10_000)[0]
+    grouped = build(8)
+    assert [len(e.segments) for e in grouped] == [4, 2] and [len(e.pairs) for e in grouped] == [6, 1]
+    for e in grouped:  # every segment is a distinct prompt, and the pairs index them as the items say
+        prompts = [tuple(e.input_ids[sum(e.segments[:k]):sum(e.segments[:k + 1])]) for k in range(len(e.segments))]
+        assert len(set(prompts)) == len(prompts) and sum(e.segments) == len(e.input_ids)
+    assert grouped[0].pairs == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    split = build(3)
+    assert all(len(e.segments) <= 3 for e in split) and sum(len(e.pairs) for e in split) == 7
+    assert [len(e.segments) for e in build(2)] == [2] * 7
+
+
+def test_grouping_changes_the_cost_not_the_loss(tmp_path, tiny_model_dir, tokenizer):
+    """The loss of a batch of groups equals the loss of the same pairs each in its own example: a shared prompt is
+    scored once and compared in every pair it is in."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from train.config import DataOptions
+    from train.data import Source, build_examples, label_first_ids
+    from train.trainer import JudgeCollator, to_dataset
+    items = _round_robin("g1", ["one", "two", "three", "four"]) + _round_robin("g2", ["five", "six", "seven"])
+    spec = load_spec(SPEC)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    collate = JudgeCollator(tokenizer.pad_token_id)
+    losses, rows = [], []
+    for cap in (8, 2):
+        examples, _ = build_examples(Source("t", "train", Path("t.jsonl"), "0" * 64, items), spec, tokenizer,
+                                     DataOptions(max_group_responses=cap, target="distribution"), 10_000)
+        batch = collate(list(to_dataset(examples)))
+        with torch.no_grad():
+            loss, n = pair_loss(model, batch, label_first_ids(tokenizer, spec), spec.labels)
+        losses.append(loss.item())
+        rows.append(batch["input_ids"].shape[0])
+        assert n == 9
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert rows == [7, 18]  # 7 distinct responses, against two prompts for each of the 9 pairs
+
+
+def test_length_balance_by_weight_keeps_every_pair_and_evens_the_sides(tokenizer):
+    from pathlib import Path
+
+    from train.config import DataOptions
+    from train.data import Source, build_examples, length_weights, select_items
+    long_, short = "a long and detailed answer " * 4, "short"
+    from data.schema import Item
+    items = [Item(id=f"i{k}", group=f"g{k}", kind="pairwise", instruction="Q?", response_a=long_, response_b=short,
+                  labels=[lab], label=lab) for k, lab in enumerate("AAAAAAB")]  # the longer wins 6 of 7
+    opts = DataOptions(balance_method="weight")
+    selected, _ = select_items(items, load_spec(SPEC), opts, "t.jsonl")
+    weights = length_weights(selected)
+    assert weights[:6] == [pytest.approx(7 / 12)] * 6 and weights[6] == pytest.approx(3.5)
+    assert sum(weights) == pytest.approx(7)
+    src = Source("t", "train", Path("t.jsonl"), "0" * 64, items)
+    examples, report = build_examples(src, load_spec(SPEC), tokenizer, opts, 10_000, balance_length=True)
+    assert report.used == 7 and [w for e in examples for w in e.pair_weights] == pytest.approx(weights)
+    dropped, _ = build_examples(src, load_spec(SPEC), tokenizer, DataOptions(), 10_000, balance_length=True)
+    assert len(dropped) == 2  # drop keeps one pair of each side
+    with pytest.raises(ConfigError) as exc:  # joint mode trains tokens, not weighted pairs
+        build_examples(src, load_spec("helpfulness-pairwise"), tokenizer, opts, 10_000, balance_length=True)
+    assert exc.value.first.field == "data.balance_method"
+
+
+def test_pair_weights_scale_each_pair_loss():
+    inputs = {"answer_pos": torch.tensor([1, 1, 1]), "input_ids": torch.zeros(3, 2, dtype=torch.long),
+              "attention_mask": torch.ones(3, 2, dtype=torch.long),
+              "target_probs": torch.tensor([[1.0, 0.0], [1.0, 0.0]]), "pair_a": torch.tensor([0, 2]),
+              "pair_b": torch.tensor([1, 1])}
+
+    class Fixed(torch.nn.Module):  # scores 1, 0, -1
+        def forward(self, input_ids, attention_mask, logits_to_keep, use_cache):
+            return type("Out", (), {"logits": torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]])})()
+
+    nll = [-math.log(1 / (1 + math.exp(-1.0))), -math.log(1 / (1 + math.exp(1.0)))]
+    plain, _ = pair_loss(Fixed(), inputs, [0, 1], ["A", "B"])
+    weighted, _ = pair_loss(Fixed(), {**inputs, "pair_weight": torch.tensor([1.5, 0.5])}, [0, 1], ["A", "B"])
+    assert plain.item() == pytest.approx(sum(nll) / 2, rel=1e-5)
+    assert weighted.item() == pytest.approx((1.5 * nll[0] + 0.5 * nll[1]) / 2, rel=1e-5)
