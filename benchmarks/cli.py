@@ -13,10 +13,10 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS_DIR, WORK_DIR, write_result
 
-# sizes: (default, --quick). The defaults are meant to fit `make bench` in about 20 minutes on an idle 2-core box
-# (an estimate from a reduced run on a busy box, benchmarks/results/NOTES.md); --quick is a few minutes.
+# sizes: (default, --quick). The defaults took 18.1 minutes on an idle 2-core box (2026-11-29, environment and
+# model already set up, benchmarks/results/NOTES.md); --quick is a few minutes.
 SIZES = {
-    "n": (200, 8), "hf_n": (25, 4), "naive_n": (10, 2), "lora_n": (10, 4), "linear_sizes": ("100,400", "4,16"),
+    "n": (200, 8), "hf_n": (25, 4), "naive_n": (10, 2), "lora_n": (10, 4), "linear_sizes": ("100,400,1600", "4,16"),
     "memory_sizes": ("100,1600", "16,64"), "train_items": (16, 4), "dev_items": (16, 4),
 }
 
@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-n", type=int, help="test pairs for naive_generate (the slowest)")
     p.add_argument("--lora-n", type=int, help="test pairs for vllm_lora")
     p.add_argument("--linear-sizes", help="judgments per size for vllm_merged's linearity, comma-separated "
-                                          "(the issue's 100,400,1600 adds ~7 minutes on 2 cores)")
+                                          "(the size equal to --n x 2 reuses that run)")
     p.add_argument("--memory-sizes", help="items for batch scoring's memory, two comma-separated sizes")
     p.add_argument("--train-items", type=int, help="training pairs per system (x2 orders, one epoch)")
     p.add_argument("--dev-items", type=int, help="dev pairs for the trained adapters' agreement")
@@ -97,7 +97,10 @@ def scoring_table(r: dict) -> list[str]:
             f"(2 x {r['n_params'] / 1e6:.1f}M params x {r['vllm_merged_tokens']['computed_tokens']} computed prompt tokens "
             f"/ {r['vllm_merged_tokens']['seconds']} s; {r['vllm_merged_tokens']['prefix_cache_hit_tokens']} more came from "
             f"the prefix cache): **{100 * r['efficiency_vllm_merged']:.0f}% of the fp32 peak** "
-            f"({100 * r['efficiency_vllm_merged_vs_bf16_peak']:.0f}% of bf16) (target >= 50%)",
+            f"({100 * r['efficiency_vllm_merged_vs_bf16_peak']:.0f}% of bf16) (target >= 50%)"
+            + (f"; counting only the {r['n_params_non_embedding'] / 1e6:.1f}M matmul (non-embedding) parameters: "
+               f"**{100 * r['efficiency_vllm_merged_non_embedding']:.0f}%**"
+               if "efficiency_vllm_merged_non_embedding" in r else ""),
             "- the most vllm_merged could gain at 100% of the fp32 peak, computing only the tokens its prefix cache "
             "leaves: " + ", ".join(f"{k} {v}x" for k, v in r["max_speedup_at_fp32_peak"].items()),
             "- vllm_merged linearity: " + ", ".join(f"{x['judgments']} judgments {x['judgments_per_s']:.2f}/s"

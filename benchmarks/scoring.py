@@ -81,8 +81,10 @@ def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list
             verdicts.append(Verdict(id=item.id, judge=judge_ref, consistent=labels["ab"] == labels["ba"],
                                     verdict=labels["ab"] if labels["ab"] == labels["ba"] else "tie"))
     n_params = sum(p.numel() for p in model.parameters())
+    # the embedding is a lookup, not a matmul (tied to the output layer, which runs once per prompt here)
+    params = {"all": n_params, "non_embedding": n_params - model.get_input_embeddings().weight.numel()}
     del model
-    return verdicts, latencies, failures, n_params
+    return verdicts, latencies, failures, params
 
 
 # -- (2) the in-process backend -------------------------------------------------------------------
@@ -249,7 +251,7 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
     k = min(naive_n, len(test_items))
     progress(f"(1) naive_generate: {2 * k} judgments, one generate() at a time ...")
     start = time.perf_counter()
-    naive, lat, failures, n_params = naive_judgments(merged.model_path, spec, test_items[:k], merged.ref)
+    naive, lat, failures, params = naive_judgments(merged.model_path, spec, test_items[:k], merged.ref)
     systems["naive_generate"] = system_figures(test_items[:k], naive, lat, time.perf_counter() - start, spec, failures)
     verdicts_of["naive_generate"] = naive
 
@@ -345,7 +347,9 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
     for name in ("hf_batched", "vllm_lora", "judge_api"):
         systems[name].update(compare_verdicts(verdicts_of[name], verdicts_of["vllm_merged"]))
     peak = {d: max(p[d] for p in peaks) for d in ("bf16", "fp32")}
-    flops = 2 * n_params * tokens["computed_tokens"] / tokens["seconds"]
+    n_params = params["all"]
+    flops = 2 * n_params * tokens["computed_tokens"] / tokens["seconds"]  # the formula
+    flops_non_embedding = 2 * params["non_embedding"] * tokens["computed_tokens"] / tokens["seconds"]
     # what the others compute: every prompt token (no prefix cache), at their measured speed
     prompt_tokens = {o: [render(spec, i, tokenizer, o).n_tokens for i in test_items] for o in ("ab", "ba")}
     per_judgment = {name: sum(sum(prompt_tokens[o][:systems[name]["n_judgments"] // 2]) for o in prompt_tokens)
@@ -354,7 +358,7 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
     vllm_tokens_per_judgment = tokens["computed_tokens"] / systems["vllm_merged"]["n_judgments"]
     speed = {name: s["judgments_per_s"] for name, s in systems.items()}
     result.update({
-        "n_judgments": 2 * len(test_items), "n_params": n_params,
+        "n_judgments": 2 * len(test_items), "n_params": n_params, "n_params_non_embedding": params["non_embedding"],
         "peak_matmul_flops": {d: round(v) for d, v in peak.items()},
         "systems": systems,
         "vllm_merged_tokens": tokens,
@@ -362,6 +366,8 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
         # vLLM serves float32 on CPU (bf16 flips near-tie verdicts), so its peak is the fp32 one
         "efficiency_vllm_merged": round(flops / peak["fp32"], 4),
         "efficiency_vllm_merged_vs_bf16_peak": round(flops / peak["bf16"], 4),
+        # the same with the matmul parameters only (2 x non-embedding parameters per token): what the cores computed
+        "efficiency_vllm_merged_non_embedding": round(flops_non_embedding / peak["fp32"], 4),
         "model_flops_per_s": {**{k: round(v) for k, v in others.items()}, "vllm_merged": round(flops)},
         # the most (3) could gain over a system in judgments/s: all of the fp32 peak, computing only the
         # prompt tokens its prefix cache leaves (per judgment, on its own items)

@@ -34,7 +34,7 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     assert scoring["systems"]["hf_batched"]["same_verdicts_as_vllm_merged"] == 1.0
     assert scoring["systems"]["vllm_merged"]["parse_failures"] == 0
     assert scoring["production_merges_automatically"] is True
-    assert 0 < scoring["efficiency_vllm_merged"]
+    assert 0 < scoring["efficiency_vllm_merged_non_embedding"] < scoring["efficiency_vllm_merged"]
     assert [x["judgments"] for x in scoring["linearity_vllm_merged"]] == [4, 16]
 
     training = json.loads((results / "training.json").read_text())
