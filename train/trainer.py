@@ -313,7 +313,10 @@ def _trainer_class():
 
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
-            lengths = [len(ids) for ids in dataset["input_ids"]]
+            if "segments" in dataset.column_names:  # separate mode: a batch is padded to its longest prompt
+                lengths = [max(segments) for segments in dataset["segments"]]
+            else:
+                lengths = [len(ids) for ids in dataset["input_ids"]]
             return SeededLengthGroupedSampler(
                 lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed)
 

@@ -60,6 +60,8 @@ def test_pair_loss_is_the_nll_of_the_served_probabilities(tmp_path, tiny_model_d
     run = prepare_run(_cfg(tmp_path, tiny_model_dir, "--lora.dropout=0", "--data.target=distribution"), progress=QUIET)
     batch = next(iter(run.trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == 2 * batch["target_probs"].shape[0]  # one group per pair: two prompts
+    # batches are grouped by their padded width: the longest prompt of each example
+    assert run.trainer._get_train_sampler().lengths == [max(e.segments) for e in run.examples]
     model = run.trainer.model.eval()
     with torch.no_grad():
         loss = run.trainer.compute_loss(model, dict(batch)).item()
