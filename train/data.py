@@ -72,6 +72,7 @@ class SplitReport:
     tokens_cut: int = 0
     lengths: dict[str, int] = field(default_factory=dict)         # min / median / max tokens
     longer_preferred: float | None = None                         # pairwise: human winner is the longer one
+    longer_weight: float | None = None                            # ... its share of the loss (balance by weight)
 
 
 # ------------------------------------------------------------------------- sources
@@ -254,6 +255,10 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
         report.lengths = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
     if spec.kind == "pairwise":
         report.longer_preferred = _longer_preferred([(it, lab) for it, lab, _ in selected])
+        if weights is not None:
+            sides = [(_winner_is_longer(it, lab), w) for (it, lab, _), w in zip(selected, weights)]
+            decided = sum(w for side, w in sides if side is not None)
+            report.longer_weight = sum(w for side, w in sides if side) / decided if decided else None
     return examples, report
 
 
@@ -412,8 +417,12 @@ def _longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
 
 
 def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOptions) -> str:
-    head = (f"data for judge '{spec.name}' ({spec.kind}: {', '.join(spec.labels)}), target={opts.target}, "
-            f"{'both orders' if opts.both_orders and spec.kind == 'pairwise' else 'one order'}")
+    if spec.separate:
+        how = (f"each response judged alone, an instruction's pairs trained together (an example holds up to "
+               f"{opts.max_group_responses} distinct responses)")
+    else:
+        how = "both orders" if opts.both_orders and spec.kind == "pairwise" else "one order"
+    head = f"data for judge '{spec.name}' ({spec.kind}: {', '.join(spec.labels)}), target={opts.target}, {how}"
     cols = ["split", "source", "items", "used", "skipped", "examples", *spec.labels, "truncated",
             "tokens min/med/max", "longer wins"]
     rows = []
@@ -421,6 +430,8 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
         skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.items()) or "0"
         lens = "/".join(str(r.lengths.get(k, "-")) for k in ("min", "median", "max"))
         longer = "-" if r.longer_preferred is None else f"{r.longer_preferred:.0%}"
+        if r.longer_weight is not None:
+            longer += f" (weighted {r.longer_weight:.0%})"
         trunc = f"{r.truncated} ({r.tokens_cut} tok cut)" if r.truncated else "0"
         rows.append([r.split, r.source, str(r.items), str(r.used), skipped, str(r.examples),
                      *[str(r.labels.get(x, 0)) for x in spec.labels], trunc, lens, longer])
@@ -428,6 +439,8 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     notes = ["label columns count items by target label (before the order swap); 'longer wins' is the share of "
              "A/B items where humans preferred the longer response: a judge can score that much by length alone"]
+    if spec.separate:
+        notes.append("'examples' are instruction groups; 'tokens' are per single-response prompt")
     return "\n".join([head, line(cols), line(["-" * w for w in widths]), *map(line, rows), "", *notes])
 
 

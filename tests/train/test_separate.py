@@ -216,3 +216,19 @@ def test_pair_weights_scale_each_pair_loss():
     weighted, _ = pair_loss(Fixed(), {**inputs, "pair_weight": torch.tensor([1.5, 0.5])}, [0, 1], ["A", "B"])
     assert plain.item() == pytest.approx(sum(nll) / 2, rel=1e-5)
     assert weighted.item() == pytest.approx((1.5 * nll[0] + 0.5 * nll[1]) / 2, rel=1e-5)
+
+
+def test_the_data_report_says_how_separate_mode_trains_and_what_the_weights_make_of_length(tokenizer):
+    from pathlib import Path
+
+    from train.config import DataOptions
+    from train.data import Source, build_examples, report_table
+    from data.schema import Item
+    items = [Item(id=f"i{k}", group=f"g{k}", kind="pairwise", instruction="Q?", response_a="a long answer " * 4,
+                  response_b="short", labels=[lab], label=lab) for k, lab in enumerate("AAAB")]
+    opts = DataOptions(balance_method="weight")
+    _, report = build_examples(Source("t", "train", Path("t.jsonl"), "0" * 64, items), load_spec(SPEC), tokenizer,
+                               opts, 10_000, balance_length=True)
+    assert report.longer_preferred == pytest.approx(0.75) and report.longer_weight == pytest.approx(0.5)
+    table = report_table([report], load_spec(SPEC), opts)
+    assert "each response judged alone" in table and "both orders" not in table and "75% (weighted 50%)" in table
