@@ -73,6 +73,11 @@ class EvalOptions:
                         "(what --resume restarts from); also at the end")
     early_stopping_patience: Optional[int] = option(None, help="stop after this many evaluations without a "
                                                     "better dev agreement; null = never stop early")
+    keep: Literal["best", "last"] = option("best", help="which checkpoint becomes the judge: the one with the `best` "
+                                           "dev agreement (an earlier one wins a tie), or the `last` one (the dev "
+                                           "curve is still logged; choose it when the dev split is too small to "
+                                           "rank checkpoints, e.g. 48 items move agreement in steps of 0.02, and "
+                                           "the schedule decays to the end)")
     dtype: Literal["float32", "bfloat16"] = option("float32", help="precision of the dev scoring pass "
                                                    "(bfloat16 is ~1.8x faster on CPU; near-tie verdicts can flip)")
     batch_tokens: int = option(8192, help="tokens per scoring batch (padded), as in the HF backend")

@@ -46,7 +46,7 @@ class TrainError(JudgeloopError):
 class RunResult:
     run_dir: Path
     fingerprint: str
-    best: dict | None            # {"step", "agreement"} of the kept checkpoint, when evaluated
+    kept: dict | None            # the judge's checkpoint, when evaluated: {"step", "agreement", "rule": best|last}
     steps: int
     tokens_per_s: float | None
 
@@ -475,7 +475,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if has_dev else "no", eval_steps=cfg.eval.steps,
         save_strategy="steps", save_steps=cfg.eval.steps, save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=has_dev, metric_for_best_model=BEST_METRIC if has_dev else None,
+        load_best_model_at_end=has_dev and cfg.eval.keep == "best", metric_for_best_model=BEST_METRIC if has_dev else None,
         greater_is_better=True, report_to="none", remove_unused_columns=False,
         # pre-tokenized, lengths already bounded by the renderer: TRL must not truncate, pack or re-template
         max_length=None, packing=False, padding_free=False, completion_only_loss=True,
@@ -544,7 +544,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), progress=print) -> RunResult:
-    """Fine-tune, keep the best checkpoint by dev agreement, and write the run (judge) directory."""
+    """Fine-tune, keep the best (or last) checkpoint by dev agreement, and write the run (judge) directory."""
     import torch
 
     from train.card import write_run_files
@@ -589,16 +589,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
     runtime = (result.metrics.get("train_runtime") or 0.0) - trainer.eval_seconds
     tokens = trainer._total_train_tokens
     tokens_per_s = tokens / runtime if runtime > 0 and tokens else None
-    best = None
-    if trainer.state.best_global_step:
-        best = {"step": trainer.state.best_global_step, BEST_METRIC: trainer.state.best_metric}
+    kept = kept_checkpoint(trainer.state, cfg.eval.keep)
     if main:
         write_run_files(run_dir, cfg=cfg, spec=run.spec, base_ref=run.base_ref, base_path=run.base_path,
                         fingerprint_=fp, train_sources=run.train_sources, dev_sources=run.dev_sources,
                         reports=run.reports, n_examples=len(run.examples), n_dev=len(run.dev_items),
-                        log_history=trainer.state.log_history, best=best, steps=trainer.state.global_step,
+                        log_history=trainer.state.log_history, kept=kept, steps=trainer.state.global_step,
                         tokens_per_s=tokens_per_s, world_size=state.num_processes, wall_s=time.time() - started)
         say(f"\nrun directory: {run_dir}\n  adapter: {adapter_dir}\n  judge:   {run_dir / JUDGE_FILE} "
             f"(fingerprint {fp[:16]})\n  card:    {run_dir / 'card.md'}\n  log:     {run_dir / LOG_FILE}"
-            + (f"\n  best dev agreement {best[BEST_METRIC]:.3f} at step {best['step']}" if best else ""))
-    return RunResult(run_dir, fp, best, trainer.state.global_step, tokens_per_s)
+            + (f"\n  kept the {kept['rule']} checkpoint: step {kept['step']}, dev agreement "
+               f"{kept[BEST_METRIC]:.3f}" if kept and kept[BEST_METRIC] is not None else ""))
+    return RunResult(run_dir, fp, kept, trainer.state.global_step, tokens_per_s)
+
+
+def kept_checkpoint(state, rule: str) -> dict | None:
+    """The checkpoint that became the judge, with its dev agreement; None when nothing was evaluated."""
+    if rule == "best":
+        if not state.best_global_step:
+            return None
+        return {"step": state.best_global_step, BEST_METRIC: state.best_metric, "rule": "best"}
+    scored = {r["step"]: r[f"eval_{BEST_METRIC}"] for r in state.log_history if f"eval_{BEST_METRIC}" in r}
+    if not scored:
+        return None
+    return {"step": state.global_step, BEST_METRIC: scored.get(state.global_step), "rule": "last"}

@@ -202,10 +202,27 @@ def test_dev_agreement_is_logged_beside_the_loss_and_the_best_checkpoint_is_kept
     assert all({"eval_swap_consistency", "eval_label_nll", "eval_n"} <= set(r) for r in evals)
     assert any("loss" in r for r in log)
     best = max(evals, key=lambda r: (r["eval_agreement"], -r["step"]))
-    assert result.best == {"step": best["step"], "agreement": best["eval_agreement"]}
+    assert result.kept == {"step": best["step"], "agreement": best["eval_agreement"], "rule": "best"}
     kept = load_file(result.run_dir / "checkpoints" / f"checkpoint-{best['step']}" / "adapter_model.safetensors")
     final = load_file(result.run_dir / "adapter" / "adapter_model.safetensors")
     assert kept.keys() == final.keys() and all(torch.equal(kept[k], final[k]) for k in kept)
+
+
+def test_keep_last_makes_the_last_checkpoint_the_judge(tmp_path, tiny_model_dir):
+    # learning rate high enough that the adapter moves between the two evaluations
+    cfg = tiny_config(tmp_path, tiny_model_dir, "--max_steps=6", "--eval.steps=3", "--eval.keep=last",
+                      "--learning_rate=1e-2")
+    result = train(cfg, progress=QUIET)
+    log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    last = [r for r in log if "eval_agreement" in r][-1]
+    assert result.kept == {"step": 6, "agreement": last["eval_agreement"], "rule": "last"}
+    final = load_file(result.run_dir / "adapter" / "adapter_model.safetensors")
+    for step, same in ((6, True), (3, False)):
+        ckpt = load_file(result.run_dir / "checkpoints" / f"checkpoint-{step}" / "adapter_model.safetensors")
+        assert all(torch.equal(ckpt[k], final[k]) for k in final) == same
+    card = json.loads((result.run_dir / "card.json").read_text())
+    assert card["training"]["kept_checkpoint"]["rule"] == "last"
+    assert "kept checkpoint: step 6 (the last)" in (result.run_dir / "card.md").read_text()
 
 
 def test_early_stopping_stops_when_dev_agreement_does_not_improve(tmp_path, tiny_model_dir):
