@@ -70,6 +70,12 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
 
 def read_jsonl(path: str | Path, model: type[M], *, unique_ids: bool = True) -> Iterator[M]:
     """Stream ``model`` objects from a JSONL file, validating each line."""
+    for _, rec in read_jsonl_lines(path, model, unique_ids=unique_ids):
+        yield rec
+
+
+def read_jsonl_lines(path: str | Path, model: type[M], *, unique_ids: bool = True) -> Iterator[tuple[int, M]]:
+    """``(line number, object)`` for each record, as ``read_jsonl``: for errors found later that name the line."""
     seen: dict[str, int] = {}
     for lineno, obj in iter_json_lines(path):
         try:
@@ -81,7 +87,7 @@ def read_jsonl(path: str | Path, model: type[M], *, unique_ids: bool = True) -> 
                 raise DataError(f"duplicate id '{rec.id}' (first on line {seen[rec.id]})", path=str(path),
                                 line=lineno, field="id")
             seen[rec.id] = lineno
-        yield rec
+        yield lineno, rec
 
 
 def dumps(record: BaseModel | dict) -> str:

@@ -15,10 +15,10 @@ import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from data.errors import ConfigError, DataError, Problem
-from data.jsonl import read_jsonl
+from data.jsonl import read_jsonl_lines
 from data.labels import LabelSpace, aggregate
 from data.provenance import sha256_file
 from data.render import Rendered, RenderError, encode, render, render_response
@@ -57,6 +57,7 @@ class Source:
     sha256: str
     items: list[Item]
     manifest_sha256: str | None = None
+    lines: dict[str, int] = field(default_factory=dict)   # item id -> line of the file, for errors
 
 
 @dataclass
@@ -99,8 +100,9 @@ def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=p
                                   hint="set data.prepared_dir elsewhere or delete that folder")
             path = folder / f"{split}.jsonl"
             manifest_sha = sha256_file(manifest)
-        items = list(read_jsonl(path, Item))
-        out.append(Source(name, split, path, sha256_file(path), items, manifest_sha))
+        numbered = list(read_jsonl_lines(path, Item))
+        out.append(Source(name, split, path, sha256_file(path), [item for _, item in numbered], manifest_sha,
+                          {item.id: line for line, item in numbered}))
     return out
 
 
@@ -131,19 +133,22 @@ def soft_target(item: Item, space: LabelSpace, exclude: set[str]) -> dict[str, f
     return space.distribution([value])  # a mean score splits between its two neighbouring labels
 
 
-def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, where: str
+def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, where: str,
+                 lines: Mapping[str, int] | None = None
                  ) -> tuple[list[tuple[Item, str, dict[str, float] | None]], dict[str, int]]:
     """``(item, target label, soft target or None)`` for every usable item, and skip counts by reason.
 
-    A label outside the spec's label space is an error (the whole list, before training), not a skip.
+    A label outside the spec's label space is an error (the whole list, before training), not a skip;
+    each names the file ``where`` and the item's line in it (``lines``: id -> line).
     """
     space = spec.label_space
     exclude = set(opts.exclude_labels)
     kept, skipped, problems = [], Counter(), []
     for item in items:
+        at = {"path": where, "line": (lines or {}).get(item.id)}
         if item.kind != spec.kind:
             problems.append(Problem(f"item '{item.id}' is {item.kind}, judge '{spec.name}' grades {spec.kind} items",
-                                    path=where, field="kind"))
+                                    field="kind", **at))
             continue
         raw = hard_target(item, space, opts.target)
         if raw is None:
@@ -156,7 +161,7 @@ def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, wher
                 skipped[f"label {raw} excluded"] += 1
                 continue
             hint = "or add it to data.exclude_labels" if isinstance(raw, str) else None
-            problems.append(Problem(f"item '{item.id}': {exc}", path=where, field="label", hint=hint))
+            problems.append(Problem(f"item '{item.id}': {exc}", field="label", hint=hint, **at))
             continue
         if label in exclude:
             skipped[f"label {label} excluded"] += 1
@@ -164,7 +169,7 @@ def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, wher
         try:
             probs = soft_target(item, space, exclude) if opts.target == "distribution" else None
         except ValueError as exc:
-            problems.append(Problem(f"item '{item.id}': annotator {exc}", path=where, field="labels",
+            problems.append(Problem(f"item '{item.id}': annotator {exc}", field="labels", **at,
                                     hint="or add it to data.exclude_labels"))
             continue
         if opts.target == "distribution" and not probs:
@@ -223,7 +228,7 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     ``balance_length`` (the training split, with ``data.balance_length``): see ``balance_by_length``.
     """
     both = opts.both_orders if both_orders is None else both_orders
-    selected, skipped = select_items(source.items, spec, opts, str(source.path))
+    selected, skipped = select_items(source.items, spec, opts, str(source.path), source.lines)
     weights = None
     if balance_length and spec.kind == "pairwise" and opts.balance_method == "weight":
         if not spec.separate:

@@ -506,7 +506,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     dev_items: list[Item] = []
     dev_examples: list[tdata.Example] = []
     for source in dev_sources:
-        selected, _ = tdata.select_items(source.items, spec, cfg.data, str(source.path))
+        selected, _ = tdata.select_items(source.items, spec, cfg.data, str(source.path), source.lines)
         dev_items.extend(item for item, _, _ in selected)
         made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length, both_orders=False)
         dev_examples.extend(made)

@@ -62,8 +62,8 @@ CLI_CASES = [
             {"spec": SPEC, "base_model": "{model}", "adapter": "../../etc", "fingerprint": "f"})}),
     Cli("train: a training label outside the label space", "data",
         ["train", "--spec=helpfulness-pairwise", "--base_model={model}", "--data.train={tmp}/t.jsonl",
-         "--output_dir={tmp}/run", "--max_steps=1"], ["t.jsonl", "field 'label'", "item 'p0'", "'C' is not one of"],
-        {"t.jsonl": jsonl({**ITEMS[0], "labels": ["C"], "label": "C"})}),
+         "--output_dir={tmp}/run", "--max_steps=1"], ["t.jsonl:3: field 'label'", "item 'p1'", "'C' is not one of"],
+        {"t.jsonl": jsonl(ITEMS[0]) + "\n" + jsonl({**ITEMS[1], "labels": ["C"], "label": "C"})}),
     Cli("report: a validation.json that is not JSON", "data", ["report", "{tmp}/v.json", "--out", "{tmp}/rep"],
         ["v.json", "not a JSON file"], {"v.json": "{oops"}),
     # ---- configs

@@ -72,10 +72,11 @@ def test_labels_outside_the_label_space_stop_with_every_item_named(tokenizer):
     spec = load_spec(SPEC)
     bad = [it.model_copy(update={"label": "C", "id": f"bad{i}"}) for i, it in enumerate(pairwise_items(2))]
     with pytest.raises(DataError) as err:
-        select_items(pairwise_items(3) + bad, spec, DataOptions(), "items.jsonl")
+        select_items(pairwise_items(3) + bad, spec, DataOptions(), "items.jsonl", {"bad0": 4, "bad1": 6})
     messages = [str(p) for p in err.value.problems]
     assert len(messages) == 2 and "bad0" in messages[0] and "bad1" in messages[1]
-    assert "field 'label'" in messages[0] and "'C' is not one of A, B, tie" in messages[0]
+    assert messages[0].startswith("items.jsonl:4: field 'label'") and "'C' is not one of A, B, tie" in messages[0]
+    assert messages[1].startswith("items.jsonl:6: field 'label'")
 
 
 def test_a_tie_for_an_ab_judge_is_an_error_unless_excluded(tokenizer, tmp_path):
