@@ -9,8 +9,10 @@ label (or distribution) swapped with the responses.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import math
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -235,9 +237,9 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
             raise ConfigError(f"judge '{spec.name}' trains each order as a token (joint mode): only the pair loss of "
                               "pairwise_mode: separate takes item weights", field="data.balance_method",
                               hint="use data.balance_method=drop")
-        weights = length_weights(selected)
+        weights = length_weights(selected, opts.length_bins)
     elif balance_length and spec.kind == "pairwise":
-        selected, dropped = balance_by_length(selected)
+        selected, dropped = balance_by_length(selected, opts.length_bins)
         if dropped:
             skipped = {**skipped, "length balance": dropped}
     report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
@@ -384,32 +386,55 @@ def _winner_is_longer(item: Item, label: str) -> bool | None:
     return (label == "A") == (len(item.response_a) > len(item.response_b))
 
 
-def balance_by_length(selected: list[tuple[Item, str, dict | None]]) -> tuple[list, int]:
-    """Drop items from the larger of {longer response won, shorter response won} until both are equal.
+def length_gap_bins(selected: list[tuple[Item, str, dict | None]], bins: int) -> list[int | None]:
+    """Each decided item's bin of the length gap |log(len_a / len_b)| (characters), ``bins`` equal-count bins in
+    gap order (ties in the gap share a bin); None for ties and equal lengths."""
+    gaps = {i: abs(math.log((len(item.response_a) + 1) / (len(item.response_b) + 1)))
+            for i, (item, label, _) in enumerate(selected) if _winner_is_longer(item, label) is not None}
+    ranked = sorted(gaps, key=lambda i: gaps[i])
+    edges = [gaps[ranked[(k * len(ranked)) // bins]] for k in range(1, bins)] if ranked else []
+    return [None if i not in gaps else bisect.bisect_right(edges, gaps[i]) for i in range(len(selected))]
+
+
+def _sides_by_bin(selected: list[tuple[Item, str, dict | None]], bins: int) -> dict[tuple[int, bool], list[int]]:
+    """Indices of the decided items by (length-gap bin, whether the longer response won)."""
+    out: dict[tuple[int, bool], list[int]] = {}
+    for i, ((item, label, _), b) in enumerate(zip(selected, length_gap_bins(selected, bins))):
+        if b is not None:
+            out.setdefault((b, _winner_is_longer(item, label)), []).append(i)
+    return out
+
+
+def balance_by_length(selected: list[tuple[Item, str, dict | None]], bins: int = 1) -> tuple[list, int]:
+    """In each length-gap bin, drop items from the larger of {longer response won, shorter response won} until
+    both are equal.
 
     Which items go is fixed by a hash of their ids (no seed to carry), and the order is kept.
     """
-    sides = {True: [], False: []}
-    for i, (item, label, _) in enumerate(selected):
-        longer = _winner_is_longer(item, label)
-        if longer is not None:
-            sides[longer].append(i)
-    big, small = (sides[True], sides[False]) if len(sides[True]) >= len(sides[False]) else (sides[False], sides[True])
-    keyed = sorted(big, key=lambda i: hashlib.sha256(selected[i][0].id.encode()).hexdigest())
-    drop = set(keyed[len(small):])
+    sides = _sides_by_bin(selected, bins)
+    drop: set[int] = set()
+    for b in {b for b, _ in sides}:
+        longer, shorter = sides.get((b, True), []), sides.get((b, False), [])
+        big, small = (longer, shorter) if len(longer) >= len(shorter) else (shorter, longer)
+        keyed = sorted(big, key=lambda i: hashlib.sha256(selected[i][0].id.encode()).hexdigest())
+        drop.update(keyed[len(small):])
     return [s for i, s in enumerate(selected) if i not in drop], len(drop)
 
 
-def length_weights(selected: list[tuple[Item, str, dict | None]]) -> list[float]:
-    """One weight per item such that the items whose human winner is the longer response weigh as much in total as
-    those whose winner is the shorter, the decided items' weights still summing to their number; ties and equal
-    lengths weigh 1. A side with no item leaves the weights at 1 (nothing to balance against)."""
-    sides = [_winner_is_longer(item, label) for item, label, _ in selected]
-    counts = Counter(s for s in sides if s is not None)
-    if len(counts) < 2:
-        return [1.0] * len(selected)
-    total = counts[True] + counts[False]
-    return [1.0 if s is None else total / (2 * counts[s]) for s in sides]
+def length_weights(selected: list[tuple[Item, str, dict[str, float] | None]], bins: int = 1) -> list[float]:
+    """One weight per item such that, in each length-gap bin, the items whose human winner is the longer response
+    weigh as much in total as those whose winner is the shorter, the bin's weights still summing to its number of
+    items; ties and equal lengths weigh 1. A bin with no item on one side keeps weights 1 (nothing to balance)."""
+    weights = [1.0] * len(selected)
+    sides = _sides_by_bin(selected, bins)
+    for b in {b for b, _ in sides}:
+        longer, shorter = sides.get((b, True), []), sides.get((b, False), [])
+        if longer and shorter:
+            total = len(longer) + len(shorter)
+            for members in (longer, shorter):
+                for i in members:
+                    weights[i] = total / (2 * len(members))
+    return weights
 
 
 def _longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
@@ -444,6 +469,9 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     notes = ["label columns count items by target label (before the order swap); 'longer wins' is the share of "
              "A/B items where humans preferred the longer response: a judge can score that much by length alone"]
+    if opts.balance_length and opts.length_bins > 1:
+        notes.append(f"length balance ({opts.balance_method}) holds in each of {opts.length_bins} bins of the length "
+                     "gap between the two responses, not only over the split")
     if spec.separate:
         notes.append("'examples' are instruction groups; 'tokens' are per single-response prompt")
     return "\n".join([head, line(cols), line(["-" * w for w in widths]), *map(line, rows), "", *notes])

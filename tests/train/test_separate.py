@@ -232,3 +232,32 @@ def test_the_data_report_says_how_separate_mode_trains_and_what_the_weights_make
     assert report.longer_preferred == pytest.approx(0.75) and report.longer_weight == pytest.approx(0.5)
     table = report_table([report], load_spec(SPEC), opts)
     assert "each response judged alone" in table and "both orders" not in table and "75% (weighted 50%)" in table
+
+
+def test_length_bins_balance_each_size_of_length_gap(tokenizer):
+    # globally balanced (the longer wins 4 of 8), but the longer wins 1 of 4 near-equal pairs and 3 of 4 unequal ones:
+    # one bin leaves 'a large gap means the longer wins' to learn, two bins take it away
+    from data.config import load_config
+    from train.config import DataOptions, TrainConfig
+    from train.data import balance_by_length, length_gap_bins, length_weights, select_items
+    from data.schema import Item
+    def pair(k, a, b, label):
+        return Item(id=f"i{k}", group=f"g{k}", kind="pairwise", instruction="Q?", response_a=a, response_b=b,
+                    labels=[label], label=label)
+    near = [pair(k, "x" * 11, "x" * 10, lab) for k, lab in enumerate("ABBB")]      # A (longer) wins once
+    far = [pair(4 + k, "x" * 100, "x" * 10, lab) for k, lab in enumerate("AAAB")]  # A wins three times
+    tie = pair(8, "x" * 50, "x" * 5, "tie")
+    selected, _ = select_items(near + far + [tie], load_spec(SPEC), DataOptions(), "t.jsonl")
+    assert length_gap_bins(selected, 2) == [0] * 4 + [1] * 4 + [None]
+    assert length_weights(selected) == [1.0] * 9
+    weights = length_weights(selected, bins=2)
+    assert weights == pytest.approx([2, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2, 1])
+    # each bin keeps its total weight, and its longer-won side weighs as much as its shorter-won side
+    assert sum(weights[:4]) == pytest.approx(4) and sum(weights[4:8]) == pytest.approx(4)
+    assert weights[0] == pytest.approx(sum(weights[1:4])) and weights[7] == pytest.approx(sum(weights[4:7]))
+    kept, dropped = balance_by_length(selected, bins=2)
+    assert dropped == 4 and sorted(item.label for item, _, _ in kept) == ["A", "A", "B", "B", "tie"]
+    assert balance_by_length(selected)[1] == 0
+    with pytest.raises(ConfigError) as exc:
+        load_config(TrainConfig, None, ["--spec=helpfulness-separate", "--data.length_bins=0", "--data.train=[pandalm]"])
+    assert "data.length_bins" in str(exc.value)
