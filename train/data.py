@@ -47,6 +47,12 @@ class Example:
     pairs: list[list[int]] | None = None        # [a, b] segment indices of each compared pair
     pair_targets: list[list[float]] | None = None   # each pair's target distribution over the spec's labels
     pair_weights: list[float] | None = None     # each pair's weight in the loss (length balance by weight)
+    truncated_prompts: int | None = None        # how many of the segments were cut to fit
+
+    @property
+    def n_truncated(self) -> int:
+        """Prompts of this example that were cut to fit (a joint example is one prompt)."""
+        return self.truncated_prompts if self.truncated_prompts is not None else int(bool(self.truncated))
 
 
 @dataclass
@@ -255,7 +261,7 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     if too_long:
         report.skipped["longer than max_length"] = too_long
     report.examples = len(examples)
-    report.truncated = sum(1 for e in examples if e.truncated)
+    report.truncated = sum(e.n_truncated for e in examples)   # prompts, in both modes
     report.tokens_cut = sum(sum(e.truncated.values()) for e in examples)
     if examples:
         lengths = [n for e in examples for n in (e.segments or [len(e.input_ids)])]  # per prompt
@@ -362,7 +368,7 @@ def _chunks(pairs: list, cap: int):
 
 def _group_example(group: str, chunk: list) -> Example:
     index: dict[tuple, int] = {}
-    ids, segments, pairs, targets, truncated = [], [], [], [], {}
+    ids, segments, pairs, targets, truncated, n_cut = [], [], [], [], {}, 0
     for a, b, target, _ in chunk:
         sides = []
         for rendered in (a, b):
@@ -371,13 +377,15 @@ def _group_example(group: str, chunk: list) -> Example:
                 index[key] = len(segments)
                 segments.append(rendered.n_tokens)
                 ids.extend(rendered.token_ids)
+                n_cut += bool(rendered.truncated)
                 for name, cut in rendered.truncated.items():
                     truncated[name] = truncated.get(name, 0) + cut
             sides.append(index[key])
         pairs.append(sides)
         targets.append(target)
     return Example(group, "ab", "", ids, [IGNORE] * len(ids), segments[0], None, truncated,
-                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[w for *_, w in chunk])
+                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[w for *_, w in chunk],
+                   truncated_prompts=n_cut)
 
 
 def _winner_is_longer(item: Item, label: str) -> bool | None:

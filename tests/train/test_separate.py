@@ -261,3 +261,21 @@ def test_length_bins_balance_each_size_of_length_gap(tokenizer):
     with pytest.raises(ConfigError) as exc:
         load_config(TrainConfig, None, ["--spec=helpfulness-separate", "--data.length_bins=0", "--data.train=[pandalm]"])
     assert "data.length_bins" in str(exc.value)
+
+
+def test_separate_mode_reports_truncated_prompts_not_groups(tokenizer):
+    from pathlib import Path
+
+    from data.schema import Item
+    from train.config import DataOptions
+    from train.data import Source, build_examples
+    spec = load_spec(SPEC)
+    spec.max_prompt_tokens = 300
+    long_ = "The quick brown fox jumps over the lazy dog. " * 60
+    # one instruction, three responses, two of them too long: one group, two truncated prompts
+    items = [Item(id=f"i{k}", group="g", kind="pairwise", instruction="Q?", response_a=a, response_b=b,
+                  labels=["A"], label="A") for k, (a, b) in enumerate([(long_, "short"), (long_ + "!", "short")])]
+    examples, report = build_examples(Source("t", "train", Path("t.jsonl"), "0" * 64, items), spec, tokenizer,
+                                      DataOptions(), 10_000)
+    assert len(examples) == 1 and len(examples[0].segments) == 3
+    assert report.truncated == 2 and report.tokens_cut > 0
