@@ -86,7 +86,9 @@ def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Seque
     from train.trainer import train
 
     run_dir = out / "train"
-    overrides = [f"--output_dir={run_dir}", f"--data.train=[{data_dir / 'train.jsonl'}]",
+    # the demo's PandaLM split replaces the recipe's pandalm; other sources it mixes in stay
+    mixed = [s for s in load_train_config(train_config, list(train_overrides)).data.train if s != DATASET]
+    overrides = [f"--output_dir={run_dir}", f"--data.train=[{','.join([str(data_dir / 'train.jsonl'), *mixed])}]",
                  f"--data.dev=[{data_dir / 'dev.jsonl'}]", *train_overrides]
     cfg = load_train_config(train_config, overrides)
     key = hashlib.sha256(json.dumps({"config": to_dict(cfg), "train": sha256_file(data_dir / "train.jsonl"),

@@ -1,52 +1,40 @@
-"""An out-of-distribution test set for a helpfulness judge trained on PandaLM: English chat-assistant
-comparisons from LLMEval2 that no recipe trains on, each decided by one human (ties left out).
+"""A second test set for the CPU helpfulness judge: LLMEval2's held-out splits (dev and test, seed 0), English,
+ties left out: other people's prompts, other models' answers, one other annotator each.
 
-    python scripts/ood_items.py [--n 300] [--out runs/ood/llmeval2-chat-en.jsonl]
-    judgeloop eval --judge RUN_DIR --engine transformers --items runs/ood/llmeval2-chat-en.jsonl \
-        --spec helpfulness-separate --out RUN_DIR/eval-ood
+    python scripts/ood_items.py [--out runs/ood/llmeval2-heldout-en.jsonl]
+    judgeloop eval --judge RUN_DIR --engine transformers --items runs/ood/llmeval2-heldout-en.jsonl \
+        --spec helpfulness-separate --out RUN_DIR/eval-llmeval2
 
-The subsets (mt-bench, webgpt, shp, eli5, hh-rlhf) are other people's prompts, other models' answers and
-other annotators, so agreement here says how far the judge carries beyond the split it was tuned on.
-Whole prompts are sampled (seeded), so the figure's bootstrap interval stays honest. The validation
-report's "shorter preferred" accuracy is the length-adversarial part: items where the human chose the
-shorter answer (the pick-the-longer rule gets 0 there).
+The CPU recipe (configs/train/smollm2-cpu.yaml) mixes a capped sample of LLMEval2's *train* split into its
+PandaLM data, so its dev and test splits stay unseen (the recipe's `eval.keep: last` does not select on dev
+either). The validation report slices agreement by source (mt-bench, webgpt, shp, ...), and its "shorter
+preferred" accuracy is the length-adversarial part: the items where the human chose the shorter answer.
 """
 import argparse
-import random
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from data.registry import load_items  # noqa: E402
-
-SUBSETS = ("mt-bench", "webgpt", "shp", "eli5", "hh-rlhf")
+from data.jsonl import read_jsonl, write_jsonl  # noqa: E402
+from data.schema import Item  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=300, help="items at most (whole prompts, seeded)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/ood/llmeval2-chat-en.jsonl")
+    p.add_argument("--prepared", default="prepared/llmeval2", help="LLMEval2's prepared splits (seed 0)")
+    p.add_argument("--out", default="runs/ood/llmeval2-heldout-en.jsonl")
     args = p.parse_args()
-    items = [i for i in load_items("llmeval2")
-             if i.meta.get("language") == "en" and i.label in ("A", "B")
-             and i.meta["source"].split("/", 1)[1] in SUBSETS]
-    groups: dict[str, list] = {}
-    for item in items:
-        groups.setdefault(item.group, []).append(item)
-    order = sorted(groups)
-    random.Random(args.seed).shuffle(order)
-    chosen = []
-    for g in order:
-        if len(chosen) + len(groups[g]) > args.n:
-            continue
-        chosen.extend(groups[g])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(i.model_dump_json(exclude_none=True) + "\n" for i in chosen))
-    by = {s: sum(i.meta["source"].endswith("/" + s) for i in chosen) for s in SUBSETS}
-    print(f"{len(chosen)} items of {len(items)} ({by}) -> {out}")
+    folder = Path(args.prepared)
+    if not (folder / "manifest.json").exists():
+        from data.cli import prepare
+        prepare("llmeval2", folder, seed=0)
+    items = [i for split in ("dev", "test") for i in read_jsonl(folder / f"{split}.jsonl", Item)
+             if i.meta.get("language") == "en" and i.label in ("A", "B")]
+    n = write_jsonl(args.out, items)
+    longer = [(len(i.response_a) > len(i.response_b)) == (i.label == "A") for i in items
+              if len(i.response_a) != len(i.response_b)]
+    print(f"{n} items (humans preferred the longer response in {sum(longer) / len(longer):.0%}) -> {args.out}")
 
 
 if __name__ == "__main__":

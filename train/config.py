@@ -40,6 +40,11 @@ class DataOptions:
                               "item JSONL files; several are concatenated")
     dev: list[str] = option([], help="dev items scored at each evaluation: dataset names (their dev split) or "
                             "files; empty = the dev split of every dataset named in `train`")
+    languages: list[str] = option([], help="keep only items whose meta.language is one of these (e.g. [en]; "
+                                  "items that carry no language are kept); empty = every language")
+    max_items: dict[str, int] = option({}, help="at most this many items of a training source, by its name in "
+                                       "`train` (whole groups, picked by a hash of the group: the same every run), "
+                                       "e.g. {llmeval2: 200} to mix a little of a large set into a short run")
     split_seed: int = option(0, help="split seed of registered datasets (as `judgeloop data prepare --seed`)")
     prepared_dir: str = option("prepared", help="where registered datasets' splits live "
                                "(prepared there on first use)")
@@ -170,6 +175,9 @@ class TrainConfig:
         if self.save_total_limit is not None:
             need(self.save_total_limit >= 1, "save_total_limit", f"must be >= 1, got {self.save_total_limit}")
 
+        for name, cap in self.data.max_items.items():
+            need(name in self.data.train, f"data.max_items.{name}", f"'{name}' is not a source in data.train")
+            need(isinstance(cap, int) and cap > 0, f"data.max_items.{name}", f"must be an integer > 0, got {cap!r}")
         need(self.data.length_bins >= 1, "data.length_bins", f"must be >= 1, got {self.data.length_bins}")
         need(self.data.max_group_responses >= 2, "data.max_group_responses",
              f"must be >= 2 (a pair has two responses), got {self.data.max_group_responses}")

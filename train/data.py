@@ -117,6 +117,22 @@ def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=p
 # ------------------------------------------------------------------------- targets
 
 
+def cap_groups(selected: list[tuple[Item, str, dict | None]], limit: int | None) -> tuple[list, int]:
+    """At most ``limit`` of the usable items, whole groups in the order of a hash of the group (no seed to carry; a
+    group that would pass the limit is skipped for smaller ones after it), the file's order kept; and how many were
+    left out."""
+    if limit is None or len(selected) <= limit:
+        return selected, 0
+    sizes = Counter(item.group for item, _, _ in selected)
+    keep, n = set(), 0
+    for group in sorted(sizes, key=lambda g: hashlib.sha256(g.encode()).hexdigest()):
+        if n + sizes[group] <= limit:
+            keep.add(group)
+            n += sizes[group]
+    kept = [s for s in selected if s[0].group in keep]
+    return kept, len(selected) - len(kept)
+
+
 def hard_target(item: Item, space: LabelSpace, target: str):
     """The item's target label before exclusion (may be outside the space: the caller checks)."""
     if target == "majority" or item.label is None:
@@ -152,8 +168,13 @@ def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, wher
     space = spec.label_space
     exclude = set(opts.exclude_labels)
     kept, skipped, problems = [], Counter(), []
+    languages = set(opts.languages)
     for item in items:
         at = {"path": where, "line": (lines or {}).get(item.id)}
+        language = item.meta.get("language")
+        if languages and language is not None and language not in languages:
+            skipped[f"language {language}"] += 1
+            continue
         if item.kind != spec.kind:
             problems.append(Problem(f"item '{item.id}' is {item.kind}, judge '{spec.name}' grades {spec.kind} items",
                                     field="kind", **at))
@@ -237,6 +258,9 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     """
     both = opts.both_orders if both_orders is None else both_orders
     selected, skipped = select_items(source.items, spec, opts, str(source.path), source.lines)
+    selected, capped = cap_groups(selected, opts.max_items.get(source.name) if source.split == "train" else None)
+    if capped:
+        skipped = {**skipped, f"over max_items ({opts.max_items[source.name]})": capped}
     weights = None
     if balance_length and spec.kind == "pairwise" and opts.balance_method == "weight":
         if not spec.separate:

@@ -279,3 +279,28 @@ def test_separate_mode_reports_truncated_prompts_not_groups(tokenizer):
                                       DataOptions(), 10_000)
     assert len(examples) == 1 and len(examples[0].segments) == 3
     assert report.truncated == 2 and report.tokens_cut > 0
+
+
+def test_languages_and_max_items_pick_a_fixed_part_of_a_source(tokenizer):
+    from pathlib import Path
+
+    from data.config import load_config
+    from data.schema import Item
+    from train.config import DataOptions, TrainConfig
+    from train.data import Source, build_examples
+    items = [Item(id=f"i{k}", group=f"g{k // 2}", kind="pairwise", instruction=f"Q{k // 2}?", response_a=f"a{k}",
+                  response_b=f"bb{k}", labels=["A"], label="A", meta={"language": "en" if k < 16 else "zh"})
+             for k in range(20)]                     # 10 groups of 2; the last 2 groups are not English
+    opts = DataOptions(languages=["en"], max_items={"mix": 7})
+    src = lambda split: Source("mix", split, Path("t.jsonl"), "0" * 64, items)  # noqa: E731
+    _, report = build_examples(src("train"), load_spec(SPEC), tokenizer, opts, 10_000)
+    assert report.skipped == {"language zh": 4, "over max_items (7)": 10} and report.used == 6  # 3 whole groups
+    again, _ = build_examples(src("train"), load_spec(SPEC), tokenizer, opts, 10_000)
+    first, _ = build_examples(src("train"), load_spec(SPEC), tokenizer, opts, 10_000)
+    assert [e.item_id for e in again] == [e.item_id for e in first]
+    _, dev = build_examples(src("dev"), load_spec(SPEC), tokenizer, opts, 10_000)  # the cap is for training only
+    assert dev.used == 16 and dev.skipped == {"language zh": 4}
+    with pytest.raises(ConfigError) as exc:
+        load_config(TrainConfig, None, ["--spec=helpfulness-separate", "--data.train=[pandalm]",
+                                        "--data.max_items={llmeval2: 0}"])
+    assert {p.field for p in exc.value.problems} == {"data.max_items.llmeval2"}
