@@ -157,10 +157,15 @@ def trained_judge(work: Path = WORK_DIR, train_items: int = 16) -> Path:
     subset = write_jsonl_subset(data_dir / "train.jsonl", work / "judge-train.jsonl", train_items)
     run_dir = work / "judge"
     cfg = load_train_config(REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml", [
-        f"--spec={SPEC}", f"--output_dir={run_dir}", f"--data.train=[{subset}]", "--data.balance_length=false", "--epochs=1",
-        "--max_length=null"])
+        f"--spec={SPEC}", f"--output_dir={run_dir}", *recipe_on_file(subset), "--epochs=1", "--max_length=null"])
     train(cfg, progress=lambda *a, **k: None)
     return run_dir
+
+
+def recipe_on_file(subset: Path) -> list[str]:
+    """Overrides that train the CPU recipe on one item file only: no mixed-in source (nor its cap), no dev split,
+    no length balancing (it would reweight or drop items, and compared systems must see the same data)."""
+    return [f"--data.train=[{subset}]", "--data.dev=[]", "--data.max_items={}", "--data.balance_length=false"]
 
 
 def write_jsonl_subset(src: Path, dest: Path, n: int) -> Path:

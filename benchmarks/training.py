@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (REPO_ROOT, SPEC, WORK_DIR, load_items, machine, peak_rss_mb, prepared_data,
-                               write_jsonl_subset)
+                               recipe_on_file, write_jsonl_subset)
 
 TRAIN_CONFIG = REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml"
 
@@ -31,7 +31,7 @@ def judgeloop_overrides(subset: Path, run_dir: Path) -> list[str]:
     """The shipped CPU recipe on the benchmark's subset for one epoch; no length balancing (it would drop
     items, and both systems must see the same data); the joint pairwise spec both systems can train (TRL's
     SFTTrainer has no pair loss for the recipe's separate mode)."""
-    return [f"--spec={SPEC}", f"--output_dir={run_dir}", f"--data.train=[{subset}]", "--data.balance_length=false", "--max_steps=null",
+    return [f"--spec={SPEC}", f"--output_dir={run_dir}", *recipe_on_file(subset), "--max_steps=null",
             "--epochs=1", "--max_length=null", "--logging_steps=1"]
 
 
