@@ -5,9 +5,9 @@ ties left out: other people's prompts, other models' answers, one other annotato
     judgeloop eval --judge RUN_DIR --engine transformers --items runs/ood/llmeval2-heldout-en.jsonl \
         --spec helpfulness-separate --out RUN_DIR/eval-llmeval2
 
-The CPU recipe (configs/train/smollm2-cpu.yaml) mixes a capped sample of LLMEval2's *train* split into its
-PandaLM data, so its dev and test splits stay unseen (the recipe's `eval.keep: last` does not select on dev
-either). The validation report slices agreement by source (mt-bench, webgpt, shp, ...), and its "shorter
+The CPU recipe (configs/train/smollm2-cpu.yaml) trains on PandaLM only; a variant that mixes in LLMEval2
+takes a capped part of its *train* split (data.max_items), so these dev and test splits stay unseen. The
+validation report slices agreement by source (mt-bench, webgpt, shp, ...), and its "shorter
 preferred" accuracy is the length-adversarial part: the items where the human chose the shorter answer.
 """
 import argparse
