@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from data.schema import Item  # noqa: E402
+from train.data import longer_preferred  # noqa: E402
 
 
 def main() -> None:
@@ -32,9 +33,8 @@ def main() -> None:
     items = [i for split in ("dev", "test") for i in read_jsonl(folder / f"{split}.jsonl", Item)
              if i.meta.get("language") == "en" and i.label in ("A", "B")]
     n = write_jsonl(args.out, items)
-    longer = [(len(i.response_a) > len(i.response_b)) == (i.label == "A") for i in items
-              if len(i.response_a) != len(i.response_b)]
-    print(f"{n} items (humans preferred the longer response in {sum(longer) / len(longer):.0%}) -> {args.out}")
+    share = longer_preferred([(i, i.label) for i in items])
+    print(f"{n} items (humans preferred the longer response in {share:.0%}) -> {args.out}")
 
 
 if __name__ == "__main__":

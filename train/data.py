@@ -291,7 +291,7 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
         lengths = [n for e in examples for n in (e.segments or [len(e.input_ids)])]  # per prompt
         report.lengths = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
     if spec.kind == "pairwise":
-        report.longer_preferred = _longer_preferred([(it, lab) for it, lab, _ in selected])
+        report.longer_preferred = longer_preferred([(it, lab) for it, lab, _ in selected])
         if weights is not None:
             sides = [(_winner_is_longer(it, lab), w) for (it, lab, _), w in zip(selected, weights)]
             decided = sum(w for side, w in sides if side is not None)
@@ -469,7 +469,7 @@ def length_weights(selected: list[tuple[Item, str, dict[str, float] | None]], bi
     return weights
 
 
-def _longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
+def longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
     """Share of A/B-labelled items whose preferred response is the longer one (a length-bias warning)."""
     decided = [w for w in (_winner_is_longer(it, lab) for it, lab in pairs) if w is not None]
     return sum(decided) / len(decided) if decided else None

@@ -475,7 +475,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if has_dev else "no", eval_steps=cfg.eval.steps,
         save_strategy="steps", save_steps=cfg.eval.steps, save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=has_dev and cfg.eval.keep == "best", metric_for_best_model=BEST_METRIC if has_dev else None,
+        load_best_model_at_end=has_dev and cfg.eval.keep == "best",
+        metric_for_best_model=BEST_METRIC if has_dev else None,
         greater_is_better=True, report_to="none", remove_unused_columns=False,
         # pre-tokenized, lengths already bounded by the renderer: TRL must not truncate, pack or re-template
         max_length=None, packing=False, padding_free=False, completion_only_loss=True,
