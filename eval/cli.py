@@ -115,6 +115,13 @@ def cmd_eval(args, argv: list[str]) -> int:
         verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config, injection)
     else:
         verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config)
+    out = Path(args.out)
+    if args.judge:  # keep what was scored: `eval --verdicts` on this file reproduces the result without the model
+        from data.jsonl import write_jsonl
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / "verdicts.jsonl", verdicts)
+        inputs["verdicts"] = {"path": str(out / "verdicts.jsonl"), "sha256": sha256_file(out / "verdicts.jsonl"),
+                              "scored_with": args.engine}
     references = {}
     for arg in args.reference:
         name, ref_verdicts, info = load_reference(arg)
@@ -139,14 +146,14 @@ def cmd_eval(args, argv: list[str]) -> int:
         result["judge"]["version"] = _registered_version(result["judge"].get("fingerprint"), args.registry)
     result["inputs"] = inputs
     result["provenance"]["commands"] = ["judgeloop " + shlex.join(argv)]
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from eval.gate import write_result
     from eval.report import summary
     write_result(out / "validation.json", result)
     for line in summary(result):
         print(line)
-    print(f"wrote {out / 'validation.json'}; next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml")
+    kept = f" and the verdicts, {out / 'verdicts.jsonl'}," if args.judge else ""
+    print(f"wrote {out / 'validation.json'}{kept}; next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml")
     return 0
 
 

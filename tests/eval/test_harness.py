@@ -204,6 +204,12 @@ def test_eval_scores_a_judge_directory_through_the_scoring_core(tmp_path, pandal
                            str(tmp_path / "test.jsonl"), "--spec", spec.name, "--out", str(out), "--n-boot", "50"]) == 0
     result = json.loads((out / "validation.json").read_text())
     assert result["judge"]["fingerprint"] == verdicts[0].judge.fingerprint and result["n_items"] == 12
+    # the scored verdicts are kept beside the result: re-evaluating them gives the same metrics without the model
+    assert result["inputs"]["verdicts"]["path"] == str(out / "verdicts.jsonl")
+    assert judgeloop.main(["eval", "--verdicts", str(out / "verdicts.jsonl"), "--items", str(tmp_path / "test.jsonl"),
+                           "--spec", spec.name, "--out", str(tmp_path / "again"), "--n-boot", "50"]) == 0
+    again = json.loads((tmp_path / "again" / "validation.json").read_text())
+    assert again["metrics"] == result["metrics"]
     with pytest.raises(JudgeloopError, match="answers spec 'helpfulness-pairwise', not 'answer-correctness'"):
         verdicts_for(str(judge_dir), subset, load_spec("answer-correctness"), engine="transformers")
 
