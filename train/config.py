@@ -67,6 +67,11 @@ class DataOptions:
                               "split as a whole; with more, the judge cannot learn 'a large gap means the longer "
                               "wins' either (on PandaLM the longer wins 54% of near-equal pairs, 85% of the most "
                               "unequal fifth)")
+    length_penalty: float = option(0.0, help="separate mode: add this times the squared correlation between the "
+                                   "judge's scores of an instruction's responses and their log lengths (pooled over "
+                                   "the batch) to the loss, so the scores do not follow length even where the data's "
+                                   "features do; the correlation is logged as score_length_corr either way. "
+                                   "0 = no penalty")
     max_group_responses: int = option(8, help="separate mode: the pairs of one group (the same instruction) "
                                       "train together, each distinct response's prompt scored once per step and "
                                       "compared in every pair it is in; a group with more distinct responses is "
@@ -178,6 +183,7 @@ class TrainConfig:
         for name, cap in self.data.max_items.items():
             need(name in self.data.train, f"data.max_items.{name}", f"'{name}' is not a source in data.train")
             need(isinstance(cap, int) and cap > 0, f"data.max_items.{name}", f"must be an integer > 0, got {cap!r}")
+        need(self.data.length_penalty >= 0, "data.length_penalty", f"must be >= 0, got {self.data.length_penalty}")
         need(self.data.length_bins >= 1, "data.length_bins", f"must be >= 1, got {self.data.length_bins}")
         need(self.data.max_group_responses >= 2, "data.max_group_responses",
              f"must be >= 2 (a pair has two responses), got {self.data.max_group_responses}")
@@ -212,6 +218,10 @@ class TrainConfig:
                 if label not in spec.labels and not (spec.kind == "pairwise" and label == "tie"):
                     p.append(Problem(f"'{label}' is not a label of judge '{spec.name}' ({', '.join(spec.labels)})",
                                      field="data.exclude_labels"))
+            if self.data.length_penalty > 0 and not spec.separate:
+                p.append(Problem(f"judge '{spec.name}' reads both responses in one prompt (joint mode): the length "
+                                 "penalty needs a score per response", field="data.length_penalty",
+                                 hint="use a pairwise_mode: separate spec, or data.length_penalty=0"))
             if self.data.exclude_labels and set(spec.labels) <= set(self.data.exclude_labels):
                 p.append(Problem("excludes every label", field="data.exclude_labels"))
         problem = _check_model(self.base_model or (spec.base_model if spec else None))

@@ -48,6 +48,7 @@ class Example:
     pair_targets: list[list[float]] | None = None   # each pair's target distribution over the spec's labels
     pair_weights: list[float] | None = None     # each pair's weight in the loss (length balance by weight)
     truncated_prompts: int | None = None        # how many of the segments were cut to fit
+    segment_chars: list[int] | None = None      # each prompt's response length in characters (data.length_penalty)
 
     @property
     def n_truncated(self) -> int:
@@ -369,7 +370,8 @@ def response_groups(selected: list[tuple[Item, str, dict[str, float] | None]], s
             continue
         dist = probs if probs is not None else {label: 1.0}
         weight = 1.0 if weights is None else float(weights[k])
-        by_group.setdefault(item.group, []).append((a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight))
+        by_group.setdefault(item.group, []).append((a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight,
+                                                    len(item.response_a), len(item.response_b)))
         used.append(label)
     examples = [_group_example(group, chunk) for group, pairs in by_group.items()
                 for chunk in _chunks(pairs, max_responses)]
@@ -392,14 +394,15 @@ def _chunks(pairs: list, cap: int):
 
 def _group_example(group: str, chunk: list) -> Example:
     index: dict[tuple, int] = {}
-    ids, segments, pairs, targets, truncated, n_cut = [], [], [], [], {}, 0
-    for a, b, target, _ in chunk:
+    ids, segments, chars, pairs, targets, truncated, n_cut = [], [], [], [], [], {}, 0
+    for a, b, target, _, chars_a, chars_b in chunk:
         sides = []
-        for rendered in (a, b):
+        for rendered, n_chars in ((a, chars_a), (b, chars_b)):
             key = tuple(rendered.token_ids)
             if key not in index:
                 index[key] = len(segments)
                 segments.append(rendered.n_tokens)
+                chars.append(n_chars)
                 ids.extend(rendered.token_ids)
                 n_cut += bool(rendered.truncated)
                 for name, cut in rendered.truncated.items():
@@ -408,8 +411,8 @@ def _group_example(group: str, chunk: list) -> Example:
         pairs.append(sides)
         targets.append(target)
     return Example(group, "ab", "", ids, [IGNORE] * len(ids), segments[0], None, truncated,
-                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[w for *_, w in chunk],
-                   truncated_prompts=n_cut)
+                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[p[3] for p in chunk],
+                   truncated_prompts=n_cut, segment_chars=chars)
 
 
 def _winner_is_longer(item: Item, label: str) -> bool | None:

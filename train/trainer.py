@@ -133,7 +133,8 @@ def to_dataset(examples: Sequence[tdata.Example]):
         if e.target_probs is not None:
             row["target_probs"] = e.target_probs
         if e.segments is not None:
-            row.update(segments=e.segments, pairs=e.pairs, pair_targets=e.pair_targets, pair_weights=e.pair_weights)
+            row.update(segments=e.segments, pairs=e.pairs, pair_targets=e.pair_targets, pair_weights=e.pair_weights,
+                       segment_chars=e.segment_chars)
         rows.append(row)
     return Dataset.from_list(rows)
 
@@ -159,13 +160,18 @@ class JudgeCollator:
     def groups(self, examples: list[dict]) -> dict:
         """Separate mode: every distinct response prompt of the batch as a row, right-padded; ``answer_pos`` is
         each row's last prompt token (where the yes/no verdict is read); pair k compares rows ``pair_a[k]`` and
-        ``pair_b[k]`` towards ``target_probs[k]``."""
+        ``pair_b[k]`` towards ``target_probs[k]``; ``row_group`` is each row's example (its instruction) and
+        ``row_log_chars`` the log of its response's length (data.length_penalty)."""
+        import math
+
         import torch
-        rows, pair_a, pair_b, targets, weights = [], [], [], [], []
-        for e in examples:
+        rows, pair_a, pair_b, targets, weights, row_group, log_chars = [], [], [], [], [], [], []
+        for k, e in enumerate(examples):
             base, start = len(rows), 0
-            for n in e["segments"]:
+            for n, chars in zip(e["segments"], e["segment_chars"]):
                 rows.append(e["input_ids"][start:start + n])
+                row_group.append(k)
+                log_chars.append(math.log1p(chars))
                 start += n
             pair_a.extend(base + a for a, _ in e["pairs"])
             pair_b.extend(base + b for _, b in e["pairs"])
@@ -180,17 +186,36 @@ class JudgeCollator:
         return {"input_ids": ids, "attention_mask": mask, "answer_pos": mask.sum(1) - 1,
                 "pair_a": torch.tensor(pair_a), "pair_b": torch.tensor(pair_b),
                 "target_probs": torch.tensor(targets, dtype=torch.float32),
-                "pair_weight": torch.tensor(weights, dtype=torch.float32)}
+                "pair_weight": torch.tensor(weights, dtype=torch.float32),
+                "row_group": torch.tensor(row_group), "row_log_chars": torch.tensor(log_chars, dtype=torch.float32)}
 
 
-def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin: float = 0.0, num_items_in_batch=None):
+def score_length_correlation(score, group, log_chars):
+    """Pearson correlation between the responses' scores and their log lengths, each centred within its group
+    (the responses to one instruction), pooled over the batch; 0 when no group has two lengths to compare."""
+    import torch
+    n = int(group.max()) + 1
+    count = torch.zeros(n, device=score.device).index_add_(0, group, torch.ones_like(score))
+    centred = []
+    for x in (score, log_chars.to(score.device)):
+        mean = torch.zeros(n, device=score.device, dtype=x.dtype).index_add_(0, group, x) / count
+        centred.append(x - mean[group])
+    s, l = centred
+    denom = torch.sqrt((s * s).sum() * (l * l).sum())
+    return (s * l).sum() / denom if denom > 1e-8 else score.new_zeros(())
+
+
+def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin: float = 0.0, num_items_in_batch=None,
+              length_penalty: float = 0.0, stats: dict | None = None):
     """Separate mode: the negative log-likelihood of the annotators' verdicts under the comparison the scoring
     core serves (serve/scoring.py ``separate_probs``): d = score(a) - score(b), score = logit(yes) - logit(no) at
     the answer position of each response's prompt (each distinct prompt is a row once, however many pairs it is
     in). Without a tie margin, tie votes count half a win each
     (binary cross-entropy of sigmoid(d)); with one, Rao-Kupper over A, B and tie. The output layer runs only at
-    the answer positions. ``pair_weight`` (length balance by weight) scales each pair's term. Returns
-    ``(loss, number of pairs)``."""
+    the answer positions. ``pair_weight`` (length balance by weight) scales each pair's term. With
+    ``length_penalty`` > 0 the loss adds that times the squared ``score_length_correlation`` of the batch (the
+    judge's scores of an instruction's responses should not follow their lengths); its value goes to
+    ``stats["score_length_corr"]`` when a dict is given. Returns ``(loss, number of pairs)``."""
     import torch
     import torch.nn.functional as F
 
@@ -214,7 +239,14 @@ def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin
     if inputs.get("pair_weight") is not None:  # length balance by weight: the weights average 1 over the data
         per_pair = per_pair * inputs["pair_weight"].to(per_pair.device)
     n = num_items_in_batch if num_items_in_batch is not None else per_pair.numel()
-    return per_pair.sum() / torch.as_tensor(n, device=per_pair.device).clamp(min=1), per_pair.numel()
+    loss = per_pair.sum() / torch.as_tensor(n, device=per_pair.device).clamp(min=1)
+    if inputs.get("row_log_chars") is not None and (length_penalty > 0 or stats is not None):
+        corr = score_length_correlation(score, inputs["row_group"].to(score.device), inputs["row_log_chars"])
+        if stats is not None:
+            stats["score_length_corr"] = corr.item()
+        if length_penalty > 0:
+            loss = loss + length_penalty * corr * corr
+    return loss, per_pair.numel()
 
 
 def completion_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
@@ -306,8 +338,9 @@ def _trainer_class():
 
     class JudgeSFTTrainer(SFTTrainer):
         def __init__(self, *args, dev_scorer: DevScorer | None = None, label_ids=None, order_seed: int = 0,
-                     spec: JudgeSpec | None = None, **kw):
+                     spec: JudgeSpec | None = None, length_penalty: float = 0.0, **kw):
             self.dev_scorer, self.label_ids, self.order_seed, self.spec = dev_scorer, label_ids, order_seed, spec
+            self.length_penalty = length_penalty
             self.eval_seconds = 0.0  # kept out of the training throughput
             super().__init__(*args, **kw)
 
@@ -323,7 +356,11 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "answer_pos" in inputs:  # separate mode: pairs of single-response prompts
                 # no "labels" in the batch, so the Trainer passes no item count: a mean over the batch's pairs
-                loss, _ = pair_loss(model, inputs, self.label_ids, self.spec.labels, self.spec.tie_margin)
+                stats: dict = {}
+                loss, _ = pair_loss(model, inputs, self.label_ids, self.spec.labels, self.spec.tie_margin,
+                                    length_penalty=self.length_penalty, stats=stats)
+                if self.model.training and "score_length_corr" in stats:  # logged beside the loss
+                    self._metrics["train"]["score_length_corr"].append(stats["score_length_corr"])
             else:
                 loss, _ = completion_loss(model, inputs, self.label_ids, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -535,7 +572,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
             eval_dataset=to_dataset(dev_examples) if has_dev else None,
             processing_class=tokenizer, data_collator=JudgeCollator(tokenizer.pad_token_id),
             peft_config=lora_config(cfg, model), callbacks=extra, dev_scorer=dev_scorer,
-            label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed, spec=spec)
+            label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed, spec=spec,
+            length_penalty=cfg.data.length_penalty)
     except ValueError as exc:
         if "Target module" in str(exc) or "target_modules" in str(exc):
             raise ConfigError(str(exc).split("\n")[0], field="lora.target_modules") from None

@@ -304,3 +304,42 @@ def test_languages_and_max_items_pick_a_fixed_part_of_a_source(tokenizer):
         load_config(TrainConfig, None, ["--spec=helpfulness-separate", "--data.train=[pandalm]",
                                         "--data.max_items={llmeval2: 0}"])
     assert {p.field for p in exc.value.problems} == {"data.max_items.llmeval2"}
+
+
+def test_score_length_correlation_is_taken_within_each_instruction():
+    from train.trainer import score_length_correlation
+    log_chars = torch.tensor([1.0, 2.0, 3.0, 5.0, 6.0])
+    group = torch.tensor([0, 0, 0, 1, 1])
+    # within each group the score rises with length, though group 1's scores are all lower than group 0's
+    assert score_length_correlation(torch.tensor([0.0, 1.0, 2.0, -9.0, -8.0]), group, log_chars).item() == \
+        pytest.approx(1.0)
+    assert score_length_correlation(torch.tensor([2.0, 1.0, 0.0, -8.0, -9.0]), group, log_chars).item() == \
+        pytest.approx(-1.0)
+    assert score_length_correlation(torch.tensor([1.0, 1.0, 1.0, 4.0, 4.0]), group, log_chars).item() == 0.0
+
+
+def test_length_penalty_adds_the_squared_correlation_and_is_logged(tmp_path, tiny_model_dir):
+    inputs = {"answer_pos": torch.tensor([1, 1, 1]), "input_ids": torch.zeros(3, 2, dtype=torch.long),
+              "attention_mask": torch.ones(3, 2, dtype=torch.long),
+              "target_probs": torch.tensor([[1.0, 0.0], [1.0, 0.0]]), "pair_a": torch.tensor([0, 1]),
+              "pair_b": torch.tensor([1, 2]), "row_group": torch.tensor([0, 0, 0]),
+              "row_log_chars": torch.tensor([3.0, 2.0, 1.0])}
+
+    class Fixed(torch.nn.Module):  # scores 1, 0, -1: the longest response scores highest
+        def forward(self, input_ids, attention_mask, logits_to_keep, use_cache):
+            return type("Out", (), {"logits": torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]])})()
+
+    stats: dict = {}
+    plain, _ = pair_loss(Fixed(), inputs, [0, 1], ["A", "B"], stats=stats)
+    penalised, _ = pair_loss(Fixed(), inputs, [0, 1], ["A", "B"], length_penalty=0.5)
+    assert stats["score_length_corr"] == pytest.approx(1.0)
+    assert penalised.item() == pytest.approx(plain.item() + 0.5, rel=1e-5)
+    # the run logs the correlation beside the loss; a joint-mode spec cannot take the penalty
+    result = train(_cfg(tmp_path, tiny_model_dir, "--max_steps=2", "--logging_steps=1", "--data.length_penalty=1",
+                        dev=False), progress=QUIET)
+    import json
+    logged = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert any("score_length_corr" in row for row in logged)
+    with pytest.raises(ConfigError) as exc:
+        tiny_config(tmp_path, tiny_model_dir, "--spec=helpfulness-pairwise", "--data.length_penalty=1")
+    assert exc.value.first.field == "data.length_penalty"
