@@ -101,6 +101,10 @@ def cmd_eval(args, argv: list[str]) -> int:
     if args.injection < 0 or (args.injection and not args.judge):
         raise JudgeloopError("must be a positive number of items, with --judge (it scores injected variants)",
                              field="--injection")
+    kept = Path(args.out) / "verdicts.jsonl"  # where --judge keeps what it scores
+    if args.judge and args.incumbent and Path(args.incumbent).resolve() == kept.resolve():
+        raise JudgeloopError(f"'{args.incumbent}' is where this run keeps the judge's verdicts: it would overwrite "
+                             "the incumbent's", field="--incumbent", hint="give this run another --out")
     spec = load_spec(args.spec)
     items, dataset_info, inputs = load_items_arg(args.items, args.dataset)
     if args.split:
@@ -119,9 +123,8 @@ def cmd_eval(args, argv: list[str]) -> int:
     if args.judge:  # keep what was scored: `eval --verdicts` on this file reproduces the result without the model
         from data.jsonl import write_jsonl
         out.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out / "verdicts.jsonl", verdicts)
-        inputs["verdicts"] = {"path": str(out / "verdicts.jsonl"), "sha256": sha256_file(out / "verdicts.jsonl"),
-                              "scored_with": args.engine}
+        write_jsonl(kept, verdicts)
+        inputs["verdicts"] = {"path": str(kept), "sha256": sha256_file(kept), "scored_with": args.engine}
     references = {}
     for arg in args.reference:
         name, ref_verdicts, info = load_reference(arg)
@@ -152,8 +155,8 @@ def cmd_eval(args, argv: list[str]) -> int:
     write_result(out / "validation.json", result)
     for line in summary(result):
         print(line)
-    kept = f" and the verdicts, {out / 'verdicts.jsonl'}," if args.judge else ""
-    print(f"wrote {out / 'validation.json'}{kept}; next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml")
+    also = f" and the verdicts, {kept}," if args.judge else ""
+    print(f"wrote {out / 'validation.json'}{also}; next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml")
     return 0
 
 

@@ -210,6 +210,11 @@ def test_eval_scores_a_judge_directory_through_the_scoring_core(tmp_path, pandal
                            "--spec", spec.name, "--out", str(tmp_path / "again"), "--n-boot", "50"]) == 0
     again = json.loads((tmp_path / "again" / "validation.json").read_text())
     assert again["metrics"] == result["metrics"]
+    before = (out / "verdicts.jsonl").read_text()  # an incumbent where this run keeps its verdicts: refused first
+    assert judgeloop.main(["eval", "--judge", str(judge_dir), "--engine", "transformers", "--items",
+                           str(tmp_path / "test.jsonl"), "--spec", spec.name, "--out", str(out),
+                           "--incumbent", str(out / "verdicts.jsonl")]) == 2
+    assert "field '--incumbent'" in capsys.readouterr().err and (out / "verdicts.jsonl").read_text() == before
     with pytest.raises(JudgeloopError, match="answers spec 'helpfulness-pairwise', not 'answer-correctness'"):
         verdicts_for(str(judge_dir), subset, load_spec("answer-correctness"), engine="transformers")
 
