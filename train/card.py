@@ -25,7 +25,17 @@ def dev_curve(log_history: Sequence[dict]) -> list[dict]:
 
 
 def loss_curve(log_history: Sequence[dict]) -> list[dict]:
-    return [{"step": h["step"], "loss": h["loss"]} for h in log_history if "loss" in h]
+    return [{"step": h["step"], "loss": h["loss"],
+             **({"score_length_corr": h["score_length_corr"]} if "score_length_corr" in h else {})}
+            for h in log_history if "loss" in h]
+
+
+def length_following(log_history: Sequence[dict]) -> float | None:
+    """Mean ``score_length_corr`` over the last quarter of the logged steps (separate mode): how much the judge's
+    scores of an instruction's responses follow their lengths at the end of training; None when not logged."""
+    values = [h["score_length_corr"] for h in log_history if "score_length_corr" in h]
+    tail = values[len(values) - max(1, len(values) // 4):]
+    return round(sum(tail) / len(tail), 4) if tail else None
 
 
 def _source_rows(sources) -> list[dict]:
@@ -49,7 +59,8 @@ def write_run_files(run_dir: Path, *, cfg, spec: JudgeSpec, base_ref: str, base_
                  "training_examples": n_examples, "dev_items_scored": n_dev, "report": [asdict(r) for r in reports]},
         "config": to_dict(cfg),
         "training": {"steps": steps, "processes": world_size, "tokens_per_s": tokens_per_s,
-                     "wall_s": round(wall_s, 1), "kept_checkpoint": kept},
+                     "wall_s": round(wall_s, 1), "kept_checkpoint": kept,
+                     "score_length_corr": length_following(log_history)},
         "dev_curve": dev_curve(log_history),
         "loss_curve": loss_curve(log_history),
         "versions": library_versions(),
@@ -76,6 +87,9 @@ def card_markdown(card: dict) -> str:
         + (f", {t['tokens_per_s']:.0f} tokens/s" if t["tokens_per_s"] else ""),
         f"- kept checkpoint: step {t['kept_checkpoint']['step']} (the {t['kept_checkpoint']['rule']}), dev agreement "
         f"{_fmt(t['kept_checkpoint']['agreement'])}" if t["kept_checkpoint"] else "- kept checkpoint: the last",
+        *([f"- scores follow response length: r = {t['score_length_corr']:.2f} within an instruction over the last "
+           "quarter of training (0 = length-blind; `score_length_corr` in the loss curve)"]
+          if t.get("score_length_corr") is not None else []),
         f"- git commit: `{card['git_commit']}`, created {card['created']}", "",
         "## Data", "", "| split | source | items | sha256 |", "|---|---|---|---|",
     ]

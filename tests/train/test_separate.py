@@ -340,6 +340,9 @@ def test_length_penalty_adds_the_squared_correlation_and_is_logged(tmp_path, tin
     import json
     logged = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert any("score_length_corr" in row for row in logged)
+    card = json.loads((result.run_dir / "card.json").read_text())  # the card says how much scores follow length
+    assert -1 <= card["training"]["score_length_corr"] <= 1
+    assert "scores follow response length: r = " in (result.run_dir / "card.md").read_text()
     with pytest.raises(ConfigError) as exc:
         tiny_config(tmp_path, tiny_model_dir, "--spec=helpfulness-pairwise", "--data.length_penalty=1")
     assert exc.value.first.field == "data.length_penalty"
