@@ -101,7 +101,8 @@ def cmd_eval(args, argv: list[str]) -> int:
     if args.injection < 0 or (args.injection and not args.judge):
         raise JudgeloopError("must be a positive number of items, with --judge (it scores injected variants)",
                              field="--injection")
-    kept = Path(args.out) / "verdicts.jsonl"  # where --judge keeps what it scores
+    out = Path(args.out)
+    kept = out / "verdicts.jsonl"  # where --judge keeps what it scores (written as soon as they are scored)
     if args.judge and args.incumbent and Path(args.incumbent).resolve() == kept.resolve():
         raise JudgeloopError(f"'{args.incumbent}' is where this run keeps the judge's verdicts: it would overwrite "
                              "the incumbent's", field="--incumbent", hint="give this run another --out")
@@ -119,7 +120,6 @@ def cmd_eval(args, argv: list[str]) -> int:
         verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config, injection)
     else:
         verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config)
-    out = Path(args.out)
     if args.judge:  # keep what was scored: `eval --verdicts` on this file reproduces the result without the model
         from data.jsonl import write_jsonl
         out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from data.errors import ConfigError, DataError, Problem
 from data.jsonl import read_jsonl_lines
@@ -346,6 +346,16 @@ def order_examples(selected: list[tuple[Item, str, dict[str, float] | None]], sp
     return examples, used, too_long, unrenderable
 
 
+class _Pair(NamedTuple):
+    """One compared pair of a group, before its responses are laid out as the example's segments."""
+    a: Rendered
+    b: Rendered
+    target: list[float]     # over the spec's labels
+    weight: float
+    chars_a: int            # the responses' lengths in characters
+    chars_b: int
+
+
 def response_groups(selected: list[tuple[Item, str, dict[str, float] | None]], spec: JudgeSpec, tokenizer,
                     max_length: int, max_responses: int, weights: Sequence[float] | None = None
                     ) -> tuple[list[Example], list[str], int, int]:
@@ -370,19 +380,19 @@ def response_groups(selected: list[tuple[Item, str, dict[str, float] | None]], s
             continue
         dist = probs if probs is not None else {label: 1.0}
         weight = 1.0 if weights is None else float(weights[k])
-        by_group.setdefault(item.group, []).append((a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight,
-                                                    len(item.response_a), len(item.response_b)))
+        by_group.setdefault(item.group, []).append(_Pair(a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight,
+                                                         len(item.response_a), len(item.response_b)))
         used.append(label)
     examples = [_group_example(group, chunk) for group, pairs in by_group.items()
                 for chunk in _chunks(pairs, max_responses)]
     return examples, used, too_long, unrenderable
 
 
-def _chunks(pairs: list, cap: int):
+def _chunks(pairs: list[_Pair], cap: int):
     """Consecutive runs of pairs whose distinct responses number at most ``cap``."""
     chunk, seen = [], set()
     for pair in pairs:
-        keys = {tuple(pair[0].token_ids), tuple(pair[1].token_ids)}
+        keys = {tuple(pair.a.token_ids), tuple(pair.b.token_ids)}
         if chunk and len(seen | keys) > cap:
             yield chunk
             chunk, seen = [], set()
@@ -392,12 +402,12 @@ def _chunks(pairs: list, cap: int):
         yield chunk
 
 
-def _group_example(group: str, chunk: list) -> Example:
+def _group_example(group: str, chunk: list[_Pair]) -> Example:
     index: dict[tuple, int] = {}
     ids, segments, chars, pairs, targets, truncated, n_cut = [], [], [], [], [], {}, 0
-    for a, b, target, _, chars_a, chars_b in chunk:
+    for pair in chunk:
         sides = []
-        for rendered, n_chars in ((a, chars_a), (b, chars_b)):
+        for rendered, n_chars in ((pair.a, pair.chars_a), (pair.b, pair.chars_b)):
             key = tuple(rendered.token_ids)
             if key not in index:
                 index[key] = len(segments)
@@ -409,9 +419,9 @@ def _group_example(group: str, chunk: list) -> Example:
                     truncated[name] = truncated.get(name, 0) + cut
             sides.append(index[key])
         pairs.append(sides)
-        targets.append(target)
+        targets.append(pair.target)
     return Example(group, "ab", "", ids, [IGNORE] * len(ids), segments[0], None, truncated,
-                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[p[3] for p in chunk],
+                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[p.weight for p in chunk],
                    truncated_prompts=n_cut, segment_chars=chars)
 
 
