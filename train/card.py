@@ -45,7 +45,8 @@ def _source_rows(sources) -> list[dict]:
 
 def write_run_files(run_dir: Path, *, cfg, spec: JudgeSpec, base_ref: str, base_path: str, fingerprint_: str,
                     train_sources, dev_sources, reports, n_examples: int, n_dev: int, log_history: Sequence[dict],
-                    kept: dict | None, steps: int, tokens_per_s: float | None, world_size: int, wall_s: float) -> None:
+                    kept: dict | None, steps: int, tokens_per_s: float | None, world_size: int, wall_s: float,
+                    peak_gpu_gib: float | None = None) -> None:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     judge = {"name": spec.name, "version": fingerprint_[:12], "spec": spec.to_dict(), "base_model": base_ref,
              "adapter": "adapter", "fingerprint": fingerprint_, "created": created, "card": "card.json"}
@@ -59,7 +60,7 @@ def write_run_files(run_dir: Path, *, cfg, spec: JudgeSpec, base_ref: str, base_
                  "training_examples": n_examples, "dev_items_scored": n_dev, "report": [asdict(r) for r in reports]},
         "config": to_dict(cfg),
         "training": {"steps": steps, "processes": world_size, "tokens_per_s": tokens_per_s,
-                     "wall_s": round(wall_s, 1), "kept_checkpoint": kept,
+                     "wall_s": round(wall_s, 1), "peak_gpu_gib": peak_gpu_gib, "kept_checkpoint": kept,
                      "score_length_corr": length_following(log_history)},
         "dev_curve": dev_curve(log_history),
         "loss_curve": loss_curve(log_history),
@@ -84,7 +85,8 @@ def card_markdown(card: dict) -> str:
         f"- base model: `{card['base_model']['ref']}` (weights `{card['base_model']['weights'][:16]}`)",
         f"- adapter: `{card['adapter']['path']}/` (weights `{card['adapter']['weights'][:16]}`)",
         f"- trained: {t['steps']} steps on {t['processes']} process(es) in {t['wall_s']} s"
-        + (f", {t['tokens_per_s']:.0f} tokens/s" if t["tokens_per_s"] else ""),
+        + (f", {t['tokens_per_s']:.0f} tokens/s" if t["tokens_per_s"] else "")
+        + (f", peak GPU memory {t['peak_gpu_gib']:.1f} GiB (rank 0)" if t.get("peak_gpu_gib") else ""),
         f"- kept checkpoint: step {t['kept_checkpoint']['step']} (the {t['kept_checkpoint']['rule']}), dev agreement "
         f"{_fmt(t['kept_checkpoint']['agreement'])}" if t["kept_checkpoint"] else "- kept checkpoint: the last",
         *([f"- scores follow response length: r = {t['score_length_corr']:.2f} within an instruction over the last "

@@ -39,7 +39,7 @@ BEST_METRIC = "agreement"
 
 
 class TrainError(JudgeloopError):
-    """Training cannot go on for a reason the user can fix (out of GPU memory)."""
+    """Training cannot go on for a reason the user can fix (out of GPU or CPU memory)."""
 
 
 @dataclass
@@ -614,11 +614,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
         f"({trainer.args.device.type}, {state.num_processes} process(es)); run directory {run_dir}")
     try:
         result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
-    except torch.OutOfMemoryError:
-        raise TrainError(f"out of GPU memory at batch_size={cfg.batch_size}, max_length={run.max_length}",
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        where = out_of_memory(exc)
+        if where is None:
+            raise
+        raise TrainError(f"out of {where} memory at batch_size={cfg.batch_size}, max_length={run.max_length}",
                          field="batch_size",
                          hint="lower batch_size (raise grad_accumulation to keep the effective batch), lower "
-                              "max_length, or set gradient_checkpointing=true or lora.qlora=true") from None
+                              "max_length, or set gradient_checkpointing=true"
+                              + (" or lora.qlora=true" if where == "GPU" else "")) from None
 
     # ---- outputs: the adapter (the best checkpoint's when evaluated) and the judge files
     adapter_dir = run_dir / ADAPTER_DIR
@@ -628,18 +632,31 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
     runtime = (result.metrics.get("train_runtime") or 0.0) - trainer.eval_seconds
     tokens = trainer._total_train_tokens
     tokens_per_s = tokens / runtime if runtime > 0 and tokens else None
+    peak_gpu_gib = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if torch.cuda.is_available() else None
     kept = kept_checkpoint(trainer.state, cfg.eval.keep)
     if main:
         write_run_files(run_dir, cfg=cfg, spec=run.spec, base_ref=run.base_ref, base_path=run.base_path,
                         fingerprint_=fp, train_sources=run.train_sources, dev_sources=run.dev_sources,
                         reports=run.reports, n_examples=len(run.examples), n_dev=len(run.dev_items),
                         log_history=trainer.state.log_history, kept=kept, steps=trainer.state.global_step,
-                        tokens_per_s=tokens_per_s, world_size=state.num_processes, wall_s=time.time() - started)
+                        tokens_per_s=tokens_per_s, peak_gpu_gib=peak_gpu_gib, world_size=state.num_processes,
+                        wall_s=time.time() - started)
         say(f"\nrun directory: {run_dir}\n  adapter: {adapter_dir}\n  judge:   {run_dir / JUDGE_FILE} "
             f"(fingerprint {fp[:16]})\n  card:    {run_dir / 'card.md'}\n  log:     {run_dir / LOG_FILE}"
             + (f"\n  kept the {kept['rule']} checkpoint: step {kept['step']}, dev agreement "
                f"{kept[BEST_METRIC]:.3f}" if kept and kept[BEST_METRIC] is not None else ""))
     return RunResult(run_dir, fp, kept, trainer.state.global_step, tokens_per_s)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """'GPU' or 'CPU' when ``exc`` is an allocation failure (torch's CUDA OOM, or the CPU allocator's), else None."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "GPU"
+    if isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc):
+        return "CPU"
+    return None
 
 
 def kept_checkpoint(state, rule: str) -> dict | None:

@@ -21,7 +21,7 @@ from data.jsonl import read_jsonl
 from data.schema import Item
 from train.config import TrainConfig
 from train.data import Source, build_examples
-from train.trainer import prepare_run, completion_loss, train
+from train.trainer import TrainError, completion_loss, prepare_run, train
 from tests.train.helpers import pairwise_items, tiny_config, write_items
 
 QUIET = lambda *a, **k: None  # noqa: E731
@@ -146,6 +146,37 @@ def test_lora_layers_beyond_the_model_is_a_config_error(tmp_path, tiny_model_dir
     with pytest.raises(ConfigError, match="cannot adapt the last 99") as err:
         prepare_run(tiny_config(tmp_path, tiny_model_dir, "--lora.layers=99"), progress=QUIET)
     assert err.value.problems[0].field == "lora.layers"
+
+
+class FailAtStep(TrainerCallback):
+    """Raises ``exc`` as a training step begins (what the allocator raises when the batch does not fit)."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def on_step_begin(self, args, state, control, **kw):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, where, qlora_hint", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 38.00 GiB"), "GPU", True),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 39661338624 bytes. Error code 12 (Cannot allocate memory)"), "CPU", False),
+])
+def test_out_of_memory_says_which_setting_to_lower(tmp_path, tiny_model_dir, exc, where, qlora_hint):
+    with pytest.raises(TrainError) as err:
+        train(tiny_config(tmp_path, tiny_model_dir, "--batch_size=3"), callbacks=[FailAtStep(exc)], progress=QUIET)
+    problem = err.value.problems[0]
+    assert problem.field == "batch_size"
+    assert f"out of {where} memory at batch_size=3" in str(problem)
+    assert "lower batch_size" in str(problem) and "gradient_checkpointing=true" in str(problem)
+    assert ("lora.qlora=true" in str(problem)) == qlora_hint
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, tiny_model_dir):
+    with pytest.raises(RuntimeError, match="something else"):
+        train(tiny_config(tmp_path, tiny_model_dir), callbacks=[FailAtStep(RuntimeError("something else"))],
+              progress=QUIET)
 
 
 # ------------------------------------------------------------------ soft targets
