@@ -114,12 +114,26 @@ def tail(log: Path, n: int = 15) -> list[str]:
     return log.read_text(errors="replace").splitlines()[-n:]
 
 
+def steady_tokens_per_s(log: list[dict]) -> float | None:
+    """Tokens/s between consecutive logged steps (logging_steps=1) with no evaluation or checkpoint between them:
+    the first step (warm-up: kernel selection, allocator growth) and the dev evaluations are left out."""
+    steps = [r for r in log if "loss" in r and "elapsed_s" in r]
+    evals = {r["step"] for r in log if "eval_agreement" in r}
+    tokens = seconds = 0.0
+    for a, b in zip(steps, steps[1:]):
+        if not any(a["step"] <= e < b["step"] for e in evals):
+            tokens += b["num_tokens"] - a["num_tokens"]
+            seconds += b["elapsed_s"] - a["elapsed_s"]
+    return round(tokens / seconds, 1) if seconds > 0 else None
+
+
 def card_figures(run_dir: Path) -> dict:
     card = json.loads((run_dir / "card.json").read_text())
     t = card["training"]
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
     tokens = max((r.get("num_tokens", 0) for r in log), default=0)
-    return {"tokens_per_s": t["tokens_per_s"], "peak_gpu_gib": t.get("peak_gpu_gib"), "steps": t["steps"],
+    return {"tokens_per_s": t["tokens_per_s"], "steady_tokens_per_s": steady_tokens_per_s(log),
+            "peak_gpu_gib": t.get("peak_gpu_gib"), "steps": t["steps"],
             "card_wall_s": t["wall_s"], "real_tokens": int(tokens), "dev_evaluations": len(card["dev_curve"]),
             "training_examples": card["data"]["training_examples"]}
 
@@ -183,45 +197,31 @@ def merged_matches_adapter(run_dir: Path, data_dir: Path, n: int = 16) -> dict:
     return {"items": len(items), "same_verdicts": same, "max_probability_difference": round(gap, 6)}
 
 
-def run(args) -> dict:
-    import torch
-
-    work, logs = Path(args.work), Path(args.results)
-    work.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    data_dir, tok = Path(args.data), Path(args.tokenizer)
-    result: dict = {"benchmark": "gpu_training", "machine": machine(), "recipe": str(RECIPE.relative_to(REPO_ROOT)),
-                    "steps": args.steps, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    save = lambda: (logs / "gpu_training.json").write_text(json.dumps(result, indent=2) + "\n")  # noqa: E731
-    if torch.cuda.is_available():
-        result["bf16_matmul_peak_tflops"] = round(peak_matmul_flops("bf16", size=8192, seconds=2.0) / 1e12, 1)
-    print(f"machine: {json.dumps(result['machine'])}", flush=True)
-
-    start = time.perf_counter()
-    base = build_base(args.shape, tok, work / f"base-{args.shape}")
-    result["base"] = {**base, "build_s": round(time.perf_counter() - start, 1)}
-    print(f"base: {json.dumps(result['base'])}", flush=True)
+def lora_part(args, result: dict, save) -> None:
+    """bf16 LoRA and QLoRA on the recipe's shape, side by side."""
+    base = result["base"] = build_base(args.shape, Path(args.tokenizer), Path(args.work) / f"base-{args.shape}")
     save()
-
-    systems = result["systems"] = {}
-    plan = [("bf16_lora", []), ("qlora", ["--lora.qlora=true"])]
-    for name, extra in plan:
-        systems[name] = system(name, train_command(Path(base["path"]), work / name, data_dir, args.steps, extra),
-                               work / name, logs, args.timeout)
+    systems = result["systems"]
+    for name, extra in (("bf16_lora", []), ("qlora", ["--lora.qlora=true"])):
+        systems[name] = system(name, train_command(Path(base["path"]), Path(args.work) / name, Path(args.data),
+                                                   args.steps, extra), Path(args.work) / name, Path(args.results),
+                               args.timeout)
+        peak = result.get("bf16_matmul_peak_tflops", 0) * 1e12
+        if peak and systems[name].get("steady_tokens_per_s"):
+            systems[name]["mfu"] = mfu(systems[name]["steady_tokens_per_s"], base["params"], peak, checkpointing=True)
         save()
-    peak = result.get("bf16_matmul_peak_tflops", 0) * 1e12
-    for name in ("bf16_lora", "qlora"):
-        s = systems[name]
-        if peak and s.get("tokens_per_s"):
-            s["mfu"] = mfu(s["tokens_per_s"], base["params"], peak, checkpointing=True)
     b, q = systems["bf16_lora"], systems["qlora"]
-    if b.get("tokens_per_s") and q.get("tokens_per_s"):
-        result["qlora_vs_bf16"] = {"speed": round(q["tokens_per_s"] / b["tokens_per_s"], 3),
+    if b.get("steady_tokens_per_s") and q.get("steady_tokens_per_s"):
+        result["qlora_vs_bf16"] = {"speed": round(q["steady_tokens_per_s"] / b["steady_tokens_per_s"], 3),
                                    "peak_memory": round(q["peak_gpu_gib"] / b["peak_gpu_gib"], 3)}
     save()
 
-    # out of memory: a batch no GPU holds, activations kept (no checkpointing)
-    oom = system("oom", train_command(Path(base["path"]), work / "oom", data_dir, 1,
+
+def oom_part(args, result: dict, save) -> None:
+    """A batch no GPU holds, activations kept (no checkpointing): one message naming what to lower, exit 2."""
+    base = result.get("base") or build_base(args.shape, Path(args.tokenizer), Path(args.work) / f"base-{args.shape}")
+    work, logs = Path(args.work), Path(args.results)
+    oom = system("oom", train_command(Path(base["path"]), work / "oom", Path(args.data), 1,
                                       ["--batch_size=1024", "--grad_accumulation=1", "--gradient_checkpointing=false",
                                        "--data.dev=[]"]), work / "oom", logs, args.timeout)
     text = (logs / "oom.log").read_text(errors="replace")
@@ -229,15 +229,20 @@ def run(args) -> dict:
                             if "judgeloop: error" in line],
                 "traceback": "Traceback (most recent call last)" in text})
     oom.pop("log_tail", None)
-    systems["oom"] = oom
+    result["systems"]["oom"] = oom
     save()
 
-    # FSDP (one process) against a plain process on a small shape: the same adapter, and merge equality
-    small = build_base(args.small_shape, tok, work / f"base-{args.small_shape}")
-    result["small_base"] = small
+
+def fsdp_part(args, result: dict, save) -> None:
+    """configs/accelerate/fsdp.yaml with one process against a plain process (small shape, same seed and data):
+    the same adapter, and `judgeloop merge` of the FSDP run gives the adapter's verdicts."""
+    work, logs, data_dir = Path(args.work), Path(args.results), Path(args.data)
+    small = result["small_base"] = build_base(args.small_shape, Path(args.tokenizer), work / f"base-{args.small_shape}")
+    systems = result["systems"]
     common = ["--gradient_checkpointing=false", "--batch_size=4", "--grad_accumulation=1"]
+    plain = [sys.executable, *(["-m", "cProfile", "-o", str(logs / "plain.prof")] if args.profile else [])]
     fsdp = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "1"]
-    for name, launcher in (("plain", None), ("fsdp", fsdp)):
+    for name, launcher in (("plain", plain), ("fsdp", fsdp)):
         systems[name] = system(name, train_command(Path(small["path"]), work / name, data_dir, args.small_steps,
                                                    common, launcher), work / name, logs, args.timeout)
         save()
@@ -249,6 +254,26 @@ def run(args) -> dict:
         if rc == 0:
             systems["fsdp"]["merge"].update(merged_matches_adapter(work / "fsdp", data_dir))
         save()
+
+
+PARTS = {"lora": lora_part, "oom": oom_part, "fsdp": fsdp_part}
+
+
+def run(args) -> dict:
+    import torch
+
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    result: dict = {"benchmark": "gpu_training", "machine": machine(), "recipe": str(RECIPE.relative_to(REPO_ROOT)),
+                    "steps": args.steps, "small_steps": args.small_steps, "parts": args.parts,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "systems": {}}
+    save = lambda: (Path(args.results) / "gpu_training.json").write_text(json.dumps(result, indent=2) + "\n")  # noqa: E731
+    if torch.cuda.is_available():
+        result["bf16_matmul_peak_tflops"] = round(peak_matmul_flops("bf16", size=8192, seconds=2.0) / 1e12, 1)
+    print(f"machine: {json.dumps(result['machine'])}", flush=True)
+    start = time.perf_counter()
+    for part in args.parts.split(","):
+        PARTS[part](args, result, save)
     result["total_s"] = round(time.perf_counter() - start, 1)
     save()
     return result
@@ -266,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=str(REPO_ROOT / "benchmarks" / "results"),
                    help="where gpu_training.json and the logs go")
     p.add_argument("--timeout", type=float, default=600, help="seconds per training process")
+    p.add_argument("--parts", default="lora,oom,fsdp", help=f"which comparisons, in this order (of {','.join(PARTS)})")
+    p.add_argument("--profile", action="store_true", help="cProfile the plain run of the fsdp part (plain.prof)")
     return p
 
 

@@ -15,6 +15,7 @@ it are defused (``_defuse``), so a response cannot forge a chat turn.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,12 +57,18 @@ def item_fields(item: Item, order: Order = "ab") -> dict[str, Any]:
     return fields
 
 
+@functools.lru_cache(maxsize=256)
+def _template(source: str) -> jinja2.Template:
+    """A spec's template compiled once (compiling took ~3 ms a render, most of a render's time)."""
+    return _ENV.from_string(source)
+
+
 def render_messages(spec: JudgeSpec, item: Item, order: Order = "ab", fields: dict | None = None) -> list[dict[str, str]]:
     """Chat messages for an item (no truncation, no tokenizer needed)."""
     if item.kind != spec.kind:
         raise RenderError(f"item is {item.kind} but judge '{spec.name}' grades {spec.kind} items", field="kind")
     values = fields if fields is not None else item_fields(item, order)
-    user = _ENV.from_string(spec.template).render(
+    user = _template(spec.template).render(
         **values, criteria=spec.criteria.strip(), labels=spec.labels,
         label_descriptions=spec.label_descriptions, kind=spec.kind)
     return [{"role": "system", "content": spec.system.strip()}, {"role": "user", "content": user.strip()}]

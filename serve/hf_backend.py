@@ -54,13 +54,14 @@ class HFBackend:
         model.to(device)
         return cls(model, tokenizer, batch_tokens=batch_tokens, dtype=torch_dtype)
 
-    def _last_hidden(self, input_ids, attention_mask, last):
+    def _answer_logits(self, input_ids, attention_mask, last):
+        """Logits at each row's ``last`` position, through the model's own forward (so that FSDP's hooks gather
+        the sharded parameters) with the output layer run only at the batch's distinct last positions."""
         import torch
 
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        out = base.base_model(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out.last_hidden_state
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        keep = torch.unique(last)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
+        return out.logits[torch.arange(len(last), device=last.device), torch.searchsorted(keep, last)]
 
     def label_probs(self, prompts: Sequence[Rendered], spec: JudgeSpec) -> list[dict[str, float]]:
         import torch
@@ -86,8 +87,7 @@ class HFBackend:
             last = mask.sum(1) - 1
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
                                                         enabled=self.autocast_dtype is not None):
-                hidden = self._last_hidden(ids.to(self.device), mask.to(self.device), last.to(self.device))
-                logits = self.model.get_output_embeddings()(hidden).float()
+                logits = self._answer_logits(ids.to(self.device), mask.to(self.device), last.to(self.device)).float()
             probs = torch.softmax(logits[:, label_ids], dim=-1).cpu().tolist()
             for row, i in enumerate(chunk):
                 results[i] = dict(zip(spec.labels, probs[row]))

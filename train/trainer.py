@@ -392,15 +392,21 @@ def _callbacks():
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
-        """train_log.jsonl: one line per log event (loss, learning rate, dev agreement...)."""
+        """train_log.jsonl: one line per log event (loss, learning rate, dev agreement...), with the wall time and
+        the seconds since this process began training (``elapsed_s``)."""
 
         def __init__(self, path: Path):
             self.path = path
+            self.began = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.began = time.perf_counter()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs,
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                          "elapsed_s": round(time.perf_counter() - self.began, 3)}
                 with open(self.path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
 
