@@ -123,12 +123,34 @@ def training_table(r: dict) -> list[str]:
     return out
 
 
+def gpu_training_table(r: dict) -> list[str]:
+    """benchmarks/gpu_training.py's runs (device time is scarce: each run's JSON as it came back, with notes)."""
+    out = ["### GPU training (one H200; `python -m benchmarks.gpu_training`; not part of `make bench`)", "",
+           r["what"] + ".", "",
+           "| run | system | exit | tokens/s (card, incl. warm-up) | steady tokens/s | peak GPU GiB | MFU | note |",
+           "|---|---|---|---|---|---|---|---|"]
+    for i, run in enumerate(r["runs"], 1):
+        for name, x in run["systems"].items():
+            steady = x.get("steady_tokens_per_s") or x.get("steady_tokens_per_s_progress_bar")
+            note = x.get("note") or ("; ".join(x["message"]) if x.get("message") else "")
+            out.append(f"| {i} | {name} | {x['rc']} | {_num(x.get('tokens_per_s'), '{:.0f}')} | "
+                       f"{_num(steady, '{:.0f}')} | {_num(x.get('peak_gpu_gib'), '{:.1f}')} | "
+                       f"{_num(x.get('mfu'), '{:.2f}')} | {note} |")
+    peaks = ", ".join(f"{run.get('bf16_matmul_peak_tflops')}" for run in r["runs"])
+    out += ["", *(f"- {line}" for line in r.get("summary", [])),
+            f"- bf16 matmul peak measured in each run: {peaks} TFLOP/s; MFU = steady tokens/s x 6 x params "
+                "(forward, backward through activations, recomputed forward) / that peak",
+            "- base: " + ", ".join(f"{run['base']['shape']} {run['base']['params'] / 1e9:.2f}B params"
+                                   for run in r["runs"][:1])]
+    return out
+
+
 def write_tables(results: Path = RESULTS_DIR) -> Path:
     lines = ["# Benchmark results", "",
              "Regenerate with `make bench` (`judgeloop bench`). Every figure is a ratio of systems measured side by "
              "side in one run, or an efficiency against the matmul peak measured in the same run "
              "(these machines are shared and noisy). See [NOTES.md](NOTES.md) for what limits each target.", ""]
-    for name, table in (("scoring", scoring_table), ("training", training_table)):
+    for name, table in (("scoring", scoring_table), ("training", training_table), ("gpu_training", gpu_training_table)):
         path = results / f"{name}.json"
         if path.exists():
             r = json.loads(path.read_text())

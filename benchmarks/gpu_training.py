@@ -170,7 +170,9 @@ def adapter_difference(a: Path, b: Path) -> dict:
     for name in ta.keys() & tb.keys():
         x, y = ta[name].float(), tb[name].float()
         worst = max(worst, float((x - y).norm() / max(float(y.norm()), 1e-12)))
-    return {"tensors": len(ta), "same_names": set(ta) == set(tb), "max_relative_difference": worst}
+    same = set(ta) == set(tb)
+    return {"tensors": len(ta), "same_names": same, "max_relative_difference": worst,
+            "ok": bool(ta) and same and worst < 1e-2}
 
 
 def merged_matches_adapter(run_dir: Path, data_dir: Path, n: int = 16) -> dict:

@@ -634,6 +634,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
     adapter_dir = run_dir / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))
     state.wait_for_everyone()
+    check_adapter_saved(trainer.model, adapter_dir)
     fp = fingerprint(run.spec, run.base_path, adapter_dir)
     runtime = (result.metrics.get("train_runtime") or 0.0) - trainer.eval_seconds
     tokens = trainer._total_train_tokens
@@ -652,6 +653,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
             + (f"\n  kept the {kept['rule']} checkpoint: step {kept['step']}, dev agreement "
                f"{kept[BEST_METRIC]:.3f}" if kept and kept[BEST_METRIC] is not None else ""))
     return RunResult(run_dir, fp, kept, trainer.state.global_step, tokens_per_s)
+
+
+def check_adapter_saved(model, adapter_dir: Path) -> None:
+    """The saved adapter holds every trained tensor. PEFT 0.21 picks an adapter's tensors by module name, so a model
+    whose layers are wrapped (FSDP's activation checkpointing) saves an EMPTY adapter without a word (seen on an
+    H200 under configs/accelerate/fsdp.yaml; tests/train/test_trainer.py reproduces it on CPU): stop loudly instead
+    of writing a judge that is its base model."""
+    from safetensors import safe_open
+
+    trained = sum(1 for _, p in model.named_parameters() if p.requires_grad)
+    path = adapter_dir / "adapter_model.safetensors"
+    saved = 0
+    if path.exists():
+        with safe_open(str(path), framework="pt") as fh:
+            saved = len(list(fh.keys()))
+    if saved < trained:
+        raise TrainError(f"the saved adapter holds {saved} of the {trained} trained tensors", path=str(path),
+                         hint="under FSDP set fsdp_activation_checkpointing: false in the accelerate config and "
+                              "gradient_checkpointing=true in the training config (configs/accelerate/fsdp.yaml)")
 
 
 def out_of_memory(exc: BaseException) -> str | None:

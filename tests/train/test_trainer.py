@@ -21,7 +21,7 @@ from data.jsonl import read_jsonl
 from data.schema import Item
 from train.config import TrainConfig
 from train.data import Source, build_examples
-from train.trainer import TrainError, completion_loss, prepare_run, train
+from train.trainer import TrainError, check_adapter_saved, completion_loss, prepare_run, train
 from tests.train.helpers import pairwise_items, tiny_config, write_items
 
 QUIET = lambda *a, **k: None  # noqa: E731
@@ -177,6 +177,29 @@ def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, tiny_model_
     with pytest.raises(RuntimeError, match="something else"):
         train(tiny_config(tmp_path, tiny_model_dir), callbacks=[FailAtStep(RuntimeError("something else"))],
               progress=QUIET)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_an_adapter_saved_without_its_tensors_stops_the_run(tmp_path, tiny_model_dir, wrapped):
+    """PEFT picks an adapter's tensors by module name: with layers wrapped for activation checkpointing (what FSDP's
+    fsdp_activation_checkpointing does) it saves an empty adapter. The run must stop, not ship the base model."""
+    from peft import LoraConfig, get_peft_model
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (apply_activation_checkpointing,
+                                                                             checkpoint_wrapper)
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    if wrapped:
+        apply_activation_checkpointing(model, checkpoint_wrapper_fn=checkpoint_wrapper,
+                                       check_fn=lambda m: type(m).__name__.endswith("DecoderLayer"))
+    model.save_pretrained(tmp_path / "adapter")
+    if not wrapped:
+        check_adapter_saved(model, tmp_path / "adapter")
+        return
+    with pytest.raises(TrainError, match="holds 0 of the") as err:
+        check_adapter_saved(model, tmp_path / "adapter")
+    assert "fsdp_activation_checkpointing: false" in str(err.value.problems[0])
 
 
 # ------------------------------------------------------------------ soft targets
