@@ -23,12 +23,13 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
 
 
 class HFBackend:
-    def __init__(self, model, tokenizer, *, batch_tokens: int = 8192, dtype=None):
+    def __init__(self, model, tokenizer, *, batch_tokens: int = 8192, dtype=None, logit_budget: int = 2 ** 26):
         import torch
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_tokens = batch_tokens
+        self.logit_budget = logit_budget  # logits a chunk may compute (2**26 floats: 256 MiB in float32)
         self.autocast_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else None
         self.device = next(model.parameters()).device
 
@@ -71,11 +72,18 @@ class HFBackend:
         results: list[dict[str, float] | None] = [None] * len(prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         start = 0
+        vocab = int(getattr(self.model.config, "vocab_size", 0) or 32000)
         while start < len(order):
             longest = prompts[order[start]].n_tokens
-            end = start + 1
-            while end < len(order) and prompts[order[end]].n_tokens * (end - start + 1) <= max(self.batch_tokens, longest):
-                end += 1
+            end, distinct = start + 1, 1
+            while end < len(order):
+                n = prompts[order[end]].n_tokens
+                more = distinct + (n != prompts[order[end - 1]].n_tokens)
+                # the chunk's tokens, and its logits (rows x distinct answer positions x vocabulary), stay bounded
+                if n * (end - start + 1) > max(self.batch_tokens, longest) or \
+                        (end - start + 1) * more * vocab > self.logit_budget:
+                    break
+                end, distinct = end + 1, more
             chunk = order[start:end]
             width = max(prompts[i].n_tokens for i in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
