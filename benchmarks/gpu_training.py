@@ -79,12 +79,12 @@ def build_base(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> dic
 
 
 def _count_params(config) -> int:
-    """Parameters of a Qwen2 model of ``config`` (without building it)."""
-    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    kv = config.num_key_value_heads * (h // config.num_attention_heads)
-    layer = h * h + h + 2 * (h * kv + kv) + h * h + 3 * h * i + 2 * h  # q (bias), k, v (bias), o, MLP, 2 norms
-    embeddings = config.vocab_size * h * (1 if config.tie_word_embeddings else 2)
-    return n * layer + embeddings + h
+    """Parameters of a Qwen2 model of ``config``, counted on the meta device (nothing allocated)."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in Qwen2ForCausalLM(config).parameters())
 
 
 def train_command(base: Path, run_dir: Path, data_dir: Path, steps: int, extra: list[str],

@@ -8,17 +8,16 @@ on one lucky test split.
       judgeloop eval --judge runs/cv/run$k --engine transformers --items runs/cv/fold$k/test.jsonl \\
           --spec helpfulness-separate --out runs/cv/run$k/eval --reference pandalm:pandalm-7b
     done
-    python scripts/cv_folds.py pool --out runs/cv
+    python scripts/cv_folds.py pool --out runs/cv      # -> runs/cv/pooled/validation.json
 
 Folds are whole instruction groups (``data.splits.group_fraction``, seeded), so no prompt is in two folds;
 within the other folds a seeded eighth of the groups is the dev split (checkpoint choice), the rest trains.
-``pool`` scores every fold's verdicts against the human label on the non-tie items: agreement, the
-pick-the-longer rule on the same items, the margin between them with a bootstrap over instructions, the
-accuracy where humans chose the shorter response, and the reference judges of each fold's validation.json.
+``pool`` validates all folds' verdicts together with the eval harness (``runs/cv/pooled/validation.json``:
+agreement with group-bootstrap intervals, length control, baselines), with pick-the-longer and the dataset's
+reference judges as references, so the margin over each is a paired difference with its interval.
 """
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -45,49 +44,33 @@ def make_folds(data: Path, out: Path, k: int) -> None:
         print(f"fold {fold}: " + ", ".join(f"{s} {len(v)}" for s, v in parts.items()))
 
 
-def _stats(rows: list[dict]) -> dict:
-    shorter = [r for r in rows if r["longer"] != r["human"]]
-    acc = sum(r["judge"] == r["human"] for r in rows) / len(rows)
-    longer = sum(r["longer"] == r["human"] for r in rows) / len(rows)
-    return {"n": len(rows), "accuracy": acc, "pick_longer": longer, "margin": acc - longer,
-            "shorter_preferred": sum(r["judge"] == r["human"] for r in shorter) / len(shorter) if shorter else None,
-            "judge_picks_longer": sum(r["judge"] == r["longer"] for r in rows) / len(rows)}
+def pool(out: Path, k: int, spec_name: str, references: list[str]) -> dict:
+    """Every fold's test items and verdicts as one validation, by the eval harness (its metrics, group bootstrap,
+    baselines and length control), with pick-the-longer as a reference judge for the paired margin."""
+    from data.jsonl import read_jsonl
+    from data.schema import Item, JudgeRef, Verdict
+    from data.spec import load_spec
+    from eval.cli import load_reference
+    from eval.harness import evaluate
+    from eval.gate import write_result
 
-
-def pool(out: Path, k: int, resamples: int = 2000) -> dict:
-    rows, refs = [], {}
+    items, verdicts = [], []
     for fold in range(k):
-        verdicts_path = out / f"run{fold}" / "eval" / "verdicts.jsonl"
-        if not verdicts_path.exists():
-            continue
-        verdicts = {v["id"]: v for v in map(json.loads, verdicts_path.read_text().splitlines())}
-        for item in map(json.loads, (out / f"fold{fold}" / "test.jsonl").read_text().splitlines()):
-            la, lb = len(item["response_a"]), len(item["response_b"])
-            if item.get("label") not in ("A", "B") or item["id"] not in verdicts or la == lb:
-                continue
-            rows.append({"fold": fold, "group": item["group"], "human": item["label"],
-                         "judge": verdicts[item["id"]].get("verdict"), "longer": "A" if la > lb else "B"})
-        validation = json.loads((out / f"run{fold}" / "eval" / "validation.json").read_text())
-        for name, ref in (validation.get("reference_judges") or {}).items():
-            n, acc = refs.get(name, (0, 0.0))
-            refs[name] = (n + ref["n"], acc + ref["n"] * ref["metrics"]["accuracy"]["value"])
-    if not rows:
+        path = out / f"run{fold}" / "eval" / "verdicts.jsonl"
+        if path.exists():
+            items += list(read_jsonl(out / f"fold{fold}" / "test.jsonl", Item))
+            verdicts += list(read_jsonl(path, Verdict))
+    if not verdicts:
         raise SystemExit(f"no fold verdicts under {out}/run*/eval/")
-    groups: dict[str, list] = {}
-    for row in rows:
-        groups.setdefault(row["group"], []).append(row)
-    rng, names = random.Random(0), list(groups)
-    boots = [_stats([r for g in (rng.choice(names) for _ in names) for r in groups[g]]) for _ in range(resamples)]
-
-    def interval(key):
-        xs = sorted(b[key] for b in boots)
-        return [round(xs[int(0.025 * len(xs))], 3), round(xs[min(int(0.975 * len(xs)), len(xs) - 1)], 3)]
-
-    result = {"pooled": {**_stats(rows), "accuracy_ci": interval("accuracy"), "margin_ci": interval("margin"),
-                         "groups": len(groups)},
-              "folds": {fold: _stats([r for r in rows if r["fold"] == fold]) for fold in sorted({r["fold"] for r in rows})},
-              "references": {name: round(acc / n, 4) for name, (n, acc) in refs.items()}}
-    (out / "pooled.json").write_text(json.dumps(result, indent=2) + "\n")
+    rule = JudgeRef(name="pick-the-longer", fingerprint="rule:longer-by-characters")
+    longer = [Verdict(id=it.id, verdict="A" if len(it.response_a) > len(it.response_b) else "B", judge=rule)
+              for it in items if len(it.response_a) != len(it.response_b)]
+    refs = {"pick-the-longer": longer, **{name: v for name, v, _ in map(load_reference, references)}}
+    fingerprints = sorted({v.judge.fingerprint for v in verdicts})
+    result = evaluate(items, verdicts, load_spec(spec_name), reference_verdicts=refs,
+                      judge_info={"name": f"{k}-fold cross-validation", "fingerprint": "cv:" + ",".join(fingerprints)})
+    (out / "pooled").mkdir(parents=True, exist_ok=True)
+    write_result(out / "pooled" / "validation.json", result)
     return result
 
 
@@ -98,11 +81,22 @@ def main(argv: list[str]) -> int:
                    help="a prepared split folder (train/dev/test.jsonl) whose items are all used")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "cv")
     p.add_argument("--k", type=int, default=4)
+    p.add_argument("--spec", default="helpfulness-separate", help="pool: the spec the folds' judges were trained on")
+    p.add_argument("--reference", action="append", default=["pandalm:pandalm-7b", "pandalm:gpt-3.5-turbo"],
+                   help="pool: reference judges, as judgeloop eval --reference")
     args = p.parse_args(argv)
     if args.command == "folds":
         make_folds(args.data, args.out, args.k)
-    else:
-        print(json.dumps(pool(args.out, args.k), indent=2))
+        return 0
+    r = pool(args.out, args.k, args.spec, args.reference)
+    acc = r["metrics"]["accuracy"]
+    print(f"pooled: {r['n']} items, accuracy {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]; "
+          f"where humans chose the shorter {r['length_control']['acc_shorter_preferred']:.3f}")
+    for name, ref in r["reference_judges"].items():
+        diff = ref["judge_minus_reference"]["diff"]
+        print(f"  {name}: {ref['metrics']['accuracy']['value']:.3f}; judge minus it {diff['value']:+.3f} "
+              f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]")
+    print(f"wrote {args.out / 'pooled' / 'validation.json'}")
     return 0
 
 
