@@ -62,8 +62,9 @@ def summary(result: dict) -> list[str]:
     base = {k: v for k, v in (result.get("baselines") or {}).items() if v is not None}
     if base and acc.get("value") is not None:
         best = max(base, key=base.get)
-        out.append(f"Best trivial baseline: {best.replace('_', ' ')} scores {pct(base[best])}; the judge is "
-                   f"{100 * (acc['value'] - base[best]):+.1f} points above it.")
+        gap = 100 * (acc["value"] - base[best])
+        where = "level with it" if round(gap, 1) == 0 else f"{abs(gap):.1f} points {'above' if gap > 0 else 'below'} it"
+        out.append(f"Best trivial baseline: {best.replace('_', ' ')} scores {pct(base[best])}; the judge is {where}.")
     b = result.get("bias") or {}
     lc = result.get("length_control")
     if lc and b:

@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data.splits import group_fraction  # noqa: E402
 
-FOLD_SEED, DEV_SEED, DEV_FRACTION = 100, 101, 0.125
+FOLD_SEED, DEV_SEED, DEV_FRACTION, SUBSAMPLE_SEED = 100, 101, 0.125, 102
 
 
-def make_folds(data: Path, out: Path, k: int) -> None:
+def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> None:
     rows = [json.loads(line) for split in ("train", "dev", "test")
             for line in (data / f"{split}.jsonl").read_text().splitlines() if line.strip()]
     for fold in range(k):
@@ -37,7 +37,9 @@ def make_folds(data: Path, out: Path, k: int) -> None:
             if int(group_fraction(row["group"], FOLD_SEED) * k) == fold:
                 parts["test"].append(row)
             else:
-                parts["dev" if group_fraction(row["group"], DEV_SEED) < DEV_FRACTION else "train"].append(row)
+                split = "dev" if group_fraction(row["group"], DEV_SEED) < DEV_FRACTION else "train"
+                if split == "dev" or group_fraction(row["group"], SUBSAMPLE_SEED) < train_fraction:
+                    parts[split].append(row)
         (out / f"fold{fold}").mkdir(parents=True, exist_ok=True)
         for split, items in parts.items():
             (out / f"fold{fold}" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
@@ -81,12 +83,17 @@ def main(argv: list[str]) -> int:
                    help="a prepared split folder (train/dev/test.jsonl) whose items are all used")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "cv")
     p.add_argument("--k", type=int, default=4)
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="folds: keep this seeded fraction of each fold's training groups (a learning curve: the "
+                        "same dev and test items, less training data)")
     p.add_argument("--spec", default="helpfulness-separate", help="pool: the spec the folds' judges were trained on")
     p.add_argument("--reference", action="append", default=["pandalm:pandalm-7b", "pandalm:gpt-3.5-turbo"],
                    help="pool: reference judges, as judgeloop eval --reference")
     args = p.parse_args(argv)
     if args.command == "folds":
-        make_folds(args.data, args.out, args.k)
+        if not 0 < args.train_fraction <= 1:
+            p.error(f"--train-fraction must be in (0, 1], not {args.train_fraction}")
+        make_folds(args.data, args.out, args.k, args.train_fraction)
         return 0
     r = pool(args.out, args.k, args.spec, args.reference)
     acc = r["metrics"]["accuracy"]

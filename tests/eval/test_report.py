@@ -111,3 +111,14 @@ def test_report_renders_in_headless_chromium(result, tmp_path):
     # plots are drawn (many distinct colours below the fold of text), not broken-image icons
     lower = img[900:, :, :3].reshape(-1, 3)
     assert len(np.unique((lower * 255).astype(np.uint8), axis=0)) > 50
+
+
+@pytest.mark.parametrize("judge_acc, words", [(0.70, "5.0 points above it"), (0.60, "5.0 points below it"),
+                                              (0.65, "level with it")])
+def test_the_baseline_sentence_says_above_or_below(result, judge_acc, words):
+    from eval.report import summary
+    r = json.loads(json.dumps(result))
+    r["metrics"]["accuracy"]["value"] = judge_acc
+    r["baselines"] = {"pick_longer": 0.65, "always_first": 0.5}
+    line = next(s for s in summary(r) if s.startswith("Best trivial baseline"))
+    assert line.endswith(f"pick longer scores 65.0%; the judge is {words}.")
