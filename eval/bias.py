@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from scipy.stats import chi2
+from sklearn.linear_model import LogisticRegression
 
 from eval.bootstrap import GroupBootstrap
 from eval.metrics import NO_VERDICT, TIE
@@ -18,6 +20,7 @@ from eval.table import Table
 SLICE_KEYS = ("source", "language")
 MAX_SLICE_VALUES = 20  # the rest are pooled as "other"
 LENGTH_BUCKETS = ("short", "medium", "long")
+MIN_BEYOND_LENGTH_ITEMS = 30
 
 
 def _rate(x) -> float | None:
@@ -117,7 +120,47 @@ def length_control(table: Table, boot: GroupBootstrap) -> dict | None:
             intervals["balanced"] = boot.weighted(
                 lambda w: ((w @ (correct * lm)) / (w @ lm) + (w @ (correct * sm)) / (w @ sm)) / 2)
     out["intervals"] = {k: v.as_dict() for k, v in intervals.items() if v is not None}
+    out["beyond_length"] = beyond_length(table, boot)
     return out
+
+
+def beyond_length(table: Table, boot: GroupBootstrap) -> dict | None:
+    """Does the judge know more than length? Two logistic models of the human choice (A over B): one on
+    the log ratio of the responses' lengths, one on that plus the judge's log odds log(P(A)/P(B)). The
+    judge's information beyond length is how much the second lowers the log loss (nats per item, with a
+    group-bootstrap interval over the fitted models' per-item losses) and the likelihood-ratio test of
+    it (chi-square, 1 degree of freedom; it treats pairs as independent, so with several pairs per
+    prompt its p is optimistic, the interval is not). A length detector adds ~0. Pairwise judges with
+    probabilities only; human ties, equal lengths and items without the judge's A/B probabilities left out."""
+    if table.kind != "pairwise":
+        return None
+    la, lb = table.lengths()
+    rows = []
+    for i, (h, v) in enumerate(zip(table.human, table.verdicts)):
+        probs = (v.probs or {}) if v is not None else {}
+        pa, pb = probs.get("A"), probs.get("B")
+        if h in ("A", "B") and la[i] != lb[i] and pa and pb:
+            rows.append((i, np.log((la[i] + 1) / (lb[i] + 1)), np.log(np.clip(pa, 1e-9, 1) / np.clip(pb, 1e-9, 1)), h == "A"))
+    if len(rows) < MIN_BEYOND_LENGTH_ITEMS:
+        return None
+    idx, length, judge, y = (np.array(c) for c in zip(*rows))
+    if y.all() or not y.any():
+        return None
+
+    def losses(features: np.ndarray) -> np.ndarray:
+        model = LogisticRegression(C=np.inf).fit(features, y)
+        p = np.clip(model.predict_proba(features)[:, 1], 1e-12, 1 - 1e-12)
+        return -np.where(y, np.log(p), np.log1p(-p))
+
+    alone, both = losses(length[:, None]), losses(np.c_[length, judge])
+    stat = float(2 * (alone.sum() - both.sum()))
+    mask = np.zeros(table.n, dtype=bool)
+    mask[idx] = True
+    gain = boot.subset(mask).mean(alone - both)
+    return {"n": len(rows), "log_loss_length": round(float(alone.mean()), 6),
+            "log_loss_length_and_judge": round(float(both.mean()), 6),
+            "gain": gain.as_dict(), "lr_chi2": round(stat, 3), "p_value": float(chi2.sf(max(stat, 0.0), 1)),
+            "length_unit": "log ratio of characters"}
 
 
 def total_lengths(table: Table) -> np.ndarray:

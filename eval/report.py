@@ -75,6 +75,16 @@ def summary(result: dict) -> list[str]:
                    f"{pct(b.get('agrees_with_longer_rule'))}. Accuracy where humans preferred the longer response "
                    f"{pct(lc.get('acc_longer_preferred'))}, the shorter {pct(lc.get('acc_shorter_preferred'))} "
                    f"(balanced {pct(lc.get('balanced'))}).")
+    beyond = (lc or {}).get("beyond_length")
+    if beyond:
+        g = beyond["gain"]
+        verdict = ("it knows more than length" if g["ci_low"] > 0 else
+                   "no evidence that it knows more than length")
+        out.append(f"Beyond length: predicting the human choice from the length ratio plus the judge's odds instead of the "
+                   f"length ratio alone lowers the log loss from {beyond['log_loss_length']:.3f} to "
+                   f"{beyond['log_loss_length_and_judge']:.3f} per item (gain {g['value']:.3f} "
+                   f"[{g['ci_low']:.3f}, {g['ci_high']:.3f}]; likelihood-ratio p = {beyond['p_value']:.2g}, "
+                   f"{beyond['n']} items): {verdict}.")
     if b.get("first_position_rate") is not None:
         sc = b.get("swap_consistency")
         out.append(f"Position: swap consistency {pct(sc) if sc is not None else 'not measured (one order scored)'}; "

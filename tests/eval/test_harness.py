@@ -79,6 +79,46 @@ def test_a_length_tracking_judge_is_visible():
     assert result["metrics"]["accuracy"]["value"] == pytest.approx(result["baselines"]["pick_longer"])
 
 
+def _length_driven_items(n: int, seed: int) -> tuple[list[Item], np.ndarray]:
+    """Humans prefer the longer response, and also a hidden quality: P(A) = sigmoid(1.5 log(len ratio) + quality)."""
+    from data.labels import aggregate
+    rng = np.random.default_rng(seed)
+    items, quality = [], rng.normal(0, 1.5, n)
+    for i in range(n):
+        la, lb = (int(x) for x in rng.integers(10, 400, 2))
+        p_a = 1 / (1 + np.exp(-(1.5 * np.log(la / lb) + quality[i])))
+        label = "A" if rng.random() < p_a else "B"
+        items.append(Item(id=f"it-{i}", group=f"g-{i // 3}", kind="pairwise", instruction=f"task {i // 3}",
+                          response_a="a" * la, response_b="b" * lb, labels=[label], label=aggregate("pairwise", [label])))
+    return items, quality
+
+
+def _odds_judge(items: list[Item], log_odds) -> list[Verdict]:
+    from tests.eval.helpers import verdict
+    out = []
+    for it, z in zip(items, log_odds):
+        pa = float(1 / (1 + np.exp(-z)))
+        out.append(verdict(it.id, {"A": pa, "B": 1 - pa, "tie": 0.0}, {"A": pa, "B": 1 - pa, "tie": 0.0}))
+    return out
+
+
+def test_beyond_length_tells_a_length_detector_from_a_judge_that_knows_quality():
+    items, quality = _length_driven_items(400, seed=3)
+    ratio = np.array([np.log((len(it.response_a) + 1) / (len(it.response_b) + 1)) for it in items])
+    detector = evaluate(items, _odds_judge(items, 3 * ratio), PAIRWISE_SPEC, n_boot=200)
+    knows = evaluate(items, _odds_judge(items, quality + np.random.default_rng(4).normal(0, 1, len(items))),
+                     PAIRWISE_SPEC, n_boot=200)
+    d, k = detector["length_control"]["beyond_length"], knows["length_control"]["beyond_length"]
+    assert d["n"] == k["n"] > 300
+    assert d["gain"]["value"] == pytest.approx(0, abs=1e-4) and d["gain"]["ci_low"] <= 0 and d["p_value"] > 0.5
+    assert d["log_loss_length"] == pytest.approx(k["log_loss_length"])  # the same length-only model
+    assert k["gain"]["ci_low"] > 0.01 and k["p_value"] < 1e-6
+    assert detector["metrics"]["accuracy"]["value"] > 0.6  # the detector is no fool on these items, just no judge
+    # judges without probabilities (a reference judge's bare labels) get no such test
+    bare = [v.model_copy(update={"probs": None}) for v in _odds_judge(items, quality)]
+    assert evaluate(items, bare, PAIRWISE_SPEC, n_boot=50)["length_control"]["beyond_length"] is None
+
+
 def test_a_first_position_judge_is_visible():
     items = pairwise_items(90, seed=2)
     # picks whatever is shown first: A in the "ab" pass, B in the "ba" pass (in item terms)
