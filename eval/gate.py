@@ -38,6 +38,11 @@ class GateConfig:
                    "minus this (skipped when there is no incumbent)")
     min_swap_consistency: Optional[float] = option(
         0.8, help="pairwise: share of items whose two single-order verdicts agree (fails when only one order was scored)")
+    min_beyond_length: Optional[float] = option(
+        0.005, help="pairwise: the lower end of the 95% interval of what the judge's odds add to the length ratio in "
+                    "predicting the human choice (drop in log loss, nats per item; length_control.beyond_length) must "
+                    "be at least this, so a length detector fails even where length agrees with people (skipped "
+                    "without the judge's probabilities)")
     max_ece: Optional[float] = option(0.1, help="expected calibration error of the verdict probability at most this "
                                                 "(fails when verdicts carry no probabilities)")
     max_errors: Optional[int] = option(0, help="items without a usable verdict (errors, unparseable) at most this")
@@ -99,6 +104,7 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
     ceiling = result.get("human_ceiling")
     comparison = result.get("comparison")
     errors = _get(result, "errors", "no_verdict")
+    beyond = _get(result, "length_control", "beyond_length")
     rules = [
         _rule("min_n", f"{cfg.metric} is computed on at least this many items", result.get("n"), cfg.min_n, ">="),
         _rule("margin_over_baseline", f"{cfg.metric} minus the best trivial baseline ({best})",
@@ -120,6 +126,10 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
               missing=SKIP if kind != "pairwise" else FAIL,
               note="not pairwise" if kind != "pairwise" else
               "" if _get(result, "bias", "swap_consistency") is not None else "the judge was not scored in both orders"),
+        _rule("beyond_length", "lower end of the 95% interval of the log-loss drop from adding the judge's odds to the length ratio",
+              _get(beyond, "gain", "ci_low"), cfg.min_beyond_length, ">=", missing=SKIP,
+              note="not pairwise" if kind != "pairwise" else "no probabilities or too few items" if beyond is None else
+              f"gain {_fmt(_get(beyond, 'gain', 'value'))}, likelihood-ratio p = {_fmt(beyond.get('p_value'))}"),
         _rule("ece", "expected calibration error of the verdict probability", _get(result, "calibration", "ece"),
               cfg.max_ece, "<=", note="" if _get(result, "calibration", "ece") is not None else "verdicts carry no probabilities"),
         _rule("errors", "items without a usable verdict", errors, cfg.max_errors, "<="),

@@ -27,6 +27,8 @@ def passing_result() -> dict:
         "baselines": {"always_first": 0.5, "always_second": 0.5, "pick_longer": 0.66, "majority_class": 0.52},
         "comparison": {"diff": {"value": 0.01, "ci_low": -0.01, "ci_high": 0.03}, "mcnemar": {"p_value": 0.4}},
         "errors": {"no_verdict": 0},
+        "length_control": {"beyond_length": {"n": 480, "gain": {"value": 0.05, "ci_low": 0.03, "ci_high": 0.07},
+                                             "p_value": 1e-9}},
     }
 
 
@@ -37,6 +39,7 @@ BREAKERS = {
     "human_ceiling": lambda r: r["human_ceiling"].update(judge_to_ceiling=0.7),
     "incumbent": lambda r: r["comparison"]["diff"].update(ci_low=-0.05),
     "swap_consistency": lambda r: r["bias"].update(swap_consistency=0.6),
+    "beyond_length": lambda r: r["length_control"]["beyond_length"]["gain"].update(ci_low=-0.001),  # a length detector
     "ece": lambda r: r["calibration"].update(ece=0.2),
     "errors": lambda r: r["errors"].update(no_verdict=3),
 }
@@ -72,6 +75,9 @@ def test_missing_figures_fail_unless_the_data_has_no_such_thing():
     result["spec"]["kind"] = "binary"
     status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
     assert status["swap_consistency"] == "SKIP"
+    result["length_control"] = None    # not pairwise, or verdicts without probabilities: nothing to test
+    status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
+    assert status["beyond_length"] == "SKIP"
 
 
 def test_a_null_threshold_turns_a_rule_off():

@@ -31,7 +31,8 @@ def write_configs(tmp_path, spec, model_dir, gates: dict, version: str) -> tuple
 
 
 OPEN_GATE = {"min_n": 1, "min_margin_over_baseline": None, "min_ci_low": None, "min_ceiling_fraction": None,
-             "max_incumbent_drop": None, "min_swap_consistency": None, "max_ece": None, "max_errors": 0}
+             "max_incumbent_drop": None, "min_swap_consistency": None, "min_beyond_length": None, "max_ece": None,
+             "max_errors": 0}
 
 
 def test_retrain_registers_a_gated_candidate_and_promotes_only_on_a_pass(tiny_specs, serve_model_dir, tmp_path, capsys):
