@@ -4,10 +4,14 @@ Every package has a ``cli.py`` with ``main(argv) -> int``. User-caused errors
 (``JudgeloopError``) print one line per problem (file:line: field: what, and what to do) and
 exit 2 with no traceback; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+
+from data.errors import JudgeloopError
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -17,16 +21,16 @@ COMMANDS = {
     "merge": ("train.cli", "merge a LoRA judge into a plain model for serving"),
     "serve": ("serve.cli", "serve judges with vLLM and the judge API"),
     "score": ("serve.cli", "score an item file (batch, resumable)"),
-    "eval": ("eval.cli", "validate a judge against human labels (validation.json)"),
+    "eval": ("workflows.validate", "validate a judge against human labels (validation.json)"),
     "gate": ("eval.cli", "check a validation result against the promotion gate"),
     "report": ("eval.cli", "write the validation report (HTML, Markdown, JSON)"),
-    "registry": ("eval.cli", "list and register judge versions"),
-    "promote": ("eval.cli", "promote a judge version that passed its gate"),
-    "rollback": ("eval.cli", "return production to the previous version"),
-    "monitor": ("eval.monitor", "compare live verdicts with the validation baseline (drift; exit 1 on alert)"),
-    "review": ("eval.review", "export live items for human review, import the labels back"),
-    "retrain": ("eval.retrain", "train on original + reviewed labels, validate, gate, register"),
-    "demo": ("eval.demo", "the whole loop on the embedded default model (runs/demo)"),
+    "registry": ("workflows.cli", "list and register judge versions"),
+    "promote": ("workflows.cli", "promote a judge version that passed its gate"),
+    "rollback": ("workflows.cli", "return production to the previous version"),
+    "monitor": ("workflows.monitor", "compare live verdicts with the validation baseline (drift; exit 1 on alert)"),
+    "review": ("workflows.review", "export live items for human review, import the labels back"),
+    "retrain": ("workflows.retrain", "train on original + reviewed labels, validate, gate, register"),
+    "demo": ("workflows.demo", "the whole loop on the embedded default model (runs/demo)"),
     "bench": ("benchmarks.cli", "scoring and training speed against the usual ways (benchmarks/results)"),
 }
 
@@ -44,14 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        import difflib
         close = difflib.get_close_matches(command, COMMANDS, n=1)
-        print(f"judgeloop: error: unknown command '{command}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
-              file=sys.stderr)
+        print(
+            f"judgeloop: error: unknown command '{command}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
+            file=sys.stderr,
+        )
         print(usage(), file=sys.stderr)
         return 2
-    from data.errors import JudgeloopError
     module = importlib.import_module(COMMANDS[command][0])
+    if command == "train" and "--all" in rest:  # every criterion: a workflow above train/
+        module = importlib.import_module("workflows.all_criteria")
+        module.main = module.train_main
     try:
         return int(module.main([command, *rest]) or 0)
     except JudgeloopError as exc:

@@ -3,16 +3,26 @@
 These machines are shared and noisy, so every figure a benchmark reports is a ratio of systems
 measured in the same run, or an efficiency against the matmul peak measured in the same run.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
 import threading
 import time
 from pathlib import Path
 
-from data.paths import REPO_ROOT
+import numpy as np
+
+from data.jsonl import read_jsonl, write_jsonl
+from data.paths import JUDGE_FILE, REPO_ROOT
+from data.prepare import prepare
+from data.schema import Item
+from train.config import load_train_config
+from train.trainer import train
+from workflows.demo import SPLIT_FRACTIONS
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 WORK_DIR = REPO_ROOT / "runs" / "bench"
@@ -22,8 +32,9 @@ SPEC = "helpfulness-pairwise"
 
 # -- the machine ------------------------------------------------------------------------------
 
+
 def machine() -> dict:
-    import torch
+    import torch  # deferred: torch takes seconds to import; only this path needs it
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -37,14 +48,20 @@ def machine() -> dict:
         load = os.getloadavg()[0]
     except OSError:
         load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_avg_1min_at_start": load, "python": platform.python_version(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min_at_start": load,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0) -> float:
     """The best FLOP/s of ``torch.matmul`` on square ``size`` matrices in ``dtype`` over ``seconds``."""
-    import torch
+    import torch  # deferred: torch takes seconds to import; only this path needs it
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -60,7 +77,7 @@ def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0) -> flo
         torch.matmul(a, b, out=out)
         if device == "cuda":
             torch.cuda.synchronize()
-        best = max(best, 2 * size ** 3 / (time.perf_counter() - start))
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
     return best
 
 
@@ -70,8 +87,8 @@ def peak_flops() -> dict[str, float]:
 
 # -- time and memory ------------------------------------------------------------------------------
 
+
 def percentile_ms(seconds: list[float], q: float) -> float | None:
-    import numpy as np
 
     return round(float(np.percentile(np.asarray(seconds) * 1000, q)), 1) if seconds else None
 
@@ -80,7 +97,7 @@ class RssSampler:
     """Peak resident memory of this process while the ``with`` block runs, sampled with psutil."""
 
     def __init__(self, every_s: float = 0.02):
-        import psutil
+        import psutil  # deferred: psutil takes seconds to import; only this path needs it
 
         self.process = psutil.Process()
         self.every_s = every_s
@@ -89,14 +106,14 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _rss_mb(self) -> float:
-        return self.process.memory_info().rss / 2 ** 20
+        return self.process.memory_info().rss / 2**20
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak_mb = max(self.peak_mb, self._rss_mb())
             self._stop.wait(self.every_s)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.start_mb = self.peak_mb = self._rss_mb()
         self._thread.start()
         return self
@@ -113,17 +130,15 @@ class RssSampler:
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (the kernel's high-water mark)."""
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 # -- data and the judge --------------------------------------------------------------------------
 
+
 def prepared_data(work: Path = WORK_DIR) -> Path:
     """PandaLM with the demo's instruction-grouped 70/10/20 splits (~260 test pairs), prepared once."""
-    from data.cli import prepare
-    from eval.demo import SPLIT_FRACTIONS
 
     data_dir = work / "data"
     manifest = data_dir / "manifest.json"
@@ -133,8 +148,6 @@ def prepared_data(work: Path = WORK_DIR) -> Path:
 
 
 def load_items(path: Path, n: int | None = None, skip_ties: bool = False) -> list:
-    from data.jsonl import read_jsonl
-    from data.schema import Item
 
     items = [i for i in read_jsonl(path, Item) if not (skip_ties and i.label == "tie")]
     return items[:n] if n is not None else items
@@ -145,19 +158,18 @@ def trained_judge(work: Path = WORK_DIR, train_items: int = 16) -> Path:
 
     The training benchmark's own judgeloop run is reused when it is there (a real, longer run).
     """
-    from serve.judge import JUDGE_FILE
 
     for run_dir in (*sorted((work / "training").glob("judgeloop-*"), reverse=True), work / "judge"):
         if (run_dir / JUDGE_FILE).exists():
             return run_dir
-    from train.config import load_train_config
-    from train.trainer import train
 
     data_dir = prepared_data(work)
     subset = write_jsonl_subset(data_dir / "train.jsonl", work / "judge-train.jsonl", train_items)
     run_dir = work / "judge"
-    cfg = load_train_config(REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml", [
-        f"--spec={SPEC}", f"--output_dir={run_dir}", *recipe_on_file(subset), "--epochs=1", "--max_length=null"])
+    cfg = load_train_config(
+        REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml",
+        [f"--spec={SPEC}", f"--output_dir={run_dir}", *recipe_on_file(subset), "--epochs=1", "--max_length=null"],
+    )
     train(cfg, progress=lambda *a, **k: None)
     return run_dir
 
@@ -170,7 +182,6 @@ def recipe_on_file(subset: Path) -> list[str]:
 
 def write_jsonl_subset(src: Path, dest: Path, n: int) -> Path:
     """The first ``n`` non-tie items of ``src`` (what a CPU-sized training run uses)."""
-    from data.jsonl import write_jsonl
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(dest, load_items(src, n, skip_ties=True))

@@ -19,6 +19,7 @@ What it measures, in one run:
   and its merged model (`judgeloop merge`) must give the adapter's verdicts.
 Several GPUs (DDP, FSDP across ranks) need a machine with several; this script does not pretend otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, machine, peak_matmul_flops
+from benchmarks.common import REPO_ROOT, load_items, machine, peak_matmul_flops
+from data.schema import JudgeRef
+from data.spec import load_spec
+from judge.hf_backend import HFBackend
+from judge.scoring import score_items
 
 RECIPE = REPO_ROOT / "configs" / "train" / "helpfulness-gpu.yaml"
 FSDP_CONFIG = REPO_ROOT / "configs" / "accelerate" / "fsdp.yaml"
@@ -38,27 +43,61 @@ SPEC = "helpfulness-pairwise"
 
 # Qwen2 architecture shapes (the published configs' sizes; the vocabulary is the tokenizer's)
 SHAPES = {
-    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                       num_key_value_heads=4, tie_word_embeddings=False),
-    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, tie_word_embeddings=True),
-    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, tie_word_embeddings=True),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, tie_word_embeddings=True),  # a CPU dry run of this script
+    "qwen2.5-7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+    ),
+    "qwen2.5-1.5b": dict(
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),  # a CPU dry run of this script
 }
 
 
 def build_base(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> dict:
     """A random-init Qwen2 model of ``shape`` with the tokenizer of ``tokenizer_dir``, saved (bf16) to ``out``."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        AutoTokenizer,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = Qwen2Config(vocab_size=len(tok), max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                         **SHAPES[shape])
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        max_position_embeddings=32768,
+        rope_theta=1e6,
+        rms_norm_eps=1e-6,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        **SHAPES[shape],
+    )
     if not (out / "config.json").exists():
         torch.manual_seed(seed)
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -80,20 +119,34 @@ def build_base(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> dic
 
 def _count_params(config) -> int:
     """Parameters of a Qwen2 model of ``config``, counted on the meta device (nothing allocated)."""
-    import torch
-    from transformers import Qwen2ForCausalLM
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import Qwen2ForCausalLM  # deferred: transformers takes seconds to import; only this path needs it
 
     with torch.device("meta"):
         return sum(p.numel() for p in Qwen2ForCausalLM(config).parameters())
 
 
-def train_command(base: Path, run_dir: Path, data_dir: Path, steps: int, extra: list[str],
-                  launcher: list[str] | None = None) -> list[str]:
+def train_command(
+    base: Path, run_dir: Path, data_dir: Path, steps: int, extra: list[str], launcher: list[str] | None = None
+) -> list[str]:
     launch = launcher or [sys.executable]
-    return [*launch, "-m", "judgeloop", "train", str(RECIPE), f"--base_model={base}", f"--output_dir={run_dir}",
-            f"--data.train=[{data_dir / 'train.jsonl'}]", f"--data.dev=[{data_dir / 'dev.jsonl'}]",
-            "--data.max_dev_items=64", f"--max_steps={steps}", f"--eval.steps={max(1, steps // 2)}",
-            "--eval.early_stopping_patience=null", "--logging_steps=1", *extra]
+    return [
+        *launch,
+        "-m",
+        "judgeloop",
+        "train",
+        str(RECIPE),
+        f"--base_model={base}",
+        f"--output_dir={run_dir}",
+        f"--data.train=[{data_dir / 'train.jsonl'}]",
+        f"--data.dev=[{data_dir / 'dev.jsonl'}]",
+        "--data.max_dev_items=64",
+        f"--max_steps={steps}",
+        f"--eval.steps={max(1, steps // 2)}",
+        "--eval.early_stopping_patience=null",
+        "--logging_steps=1",
+        *extra,
+    ]
 
 
 def run_logged(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
@@ -103,8 +156,9 @@ def run_logged(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
         try:
-            rc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                timeout=timeout).returncode
+            rc = subprocess.run(
+                cmd, cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = 124
     return rc, round(time.perf_counter() - start, 1)
@@ -132,10 +186,16 @@ def card_figures(run_dir: Path) -> dict:
     t = card["training"]
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
     tokens = max((r.get("num_tokens", 0) for r in log), default=0)
-    return {"tokens_per_s": t["tokens_per_s"], "steady_tokens_per_s": steady_tokens_per_s(log),
-            "peak_gpu_gib": t.get("peak_gpu_gib"), "steps": t["steps"],
-            "card_wall_s": t["wall_s"], "real_tokens": int(tokens), "dev_evaluations": len(card["dev_curve"]),
-            "training_examples": card["data"]["training_examples"]}
+    return {
+        "tokens_per_s": t["tokens_per_s"],
+        "steady_tokens_per_s": steady_tokens_per_s(log),
+        "peak_gpu_gib": t.get("peak_gpu_gib"),
+        "steps": t["steps"],
+        "card_wall_s": t["wall_s"],
+        "real_tokens": int(tokens),
+        "dev_evaluations": len(card["dev_curve"]),
+        "training_examples": card["data"]["training_examples"],
+    }
 
 
 def system(name: str, cmd: list[str], run_dir: Path, logs: Path, timeout: float) -> dict:
@@ -163,7 +223,9 @@ def mfu(tokens_per_s: float | None, params: int, peak: float, checkpointing: boo
 
 def adapter_difference(a: Path, b: Path) -> dict:
     """Largest relative difference between two adapters' tensors (same names), and the tensor counts."""
-    from safetensors.torch import load_file
+    from safetensors.torch import (
+        load_file,  # deferred: safetensors (torch) takes seconds to import; only this path needs it
+    )
 
     ta, tb = load_file(str(a / "adapter_model.safetensors")), load_file(str(b / "adapter_model.safetensors"))
     worst = 0.0
@@ -171,31 +233,31 @@ def adapter_difference(a: Path, b: Path) -> dict:
         x, y = ta[name].float(), tb[name].float()
         worst = max(worst, float((x - y).norm() / max(float(y.norm()), 1e-12)))
     same = set(ta) == set(tb)
-    return {"tensors": len(ta), "same_names": same, "max_relative_difference": worst,
-            "ok": bool(ta) and same and worst < 1e-2}
+    return {
+        "tensors": len(ta),
+        "same_names": same,
+        "max_relative_difference": worst,
+        "ok": bool(ta) and same and worst < 1e-2,
+    }
 
 
 def merged_matches_adapter(run_dir: Path, data_dir: Path, n: int = 16) -> dict:
-    """`judgeloop merge` output against the adapter on ``n`` dev items, scored by serve/hf_backend.py (float32)."""
-    from benchmarks.common import load_items
-    from data.schema import JudgeRef
-    from data.spec import load_spec
-    from serve.hf_backend import HFBackend
-    from serve.scoring import score_items
+    """`judgeloop merge` output against the adapter on ``n`` dev items, scored by judge/hf_backend.py (float32)."""
 
     spec = load_spec(SPEC)
     items = load_items(data_dir / "dev.jsonl", n, skip_ties=True)
     card = json.loads((run_dir / "card.json").read_text())
     ref = JudgeRef(name=spec.name, fingerprint="bench")
     scored = {}
-    for name, model, adapter in (("adapter", card["base_model"]["path"], str(run_dir / "adapter")),
-                                 ("merged", str(run_dir / "merged"), None)):
+    for name, model, adapter in (
+        ("adapter", card["base_model"]["path"], str(run_dir / "adapter")),
+        ("merged", str(run_dir / "merged"), None),
+    ):
         backend = HFBackend.load(model, adapter, dtype="float32")
         scored[name] = list(score_items(items, spec, backend, backend.tokenizer, ref))
         del backend
     same = sum(a.verdict == b.verdict for a, b in zip(scored["adapter"], scored["merged"]))
-    gap = max(abs(a.probs[k] - b.probs[k]) for a, b in zip(scored["adapter"], scored["merged"])
-              for k in a.probs)
+    gap = max(abs(a.probs[k] - b.probs[k]) for a, b in zip(scored["adapter"], scored["merged"]) for k in a.probs)
     return {"items": len(items), "same_verdicts": same, "max_probability_difference": round(gap, 6)}
 
 
@@ -205,17 +267,23 @@ def lora_part(args, result: dict, save) -> None:
     save()
     systems = result["systems"]
     for name, extra in (("bf16_lora", []), ("qlora", ["--lora.qlora=true"])):
-        systems[name] = system(name, train_command(Path(base["path"]), Path(args.work) / name, Path(args.data),
-                                                   args.steps, extra), Path(args.work) / name, Path(args.results),
-                               args.timeout)
+        systems[name] = system(
+            name,
+            train_command(Path(base["path"]), Path(args.work) / name, Path(args.data), args.steps, extra),
+            Path(args.work) / name,
+            Path(args.results),
+            args.timeout,
+        )
         peak = result.get("bf16_matmul_peak_tflops", 0) * 1e12
         if peak and systems[name].get("steady_tokens_per_s"):
             systems[name]["mfu"] = mfu(systems[name]["steady_tokens_per_s"], base["params"], peak, checkpointing=True)
         save()
     b, q = systems["bf16_lora"], systems["qlora"]
     if b.get("steady_tokens_per_s") and q.get("steady_tokens_per_s"):
-        result["qlora_vs_bf16"] = {"speed": round(q["steady_tokens_per_s"] / b["steady_tokens_per_s"], 3),
-                                   "peak_memory": round(q["peak_gpu_gib"] / b["peak_gpu_gib"], 3)}
+        result["qlora_vs_bf16"] = {
+            "speed": round(q["steady_tokens_per_s"] / b["steady_tokens_per_s"], 3),
+            "peak_memory": round(q["peak_gpu_gib"] / b["peak_gpu_gib"], 3),
+        }
     save()
 
 
@@ -223,13 +291,28 @@ def oom_part(args, result: dict, save) -> None:
     """A batch no GPU holds, activations kept (no checkpointing): one message naming what to lower, exit 2."""
     base = result.get("base") or build_base(args.shape, Path(args.tokenizer), Path(args.work) / f"base-{args.shape}")
     work, logs = Path(args.work), Path(args.results)
-    oom = system("oom", train_command(Path(base["path"]), work / "oom", Path(args.data), 1,
-                                      ["--batch_size=1024", "--grad_accumulation=1", "--gradient_checkpointing=false",
-                                       "--data.dev=[]"]), work / "oom", logs, args.timeout)
+    oom = system(
+        "oom",
+        train_command(
+            Path(base["path"]),
+            work / "oom",
+            Path(args.data),
+            1,
+            ["--batch_size=1024", "--grad_accumulation=1", "--gradient_checkpointing=false", "--data.dev=[]"],
+        ),
+        work / "oom",
+        logs,
+        args.timeout,
+    )
     text = (logs / "oom.log").read_text(errors="replace")
-    oom.update({"message": [line[line.index("judgeloop: error"):] for line in text.splitlines()
-                            if "judgeloop: error" in line],
-                "traceback": "Traceback (most recent call last)" in text})
+    oom.update(
+        {
+            "message": [
+                line[line.index("judgeloop: error") :] for line in text.splitlines() if "judgeloop: error" in line
+            ],
+            "traceback": "Traceback (most recent call last)" in text,
+        }
+    )
     oom.pop("log_tail", None)
     result["systems"]["oom"] = oom
     save()
@@ -243,15 +326,29 @@ def fsdp_part(args, result: dict, save) -> None:
     systems = result["systems"]
     common = ["--gradient_checkpointing=false", "--batch_size=4", "--grad_accumulation=1"]
     plain = [sys.executable, *(["-m", "cProfile", "-o", str(logs / "plain.prof")] if args.profile else [])]
-    fsdp = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "1"]
+    fsdp = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(FSDP_CONFIG),
+        "--num_processes",
+        "1",
+    ]
     for name, launcher in (("plain", plain), ("fsdp", fsdp)):
-        systems[name] = system(name, train_command(Path(small["path"]), work / name, data_dir, args.small_steps,
-                                                   common, launcher), work / name, logs, args.timeout)
+        systems[name] = system(
+            name,
+            train_command(Path(small["path"]), work / name, data_dir, args.small_steps, common, launcher),
+            work / name,
+            logs,
+            args.timeout,
+        )
         save()
     if systems["plain"]["rc"] == 0 and systems["fsdp"]["rc"] == 0:
         systems["fsdp"]["adapter_vs_plain"] = adapter_difference(work / "fsdp" / "adapter", work / "plain" / "adapter")
-        rc, wall = run_logged([sys.executable, "-m", "judgeloop", "merge", str(work / "fsdp")], logs / "merge.log",
-                              args.timeout)
+        rc, wall = run_logged(
+            [sys.executable, "-m", "judgeloop", "merge", str(work / "fsdp")], logs / "merge.log", args.timeout
+        )
         systems["fsdp"]["merge"] = {"rc": rc, "wall_s": wall}
         if rc == 0:
             systems["fsdp"]["merge"].update(merged_matches_adapter(work / "fsdp", data_dir))
@@ -262,13 +359,20 @@ PARTS = {"lora": lora_part, "oom": oom_part, "fsdp": fsdp_part}
 
 
 def run(args) -> dict:
-    import torch
+    import torch  # deferred: torch takes seconds to import; only this path needs it
 
     Path(args.work).mkdir(parents=True, exist_ok=True)
     Path(args.results).mkdir(parents=True, exist_ok=True)
-    result: dict = {"benchmark": "gpu_training", "machine": machine(), "recipe": str(RECIPE.relative_to(REPO_ROOT)),
-                    "steps": args.steps, "small_steps": args.small_steps, "parts": args.parts,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "systems": {}}
+    result: dict = {
+        "benchmark": "gpu_training",
+        "machine": machine(),
+        "recipe": str(RECIPE.relative_to(REPO_ROOT)),
+        "steps": args.steps,
+        "small_steps": args.small_steps,
+        "parts": args.parts,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "systems": {},
+    }
     save = lambda: (Path(args.results) / "gpu_training.json").write_text(json.dumps(result, indent=2) + "\n")  # noqa: E731
     if torch.cuda.is_available():
         result["bf16_matmul_peak_tflops"] = round(peak_matmul_flops("bf16", size=8192, seconds=2.0) / 1e12, 1)
@@ -290,8 +394,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", required=True, help="a tokenizer directory (the embedded model's)")
     p.add_argument("--data", required=True, help="a folder with train.jsonl and dev.jsonl (judgeloop items)")
     p.add_argument("--work", default=str(REPO_ROOT / "runs" / "bench-gpu"), help="scratch: base models, runs")
-    p.add_argument("--results", default=str(REPO_ROOT / "benchmarks" / "results"),
-                   help="where gpu_training.json and the logs go")
+    p.add_argument(
+        "--results", default=str(REPO_ROOT / "benchmarks" / "results"), help="where gpu_training.json and the logs go"
+    )
     p.add_argument("--timeout", type=float, default=600, help="seconds per training process")
     p.add_argument("--parts", default="lora,oom,fsdp", help=f"which comparisons, in this order (of {','.join(PARTS)})")
     p.add_argument("--profile", action="store_true", help="cProfile the plain run of the fsdp part (plain.prof)")

@@ -5,8 +5,8 @@ with the same fine-tuned judge (a LoRA run of `judgeloop train`, merged by the p
 
 1. ``naive_generate``: what people write first: transformers ``generate`` of a free-text verdict,
    one prompt at a time, then a regex; an item whose two orders disagree counts as a tie.
-2. ``hf_batched``: the in-process backend (serve/hf_backend.py), length-sorted batches, float32.
-3. ``vllm_merged``: vLLM (configs/serve/cpu.yaml) serving the merged judge, through serve/scoring.py.
+2. ``hf_batched``: the in-process backend (judge/hf_backend.py), length-sorted batches, float32.
+3. ``vllm_merged``: vLLM (configs/serve/cpu.yaml) serving the merged judge, through judge/scoring.py.
 4. ``vllm_lora``: the same judge as a LoRA adapter on the base model in vLLM.
 5. ``judge_api``: (3) behind the judge API (`judgeloop serve` with ``vllm.endpoints``), called
    with serve/client.py.
@@ -17,6 +17,7 @@ the request that carried it. Also measured: the matmul peak (bf16, fp32) and the
 (2 x parameters x prompt tokens vLLM computed, prefix-cache hits excluded) of (3); throughput of
 (3) at several sizes; and the peak memory of batch scoring (serve/batch.py) at two sizes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,33 @@ import secrets
 import time
 from pathlib import Path
 
-from benchmarks.common import (REPO_ROOT, WORK_DIR, RssSampler, load_items, machine, peak_flops, percentile_ms,
-                               prepared_data, trained_judge)
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.common import (
+    REPO_ROOT,
+    WORK_DIR,
+    RssSampler,
+    load_items,
+    machine,
+    peak_flops,
+    percentile_ms,
+    prepared_data,
+    trained_judge,
+)
+from data.jsonl import write_jsonl
+from data.render import render
+from data.schema import Verdict
+from judge.agreement import headline
+from judge.hf_backend import HFBackend
+from judge.loading import load_judge
+from judge.scoring import score_items
+from serve.batch import score_file
 from serve.child import free_port, judge_api_child
+from serve.client import AsyncJudgeClient
+from serve.config import load_serve_config
+from serve.launcher import merged_judge
+from serve.service import start_judges
 
 SERVE_CONFIG = REPO_ROOT / "configs" / "serve" / "cpu.yaml"
 # vLLM keeps one core for its scheduler by default: on a 2-core box that halves its compute. Startup
@@ -41,17 +66,18 @@ NAIVE_MAX_NEW_TOKENS = 16
 
 # -- (1) the do-it-yourself judge ------------------------------------------------------------------
 
+
 def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list, list[float], int, int]:
     """Generate a free-text verdict per prompt, one at a time, and parse it with a regex.
 
     Returns the verdicts, each prompt's latency, how many prompts gave no parseable label, and the
     model's parameter count.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from data.render import render
-    from data.schema import Verdict
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
@@ -62,12 +88,14 @@ def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list
         for order in ("ab", "ba"):
             messages = render(spec, item, tokenizer, order).messages
             start = time.perf_counter()
-            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
-                                                   return_tensors="pt")
+            inputs = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+            )
             with torch.inference_mode():
-                out = model.generate(**inputs, max_new_tokens=NAIVE_MAX_NEW_TOKENS, do_sample=False,
-                                     pad_token_id=tokenizer.eos_token_id)
-            text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+                out = model.generate(
+                    **inputs, max_new_tokens=NAIVE_MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.eos_token_id
+                )
+            text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             latencies.append(time.perf_counter() - start)
             match = NAIVE_PATTERN.search(text)
             if match is None:
@@ -78,8 +106,14 @@ def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list
         if len(labels) < 2:
             verdicts.append(Verdict(id=item.id, judge=judge_ref, error="unparseable free-text verdict"))
         else:  # the usual rule: an item judged differently in the two orders is a tie
-            verdicts.append(Verdict(id=item.id, judge=judge_ref, consistent=labels["ab"] == labels["ba"],
-                                    verdict=labels["ab"] if labels["ab"] == labels["ba"] else "tie"))
+            verdicts.append(
+                Verdict(
+                    id=item.id,
+                    judge=judge_ref,
+                    consistent=labels["ab"] == labels["ba"],
+                    verdict=labels["ab"] if labels["ab"] == labels["ba"] else "tie",
+                )
+            )
     n_params = sum(p.numel() for p in model.parameters())
     # the embedding is a lookup, not a matmul (tied to the output layer, which runs once per prompt here)
     params = {"all": n_params, "non_embedding": n_params - model.get_input_embeddings().weight.numel()}
@@ -89,14 +123,13 @@ def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list
 
 # -- (2) the in-process backend -------------------------------------------------------------------
 
+
 def hf_batched_judgments(judge, tokenizer, items: list, request_items: int) -> tuple[list, list[float]]:
-    from serve.hf_backend import HFBackend
-    from serve.scoring import score_items
 
     backend = HFBackend.load(judge.model_path, judge.adapter_path, dtype="float32")
     verdicts, latencies = [], []
     for i in range(0, len(items), request_items):
-        chunk = items[i:i + request_items]
+        chunk = items[i : i + request_items]
         start = time.perf_counter()
         verdicts += list(score_items(chunk, judge.spec, backend, tokenizer, judge.ref, batch_size=len(chunk)))
         latencies += [time.perf_counter() - start] * (2 * len(chunk))
@@ -105,10 +138,11 @@ def hf_batched_judgments(judge, tokenizer, items: list, request_items: int) -> t
 
 # -- (3)-(5): requests in flight --------------------------------------------------------------------
 
+
 async def _drive(score_chunk, items: list, request_items: int, concurrency: int) -> tuple[list, list[float]]:
     """Send ``items`` in requests of ``request_items`` with ``concurrency`` in flight; verdicts in item order."""
     semaphore = asyncio.Semaphore(concurrency)
-    chunks = [items[i:i + request_items] for i in range(0, len(items), request_items)]
+    chunks = [items[i : i + request_items] for i in range(0, len(items), request_items)]
     latencies: list[float] = []
 
     async def one(chunk):
@@ -128,9 +162,10 @@ def drive(score_chunk, items, request_items, concurrency) -> tuple[list, list[fl
     return verdicts, latencies, time.perf_counter() - start
 
 
-def drive_api(url: str, key: str, judge_name: str, items, request_items, concurrency) -> tuple[list, list[float], float]:
+def drive_api(
+    url: str, key: str, judge_name: str, items, request_items, concurrency
+) -> tuple[list, list[float], float]:
     """The same load as ``drive``, through the judge API with the project's async client."""
-    from serve.client import AsyncJudgeClient
 
     async def main():
         async with AsyncJudgeClient(url, api_key=key, max_connections=concurrency) as client:
@@ -143,7 +178,6 @@ def drive_api(url: str, key: str, judge_name: str, items, request_items, concurr
 
 def reset_prefix_cache(url: str) -> None:
     """Empty vLLM's prefix cache (it refuses while blocks are still held: retry)."""
-    import httpx
 
     for _ in range(20):
         resp = httpx.post(url + "/reset_prefix_cache", timeout=30)
@@ -156,11 +190,12 @@ def reset_prefix_cache(url: str) -> None:
 
 def vllm_counters(url: str) -> dict[str, float]:
     """vLLM's prompt-token and prefix-cache counters (tokens), from its Prometheus /metrics."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
 
-    wanted = {"vllm:prompt_tokens": "prompt_tokens", "vllm:prefix_cache_queries": "cache_queries",
-              "vllm:prefix_cache_hits": "cache_hits"}
+    wanted = {
+        "vllm:prompt_tokens": "prompt_tokens",
+        "vllm:prefix_cache_queries": "cache_queries",
+        "vllm:prefix_cache_hits": "cache_hits",
+    }
     out = dict.fromkeys(wanted.values(), 0.0)
     for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
         for sample in family.samples:
@@ -174,23 +209,32 @@ def vllm_counters(url: str) -> dict[str, float]:
 def judge_api(judge_dir: Path, vllm_url: str, log_path: Path):
     """`judgeloop serve` in front of an already-running vLLM (``vllm.endpoints``); yields (url, key)."""
     port, key = free_port(), secrets.token_urlsafe(16)
-    args = [str(SERVE_CONFIG), f"--judges=[{judge_dir}]", "--candidates=[]", f"--vllm.endpoints=[{vllm_url}]",
-            f"--api.port={port}"]
+    args = [
+        str(SERVE_CONFIG),
+        f"--judges=[{judge_dir}]",
+        "--candidates=[]",
+        f"--vllm.endpoints=[{vllm_url}]",
+        f"--api.port={port}",
+    ]
     with judge_api_child(args, port, log_path, {"JUDGELOOP_API_KEY": key}) as url:
         yield url, key
 
 
 # -- figures ----------------------------------------------------------------------------------------
 
+
 def system_figures(items, verdicts, latencies, seconds, spec, parse_failures=None) -> dict:
-    from eval.metrics import headline
 
     n = 2 * len(items)
-    return {"judgments_per_s": round(n / seconds, 3), "p50_ms": percentile_ms(latencies, 50),
-            "p99_ms": percentile_ms(latencies, 99),
-            "parse_failures": parse_failures if parse_failures is not None else sum(1 for v in verdicts if v.error),
-            "agreement": headline(items, verdicts, spec)["accuracy"], "n_judgments": n,
-            "seconds": round(seconds, 2)}
+    return {
+        "judgments_per_s": round(n / seconds, 3),
+        "p50_ms": percentile_ms(latencies, 50),
+        "p99_ms": percentile_ms(latencies, 99),
+        "parse_failures": parse_failures if parse_failures is not None else sum(1 for v in verdicts if v.error),
+        "agreement": headline(items, verdicts, spec)["accuracy"],
+        "n_judgments": n,
+        "seconds": round(seconds, 2),
+    }
 
 
 def compare_verdicts(verdicts: list, reference: list) -> dict:
@@ -204,8 +248,10 @@ def compare_verdicts(verdicts: list, reference: list) -> dict:
         same.append(v.verdict == r.verdict)
         if v.probs and r.probs:
             diffs.append(max(abs(v.probs[k] - r.probs[k]) for k in r.probs))
-    return {"same_verdicts_as_vllm_merged": round(sum(same) / len(same), 4) if same else None,
-            "max_prob_diff_vs_vllm_merged": round(max(diffs), 6) if diffs else None}
+    return {
+        "same_verdicts_as_vllm_merged": round(sum(same) / len(same), 4) if same else None,
+        "max_prob_diff_vs_vllm_merged": round(max(diffs), 6) if diffs else None,
+    }
 
 
 def repeated_items(items: list, n: int) -> list:
@@ -215,19 +261,25 @@ def repeated_items(items: list, n: int) -> list:
 
 # -- the run ------------------------------------------------------------------------------------------
 
-def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, request_items: int = 8, concurrency: int = 8,
-        linear_sizes: tuple[int, ...] = (100, 400), memory_sizes: tuple[int, int] = (100, 1600),
-        memory_distinct: int = 25, alternate_block: int = 50, train_items: int = 16, vllm_overrides: tuple[str, ...] = VLLM_OVERRIDES,
-        work: Path = WORK_DIR, progress=print) -> dict:
+
+def run(
+    n: int = 200,
+    hf_n: int = 50,
+    naive_n: int = 20,
+    lora_n: int = 20,
+    request_items: int = 8,
+    concurrency: int = 8,
+    linear_sizes: tuple[int, ...] = (100, 400),
+    memory_sizes: tuple[int, int] = (100, 1600),
+    memory_distinct: int = 25,
+    alternate_block: int = 50,
+    train_items: int = 16,
+    vllm_overrides: tuple[str, ...] = VLLM_OVERRIDES,
+    work: Path = WORK_DIR,
+    progress=print,
+) -> dict:
     """Every system on the same items; returns the scoring.json record. Sizes are pairs (x2 judgments),
     except ``linear_sizes`` and ``memory_sizes``, which are judgments and items."""
-    from data.jsonl import write_jsonl
-    from data.render import render
-    from serve.batch import score_file
-    from serve.config import load_serve_config
-    from serve.judge import load_judge
-    from serve.launcher import merged_judge
-    from serve.service import load_tokenizer, start_judges
 
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
@@ -238,9 +290,11 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
     judge_dir = trained_judge(work, train_items)
     judge = load_judge(judge_dir)
     merged = merged_judge(judge, progress=lambda *a, **k: None)  # what the production path serves on CPU
-    spec, tokenizer = judge.spec, load_tokenizer(merged)
-    result = {"machine": info, "model": {"base": judge.model_path, "judge": str(judge_dir),
-                                         "fingerprint": judge.fingerprint}}
+    spec, tokenizer = judge.spec, merged.tokenizer()
+    result = {
+        "machine": info,
+        "model": {"base": judge.model_path, "judge": str(judge_dir), "fingerprint": judge.fingerprint},
+    }
 
     progress("peak matmul FLOP/s (torch, bf16 and fp32) ...")
     peaks = [peak_flops()]
@@ -266,8 +320,10 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
     warm_items = load_items(data_dir / "dev.jsonl", 4)
     cfg = load_serve_config(SERVE_CONFIG, [f"--vllm.port={free_port()}", f"--log_dir={logs}", *vllm_overrides])
     progress("(3) vllm_merged and (5) judge_api: starting vLLM with the merged judge and the judge API ...")
-    with start_judges(cfg, judges=[str(judge_dir)], candidates=[], progress=lambda *a, **k: None) as serving, \
-            judge_api(judge_dir, serving.servers[0].url, logs / "judge-api.log") as (api_url, key):
+    with (
+        start_judges(cfg, judges=[str(judge_dir)], candidates=[], progress=lambda *a, **k: None) as serving,
+        judge_api(judge_dir, serving.servers[0].url, logs / "judge-api.log") as (api_url, key),
+    ):
         (service,) = serving.services.values()
         url = serving.servers[0].url
         result["production_merges_automatically"] = service.served.served_as == "merged"
@@ -279,7 +335,7 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
         runs = {"vllm_merged": [[], [], 0.0], "judge_api": [[], [], 0.0]}
         tokens = {"prompt_tokens": 0, "prefix_cache_hit_tokens": 0, "computed_tokens": 0, "seconds": 0.0}
         for b, i in enumerate(range(0, len(test_items), alternate_block)):
-            block = test_items[i:i + alternate_block]
+            block = test_items[i : i + alternate_block]
             order = ("vllm_merged", "judge_api") if b % 2 == 0 else ("judge_api", "vllm_merged")
             for name in order:
                 reset_prefix_cache(url)
@@ -299,23 +355,31 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
         for name, (verdicts, lat, seconds) in runs.items():
             systems[name] = system_figures(test_items, verdicts, lat, seconds, spec)
             verdicts_of[name] = verdicts
-        progress(f"    vllm_merged {systems['vllm_merged']['judgments_per_s']:.2f} judgments/s, "
-                 f"judge_api {systems['judge_api']['judgments_per_s']:.2f}")
+        progress(
+            f"    vllm_merged {systems['vllm_merged']['judgments_per_s']:.2f} judgments/s, "
+            f"judge_api {systems['judge_api']['judgments_per_s']:.2f}"
+        )
         peaks.append(peak_flops())
 
         progress(f"linearity of vllm_merged at {', '.join(map(str, linear_sizes))} judgments ...")
         ids = {i.id for i in test_items}
-        pool = test_items + [i for split in ("train", "dev", "test") for i in load_items(data_dir / f"{split}.jsonl")
-                             if i.id not in ids]
+        pool = test_items + [
+            i for split in ("train", "dev", "test") for i in load_items(data_dir / f"{split}.jsonl") if i.id not in ids
+        ]
         linearity = []
         for size in linear_sizes:
             if size == systems["vllm_merged"]["n_judgments"]:  # the run above
                 secs = systems["vllm_merged"]["seconds"]
             else:
                 reset_prefix_cache(url)  # every size starts cold
-                _, _, secs = drive(service.score, pool[:size // 2], request_items, concurrency)
-            linearity.append({"judgments": 2 * len(pool[:size // 2]), "seconds": round(secs, 2),
-                              "judgments_per_s": round(2 * len(pool[:size // 2]) / secs, 3)})
+                _, _, secs = drive(service.score, pool[: size // 2], request_items, concurrency)
+            linearity.append(
+                {
+                    "judgments": 2 * len(pool[: size // 2]),
+                    "seconds": round(secs, 2),
+                    "judgments_per_s": round(2 * len(pool[: size // 2]) / secs, 3),
+                }
+            )
         result["linearity_vllm_merged"] = linearity
 
         progress(f"batch scoring memory (serve/batch.py) at {memory_sizes[0]} and {memory_sizes[1]} items ...")
@@ -327,10 +391,22 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
             out = work / f"memory-{size}.verdicts.jsonl"
             out.unlink(missing_ok=True)
             with RssSampler() as rss:
-                summary = score_file(src, out, lambda b: list(service.score_stream(b, True, len(b))), service.ref,
-                                     batch_size=64, progress=False)
-            memory.append({"items": size, "rss_growth_mb": round(rss.growth_mb, 1), "peak_rss_mb": round(rss.peak_mb, 1),
-                           "errors": summary.errors})
+                summary = score_file(
+                    src,
+                    out,
+                    lambda b: list(service.score_stream(b, True, len(b))),
+                    service.ref,
+                    batch_size=64,
+                    progress=False,
+                )
+            memory.append(
+                {
+                    "items": size,
+                    "rss_growth_mb": round(rss.growth_mb, 1),
+                    "peak_rss_mb": round(rss.peak_mb, 1),
+                    "errors": summary.errors,
+                }
+            )
         result["batch_memory"] = memory
 
     k = min(lora_n, len(test_items))
@@ -352,33 +428,50 @@ def run(n: int = 200, hf_n: int = 50, naive_n: int = 20, lora_n: int = 20, reque
     flops_non_embedding = 2 * params["non_embedding"] * tokens["computed_tokens"] / tokens["seconds"]
     # what the others compute: every prompt token (no prefix cache), at their measured speed
     prompt_tokens = {o: [render(spec, i, tokenizer, o).n_tokens for i in test_items] for o in ("ab", "ba")}
-    per_judgment = {name: sum(sum(prompt_tokens[o][:systems[name]["n_judgments"] // 2]) for o in prompt_tokens)
-                    / systems[name]["n_judgments"] for name in ("naive_generate", "hf_batched")}
+    per_judgment = {
+        name: sum(sum(prompt_tokens[o][: systems[name]["n_judgments"] // 2]) for o in prompt_tokens)
+        / systems[name]["n_judgments"]
+        for name in ("naive_generate", "hf_batched")
+    }
     others = {name: 2 * n_params * per_judgment[name] * systems[name]["judgments_per_s"] for name in per_judgment}
     vllm_tokens_per_judgment = tokens["computed_tokens"] / systems["vllm_merged"]["n_judgments"]
     speed = {name: s["judgments_per_s"] for name, s in systems.items()}
-    result.update({
-        "n_judgments": 2 * len(test_items), "n_params": n_params, "n_params_non_embedding": params["non_embedding"],
-        "peak_matmul_flops": {d: round(v) for d, v in peak.items()},
-        "systems": systems,
-        "vllm_merged_tokens": tokens,
-        "model_flops_per_s_vllm_merged": round(flops),
-        # vLLM serves float32 on CPU (bf16 flips near-tie verdicts), so its peak is the fp32 one
-        "efficiency_vllm_merged": round(flops / peak["fp32"], 4),
-        "efficiency_vllm_merged_vs_bf16_peak": round(flops / peak["bf16"], 4),
-        # the same with the matmul parameters only (2 x non-embedding parameters per token): what the cores computed
-        "efficiency_vllm_merged_non_embedding": round(flops_non_embedding / peak["fp32"], 4),
-        "model_flops_per_s": {**{k: round(v) for k, v in others.items()}, "vllm_merged": round(flops)},
-        # the most (3) could gain over a system in judgments/s: all of the fp32 peak, computing only the
-        # prompt tokens its prefix cache leaves (per judgment, on its own items)
-        "max_speedup_at_fp32_peak": {name: round(peak["fp32"] / others[name] * per_judgment[name]
-                                                 / vllm_tokens_per_judgment, 2) for name in others},
-        "ratios": {"vllm_merged_over_naive": round(speed["vllm_merged"] / speed["naive_generate"], 2),
-                   "vllm_merged_over_hf_batched": round(speed["vllm_merged"] / speed["hf_batched"], 2),
-                   "vllm_merged_over_vllm_lora": round(speed["vllm_merged"] / speed["vllm_lora"], 2),
-                   "judge_api_overhead": round(speed["vllm_merged"] / speed["judge_api"] - 1, 4)},
-        "settings": {"request_items": request_items, "concurrency": concurrency, "serve_config": str(SERVE_CONFIG.relative_to(REPO_ROOT)),
-                     "vllm_overrides": list(vllm_overrides), "naive_max_new_tokens": NAIVE_MAX_NEW_TOKENS,
-                     "memory_distinct_items": memory_distinct, "alternate_block": alternate_block},
-    })
+    result.update(
+        {
+            "n_judgments": 2 * len(test_items),
+            "n_params": n_params,
+            "n_params_non_embedding": params["non_embedding"],
+            "peak_matmul_flops": {d: round(v) for d, v in peak.items()},
+            "systems": systems,
+            "vllm_merged_tokens": tokens,
+            "model_flops_per_s_vllm_merged": round(flops),
+            # vLLM serves float32 on CPU (bf16 flips near-tie verdicts), so its peak is the fp32 one
+            "efficiency_vllm_merged": round(flops / peak["fp32"], 4),
+            "efficiency_vllm_merged_vs_bf16_peak": round(flops / peak["bf16"], 4),
+            # the same with the matmul parameters only (2 x non-embedding parameters per token): what the cores computed
+            "efficiency_vllm_merged_non_embedding": round(flops_non_embedding / peak["fp32"], 4),
+            "model_flops_per_s": {**{k: round(v) for k, v in others.items()}, "vllm_merged": round(flops)},
+            # the most (3) could gain over a system in judgments/s: all of the fp32 peak, computing only the
+            # prompt tokens its prefix cache leaves (per judgment, on its own items)
+            "max_speedup_at_fp32_peak": {
+                name: round(peak["fp32"] / others[name] * per_judgment[name] / vllm_tokens_per_judgment, 2)
+                for name in others
+            },
+            "ratios": {
+                "vllm_merged_over_naive": round(speed["vllm_merged"] / speed["naive_generate"], 2),
+                "vllm_merged_over_hf_batched": round(speed["vllm_merged"] / speed["hf_batched"], 2),
+                "vllm_merged_over_vllm_lora": round(speed["vllm_merged"] / speed["vllm_lora"], 2),
+                "judge_api_overhead": round(speed["vllm_merged"] / speed["judge_api"] - 1, 4),
+            },
+            "settings": {
+                "request_items": request_items,
+                "concurrency": concurrency,
+                "serve_config": str(SERVE_CONFIG.relative_to(REPO_ROOT)),
+                "vllm_overrides": list(vllm_overrides),
+                "naive_max_new_tokens": NAIVE_MAX_NEW_TOKENS,
+                "memory_distinct_items": memory_distinct,
+                "alternate_block": alternate_block,
+            },
+        }
+    )
     return result

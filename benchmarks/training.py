@@ -8,9 +8,10 @@ on that subset for one epoch (without length balancing, which would drop items);
 prompt/completion dataset of the same rendered messages and ``SFTConfig(output_dir, use_cpu=True,
 num_train_epochs=1)`` (``use_cpu`` because TRL's default ``bf16=True`` refuses a CPU-only machine
 without it). Real tokens are the non-padding tokens each trainer counted. Dev agreement of both
-adapters is measured afterwards by the same code (serve/hf_backend.py + the scoring core, float32,
+adapters is measured afterwards by the same code (judge/hf_backend.py + the scoring core, float32,
 both orders) on the first ``dev_items`` non-tie dev pairs.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,26 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import (REPO_ROOT, SPEC, WORK_DIR, load_items, machine, peak_rss_mb, prepared_data,
-                               recipe_on_file, write_jsonl_subset)
+from benchmarks.common import (
+    REPO_ROOT,
+    SPEC,
+    WORK_DIR,
+    load_items,
+    machine,
+    peak_rss_mb,
+    prepared_data,
+    recipe_on_file,
+    write_jsonl_subset,
+)
+from data.embedded_model import resolve_model
+from data.render import render
+from data.schema import JudgeRef
+from data.spec import load_spec
+from judge.agreement import headline
+from judge.hf_backend import HFBackend
+from judge.scoring import score_items
+from train.config import load_train_config
+from train.trainer import lora_config
 
 TRAIN_CONFIG = REPO_ROOT / "configs" / "train" / "smollm2-cpu.yaml"
 
@@ -31,22 +50,27 @@ def judgeloop_overrides(subset: Path, run_dir: Path) -> list[str]:
     """The shipped CPU recipe on the benchmark's subset for one epoch; no length balancing (it would drop
     items, and both systems must see the same data); the joint pairwise spec both systems can train (TRL's
     SFTTrainer has no pair loss for the recipe's separate mode)."""
-    return [f"--spec={SPEC}", f"--output_dir={run_dir}", *recipe_on_file(subset), "--max_steps=null",
-            "--epochs=1", "--max_length=null", "--logging_steps=1"]
+    return [
+        f"--spec={SPEC}",
+        f"--output_dir={run_dir}",
+        *recipe_on_file(subset),
+        "--max_steps=null",
+        "--epochs=1",
+        "--max_length=null",
+        "--logging_steps=1",
+    ]
 
 
 # -- the plain TRL way (runs in its own process: `python -m benchmarks.training trl_default ...`) ------
 
-def trl_default(subset: Path, out_dir: Path) -> dict:
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
-    from data.embedded_model import resolve_model
-    from data.render import render
-    from data.spec import load_spec
-    from train.config import load_train_config
-    from train.trainer import lora_config
+def trl_default(subset: Path, out_dir: Path) -> dict:
+    from datasets import Dataset  # deferred: datasets takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
+    from trl import SFTConfig, SFTTrainer  # deferred: TRL takes seconds to import; only this path needs it
 
     spec = load_spec(SPEC)
     model_path = resolve_model(spec.base_model)
@@ -59,22 +83,39 @@ def trl_default(subset: Path, out_dir: Path) -> dict:
     for item in load_items(subset):
         for order in ("ab", "ba"):
             label = space.swap(item.label) if order == "ba" else item.label
-            rows.append({"prompt": render(spec, item, tokenizer, order).messages,
-                         "completion": [{"role": "assistant", "content": label}]})
-    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(out_dir / "checkpoints"), use_cpu=True,
-                                                         num_train_epochs=1),
-                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config)
+            rows.append(
+                {
+                    "prompt": render(spec, item, tokenizer, order).messages,
+                    "completion": [{"role": "assistant", "content": label}],
+                }
+            )
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(output_dir=str(out_dir / "checkpoints"), use_cpu=True, num_train_epochs=1),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     result = trainer.train()
     trainer.save_model(str(out_dir / "adapter"))
-    return {"epoch_seconds": result.metrics["train_runtime"], "real_tokens": int(trainer._total_train_tokens),
-            "examples": len(rows), "steps": trainer.state.global_step, "peak_rss_mb_self": peak_rss_mb(),
-            "lora": {"r": peft_config.r, "alpha": peft_config.lora_alpha, "dropout": peft_config.lora_dropout,
-                     "target_modules": sorted(peft_config.target_modules),
-                     "layers": peft_config.layers_to_transform}}
+    return {
+        "epoch_seconds": result.metrics["train_runtime"],
+        "real_tokens": int(trainer._total_train_tokens),
+        "examples": len(rows),
+        "steps": trainer.state.global_step,
+        "peak_rss_mb_self": peak_rss_mb(),
+        "lora": {
+            "r": peft_config.r,
+            "alpha": peft_config.lora_alpha,
+            "dropout": peft_config.lora_dropout,
+            "target_modules": sorted(peft_config.target_modules),
+            "layers": peft_config.layers_to_transform,
+        },
+    }
 
 
 # -- judgeloop train, as a user runs it ------------------------------------------------------------------
+
 
 def judgeloop_command(subset: Path, run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "judgeloop", "train", str(TRAIN_CONFIG), *judgeloop_overrides(subset, run_dir)]
@@ -83,8 +124,11 @@ def judgeloop_command(subset: Path, run_dir: Path) -> list[str]:
 def judgeloop_figures(run_dir: Path) -> dict:
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
     end = next(r for r in reversed(log) if "train_runtime" in r)
-    return {"epoch_seconds": end["train_runtime"], "real_tokens": int(max(r.get("num_tokens", 0) for r in log)),
-            "steps": end["step"]}
+    return {
+        "epoch_seconds": end["train_runtime"],
+        "real_tokens": int(max(r.get("num_tokens", 0) for r in log)),
+        "steps": end["step"],
+    }
 
 
 def run_measured(cmd: list[str], log_path: Path) -> tuple[int, float, float]:
@@ -100,15 +144,12 @@ def run_measured(cmd: list[str], log_path: Path) -> tuple[int, float, float]:
 
 def dev_agreement(model_path: str, adapter: Path, dev_items: list) -> float:
     """Agreement with the human majority on the dev pairs, by the eval harness's scoring path."""
-    from data.schema import JudgeRef
-    from data.spec import load_spec
-    from eval.metrics import headline
-    from serve.hf_backend import HFBackend
-    from serve.scoring import score_items
 
     spec = load_spec(SPEC)
     backend = HFBackend.load(model_path, str(adapter), dtype="float32")
-    verdicts = list(score_items(dev_items, spec, backend, backend.tokenizer, JudgeRef(name=spec.name, fingerprint="bench")))
+    verdicts = list(
+        score_items(dev_items, spec, backend, backend.tokenizer, JudgeRef(name=spec.name, fingerprint="bench"))
+    )
     return headline(dev_items, verdicts, spec)["accuracy"]
 
 
@@ -120,18 +161,21 @@ def system_figures(runs: list[dict], model_path: str, dev: list) -> dict:
     the larger peak RSS, and the dev agreement of its last run's adapter (the runs are seeded alike)."""
     seconds = sum(r["epoch_seconds"] for r in runs)
     tokens = sum(r["real_tokens"] for r in runs)
-    return {"epoch_seconds": round(seconds / len(runs), 2), "tokens_per_s": round(tokens / seconds, 1),
-            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
-            "dev_agreement": dev_agreement(model_path, runs[-1]["run_dir"] / "adapter", dev),
-            "real_tokens": runs[-1]["real_tokens"], "steps": runs[-1]["steps"], "runs": len(runs),
-            "epoch_seconds_per_run": [round(r["epoch_seconds"], 2) for r in runs],
-            "process_seconds": round(sum(r["process_seconds"] for r in runs) / len(runs), 1),
-            "load_avg_1min_at_start": [round(r["load_avg_1min_at_start"], 2) for r in runs]}
+    return {
+        "epoch_seconds": round(seconds / len(runs), 2),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
+        "dev_agreement": dev_agreement(model_path, runs[-1]["run_dir"] / "adapter", dev),
+        "real_tokens": runs[-1]["real_tokens"],
+        "steps": runs[-1]["steps"],
+        "runs": len(runs),
+        "epoch_seconds_per_run": [round(r["epoch_seconds"], 2) for r in runs],
+        "process_seconds": round(sum(r["process_seconds"] for r in runs) / len(runs), 1),
+        "load_avg_1min_at_start": [round(r["load_avg_1min_at_start"], 2) for r in runs],
+    }
 
 
 def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progress=print) -> dict:
-    from data.embedded_model import resolve_model
-    from data.spec import load_spec
 
     out = work / "training"
     out.mkdir(parents=True, exist_ok=True)
@@ -147,29 +191,55 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
         run_dir = out / f"{name}-{i}"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        cmd = (judgeloop_command(subset, run_dir) if name == "judgeloop" else
-               [sys.executable, "-m", "benchmarks.training", "trl_default", str(subset), str(run_dir)])
+        cmd = (
+            judgeloop_command(subset, run_dir)
+            if name == "judgeloop"
+            else [sys.executable, "-m", "benchmarks.training", "trl_default", str(subset), str(run_dir)]
+        )
         progress(f"training ({i + 1}/{len(ABBA)}): {name} on {train_items} pairs x 2 orders, one epoch ...")
         load = os.getloadavg()[0]  # other jobs on a shared box: recorded, so a reader can judge the ratio
         code, wall, rss = run_measured(cmd, out / f"{name}-{i}.log")
         if code != 0:
             raise RuntimeError(f"{name} training failed (exit {code}); see {out / f'{name}-{i}.log'}")
-        figures = (judgeloop_figures(run_dir) if name == "judgeloop" else
-                   json.loads((run_dir / "figures.json").read_text()))
+        figures = (
+            judgeloop_figures(run_dir) if name == "judgeloop" else json.loads((run_dir / "figures.json").read_text())
+        )
         lora = figures.get("lora", lora)
-        runs[name].append({"run_dir": run_dir, "epoch_seconds": figures["epoch_seconds"],
-                           "real_tokens": figures["real_tokens"], "steps": figures["steps"], "peak_rss_mb": rss,
-                           "process_seconds": wall, "load_avg_1min_at_start": load})
-        progress(f"    {figures['real_tokens'] / figures['epoch_seconds']:.1f} real tokens/s, "
-                 f"epoch {figures['epoch_seconds']:.1f} s")
+        runs[name].append(
+            {
+                "run_dir": run_dir,
+                "epoch_seconds": figures["epoch_seconds"],
+                "real_tokens": figures["real_tokens"],
+                "steps": figures["steps"],
+                "peak_rss_mb": rss,
+                "process_seconds": wall,
+                "load_avg_1min_at_start": load,
+            }
+        )
+        progress(
+            f"    {figures['real_tokens'] / figures['epoch_seconds']:.1f} real tokens/s, "
+            f"epoch {figures['epoch_seconds']:.1f} s"
+        )
     systems = {name: system_figures(rs, model_path, dev) for name, rs in runs.items()}
     jl, trl = systems["judgeloop"], systems["trl_default"]
-    return {"machine": info, "model": model_path, "subset": {"train_pairs": train_items, "examples": 2 * train_items,
-                                                             "dev_pairs": len(dev), "epochs": 1,
-                                                             "order": list(ABBA)},
-            "train_config": str(TRAIN_CONFIG.relative_to(REPO_ROOT)), "lora": lora, "systems": systems,
-            "ratios": {"tokens_per_s": round(jl["tokens_per_s"] / trl["tokens_per_s"], 2),
-                       "epoch_seconds": round(trl["epoch_seconds"] / jl["epoch_seconds"], 2)}}
+    return {
+        "machine": info,
+        "model": model_path,
+        "subset": {
+            "train_pairs": train_items,
+            "examples": 2 * train_items,
+            "dev_pairs": len(dev),
+            "epochs": 1,
+            "order": list(ABBA),
+        },
+        "train_config": str(TRAIN_CONFIG.relative_to(REPO_ROOT)),
+        "lora": lora,
+        "systems": systems,
+        "ratios": {
+            "tokens_per_s": round(jl["tokens_per_s"] / trl["tokens_per_s"], 2),
+            "epoch_seconds": round(trl["epoch_seconds"] / jl["epoch_seconds"], 2),
+        },
+    }
 
 
 def main(argv: list[str]) -> int:

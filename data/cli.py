@@ -1,68 +1,41 @@
 """`judgeloop data list|prepare|import|validate` and `judgeloop model fetch`."""
+
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from collections import Counter
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from data import embedded_model
+from data.dataset_registry import is_local, list_datasets
 from data.errors import DataError
+from data.importer import import_rows, parse_mapping, validate_file
 from data.jsonl import write_jsonl
-from data.provenance import git_commit, library_versions, sha256_file
-from data.splits import SPLITS, assign
+from data.prepare import prepare
+from data.spec import load_spec
 
 
 def cmd_list(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from data.registry import is_local, list_datasets
 
     table = Table(title="datasets (human labels)")
     for col in ("name", "kind", "criterion", "rows", "annotators", "license", "local"):
         table.add_column(col)
     for ds in list_datasets():
-        table.add_row(ds.name, ds.kind, ds.criterion, str(ds.rows), ds.annotators, ds.license,
-                      "yes" if is_local(ds) else "no")
+        table.add_row(
+            ds.name, ds.kind, ds.criterion, str(ds.rows), ds.annotators, ds.license, "yes" if is_local(ds) else "no"
+        )
     Console(width=140).print(table)
     return 0
-
-
-def prepare(name: str, out: Path, seed: int = 0, fractions=(0.8, 0.1, 0.1), progress=print) -> dict:
-    """Convert a registered dataset and write grouped, deterministic splits plus a manifest."""
-    from data.registry import get_dataset, load_items, resolve_file
-
-    ds = get_dataset(name)
-    out.mkdir(parents=True, exist_ok=True)
-    buckets: dict[str, list] = {s: [] for s in SPLITS}
-    groups: dict[str, set] = {s: set() for s in SPLITS}
-    for split, item in assign(load_items(name), fractions, seed):
-        buckets[split].append(item)
-        groups[split].add(item.group)
-    leaked = (groups["train"] & groups["test"]) | (groups["train"] & groups["dev"]) | (groups["dev"] & groups["test"])
-    assert not leaked, f"split leaked groups: {sorted(leaked)[:3]}"
-    manifest = {
-        "dataset": ds.name, "kind": ds.kind, "criterion": ds.criterion, "source": ds.source, "license": ds.license,
-        "source_files": {key: {"path": f.path, "sha256": sha256_file(resolve_file(ds, key))} for key, f in ds.files.items()},
-        "seed": seed, "fractions": list(fractions), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git_commit": git_commit(), "versions": library_versions(), "splits": {},
-    }
-    for split in SPLITS:
-        path = out / f"{split}.jsonl"
-        write_jsonl(path, buckets[split])
-        labels = Counter(json.dumps(i.label) for i in buckets[split])
-        manifest["splits"][split] = {"file": path.name, "items": len(buckets[split]), "groups": len(groups[split]),
-                                     "sha256": sha256_file(path), "labels": dict(sorted(labels.items()))}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
 
 
 def cmd_prepare(args) -> int:
     fractions = tuple(float(x) for x in args.fractions.split(","))
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
-        raise DataError(f"--fractions must be three numbers >= 0 that sum to 1, got {args.fractions}", field="--fractions")
+        raise DataError(
+            f"--fractions must be three numbers >= 0 that sum to 1, got {args.fractions}", field="--fractions"
+        )
     out = Path(args.out or f"prepared/{args.name}")
     manifest = prepare(args.name, out, args.seed, fractions)
     for split, info in manifest["splits"].items():
@@ -73,8 +46,6 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from data.importer import import_rows, parse_mapping
-    from data.spec import load_spec
 
     spec = load_spec(args.spec)
     mapping = parse_mapping(args.map)
@@ -87,8 +58,6 @@ def cmd_import(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from data.importer import validate_file
-    from data.spec import load_spec
 
     spec = load_spec(args.spec)
     report = validate_file(Path(args.file), spec)
@@ -117,10 +86,20 @@ def parser() -> argparse.ArgumentParser:
     imp = data.add_parser("import", help="your own CSV/TSV/JSONL/Parquet labels -> canonical items")
     imp.add_argument("file")
     imp.add_argument("--spec", required=True, help="judge spec name or path")
-    imp.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
-                     help="which column holds which item field; repeat 'COL=labels' once per annotator")
-    imp.add_argument("--label-map", action="append", default=[], metavar="RAW=LABEL",
-                     help="translate raw label values, e.g. 1=A 2=B 0=tie")
+    imp.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COLUMN=FIELD",
+        help="which column holds which item field; repeat 'COL=labels' once per annotator",
+    )
+    imp.add_argument(
+        "--label-map",
+        action="append",
+        default=[],
+        metavar="RAW=LABEL",
+        help="translate raw label values, e.g. 1=A 2=B 0=tie",
+    )
     imp.add_argument("--out", help="output JSONL (default FILE.items.jsonl)")
     imp.set_defaults(func=cmd_import)
     val = data.add_parser("validate", help="check a canonical item file against a judge spec")

@@ -5,6 +5,7 @@ Nested dataclasses are addressed with dots (``--lora.rank=8``). A class may defi
 ``validate(self) -> list[Problem]`` for cross-field rules. Errors name the YAML file and line
 of the offending key, or the override that caused them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,9 @@ def _yaml_with_lines(text: str, path: str) -> tuple[Any, dict[str, int]]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                          line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, line=mark.line + 1 if mark else None
+        ) from None
     lines: dict[str, int] = {}
 
     def walk(n, prefix):
@@ -169,8 +171,14 @@ def _coerce(value: Any, tp: Any, from_string: bool) -> Any:
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
-def build_config(cls: type[T], values: dict, *, path: str | None = None,
-                 lines: dict[str, int] | None = None, overrides: dict[str, str] | None = None) -> T:
+def build_config(
+    cls: type[T],
+    values: dict,
+    *,
+    path: str | None = None,
+    lines: dict[str, int] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> T:
     """Build ``cls`` from a nested dict plus dotted string overrides; collect every problem."""
     problems: list[Problem] = []
     lines = lines or {}
@@ -180,15 +188,24 @@ def build_config(cls: type[T], values: dict, *, path: str | None = None,
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            problems.append(Problem("must be a mapping", path, lines.get(prefix.rstrip(".")), prefix.rstrip(".") or None))
+            problems.append(
+                Problem("must be a mapping", path, lines.get(prefix.rstrip(".")), prefix.rstrip(".") or None)
+            )
             raw = {}
         hints = typing.get_type_hints(kls)
         names = {f.name: f for f in dataclasses.fields(kls)}
         for key in raw:
             if key not in names:
                 close = difflib.get_close_matches(str(key), list(names), n=1)
-                problems.append(Problem("unknown key", path, lines.get(prefix + str(key)), prefix + str(key),
-                                        f"did you mean '{prefix + close[0]}'?" if close else None))
+                problems.append(
+                    Problem(
+                        "unknown key",
+                        path,
+                        lines.get(prefix + str(key)),
+                        prefix + str(key),
+                        f"did you mean '{prefix + close[0]}'?" if close else None,
+                    )
+                )
         kwargs = {}
         for name, f in names.items():
             dotted = prefix + name
@@ -217,8 +234,7 @@ def build_config(cls: type[T], values: dict, *, path: str | None = None,
     known = set(field_help(cls))
     for key in overrides:
         close = difflib.get_close_matches(key, known, n=1)
-        problems.append(Problem("unknown key", f"--{key}", None, key,
-                                f"did you mean '{close[0]}'?" if close else None))
+        problems.append(Problem("unknown key", f"--{key}", None, key, f"did you mean '{close[0]}'?" if close else None))
     if cfg is not None and not problems and hasattr(cfg, "validate"):
         for p in cfg.validate():
             if p.path is None:
@@ -246,12 +262,14 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[str, int]]:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Load a dataclass config from an optional YAML file and ``--key=value`` overrides."""
     data, lines = load_yaml(path) if path else ({}, {})
-    return build_config(cls, data or {}, path=str(path) if path else None, lines=lines,
-                        overrides=parse_overrides(overrides or []))
+    return build_config(
+        cls, data or {}, path=str(path) if path else None, lines=lines, overrides=parse_overrides(overrides or [])
+    )
 
 
 def to_dict(cfg) -> dict:
     """A config as plain data (for the resolved-config file in a run directory)."""
+
     def conv(v):
         if isinstance(v, Path):
             return str(v)
@@ -260,4 +278,5 @@ def to_dict(cfg) -> dict:
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v
+
     return {k: conv(v) for k, v in dataclasses.asdict(cfg).items()}

@@ -1,10 +1,11 @@
 """Converters: one function per source format, turning the raw files into canonical Items.
 
-Each converter takes ``{file key: local path}`` (see ``data.registry``) and yields ``Item``s in
+Each converter takes ``{file key: local path}`` (see ``data.dataset_registry``) and yields ``Item``s in
 file order. Labels are only ever human labels; reference judges' predictions come out of the
-``*_predictions`` readers as ``Prediction``s and become Verdicts in ``data.registry``.
+``*_predictions`` readers as ``Prediction``s and become Verdicts in ``data.dataset_registry``.
 JSONL and TSV sources are read line by line; JSON documents are parsed whole.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from data.errors import DataError
 from data.jsonl import iter_json_lines
@@ -31,10 +33,10 @@ class Prediction(NamedTuple):
     """One reference judge's prediction for one item, before it becomes a Verdict."""
 
     id: str
-    label: Optional[str]                      # in the dataset's label space; None if unparseable
-    raw: str                                  # the prediction as the file gives it
+    label: Optional[str]  # in the dataset's label space; None if unparseable
+    raw: str  # the prediction as the file gives it
     probs: Optional[dict[str, float]] = None
-    error: Optional[str] = None               # why there is no label, when not "unparseable"
+    error: Optional[str] = None  # why there is no label, when not "unparseable"
 
 
 def _group(prefix: str, text: str) -> str:
@@ -76,12 +78,17 @@ def _tsv_dicts(path: Path, need: tuple[str, ...]) -> Iterator[tuple[int, dict[st
 
 def _map(table: dict, value: Any, path: Path, where: str, line: int | None = None):
     if value not in table:
-        raise DataError(f"unexpected value {value!r} (expected one of {sorted(map(str, table))})",
-                        path=str(path), line=line, field=where)
+        raise DataError(
+            f"unexpected value {value!r} (expected one of {sorted(map(str, table))})",
+            path=str(path),
+            line=line,
+            field=where,
+        )
     return table[value]
 
 
 # ---------------------------------------------------------------- pandalm
+
 
 def pandalm(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
     """PandaLM testset-v1: response1 vs response2, three annotators each (1, 2, 0=tie)."""
@@ -90,10 +97,15 @@ def pandalm(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
         idx = row["idx"]
         labels = [_map(PANDALM_LABELS, row[f"annotator{k}"], path, f"[idx {idx}].annotator{k}") for k in (1, 2, 3)]
         yield Item(
-            id=f"{name}-{idx}", group=_group(name, row["instruction"] + "\n" + row["input"]), kind="pairwise",
-            instruction=row["instruction"], input=row["input"] or None,
-            response_a=_text(row["response1"]), response_b=_text(row["response2"]),
-            labels=labels, label=aggregate("pairwise", labels),
+            id=f"{name}-{idx}",
+            group=_group(name, row["instruction"] + "\n" + row["input"]),
+            kind="pairwise",
+            instruction=row["instruction"],
+            input=row["input"] or None,
+            response_a=_text(row["response1"]),
+            response_b=_text(row["response2"]),
+            labels=labels,
+            label=aggregate("pairwise", labels),
             meta={"source": name, "motivation_app": row["motivation_app"], "models": row["cmp_key"]},
         )
 
@@ -114,6 +126,7 @@ def pandalm_7b_predictions(paths: dict[str, Path], *, name: str) -> Iterator[Pre
 
 
 # ---------------------------------------------------------------- hh-rlhf
+
 
 def hh_rlhf(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
     """Anthropic hh-rlhf: chosen vs rejected dialogues that differ only in the final reply.
@@ -139,9 +152,15 @@ def hh_rlhf(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
             label = "A" if chosen_is_a else "B"
             first_turn = chosen.split(ASSISTANT_TAG, 1)[0].strip()
             yield Item(
-                id=item_id, group=_group(name, first_turn), kind="pairwise",
-                instruction=chosen[:cut].lstrip(), response_a=a[cut:].strip(), response_b=b[cut:].strip(),
-                labels=[label], label=label, meta={"source": name},
+                id=item_id,
+                group=_group(name, first_turn),
+                kind="pairwise",
+                instruction=chosen[:cut].lstrip(),
+                response_a=a[cut:].strip(),
+                response_b=b[cut:].strip(),
+                labels=[label],
+                label=label,
+                meta={"source": name},
             )
 
 
@@ -182,15 +201,23 @@ def llmeval2(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
     for lineno, row in iter_json_lines(path):
         label = _map(LLMEVAL2_LABELS, row["human"], path, "human", lineno)
         yield Item(
-            id=f"{name}-{lineno - 1}", group=_group(name, _llmeval2_prompt(row)), kind="pairwise",
-            instruction=row["query"], response_a=row["response1"], response_b=row["response2"],
-            labels=[label], label=label,
-            meta={"source": f"{name}/{row['dataset']}",
-                  "language": _language(row["query"] + row["response1"], row["dataset"])},
+            id=f"{name}-{lineno - 1}",
+            group=_group(name, _llmeval2_prompt(row)),
+            kind="pairwise",
+            instruction=row["query"],
+            response_a=row["response1"],
+            response_b=row["response2"],
+            labels=[label],
+            label=label,
+            meta={
+                "source": f"{name}/{row['dataset']}",
+                "language": _language(row["query"] + row["response1"], row["dataset"]),
+            },
         )
 
 
 # ---------------------------------------------------------------- summeval, newsroom (BARTScore)
+
 
 def summaries(paths: dict[str, Path], *, name: str, family: str, criterion: str) -> Iterator[Item]:
     """BARTScore's SummEval / Newsroom: one summary of an article, the mean of 3 raters on 1-5."""
@@ -200,15 +227,21 @@ def summaries(paths: dict[str, Path], *, name: str, family: str, criterion: str)
         if score is None:
             raise DataError(f"no '{criterion}' score", path=str(path), line=lineno, field="human_scores")
         yield Item(
-            id=f"{name}-{row['doc_id']}-{row['system']}", group=f"{family}:{row['doc_id']}", kind="pointwise",
-            instruction=SUMMARIZE, context=row["source"], reference=row["reference"] or None,
-            response=row["summary"], labels=[], label=score,
-            meta={"source": name, "system": row["system"], "criterion": criterion,
-                  "scale": [1, 5], "n_annotators": 3},
+            id=f"{name}-{row['doc_id']}-{row['system']}",
+            group=f"{family}:{row['doc_id']}",
+            kind="pointwise",
+            instruction=SUMMARIZE,
+            context=row["source"],
+            reference=row["reference"] or None,
+            response=row["summary"],
+            labels=[],
+            label=score,
+            meta={"source": name, "system": row["system"], "criterion": criterion, "scale": [1, 5], "n_annotators": 3},
         )
 
 
 # ---------------------------------------------------------------- unieval
+
 
 def topical_chat(paths: dict[str, Path], *, name: str, criterion: str, scale: tuple[int, int]) -> Iterator[Item]:
     """UniEval's Topical-Chat: a dialogue, a knowledge fact and one next turn; means of 3 raters."""
@@ -219,12 +252,21 @@ def topical_chat(paths: dict[str, Path], *, name: str, criterion: str, scale: tu
         if not scale[0] <= score <= scale[1]:
             raise DataError(f"score {score} outside {scale}", path=str(path), field=f"[{n}].scores.{criterion}")
         yield Item(
-            id=f"{name}-{n}", group=_group("topical_chat", dialogue), kind="pointwise",
+            id=f"{name}-{n}",
+            group=_group("topical_chat", dialogue),
+            kind="pointwise",
             instruction="Continue the dialogue with the next turn; use the fact if it helps.",
-            context=f"{dialogue}\n\nFact: {row['context'].strip()}", response=row["system_output"].strip(),
-            labels=[], label=score,
-            meta={"source": name, "system": row["system_id"], "criterion": criterion,
-                  "scale": list(scale), "n_annotators": 3},
+            context=f"{dialogue}\n\nFact: {row['context'].strip()}",
+            response=row["system_output"].strip(),
+            labels=[],
+            label=score,
+            meta={
+                "source": name,
+                "system": row["system_id"],
+                "criterion": criterion,
+                "scale": list(scale),
+                "n_annotators": 3,
+            },
         )
 
 
@@ -246,14 +288,20 @@ def qags(paths: dict[str, Path], *, name: str, binary: bool) -> Iterator[Item]:
             label = score
             meta["scale"] = [0, 1]
         yield Item(
-            id=f"{name}-{row['doc_id']}", group=f"{name}:{row['doc_id']}",
+            id=f"{name}-{row['doc_id']}",
+            group=f"{name}:{row['doc_id']}",
             kind="binary" if binary else "pointwise",
-            instruction=SUMMARIZE, context=row["source"], response=row["system_output"].strip(),
-            labels=[], label=label, meta=meta,
+            instruction=SUMMARIZE,
+            context=row["source"],
+            response=row["system_output"].strip(),
+            labels=[],
+            label=label,
+            meta=meta,
         )
 
 
 # ---------------------------------------------------------------- nq301 (OpenQA-eval)
+
 
 def _yes_no(value: str) -> Optional[str]:
     """The label for a Yes/No cell; None for a blank or anything else."""
@@ -279,9 +327,14 @@ def nq301(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
                 raise DataError(f"unexpected value {value!r}", path=str(path), line=lineno, field=f"annotator{k}")
             labels.append(_yes_no(value))
         yield Item(
-            id=f"{name}-{n}", group=f"{name}:q{row['id']}", kind="binary",
-            instruction=row["Question"], reference=gold.get(row["Question"]), response=row["Model answer"],
-            labels=labels, label=aggregate("binary", labels),
+            id=f"{name}-{n}",
+            group=f"{name}:q{row['id']}",
+            kind="binary",
+            instruction=row["Question"],
+            reference=gold.get(row["Question"]),
+            response=row["Model answer"],
+            labels=labels,
+            label=aggregate("binary", labels),
             meta={"source": name, "question_id": int(row["id"])},
         )
 
@@ -299,8 +352,9 @@ def _nq301_judge(paths: dict[str, Path], name: str, key: str, read: Callable) ->
     for n, ((_, h), (lineno, qa, label, raw, probs)) in enumerate(zip(human, judged)):
         ours, theirs = _norm(h[1] + h[2]), _norm(qa)
         if not (ours.startswith(theirs) or theirs.startswith(ours)):
-            yield Prediction(f"{name}-{n}", None, raw,
-                             error=f"misaligned: line {lineno} of {paths[key].name} judges another answer")
+            yield Prediction(
+                f"{name}-{n}", None, raw, error=f"misaligned: line {lineno} of {paths[key].name} judges another answer"
+            )
             continue
         yield Prediction(f"{name}-{n}", label, raw, probs)
 
@@ -308,7 +362,13 @@ def _nq301_judge(paths: dict[str, Path], name: str, key: str, read: Callable) ->
 def _read_gpt4(path: Path):
     for lineno, row in _tsv_dicts(path, ("Question", "Model answer", "Acceptable?", "gpt-4")):
         raw = row["gpt-4"]
-        yield lineno, row["Question"] + row["Model answer"], _yes_no(row["Acceptable?"]), raw or row["Acceptable?"], None
+        yield (
+            lineno,
+            row["Question"] + row["Model answer"],
+            _yes_no(row["Acceptable?"]),
+            raw or row["Acceptable?"],
+            None,
+        )
 
 
 def _read_davinci(path: Path):
@@ -324,8 +384,13 @@ def _read_bem(path: Path):
     for lineno, row in _tsv_dicts(path, cols):
         # [[p(not equivalent), p(equivalent)] per gold answer]; acceptable if any gold matches
         p_yes = max(pair[1] for pair in json.loads(row["BEM probs per gold answer"]))
-        yield (lineno, row["Question"] + row["Model answer"], _yes_no(row["Acceptable?"]),
-               row["Acceptable?"], {"yes": p_yes, "no": 1.0 - p_yes})
+        yield (
+            lineno,
+            row["Question"] + row["Model answer"],
+            _yes_no(row["Acceptable?"]),
+            row["Acceptable?"],
+            {"yes": p_yes, "no": 1.0 - p_yes},
+        )
 
 
 def nq301_gpt4_predictions(paths: dict[str, Path], *, name: str) -> Iterator[Prediction]:
@@ -355,14 +420,22 @@ def dices(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
         scores = inst["annotations"]["safety"]["individual_human_scores"]
         labels = [_map(DICES_LABELS, s, path, f"instance {inst['id']}.safety") for s in scores]
         yield Item(
-            id=f"{name}-{inst['id']}", group=_group("dices", conversation), kind="binary",
-            instruction=conversation, response=response, labels=labels, label=aggregate("binary", labels),
+            id=f"{name}-{inst['id']}",
+            group=_group("dices", conversation),
+            kind="binary",
+            instruction=conversation,
+            response=response,
+            labels=labels,
+            label=aggregate("binary", labels),
             meta={"source": name},
         )
 
 
-_CLAIM = re.compile(r"Situation \(Premise\): (.*)\n\nClaim \(Hypothesis\): (.*)\n\n"
-                    r"Is the Claim supported by the Situation\?\n\nCorrect Relationship \(Yes or No\): (.*)", re.S)
+_CLAIM = re.compile(
+    r"Situation \(Premise\): (.*)\n\nClaim \(Hypothesis\): (.*)\n\n"
+    r"Is the Claim supported by the Situation\?\n\nCorrect Relationship \(Yes or No\): (.*)",
+    re.S,
+)
 _QUESTION = re.compile(r"Question: (.*)\n\\Solution: (.*)", re.S)
 _RESPONSE_END = "\nJudge the generated response:\n"
 ROSCOE_METRIC = "Overall Quality"  # the files also rate Coherency, Missing Steps, Contradiction
@@ -376,22 +449,33 @@ def roscoe(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
         try:
             context, steps = text.split("CONTEXT:\n", 1)[1].split("\n\nGENERATED RESPONSE:\n", 1)
         except IndexError:
-            raise DataError("instance has no CONTEXT / GENERATED RESPONSE", path=str(path),
-                            field=f"instance {inst['id']}") from None
+            raise DataError(
+                "instance has no CONTEXT / GENERATED RESPONSE", path=str(path), field=f"instance {inst['id']}"
+            ) from None
         steps = steps.removesuffix(_RESPONSE_END).strip()
         if m := _CLAIM.fullmatch(context):
-            fields = {"instruction": "Is the claim supported by the situation? Answer yes or no, step by step.",
-                      "context": f"Situation: {m[1].strip()}\n\nClaim: {m[2].strip()}", "reference": m[3].strip()}
+            fields = {
+                "instruction": "Is the claim supported by the situation? Answer yes or no, step by step.",
+                "context": f"Situation: {m[1].strip()}\n\nClaim: {m[2].strip()}",
+                "reference": m[3].strip(),
+            }
         elif m := _QUESTION.fullmatch(context):
             fields = {"instruction": m[1].strip(), "reference": m[2].strip()}
         else:
-            raise DataError("CONTEXT is neither a situation/claim nor a question/solution", path=str(path),
-                            field=f"instance {inst['id']}")
+            raise DataError(
+                "CONTEXT is neither a situation/claim nor a question/solution",
+                path=str(path),
+                field=f"instance {inst['id']}",
+            )
         scores = inst["annotations"][ROSCOE_METRIC]["individual_human_scores"]
         mean = aggregate("pointwise", scores)
         yield Item(
-            id=f"{name}-{inst['id']}", group=_group(name, context), kind="pointwise", response=steps,
-            labels=list(scores), label=int(mean) if mean is not None and mean.is_integer() else mean,
+            id=f"{name}-{inst['id']}",
+            group=_group(name, context),
+            kind="pointwise",
+            response=steps,
+            labels=list(scores),
+            label=int(mean) if mean is not None and mean.is_integer() else mean,
             meta={"source": name, "criterion": ROSCOE_METRIC, "scale": [1, 5], "n_annotators": len(scores)},
             **fields,
         )

@@ -6,6 +6,7 @@ needs. Its trained judge is the run directory ``runs_dir/<criterion>``. `judgelo
 `judgeloop eval --all` and a serve config's ``criteria`` all read this one list.
 Relative paths are read from the working directory, else from the repository root.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Optional
 
 from data.config import build_config, load_yaml, option
+from data.dataset_registry import get_dataset
 from data.errors import ConfigError, JudgeloopError, Problem, UnknownNameError
-from data.paths import CONFIGS_DIR, REPO_ROOT
+from data.paths import CONFIGS_DIR, JUDGE_FILE, REPO_ROOT
+from data.spec import load_spec
 
 DEFAULT_CRITERIA = CONFIGS_DIR / "criteria.yaml"
-JUDGE_FILE = "judge.json"  # as serve.judge.JUDGE_FILE (not imported: serve imports this module)
 
 
 def repo_path(path: str | Path) -> Path:
@@ -28,20 +30,28 @@ def repo_path(path: str | Path) -> Path:
 
 @dataclass
 class Criterion:
-    spec: str = option(help="judge spec: a name in configs/judges or a YAML path; its name is the judge's name on the API")
+    spec: str = option(
+        help="judge spec: a name in configs/judges or a YAML path; its name is the judge's name on the API"
+    )
     train: str = option(help="CPU training config (configs/train/<criterion>-cpu.yaml)")
-    datasets: list[str] = option([], help="registered datasets with this criterion's human labels: their train split "
-                                          "trains it, their test split validates it")
+    datasets: list[str] = option(
+        [],
+        help="registered datasets with this criterion's human labels: their train split "
+        "trains it, their test split validates it",
+    )
     test: list[str] = option([], help="item files to validate on instead of the datasets' test splits")
     gates: str = option(str(CONFIGS_DIR / "gates" / "default.yaml"), help="gate config of this criterion")
-    gpu_overrides: list[str] = option([], help="--key=value options the shared GPU recipe needs for this criterion "
-                                               "(e.g. --data.target=distribution)")
+    gpu_overrides: list[str] = option(
+        [], help="--key=value options the shared GPU recipe needs for this criterion (e.g. --data.target=distribution)"
+    )
     name: str = option("", help="(set from the key in `criteria`)")
 
 
 @dataclass
 class CriteriaRegistry:
-    runs_dir: str = option("runs/criteria", help="a criterion's trained judge is the run directory RUNS_DIR/<criterion>")
+    runs_dir: str = option(
+        "runs/criteria", help="a criterion's trained judge is the run directory RUNS_DIR/<criterion>"
+    )
     gpu_train: Optional[str] = option(None, help="the GPU training recipe every criterion shares")
     gpu_runs_dir: str = option("runs/criteria-gpu", help="where `train --all --gpu` writes the GPU runs")
     criteria: dict = option({}, help="criterion name -> its spec, datasets, train config, gates (see Criterion)")
@@ -67,14 +77,17 @@ class CriteriaRegistry:
     def gpu_train_args(self, c: Criterion) -> list[str]:
         if not self.gpu_train:
             raise ConfigError("this criteria registry has no GPU recipe", path=self.path, field="gpu_train")
-        return [self.gpu_train, f"--spec={c.spec}", f"--data.train=[{','.join(c.datasets)}]",
-                f"--output_dir={Path(self.gpu_runs_dir) / c.name}", *c.gpu_overrides]
+        return [
+            self.gpu_train,
+            f"--spec={c.spec}",
+            f"--data.train=[{','.join(c.datasets)}]",
+            f"--output_dir={Path(self.gpu_runs_dir) / c.name}",
+            *c.gpu_overrides,
+        ]
 
 
 def load_criteria(path: str | Path | None = None) -> CriteriaRegistry:
     """The registry from YAML, every criterion checked; all problems are reported at once."""
-    from data.registry import get_dataset
-    from data.spec import load_spec
 
     path = repo_path(path or DEFAULT_CRITERIA)
     data, lines = load_yaml(path)
@@ -88,7 +101,7 @@ def load_criteria(path: str | Path | None = None) -> CriteriaRegistry:
     built: dict[str, Criterion] = {}
     for name, body in (raw or {}).items():
         prefix = f"criteria.{name}."
-        sub_lines = {k[len(prefix):]: v for k, v in lines.items() if k.startswith(prefix)}
+        sub_lines = {k[len(prefix) :]: v for k, v in lines.items() if k.startswith(prefix)}
         try:
             c = build_config(Criterion, body, path=str(path), lines=sub_lines)
         except ConfigError as exc:
@@ -97,7 +110,9 @@ def load_criteria(path: str | Path | None = None) -> CriteriaRegistry:
             problems.extend(exc.problems)
             known = {f.name for f in fields(Criterion)}
             try:  # an unknown key must not hide this criterion's other problems
-                c = build_config(Criterion, {k: v for k, v in (body or {}).items() if k in known} if isinstance(body, dict) else {})
+                c = build_config(
+                    Criterion, {k: v for k, v in (body or {}).items() if k in known} if isinstance(body, dict) else {}
+                )
             except ConfigError:
                 continue
         c.name = str(name)
@@ -154,7 +169,14 @@ def judge_refs(reg: CriteriaRegistry, untrained: str = "error") -> list[str]:
         else:
             missing.append(c)
     if missing:
-        raise ConfigError(problems=[Problem(f"criterion '{c.name}' has no trained judge in {reg.run_dir(c)}",
-                                            field="criteria", hint=f"run `{reg.train_command(c)}`, or serve its "
-                                            "untuned base with --criteria_untrained=base") for c in missing])
+        raise ConfigError(
+            problems=[
+                Problem(
+                    f"criterion '{c.name}' has no trained judge in {reg.run_dir(c)}",
+                    field="criteria",
+                    hint=f"run `{reg.train_command(c)}`, or serve its untuned base with --criteria_untrained=base",
+                )
+                for c in missing
+            ]
+        )
     return refs

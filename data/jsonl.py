@@ -3,12 +3,14 @@
 Readers validate each line into a model and raise ``DataError`` naming file, line and field.
 Writers are append-only; ``done_ids`` lets a batch job resume where it stopped.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator, TypeVar
+from typing import IO, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -48,8 +50,12 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"not UTF-8 (byte {exc.start} of the line is {raw[exc.start]:#04x})",
-                                path=str(p), line=lineno, hint="re-save the file as UTF-8") from None
+                raise DataError(
+                    f"not UTF-8 (byte {exc.start} of the line is {raw[exc.start]:#04x})",
+                    path=str(p),
+                    line=lineno,
+                    hint="re-save the file as UTF-8",
+                ) from None
             if lineno == 1:
                 text = text.removeprefix("\ufeff")
             if not text.strip():
@@ -84,8 +90,9 @@ def read_jsonl_lines(path: str | Path, model: type[M], *, unique_ids: bool = Tru
             raise DataError(problems=pydantic_problems(exc, str(path), lineno)) from None
         if unique_ids and hasattr(rec, "id"):
             if rec.id in seen:
-                raise DataError(f"duplicate id '{rec.id}' (first on line {seen[rec.id]})", path=str(path),
-                                line=lineno, field="id")
+                raise DataError(
+                    f"duplicate id '{rec.id}' (first on line {seen[rec.id]})", path=str(path), line=lineno, field="id"
+                )
             seen[rec.id] = lineno
         yield lineno, rec
 
@@ -140,9 +147,12 @@ class JsonlAppender:
                 except (ValueError, RecursionError):
                     obj = None
                 if not isinstance(obj, dict) or "id" not in obj:
-                    raise DataError("not a record with an 'id': the output file is not one this command wrote",
-                                    path=str(self.path), line=lineno,
-                                    hint="write to a new --out file, or remove that line")
+                    raise DataError(
+                        "not a record with an 'id': the output file is not one this command wrote",
+                        path=str(self.path),
+                        line=lineno,
+                        hint="write to a new --out file, or remove that line",
+                    )
                 self.done_ids.add(str(obj["id"]))
                 good_end = fh.tell()
         if good_end != self.path.stat().st_size:
@@ -164,4 +174,3 @@ class JsonlAppender:
 
     def __exit__(self, *exc):
         self.close()
-

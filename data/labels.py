@@ -4,11 +4,12 @@ Pairwise labels are ``A`` (response_a is better), ``B`` and optionally ``tie``; 
 are ``yes``/``no``; pointwise labels are numbers whose judge-side labels are the strings of an
 ordinal scale (``"1"`` .. ``"5"``). Human aggregates of pointwise data may be means (floats).
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from data.errors import DataError
 
@@ -130,8 +131,16 @@ class LabelSpace:
                 except (TypeError, ValueError, OverflowError):
                     raise LabelError(f"score must be a number, got {raw!r}") from None
                 ordered = sorted(self.labels, key=lambda lab: self.values[lab])
-                lo = max((lab for lab in ordered if self.values[lab] <= x), key=lambda lab: self.values[lab], default=ordered[0])
-                hi = min((lab for lab in ordered if self.values[lab] >= x), key=lambda lab: self.values[lab], default=ordered[-1])
+                lo = max(
+                    (lab for lab in ordered if self.values[lab] <= x),
+                    key=lambda lab: self.values[lab],
+                    default=ordered[0],
+                )
+                hi = min(
+                    (lab for lab in ordered if self.values[lab] >= x),
+                    key=lambda lab: self.values[lab],
+                    default=ordered[-1],
+                )
                 if lo == hi:
                     counts[lo] += 1
                 else:

@@ -1,4 +1,5 @@
 """Where judgeloop keeps things: the repo's configs, the user cache, the dataset mirror."""
+
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
+JUDGE_FILE = "judge.json"  # a judge directory's manifest (written by `judgeloop train` and `judgeloop merge`)
 
 
 def cache_dir() -> Path:

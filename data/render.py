@@ -13,6 +13,7 @@ never cut; if they alone exceed the budget, rendering fails with a ``RenderError
 Item text is data, never format: it is not parsed as a template, and the model's special tokens in
 it are defused (``_defuse``), so a response cannot forge a chat turn.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,10 @@ class Rendered:
 
 
 def item_fields(item: Item, order: Order = "ab") -> dict[str, Any]:
-    fields = {name: getattr(item, name) for name in
-              ("instruction", "input", "context", "reference", "response", "response_a", "response_b")}
+    fields = {
+        name: getattr(item, name)
+        for name in ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
+    }
     if order == "ba":
         if item.kind != "pairwise":
             raise ValueError("only pairwise items have a swapped order")
@@ -63,14 +66,20 @@ def _template(source: str) -> jinja2.Template:
     return _ENV.from_string(source)
 
 
-def render_messages(spec: JudgeSpec, item: Item, order: Order = "ab", fields: dict | None = None) -> list[dict[str, str]]:
+def render_messages(
+    spec: JudgeSpec, item: Item, order: Order = "ab", fields: dict | None = None
+) -> list[dict[str, str]]:
     """Chat messages for an item (no truncation, no tokenizer needed)."""
     if item.kind != spec.kind:
         raise RenderError(f"item is {item.kind} but judge '{spec.name}' grades {spec.kind} items", field="kind")
     values = fields if fields is not None else item_fields(item, order)
     user = _template(spec.template).render(
-        **values, criteria=spec.criteria.strip(), labels=spec.labels,
-        label_descriptions=spec.label_descriptions, kind=spec.kind)
+        **values,
+        criteria=spec.criteria.strip(),
+        labels=spec.labels,
+        label_descriptions=spec.label_descriptions,
+        kind=spec.kind,
+    )
     return [{"role": "system", "content": spec.system.strip()}, {"role": "user", "content": user.strip()}]
 
 
@@ -78,8 +87,12 @@ def _defuse(fields: dict[str, Any], tokenizer) -> dict[str, Any]:
     """Item text cannot carry the model's special tokens (``<|im_start|>``, ``<|im_end|>``, ...):
     each occurrence gets a zero-width space after its first character, so it is tokenised as
     plain text and judged text can never open a turn or end the prompt's format."""
-    specials = sorted({t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
-                      | set(getattr(tokenizer, "all_special_tokens", ())), key=len, reverse=True)
+    specials = sorted(
+        {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+        | set(getattr(tokenizer, "all_special_tokens", ())),
+        key=len,
+        reverse=True,
+    )
     out = dict(fields)
     for name, value in fields.items():
         if isinstance(value, str):
@@ -116,8 +129,7 @@ def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rende
         return Rendered(render_messages(spec, item, order, fields), prompt, ids, order)
 
     full_length = len(ids)
-    lengths = {name: len(encode(tokenizer, fields[name])) for name in spec.truncatable
-               if fields.get(name)}
+    lengths = {name: len(encode(tokenizer, fields[name])) for name in spec.truncatable if fields.get(name)}
     marker_cost = len(encode(tokenizer, CUT_MARKER.format(n=99999)))
     overflow = len(ids) - budget
     for _attempt in range(6):
@@ -137,15 +149,24 @@ def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rende
     fixed = full_length - sum(lengths.values())
     raise RenderError(
         f"item '{item.id}' cannot fit in {budget} prompt tokens even with {', '.join(lengths) or 'no field'} cut "
-        f"(the fixed parts alone need about {fixed})", field="max_prompt_tokens",
-        hint="raise max_prompt_tokens in the judge spec or add fields to truncatable")
+        f"(the fixed parts alone need about {fixed})",
+        field="max_prompt_tokens",
+        hint="raise max_prompt_tokens in the judge spec or add fields to truncatable",
+    )
 
 
 def response_item(item: Item, side: Literal["a", "b"]) -> Item:
     """One response of a pairwise item as the binary item the separate-mode prompt shows (no labels)."""
-    return Item(id=f"{item.id}/{side}", group=item.group, kind="binary", instruction=item.instruction,
-                input=item.input, context=item.context, reference=item.reference,
-                response=item.response_a if side == "a" else item.response_b)
+    return Item(
+        id=f"{item.id}/{side}",
+        group=item.group,
+        kind="binary",
+        instruction=item.instruction,
+        input=item.input,
+        context=item.context,
+        reference=item.reference,
+        response=item.response_a if side == "a" else item.response_b,
+    )
 
 
 def render_response(spec: JudgeSpec, item: Item, tokenizer, side: Literal["a", "b"]) -> Rendered:
@@ -171,4 +192,3 @@ def _water_level(lengths: dict[str, int], overflow: int) -> int | None:
         else:
             hi = mid - 1
     return lo
-

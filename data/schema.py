@@ -2,6 +2,7 @@
 
 One JSON object per line in JSONL; both models forbid unknown fields so a typo is an error.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,9 @@ class Item(BaseModel):
     response: Optional[str] = None
     response_a: Optional[str] = None
     response_b: Optional[str] = None
-    labels: list[Optional[Label]] = Field(default_factory=list, description="every annotator's label; null where one gave none")
+    labels: list[Optional[Label]] = Field(
+        default_factory=list, description="every annotator's label; null where one gave none"
+    )
     label: Optional[Label] = Field(None, description="the aggregate (majority or mean)")
     meta: dict[str, Any] = Field(default_factory=dict, description="slices: source, language, ...")
 
@@ -52,14 +55,17 @@ class Item(BaseModel):
                 raise ValueError(f"a {self.kind} item must not have '{name}'")
         return self
 
-    def swapped(self) -> "Item":
+    def swapped(self) -> Item:
         """The pairwise item with responses (and labels) exchanged."""
         swap = {"A": "B", "B": "A"}
-        return self.model_copy(update={
-            "response_a": self.response_b, "response_b": self.response_a,
-            "labels": [swap.get(x, x) if isinstance(x, str) else x for x in self.labels],
-            "label": swap.get(self.label, self.label) if isinstance(self.label, str) else self.label,
-        })
+        return self.model_copy(
+            update={
+                "response_a": self.response_b,
+                "response_b": self.response_a,
+                "labels": [swap.get(x, x) if isinstance(x, str) else x for x in self.labels],
+                "label": swap.get(self.label, self.label) if isinstance(self.label, str) else self.label,
+            }
+        )
 
 
 class JudgeRef(BaseModel):
@@ -80,7 +86,8 @@ class Verdict(BaseModel):
     confidence: Optional[float] = Field(None, description="probability of the verdict")
     consistent: Optional[bool] = Field(None, description="pairwise: same winner in both orders")
     order_probs: Optional[dict[str, dict[str, float]]] = Field(
-        None, description="pairwise: the distribution in each order ('ab', 'ba'), in the item's A/B terms")
+        None, description="pairwise: the distribution in each order ('ab', 'ba'), in the item's A/B terms"
+    )
     judge: JudgeRef
     latency_ms: Optional[float] = None
     truncated: Optional[dict[str, int]] = Field(None, description="tokens cut from each field, if any")

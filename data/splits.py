@@ -3,10 +3,11 @@
 Each group goes to a split by a seeded hash of its name, so the split does not depend on the
 order of the rows, and adding rows never moves an existing group.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from data.schema import Item
 

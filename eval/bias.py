@@ -5,6 +5,7 @@ humans and baselines. Baselines are scored by the main accuracy rule on the same
 judge; ``majority_class`` uses the evaluated items' own labels (hindsight), so it is an upper
 bound for a constant answer, not a deployable rule.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -14,8 +15,8 @@ from scipy.stats import chi2
 from sklearn.linear_model import LogisticRegression
 
 from eval.bootstrap import GroupBootstrap
-from eval.metrics import NO_VERDICT, TIE
 from eval.table import Table
+from judge.agreement import NO_VERDICT, TIE
 
 SLICE_KEYS = ("source", "language")
 MAX_SLICE_VALUES = 20  # the rest are pooled as "other"
@@ -44,8 +45,12 @@ def position_bias(table: Table) -> dict:
     else:
         firsts = [j == "A" for j in table.judge if j in ("A", "B")]
         basis = "final verdicts (one order only)"
-    return {"swap_consistency": _rate([ab == ba for ab, ba in both]) if both else None,
-            "first_position_rate": _rate(firsts), "n_both_orders": len(both), "first_position_basis": basis}
+    return {
+        "swap_consistency": _rate([ab == ba for ab, ba in both]) if both else None,
+        "first_position_rate": _rate(firsts),
+        "n_both_orders": len(both),
+        "first_position_basis": basis,
+    }
 
 
 def longer_of(table: Table) -> list[str | None]:
@@ -62,9 +67,14 @@ def verbosity_bias(table: Table) -> dict:
     judge = [j == lg for j, lg in zip(table.judge, longer) if lg and j in ("A", "B")]
     human = [h == lg for h, lg in zip(table.human, longer) if lg and h in ("A", "B")]
     same_as_rule = [j == lg for j, lg in zip(table.judge, longer) if lg and j != NO_VERDICT]
-    return {"longer_preferred_rate": _rate(judge), "human_longer_preferred_rate": _rate(human),
-            "agrees_with_longer_rule": _rate(same_as_rule), "n_judge": len(judge), "n_human": len(human),
-            "length_unit": "characters"}
+    return {
+        "longer_preferred_rate": _rate(judge),
+        "human_longer_preferred_rate": _rate(human),
+        "agrees_with_longer_rule": _rate(same_as_rule),
+        "n_judge": len(judge),
+        "n_human": len(human),
+        "length_unit": "characters",
+    }
 
 
 def baseline_predictions(table: Table) -> dict[str, list[str]]:
@@ -105,8 +115,9 @@ def length_control(table: Table, boot: GroupBootstrap) -> dict | None:
     out: dict = {}
     intervals = {}
     for name, want in (("acc_longer_preferred", True), ("acc_shorter_preferred", False)):
-        mask = np.array([h in ("A", "B") and lg is not None and (h == lg) == want
-                         for h, lg in zip(table.human, longer)])
+        mask = np.array(
+            [h in ("A", "B") and lg is not None and (h == lg) == want for h, lg in zip(table.human, longer)]
+        )
         out[name] = _rate(correct[mask])
         out["n_" + name.removeprefix("acc_")] = int(mask.sum())
         intervals[name] = boot.subset(mask).mean(correct[mask]) if mask.any() else None
@@ -114,11 +125,16 @@ def length_control(table: Table, boot: GroupBootstrap) -> dict | None:
     out["balanced"] = round(sum(parts) / 2, 6) if None not in parts else None
     if None not in intervals.values():
         # the mean of the two accuracies, on the same replicates
-        lm = np.array([h in ("A", "B") and lg is not None and h == lg for h, lg in zip(table.human, longer)], dtype=float)
-        sm = np.array([h in ("A", "B") and lg is not None and h != lg for h, lg in zip(table.human, longer)], dtype=float)
+        lm = np.array(
+            [h in ("A", "B") and lg is not None and h == lg for h, lg in zip(table.human, longer)], dtype=float
+        )
+        sm = np.array(
+            [h in ("A", "B") and lg is not None and h != lg for h, lg in zip(table.human, longer)], dtype=float
+        )
         with np.errstate(all="ignore"):
             intervals["balanced"] = boot.weighted(
-                lambda w: ((w @ (correct * lm)) / (w @ lm) + (w @ (correct * sm)) / (w @ sm)) / 2)
+                lambda w: ((w @ (correct * lm)) / (w @ lm) + (w @ (correct * sm)) / (w @ sm)) / 2
+            )
     out["intervals"] = {k: v.as_dict() for k, v in intervals.items() if v is not None}
     out["beyond_length"] = beyond_length(table, boot)
     return out
@@ -140,7 +156,9 @@ def beyond_length(table: Table, boot: GroupBootstrap) -> dict | None:
         probs = (v.probs or {}) if v is not None else {}
         pa, pb = probs.get("A"), probs.get("B")
         if h in ("A", "B") and la[i] != lb[i] and pa and pb:
-            rows.append((i, np.log((la[i] + 1) / (lb[i] + 1)), np.log(np.clip(pa, 1e-9, 1) / np.clip(pb, 1e-9, 1)), h == "A"))
+            rows.append(
+                (i, np.log((la[i] + 1) / (lb[i] + 1)), np.log(np.clip(pa, 1e-9, 1) / np.clip(pb, 1e-9, 1)), h == "A")
+            )
     if len(rows) < MIN_BEYOND_LENGTH_ITEMS:
         return None
     idx, length, judge, y = (np.array(c) for c in zip(*rows))
@@ -157,10 +175,15 @@ def beyond_length(table: Table, boot: GroupBootstrap) -> dict | None:
     mask = np.zeros(table.n, dtype=bool)
     mask[idx] = True
     gain = boot.subset(mask).mean(alone - both)
-    return {"n": len(rows), "log_loss_length": round(float(alone.mean()), 6),
-            "log_loss_length_and_judge": round(float(both.mean()), 6),
-            "gain": gain.as_dict(), "lr_chi2": round(stat, 3), "p_value": float(chi2.sf(max(stat, 0.0), 1)),
-            "length_unit": "log ratio of characters"}
+    return {
+        "n": len(rows),
+        "log_loss_length": round(float(alone.mean()), 6),
+        "log_loss_length_and_judge": round(float(both.mean()), 6),
+        "gain": gain.as_dict(),
+        "lr_chi2": round(stat, 3),
+        "p_value": float(chi2.sf(max(stat, 0.0), 1)),
+        "length_unit": "log ratio of characters",
+    }
 
 
 def total_lengths(table: Table) -> np.ndarray:
@@ -193,15 +216,21 @@ def slices(table: Table, boot: GroupBootstrap) -> dict:
     out: dict = {}
     for dim, values in slice_values(table).items():
         rows = {}
-        order = (lambda v: LENGTH_BUCKETS.index(v.split()[0])) if dim == "length" else \
-            (lambda v: (v == "other", -values.count(v), v))
+        order = (
+            (lambda v: LENGTH_BUCKETS.index(v.split()[0]))
+            if dim == "length"
+            else (lambda v: (v == "other", -values.count(v), v))
+        )
         for value in sorted(set(values), key=order):
             mask = np.array([v == value for v in values]) & main
             if not mask.any():
                 continue
             same = [p[0] == p[1] for p, v in zip(pairs, values) if p is not None and v == value]
-            rows[value] = {"n": int(mask.sum()), "accuracy": boot.subset(mask).mean(correct[mask]).as_dict(),
-                           "swap_consistency": _rate(same) if same else None}
+            rows[value] = {
+                "n": int(mask.sum()),
+                "accuracy": boot.subset(mask).mean(correct[mask]).as_dict(),
+                "swap_consistency": _rate(same) if same else None,
+            }
         out[dim] = rows
     return out
 
@@ -220,6 +249,12 @@ def error_counts(table: Table) -> dict:
             unparseable += 1
         if v is not None and v.truncated and any(v.truncated.values()):
             truncated += 1
-    return {"no_verdict": missing + error + unparseable, "error": error, "unparseable": unparseable,
-            "missing": missing, "truncated": truncated, "n_items": table.n,
-            "error_kinds": dict(kinds.most_common(5))}
+    return {
+        "no_verdict": missing + error + unparseable,
+        "error": error,
+        "unparseable": unparseable,
+        "missing": missing,
+        "truncated": truncated,
+        "n_items": table.n,
+        "error_kinds": dict(kinds.most_common(5)),
+    }

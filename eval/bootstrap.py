@@ -7,11 +7,12 @@ of item weights (how many times each item was drawn), so a statistic that is a w
 mean, a confusion matrix) is computed for all replicates in one matrix product; any other
 statistic runs on the expanded index list of each replicate.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class GroupBootstrap:
         # item weight = how often its group was drawn
         self.weights = group_counts[:, self.group_index]
 
-    def take(self, index) -> "GroupBootstrap":
+    def take(self, index) -> GroupBootstrap:
         """The same replicates for a selection of items, in the given order and possibly repeated
         (e.g. one row per (item, annotator) pair): a statistic on it stays paired with the rest."""
         index = np.asarray(index, dtype=np.int64)
@@ -68,7 +69,7 @@ class GroupBootstrap:
         sub.weights = self.weights[:, index]
         return sub
 
-    def subset(self, mask) -> "GroupBootstrap":
+    def subset(self, mask) -> GroupBootstrap:
         """The same replicates restricted to some items (e.g. the non-tie ones)."""
         return self.take(np.flatnonzero(np.asarray(mask, dtype=bool)))
 
@@ -115,7 +116,8 @@ def group_ci(values, groups: Sequence, n_boot: int = 1000, seed: int = 0) -> Int
 def mcnemar(correct_a, correct_b) -> dict:
     """McNemar's exact test on paired right/wrong: b = only A right, c = only B right;
     p = two-sided binomial test of b out of b + c at 1/2 (1.0 when they never differ)."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # deferred: SciPy takes seconds to import; only this path needs it
+
     a = np.asarray(correct_a, dtype=bool)
     bb = np.asarray(correct_b, dtype=bool)
     only_a, only_b = int((a & ~bb).sum()), int((~a & bb).sum())

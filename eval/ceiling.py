@@ -9,17 +9,21 @@ each other" is a like-for-like statement. Pairs whose target is a tie are left o
 ``accuracy`` (as in the main metrics) and kept in ``accuracy_with_ties``. Krippendorff's alpha
 of the annotators alone is reported beside it.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from data.labels import aggregate
 from eval.bootstrap import GroupBootstrap, Interval
-from eval.metrics import NO_VERDICT, TIE, annotator_class, confusion, kappa_cm, krippendorff_alpha_counts
+from eval.metrics import confusion, kappa_cm, krippendorff_alpha_counts
 from eval.table import Table
+from judge.agreement import NO_VERDICT, TIE, annotator_class
 
-METHOD = ("leave-one-out: each annotator against the majority of the other annotators on the same item; "
-          "the judge against the same leave-one-out majorities")
+METHOD = (
+    "leave-one-out: each annotator against the majority of the other annotators on the same item; "
+    "the judge against the same leave-one-out majorities"
+)
 
 
 def loo_pairs(table: Table) -> list[tuple[int, int, str, str]]:
@@ -37,8 +41,9 @@ def loo_pairs(table: Table) -> list[tuple[int, int, str, str]]:
     return out
 
 
-def _agreement(boot: GroupBootstrap, truth: list[str], pred: list[str], labels: list[str],
-               mask: np.ndarray, weights: str | None) -> dict[str, Interval]:
+def _agreement(
+    boot: GroupBootstrap, truth: list[str], pred: list[str], labels: list[str], mask: np.ndarray, weights: str | None
+) -> dict[str, Interval]:
     sub = boot.subset(mask)
     t = [x for x, m in zip(truth, mask) if m]
     p = [x for x, m in zip(pred, mask) if m]
@@ -67,9 +72,12 @@ def human_ceiling(table: Table, boot: GroupBootstrap) -> dict | None:
         labels = sorted(table.space.labels, key=table.space.values.get) + [NO_VERDICT]
     main = np.array([not (table.kind == "pairwise" and t == TIE) for t in target])
 
-    out: dict = {"method": METHOD, "n_pairs": int(main.sum()),
-                 "n_items": len({p[0] for p, m in zip(pairs, main) if m}),
-                 "annotators": max(len([x for x in it.labels if x is not None]) for it in table.items)}
+    out: dict = {
+        "method": METHOD,
+        "n_pairs": int(main.sum()),
+        "n_items": len({p[0] for p, m in zip(pairs, main) if m}),
+        "annotators": max(len([x for x in it.labels if x is not None]) for it in table.items),
+    }
     humans = _agreement(pair_boot, target, human, labels, main, "quadratic" if ordinal else None)
     judges = _agreement(pair_boot, target, judge, labels, main, "quadratic" if ordinal else None)
     metrics = {"accuracy": humans["accuracy"], kappa_name: humans["kappa"]}
@@ -87,7 +95,9 @@ def human_ceiling(table: Table, boot: GroupBootstrap) -> dict | None:
     for (i, slot, lab, tgt), m in zip(pairs, main):
         if m:
             per_slot.setdefault(str(slot + 1), []).append(lab == tgt)
-    out["per_annotator"] = {k: {"accuracy": round(float(np.mean(v)), 6), "n": len(v)} for k, v in sorted(per_slot.items())}
+    out["per_annotator"] = {
+        k: {"accuracy": round(float(np.mean(v)), 6), "n": len(v)} for k, v in sorted(per_slot.items())
+    }
     out["krippendorff_alpha_humans"] = alpha_interval(table, boot, with_judge=False).as_dict()
     return out
 

@@ -6,10 +6,11 @@ directly comparable and every paired comparison draws the same prompts. The sche
 documented in eval/README.md ("validation.json"); ``SCHEMA_VERSION`` changes when a field changes
 meaning or disappears.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,26 +20,43 @@ from data.schema import Item, Verdict
 from data.spec import JudgeSpec, spec_hash
 from eval import bias, ceiling
 from eval.bootstrap import LEVEL, GroupBootstrap, Interval, interval, mcnemar
-from eval.metrics import (NO_VERDICT, TIE, accuracy_cm, brier_items, confusion, ece, kappa_cm, kendall, macro_f1_cm,
-                          pearson, reliability_curve, spearman)
+from eval.metrics import (
+    accuracy_cm,
+    brier_items,
+    confusion,
+    ece,
+    kappa_cm,
+    kendall,
+    macro_f1_cm,
+    pearson,
+    reliability_curve,
+    spearman,
+)
 from eval.table import Table, match_verdicts
+from judge.agreement import NO_VERDICT, TIE
 
 SCHEMA_VERSION = 1
 N_BINS = 10
 
 TIE_POLICY = {
-    "pairwise": ("The human aggregate is the majority of the annotators; an A/B split with no majority is a tie. "
-                 "'accuracy', 'cohen_kappa' and 'macro_f1' are over items whose human aggregate is A or B "
-                 "(a judge's tie there is wrong); the '*_with_ties' metrics are over all labelled items with "
-                 "tie as a third class. Krippendorff's alpha keeps ties as a category."),
+    "pairwise": (
+        "The human aggregate is the majority of the annotators; an A/B split with no majority is a tie. "
+        "'accuracy', 'cohen_kappa' and 'macro_f1' are over items whose human aggregate is A or B "
+        "(a judge's tie there is wrong); the '*_with_ties' metrics are over all labelled items with "
+        "tie as a third class. Krippendorff's alpha keeps ties as a category."
+    ),
     "binary": "No ties: every item with a human majority counts; items whose annotators split evenly have no aggregate and are left out.",
-    "pointwise": ("'accuracy' and 'weighted_kappa' compare the judge's label with the scale label nearest the human "
-                  "mean; correlations compare the judge's score (expected value of its distribution, else its label) "
-                  "with the human mean."),
+    "pointwise": (
+        "'accuracy' and 'weighted_kappa' compare the judge's label with the scale label nearest the human "
+        "mean; correlations compare the judge's score (expected value of its distribution, else its label) "
+        "with the human mean."
+    ),
 }
-ERROR_POLICY = ("An item without a usable verdict (error, unparseable) counts as wrong in accuracy, Cohen's kappa "
-                "and macro F1; it is left out of correlations, weighted kappa and calibration, is a missing rating "
-                "in Krippendorff's alpha, and is counted in 'errors'.")
+ERROR_POLICY = (
+    "An item without a usable verdict (error, unparseable) counts as wrong in accuracy, Cohen's kappa "
+    "and macro F1; it is left out of correlations, weighted kappa and calibration, is a missing rating "
+    "in Krippendorff's alpha, and is counted in 'errors'."
+)
 
 
 def _nan() -> Interval:
@@ -54,8 +72,10 @@ def categorical_metrics(table: Table, boot: GroupBootstrap, mask: np.ndarray, su
     labels = list(dict.fromkeys([*table.space.labels, TIE, NO_VERDICT, *human, *judge]))
     point = confusion(human, judge, labels)[None]
     reps = confusion(human, judge, labels, boot.subset(mask).weights)
-    return {f"{name}{suffix}": interval(float(fn(point)[0]), fn(reps))
-            for name, fn in (("accuracy", accuracy_cm), ("cohen_kappa", kappa_cm), ("macro_f1", macro_f1_cm))}
+    return {
+        f"{name}{suffix}": interval(float(fn(point)[0]), fn(reps))
+        for name, fn in (("accuracy", accuracy_cm), ("cohen_kappa", kappa_cm), ("macro_f1", macro_f1_cm))
+    }
 
 
 def judge_scores(table: Table) -> np.ndarray:
@@ -99,8 +119,9 @@ def agreement_metrics(table: Table, boot: GroupBootstrap) -> dict[str, Interval]
         human = [h for h, m in zip(table.human, scored) if m]
         judge = [j for j, m in zip(table.judge, scored) if m]
         sub = boot.subset(scored)
-        out["weighted_kappa"] = sub.weighted(lambda w: kappa_cm(confusion(human, judge, scale, w), "quadratic")) \
-            if scored.any() else _nan()
+        out["weighted_kappa"] = (
+            sub.weighted(lambda w: kappa_cm(confusion(human, judge, scale, w), "quadratic")) if scored.any() else _nan()
+        )
         x, y = judge_scores(table)[scored], human_scores(table)[scored]
         for name, fn in (("spearman", spearman), ("kendall", kendall), ("pearson", pearson)):
             out[name] = sub.resampled(lambda idx, fn=fn: fn(x[idx], y[idx])) if scored.any() else _nan()
@@ -124,16 +145,28 @@ def calibration(table: Table, boot: GroupBootstrap) -> dict:
         truth.append(h)
     basis = "probability of the verdict's label (probs renormalised over the label space)"
     if not rows:
-        return {"ece": None, "brier": None, "n": 0, "n_bins": N_BINS, "reliability": [], "confidence": basis,
-                "note": "no verdict carries probabilities"}
+        return {
+            "ece": None,
+            "brier": None,
+            "n": 0,
+            "n_bins": N_BINS,
+            "reliability": [],
+            "confidence": basis,
+            "note": "no verdict carries probabilities",
+        }
     sub = boot.take(rows)
     conf_a, hit_a = np.array(conf), np.array(hit)
     per_item = brier_items(truth, np.array(probs), space.labels)
     intervals = {"ece": sub.weighted(lambda w: ece(conf_a, hit_a, N_BINS, w)), "brier": sub.mean(per_item)}
-    return {"ece": intervals["ece"].as_dict()["value"], "brier": intervals["brier"].as_dict()["value"],
-            "n": len(rows), "n_bins": N_BINS, "confidence": basis,
-            "reliability": reliability_curve(conf_a, hit_a, N_BINS),
-            "intervals": {k: v.as_dict() for k, v in intervals.items()}}
+    return {
+        "ece": intervals["ece"].as_dict()["value"],
+        "brier": intervals["brier"].as_dict()["value"],
+        "n": len(rows),
+        "n_bins": N_BINS,
+        "confidence": basis,
+        "reliability": reliability_curve(conf_a, hit_a, N_BINS),
+        "intervals": {k: v.as_dict() for k, v in intervals.items()},
+    }
 
 
 def confusion_table(table: Table) -> dict:
@@ -146,16 +179,23 @@ def confusion_table(table: Table) -> dict:
     labels = list(dict.fromkeys(rows + cols))
     cm = confusion(human, judge, labels) if human else np.zeros((len(labels), len(labels)))
     ri, ci = [labels.index(r) for r in rows], [labels.index(c) for c in cols]
-    return {"rows": rows, "columns": cols, "counts": cm[np.ix_(ri, ci)].astype(int).tolist(),
-            "axes": "rows: human aggregate, columns: judge verdict"}
+    return {
+        "rows": rows,
+        "columns": cols,
+        "counts": cm[np.ix_(ri, ci)].astype(int).tolist(),
+        "axes": "rows: human aggregate, columns: judge verdict",
+    }
 
 
 def _judge_info(verdicts: Sequence[Verdict], given: dict | None) -> dict:
     prints = sorted({(v.judge.name, v.judge.fingerprint) for v in verdicts})
     info = dict(given or {})
     if len({fp for _, fp in prints}) > 1 and "fingerprint" not in info:
-        raise DataError(f"the verdicts come from {len(prints)} judges ({', '.join(n for n, _ in prints[:3])} ...)",
-                        field="judge.fingerprint", hint="evaluate one judge's verdicts at a time")
+        raise DataError(
+            f"the verdicts come from {len(prints)} judges ({', '.join(n for n, _ in prints[:3])} ...)",
+            field="judge.fingerprint",
+            hint="evaluate one judge's verdicts at a time",
+        )
     if prints:
         info.setdefault("name", prints[0][0])
         info.setdefault("fingerprint", prints[0][1])
@@ -181,10 +221,16 @@ def reference_summary(table: Table, ref: Table, boot: GroupBootstrap) -> dict:
         metrics = categorical_metrics(ref, boot, ref.main & covered)
         if ref.kind == "pairwise":
             metrics |= categorical_metrics(ref, boot, ref.labelled & covered, "_with_ties")
-    errors = bias.error_counts(Table([it for it, c in zip(ref.items, covered) if c],
-                                     [v for v in ref.verdicts if v is not None], ref.space))
-    out = {"n": int((ref.main & covered).sum()), "n_items": int(covered.sum()), "n_missing": int((~covered).sum()),
-           "metrics": {k: v.as_dict() for k, v in metrics.items()}, "no_verdict": errors["no_verdict"]}
+    errors = bias.error_counts(
+        Table([it for it, c in zip(ref.items, covered) if c], [v for v in ref.verdicts if v is not None], ref.space)
+    )
+    out = {
+        "n": int((ref.main & covered).sum()),
+        "n_items": int(covered.sum()),
+        "n_missing": int((~covered).sum()),
+        "metrics": {k: v.as_dict() for k, v in metrics.items()},
+        "no_verdict": errors["no_verdict"],
+    }
     if ref.kind == "pairwise":
         out["longer_preferred_rate"] = bias.verbosity_bias(ref)["longer_preferred_rate"]
         out["first_position_rate"] = bias.position_bias(ref)["first_position_rate"]
@@ -192,10 +238,19 @@ def reference_summary(table: Table, ref: Table, boot: GroupBootstrap) -> dict:
     return out
 
 
-def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec, judge_info: dict | None = None,
-             dataset_info: dict | None = None, reference_verdicts: dict[str, Sequence[Verdict]] | None = None,
-             incumbent_verdicts: Sequence[Verdict] | None = None, seed: int = 0, n_boot: int = 1000,
-             incumbent_info: dict | None = None, injection: dict | None = None) -> dict:
+def evaluate(
+    items: Sequence[Item],
+    verdicts: Sequence[Verdict],
+    spec: JudgeSpec,
+    judge_info: dict | None = None,
+    dataset_info: dict | None = None,
+    reference_verdicts: dict[str, Sequence[Verdict]] | None = None,
+    incumbent_verdicts: Sequence[Verdict] | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+    incumbent_info: dict | None = None,
+    injection: dict | None = None,
+) -> dict:
     """Validate a judge's verdicts against the human labels of ``items``; returns the validation result.
 
     ``injection``, when given, is ``eval.injection.measure``'s result: kept as the "injection" section."""
@@ -204,8 +259,9 @@ def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec
         raise DataError("no items to evaluate")
     wrong_kind = [it.id for it in items if it.kind != spec.kind]
     if wrong_kind:
-        raise DataError(f"{len(wrong_kind)} items are not {spec.kind} (spec '{spec.name}'), e.g. '{wrong_kind[0]}'",
-                        field="kind")
+        raise DataError(
+            f"{len(wrong_kind)} items are not {spec.kind} (spec '{spec.name}'), e.g. '{wrong_kind[0]}'", field="kind"
+        )
     space = spec.label_space
     table = Table(items, match_verdicts(items, verdicts), space)
     if not table.labelled.any():
@@ -216,16 +272,25 @@ def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "judge": _judge_info(verdicts, judge_info),
-        "spec": {"name": spec.name, "version": spec.version, "kind": spec.kind, "labels": space.labels,
-                 "sha256": spec_hash(spec)},
+        "spec": {
+            "name": spec.name,
+            "version": spec.version,
+            "kind": spec.kind,
+            "labels": space.labels,
+            "sha256": spec_hash(spec),
+        },
         "dataset": {"name": None, "split": None, "sha256": None, **(dataset_info or {})},
         "n": int(table.main.sum()),
         "n_items": table.n,
         "n_groups": boot.n_groups,
         "tie_policy": TIE_POLICY[spec.kind],
         "error_policy": ERROR_POLICY,
-        "interval": {"level": LEVEL, "method": "percentile bootstrap resampling groups (prompts) with replacement",
-                     "n_boot": n_boot, "seed": seed},
+        "interval": {
+            "level": LEVEL,
+            "method": "percentile bootstrap resampling groups (prompts) with replacement",
+            "n_boot": n_boot,
+            "seed": seed,
+        },
         "metrics": {k: v.as_dict() for k, v in agreement_metrics(table, boot).items()},
     }
     result["human_ceiling"] = ceiling.human_ceiling(table, boot)
@@ -244,8 +309,10 @@ def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec
     for name, ref_verdicts in (reference_verdicts or {}).items():
         ref = table.with_verdicts(match_verdicts(items, list(ref_verdicts), what=f"'{name}' verdicts", partial=True))
         if not any(v is not None for v in ref.verdicts):
-            raise DataError(f"reference judge '{name}' has no verdict for any of the {table.n} items",
-                            hint="is it a reference for another dataset?")
+            raise DataError(
+                f"reference judge '{name}' has no verdict for any of the {table.n} items",
+                hint="is it a reference for another dataset?",
+            )
         result["reference_judges"][name] = reference_summary(table, ref, boot)
 
     result["comparison"] = None
@@ -253,10 +320,12 @@ def evaluate(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec
         inc = table.with_verdicts(match_verdicts(items, list(incumbent_verdicts), what="incumbent verdicts"))
         comparison = compare(table, inc, boot, table.main)
         result["comparison"] = {
-            "incumbent": _judge_info(incumbent_verdicts, incumbent_info), "metric": "accuracy",
+            "incumbent": _judge_info(incumbent_verdicts, incumbent_info),
+            "metric": "accuracy",
             "candidate": boot.subset(table.main).mean(table.correct[table.main]).as_dict(),
             "incumbent_accuracy": boot.subset(table.main).mean(inc.correct[table.main]).as_dict(),
-            **comparison}
+            **comparison,
+        }
     if injection is not None:
         result["injection"] = injection
     result["provenance"] = {"git_commit": git_commit(), "versions": library_versions()}

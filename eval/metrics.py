@@ -1,6 +1,6 @@
-"""The agreement metrics everyone uses: the harness, the gate and training's eval-in-the-loop.
+"""The agreement metrics of validation: the harness and the gate read them.
 
-``headline`` is the one figure pair the training loop logs. The rest are thin wrappers over
+The per-item labels and ``headline`` (training's dev figure) are in judge/agreement.py. These are thin wrappers over
 sklearn/scipy/krippendorff, plus confusion-matrix forms of the categorical metrics that take a
 stack of matrices at once (the bootstrap computes a thousand replicates in one call); tests
 check both forms against the libraries on random inputs.
@@ -9,101 +9,30 @@ Conventions: categorical labels are strings; an item the judge gave no verdict f
 label ``NO_VERDICT``, which is never correct. A metric that is undefined on its input (a kappa
 when everyone used one label, a correlation of a constant) is ``nan``.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from data.labels import LabelSpace, aggregate
-from data.schema import Item, Verdict
-from data.spec import JudgeSpec
-
-NO_VERDICT = "<no verdict>"
-TIE = "tie"
-
-
-# --- labels of one item ---------------------------------------------------------------------------
-
-def human_class(item: Item, space: LabelSpace) -> str | None:
-    """The human aggregate as a label: pairwise A/B/tie, binary yes/no, pointwise the label
-    nearest the mean score. None when the item has no human label."""
-    label = item.label if item.label is not None else aggregate(item.kind, item.labels)
-    return None if label is None else annotator_class(label, space)
-
-
-def annotator_class(label, space: LabelSpace) -> str | None:
-    """One annotator's (or an aggregate's) label in the label space's spelling."""
-    if label is None:
-        return None
-    if space.kind == "pointwise":
-        return space.nearest_label(float(label))
-    if space.kind == "pairwise" and str(label).strip().lower() == TIE:
-        return TIE  # a human tie stays a tie even when the judge has no tie label
-    return space.check(label)
-
-
-def judge_class(verdict: Verdict | None, space: LabelSpace) -> str:
-    """The judge's label for an item, or NO_VERDICT when it has none (missing, error, unparseable)."""
-    if verdict is None or verdict.error or verdict.verdict is None:
-        return NO_VERDICT
-    try:
-        if space.kind == "pointwise":
-            value = float(verdict.verdict)
-            return next(lab for lab, v in space.values.items() if v == value)
-        return space.check(verdict.verdict)
-    except (ValueError, StopIteration):
-        return NO_VERDICT
-
-
-def order_labels(verdict: Verdict | None, space: LabelSpace) -> tuple[str, str] | None:
-    """The two single-order verdicts (argmax of each order's distribution), in the item's A/B terms."""
-    if verdict is None or verdict.error or not verdict.order_probs:
-        return None
-    ab, ba = verdict.order_probs.get("ab"), verdict.order_probs.get("ba")
-    if not ab or not ba:
-        return None
-    return space.argmax(ab), space.argmax(ba)
-
-
-def headline(items: Sequence[Item], verdicts: Sequence[Verdict], spec: JudgeSpec) -> dict:
-    """The two numbers a training run logs, computed exactly as validation computes them.
-
-    ``accuracy``: the judge's verdict against the human aggregate (``item.label``). Pairwise:
-    on items whose human aggregate is not a tie (a judge's tie there is wrong). Pointwise: the
-    verdict equals the label nearest the human mean. Binary: the verdict equals the label.
-    An item without a verdict (missing or error) is wrong. ``n``: the items accuracy is over.
-    ``swap_consistency``: share of pairwise items with both orders scored whose two single-order
-    verdicts name the same winner (both A, both B or both tie); None for other kinds or when no
-    verdict has ``order_probs``.
-    """
-    space = spec.label_space
-    by_id = {v.id: v for v in verdicts}
-    correct, same = [], []
-    for item in items:
-        verdict = by_id.get(item.id)
-        human = human_class(item, space)
-        if human is not None and not (space.kind == "pairwise" and human == TIE):
-            correct.append(judge_class(verdict, space) == human)
-        if space.kind == "pairwise":
-            pair = order_labels(verdict, space)
-            if pair is not None:
-                same.append(pair[0] == pair[1])
-    return {"accuracy": float(np.mean(correct)) if correct else None,
-            "swap_consistency": float(np.mean(same)) if same else None,
-            "n": len(correct)}
-
-
 # --- categorical agreement (thin wrappers) ----------------------------------------------------------
 
+
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import (
+        accuracy_score,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    )
+
     return float(accuracy_score(list(y_true), list(y_pred))) if len(y_true) else float("nan")
 
 
 def cohen_kappa(y_true: Sequence, y_pred: Sequence) -> float:
-    from sklearn.metrics import cohen_kappa_score
+    from sklearn.metrics import (
+        cohen_kappa_score,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    )
+
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         return float(cohen_kappa_score(list(y_true), list(y_pred))) if len(y_true) else float("nan")
@@ -112,7 +41,10 @@ def cohen_kappa(y_true: Sequence, y_pred: Sequence) -> float:
 def weighted_kappa(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> float:
     """Quadratic-weighted kappa for ordinal labels; ``labels`` in scale order (a label outside
     them, such as NO_VERDICT, must be mapped by the caller)."""
-    from sklearn.metrics import cohen_kappa_score
+    from sklearn.metrics import (
+        cohen_kappa_score,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    )
+
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         return float(cohen_kappa_score(list(y_true), list(y_pred), labels=list(labels), weights="quadratic"))
@@ -121,13 +53,15 @@ def weighted_kappa(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> floa
 def macro_f1(y_true: Sequence, y_pred: Sequence) -> float:
     """Macro F1 over the classes that occur in the truth (the human labels): a prediction of any
     other label (a tie on non-tie items, no verdict) is a miss for the true class, not a class."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # deferred: scikit-learn takes seconds to import; only this path needs it
+
     if not len(y_true):
         return float("nan")
     return float(f1_score(list(y_true), list(y_pred), labels=sorted(set(y_true)), average="macro", zero_division=0))
 
 
 # --- the same metrics from confusion matrices (vectorised over bootstrap replicates) ------------------
+
 
 def confusion(y_true: Sequence, y_pred: Sequence, labels: Sequence, weights=None) -> np.ndarray:
     """K x K counts (rows: truth, columns: prediction); ``weights`` (R x n) gives R matrices."""
@@ -172,6 +106,7 @@ def macro_f1_cm(cm: np.ndarray) -> np.ndarray:
 
 # --- scores ---------------------------------------------------------------------------------------
 
+
 def _corr(fn, x, y) -> float:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -182,27 +117,32 @@ def _corr(fn, x, y) -> float:
 
 
 def spearman(x, y) -> float:
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # deferred: SciPy takes seconds to import; only this path needs it
+
     return _corr(spearmanr, x, y)
 
 
 def kendall(x, y) -> float:
     """Kendall's tau-b (scipy's default)."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # deferred: SciPy takes seconds to import; only this path needs it
+
     return _corr(kendalltau, x, y)
 
 
 def pearson(x, y) -> float:
-    from scipy.stats import pearsonr
+    from scipy.stats import pearsonr  # deferred: SciPy takes seconds to import; only this path needs it
+
     return _corr(pearsonr, x, y)
 
 
 # --- several annotators ---------------------------------------------------------------------------
 
+
 def krippendorff_alpha(reliability_data, level: str = "nominal", value_domain=None) -> float:
     """Krippendorff's alpha; ``reliability_data`` is annotators x items with nan where one gave
     no label. The judge is added as one more row by the caller."""
-    import krippendorff
+    import krippendorff  # deferred: krippendorff (numpy, scipy) takes seconds to import; only this path needs it
+
     data = np.asarray(reliability_data, dtype=float)
     if np.isfinite(data).sum(0).max(initial=0) < 2 or len(np.unique(data[np.isfinite(data)])) < 2:
         return float("nan")
@@ -213,17 +153,21 @@ def krippendorff_alpha(reliability_data, level: str = "nominal", value_domain=No
 
 def krippendorff_alpha_counts(value_counts: np.ndarray, value_domain, level: str = "nominal") -> float:
     """Alpha from a units x values count matrix (the form the bootstrap resamples)."""
-    import krippendorff
+    import krippendorff  # deferred: krippendorff (numpy, scipy) takes seconds to import; only this path needs it
+
     counts = np.asarray(value_counts)
     pairable = counts[counts.sum(1) >= 2]
     if len(pairable) == 0 or (pairable.sum(0) > 0).sum() < 2:
         return float("nan")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return float(krippendorff.alpha(value_counts=counts, value_domain=list(value_domain), level_of_measurement=level))
+        return float(
+            krippendorff.alpha(value_counts=counts, value_domain=list(value_domain), level_of_measurement=level)
+        )
 
 
 # --- calibration ----------------------------------------------------------------------------------
+
 
 def reliability_curve(confidence, correct, n_bins: int = 10) -> list[dict]:
     """Equal-width confidence bins (as sklearn's ``calibration_curve``, strategy 'uniform'):
@@ -236,8 +180,15 @@ def reliability_curve(confidence, correct, n_bins: int = 10) -> list[dict]:
     for b in range(n_bins):
         mask = ids == b
         if mask.any():
-            out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(mask.sum()),
-                        "confidence": float(conf[mask].mean()), "accuracy": float(hit[mask].mean())})
+            out.append(
+                {
+                    "lo": float(edges[b]),
+                    "hi": float(edges[b + 1]),
+                    "n": int(mask.sum()),
+                    "confidence": float(conf[mask].mean()),
+                    "accuracy": float(hit[mask].mean()),
+                }
+            )
     return out
 
 
@@ -262,7 +213,10 @@ def ece(confidence, correct, n_bins: int = 10, weights=None) -> float | np.ndarr
 def brier(y_true: Sequence, probs: np.ndarray, labels: Sequence) -> float:
     """sklearn's Brier score over the label distribution: two labels, mean (p - y)^2 of one
     label; three or more, mean of the sum over labels of (p_k - y_k)^2."""
-    from sklearn.metrics import brier_score_loss
+    from sklearn.metrics import (
+        brier_score_loss,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    )
+
     return float(brier_score_loss(list(y_true), np.asarray(probs, dtype=float), labels=list(labels)))
 
 

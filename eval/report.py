@@ -4,6 +4,7 @@ It leads with the answer (the gate verdict and a few sentences a reviewer can ch
 minutes), then the evidence: plots (inline base64 PNG, matplotlib Agg), tables and a
 reproduce section (commands, data hashes, versions, git commit, fingerprint).
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 JUDGE, HUMAN, REFERENCE, BASELINE, INCUMBENT = "#2b6cb0", "#2f855a", "#718096", "#cbd5e0", "#dd6b20"
@@ -41,6 +43,7 @@ def failed_rules(result: dict) -> list[str]:
 
 # --- the answer, in sentences ---------------------------------------------------------------------
 
+
 def summary(result: dict) -> list[str]:
     """The findings a reviewer needs, most important first."""
     out = []
@@ -55,8 +58,10 @@ def summary(result: dict) -> list[str]:
     ceiling = result.get("human_ceiling")
     if ceiling:
         h, j = ceiling["metrics"]["accuracy"]["value"], ceiling["judge"]["accuracy"]["value"]
-        out.append(f"Human ceiling: against the majority of the other annotators, annotators agree {pct(h)} of the time "
-                   f"and the judge {pct(j)}: the judge reaches {pct(ceiling.get('judge_to_ceiling'), 0)} of the human ceiling.")
+        out.append(
+            f"Human ceiling: against the majority of the other annotators, annotators agree {pct(h)} of the time "
+            f"and the judge {pct(j)}: the judge reaches {pct(ceiling.get('judge_to_ceiling'), 0)} of the human ceiling."
+        )
     else:
         out.append("Human ceiling: not available (one annotator per item).")
     base = {k: v for k, v in (result.get("baselines") or {}).items() if v is not None}
@@ -69,26 +74,31 @@ def summary(result: dict) -> list[str]:
     lc = result.get("length_control")
     if lc and b:
         warn = (b.get("agrees_with_longer_rule") or 0) > LENGTH_WARNING
-        out.append(("WARNING: the judge mostly tracks length. " if warn else "") +
-                   f"Length: humans preferred the longer response in {pct(b.get('human_longer_preferred_rate'))} of items, "
-                   f"the judge in {pct(b.get('longer_preferred_rate'))}; it agrees with 'pick the longer' on "
-                   f"{pct(b.get('agrees_with_longer_rule'))}. Accuracy where humans preferred the longer response "
-                   f"{pct(lc.get('acc_longer_preferred'))}, the shorter {pct(lc.get('acc_shorter_preferred'))} "
-                   f"(balanced {pct(lc.get('balanced'))}).")
+        out.append(
+            ("WARNING: the judge mostly tracks length. " if warn else "")
+            + f"Length: humans preferred the longer response in {pct(b.get('human_longer_preferred_rate'))} of items, "
+            f"the judge in {pct(b.get('longer_preferred_rate'))}; it agrees with 'pick the longer' on "
+            f"{pct(b.get('agrees_with_longer_rule'))}. Accuracy where humans preferred the longer response "
+            f"{pct(lc.get('acc_longer_preferred'))}, the shorter {pct(lc.get('acc_shorter_preferred'))} "
+            f"(balanced {pct(lc.get('balanced'))})."
+        )
     beyond = (lc or {}).get("beyond_length")
     if beyond:
         g = beyond["gain"]
-        verdict = ("it knows more than length" if g["ci_low"] > 0 else
-                   "no evidence that it knows more than length")
-        out.append(f"Beyond length: predicting the human choice from the length ratio plus the judge's odds instead of the "
-                   f"length ratio alone lowers the log loss from {beyond['log_loss_length']:.3f} to "
-                   f"{beyond['log_loss_length_and_judge']:.3f} per item (gain {g['value']:.3f} "
-                   f"[{g['ci_low']:.3f}, {g['ci_high']:.3f}]; likelihood-ratio p = {beyond['p_value']:.2g}, "
-                   f"{beyond['n']} items): {verdict}.")
+        verdict = "it knows more than length" if g["ci_low"] > 0 else "no evidence that it knows more than length"
+        out.append(
+            f"Beyond length: predicting the human choice from the length ratio plus the judge's odds instead of the "
+            f"length ratio alone lowers the log loss from {beyond['log_loss_length']:.3f} to "
+            f"{beyond['log_loss_length_and_judge']:.3f} per item (gain {g['value']:.3f} "
+            f"[{g['ci_low']:.3f}, {g['ci_high']:.3f}]; likelihood-ratio p = {beyond['p_value']:.2g}, "
+            f"{beyond['n']} items): {verdict}."
+        )
     if b.get("first_position_rate") is not None:
         sc = b.get("swap_consistency")
-        out.append(f"Position: swap consistency {pct(sc) if sc is not None else 'not measured (one order scored)'}; "
-                   f"the first-shown response is chosen {pct(b['first_position_rate'])} of the time (50% is unbiased).")
+        out.append(
+            f"Position: swap consistency {pct(sc) if sc is not None else 'not measured (one order scored)'}; "
+            f"the first-shown response is chosen {pct(b['first_position_rate'])} of the time (50% is unbiased)."
+        )
     cal = result.get("calibration") or {}
     if cal.get("ece") is not None:
         out.append(f"Calibration: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f} on {cal['n']} items.")
@@ -96,9 +106,11 @@ def summary(result: dict) -> list[str]:
     if comp:
         d = comp["diff"]
         who = " ".join(str(x) for x in (comp["incumbent"].get("name"), comp["incumbent"].get("version")) if x)
-        out.append(f"Against the incumbent ({who}): "
-                   f"{100 * d['value']:+.1f} points (95% CI {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}), "
-                   f"McNemar p = {comp['mcnemar']['p_value']:.3g} on {comp['n']} items.")
+        out.append(
+            f"Against the incumbent ({who}): "
+            f"{100 * d['value']:+.1f} points (95% CI {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}), "
+            f"McNemar p = {comp['mcnemar']['p_value']:.3g} on {comp['n']} items."
+        )
     refs = result.get("reference_judges") or {}
     if refs:
         parts = [f"{name} {pct(r['metrics'].get('accuracy', {}).get('value'))}" for name, r in refs.items()]
@@ -107,29 +119,37 @@ def summary(result: dict) -> list[str]:
     inj = result.get("injection")
     if inj and inj["flip_rate"]["value"] is not None:
         f, t = inj["flip_rate"], inj["target_rate"]
-        out.append(f"Injection: text in a response that tries to steer the judge flipped {pct(f['value'])} of "
-                   f"{f['n']} verdicts (95% CI {pct(f['ci_low'])}-{pct(f['ci_high'])}; {pct(t['value'])} to the label "
-                   f"it asked for) on {inj['n_items']} items x {len(inj['by_template'])} templates; "
-                   f"{inj['outside_label_space']} verdicts outside the label space.")
-    out.append(f"Errors: {err.get('no_verdict', 0)} of {err.get('n_items')} items without a usable verdict; "
-               f"{err.get('truncated', 0)} prompts truncated.")
+        out.append(
+            f"Injection: text in a response that tries to steer the judge flipped {pct(f['value'])} of "
+            f"{f['n']} verdicts (95% CI {pct(f['ci_low'])}-{pct(f['ci_high'])}; {pct(t['value'])} to the label "
+            f"it asked for) on {inj['n_items']} items x {len(inj['by_template'])} templates; "
+            f"{inj['outside_label_space']} verdicts outside the label space."
+        )
+    out.append(
+        f"Errors: {err.get('no_verdict', 0)} of {err.get('n_items')} items without a usable verdict; "
+        f"{err.get('truncated', 0)} prompts truncated."
+    )
     return out
 
 
 # --- plots ----------------------------------------------------------------------------------------
 
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib takes seconds to import; only this path needs it
+
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes seconds to import; only this path needs it
+
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib takes seconds to import; only this path needs it
+
     return plt
 
 
@@ -149,7 +169,11 @@ def plot_agreement(result: dict) -> str:
         add("judge vs leave-one-out majority", ceiling["judge"]["accuracy"], JUDGE)
     comp = result.get("comparison")
     if comp:
-        add(f"incumbent {comp['incumbent'].get('version') or comp['incumbent'].get('name')}", comp["incumbent_accuracy"], INCUMBENT)
+        add(
+            f"incumbent {comp['incumbent'].get('version') or comp['incumbent'].get('name')}",
+            comp["incumbent_accuracy"],
+            INCUMBENT,
+        )
     for name, ref in (result.get("reference_judges") or {}).items():
         add(f"reference: {name}", ref["metrics"].get("accuracy"), REFERENCE)
     for name, value in (result.get("baselines") or {}).items():
@@ -174,14 +198,19 @@ def plot_confusion(result: dict) -> str | None:
     if not conf or not conf["counts"]:
         return None
     plt = _plt()
-    import numpy as np
     counts = np.array(conf["counts"], dtype=float)
     fig, ax = plt.subplots(figsize=(1.1 * len(conf["columns"]) + 2, 0.9 * len(conf["rows"]) + 1.5))
     ax.imshow(counts, cmap="Blues")
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
-            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
-                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(counts[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if counts[i, j] > counts.max() / 2 else "black",
+            )
     ax.set_xticks(range(len(conf["columns"])), conf["columns"])
     ax.set_yticks(range(len(conf["rows"])), conf["rows"])
     ax.set_xlabel("judge verdict")
@@ -199,8 +228,14 @@ def plot_reliability(result: dict) -> str | None:
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     total = sum(b["n"] for b in bins)
-    ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
-               s=[30 + 400 * b["n"] / total for b in bins], color=JUDGE, zorder=3, label="bins (size = items)")
+    ax.scatter(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        s=[30 + 400 * b["n"] / total for b in bins],
+        color=JUDGE,
+        zorder=3,
+        label="bins (size = items)",
+    )
     ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=JUDGE, lw=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
@@ -218,7 +253,10 @@ def plot_bias(result: dict) -> str | None:
     lc = result.get("length_control") or {}
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 5]})
-    pos = [("swap consistency", b.get("swap_consistency"), JUDGE), ("first position chosen", b.get("first_position_rate"), JUDGE)]
+    pos = [
+        ("swap consistency", b.get("swap_consistency"), JUDGE),
+        ("first position chosen", b.get("first_position_rate"), JUDGE),
+    ]
     pos = [p for p in pos if p[1] is not None]
     left.bar([p[0] for p in pos], [p[1] for p in pos], color=[p[2] for p in pos], width=0.5)
     left.axhline(0.5, color="grey", ls="--", lw=1)
@@ -227,11 +265,13 @@ def plot_bias(result: dict) -> str | None:
     left.set_xticks(range(len(pos)), [p[0].replace(" ", "\n", 1) for p in pos], fontsize=8)
     for i, p in enumerate(pos):
         left.text(i, p[1] + 0.02, pct(p[1]), ha="center", fontsize=8)
-    verb = [("humans prefer\nlonger", b.get("human_longer_preferred_rate"), HUMAN),
-            ("judge prefers\nlonger", b.get("longer_preferred_rate"), JUDGE),
-            ("judge agrees with\npick-longer", b.get("agrees_with_longer_rule"), JUDGE),
-            ("accuracy where\nlonger preferred", lc.get("acc_longer_preferred"), REFERENCE),
-            ("accuracy where\nshorter preferred", lc.get("acc_shorter_preferred"), REFERENCE)]
+    verb = [
+        ("humans prefer\nlonger", b.get("human_longer_preferred_rate"), HUMAN),
+        ("judge prefers\nlonger", b.get("longer_preferred_rate"), JUDGE),
+        ("judge agrees with\npick-longer", b.get("agrees_with_longer_rule"), JUDGE),
+        ("accuracy where\nlonger preferred", lc.get("acc_longer_preferred"), REFERENCE),
+        ("accuracy where\nshorter preferred", lc.get("acc_shorter_preferred"), REFERENCE),
+    ]
     verb = [v for v in verb if v[1] is not None]
     right.bar(range(len(verb)), [v[1] for v in verb], color=[v[2] for v in verb], width=0.6)
     right.set_xticks(range(len(verb)), [v[0] for v in verb], fontsize=8)
@@ -254,8 +294,14 @@ def plot_slices(result: dict) -> str | None:
     for ax, (dim, rows) in zip(axes, dims.items()):
         names = list(rows)[::-1]
         vals = [rows[n]["accuracy"]["value"] or 0 for n in names]
-        lo = [v - (rows[n]["accuracy"]["ci_low"] if rows[n]["accuracy"]["ci_low"] is not None else v) for n, v in zip(names, vals)]
-        hi = [(rows[n]["accuracy"]["ci_high"] if rows[n]["accuracy"]["ci_high"] is not None else v) - v for n, v in zip(names, vals)]
+        lo = [
+            v - (rows[n]["accuracy"]["ci_low"] if rows[n]["accuracy"]["ci_low"] is not None else v)
+            for n, v in zip(names, vals)
+        ]
+        hi = [
+            (rows[n]["accuracy"]["ci_high"] if rows[n]["accuracy"]["ci_high"] is not None else v) - v
+            for n, v in zip(names, vals)
+        ]
         ax.barh(range(len(names)), vals, xerr=[lo, hi], color=JUDGE, height=0.6, capsize=2, error_kw={"lw": 0.8})
         ax.set_yticks(range(len(names)), [f"{n} (n={rows[n]['n']})" for n in names], fontsize=8)
         if overall is not None:
@@ -286,15 +332,28 @@ def plot_trend(trend: list[dict] | None) -> str | None:
 def plots(result: dict, trend: list[dict] | None = None) -> list[dict]:
     """Every plot that has data: title, base64 PNG and a one-line caption."""
     specs = [
-        ("Agreement with humans", plot_agreement(result),
-         "Accuracy with 95% group-bootstrap intervals; the human ceiling, the incumbent, reference judges and "
-         "trivial baselines on the same items."),
+        (
+            "Agreement with humans",
+            plot_agreement(result),
+            "Accuracy with 95% group-bootstrap intervals; the human ceiling, the incumbent, reference judges and "
+            "trivial baselines on the same items.",
+        ),
         ("Confusion matrix", plot_confusion(result), "Rows: human aggregate; columns: judge verdict."),
-        ("Reliability diagram", plot_reliability(result),
-         "Mean verdict probability against the share correct, per probability bin."),
-        ("Position and verbosity bias", plot_bias(result),
-         "Swap consistency and first-position rate; how often judge and humans prefer the longer response."),
-        ("Per-slice accuracy", plot_slices(result), "Accuracy with 95% intervals per source, language and length bucket."),
+        (
+            "Reliability diagram",
+            plot_reliability(result),
+            "Mean verdict probability against the share correct, per probability bin.",
+        ),
+        (
+            "Position and verbosity bias",
+            plot_bias(result),
+            "Swap consistency and first-position rate; how often judge and humans prefer the longer response.",
+        ),
+        (
+            "Per-slice accuracy",
+            plot_slices(result),
+            "Accuracy with 95% intervals per source, language and length bucket.",
+        ),
         ("Version trend", plot_trend(trend), "This judge's earlier versions, from the registry."),
     ]
     return [{"title": t, "png": png, "caption": c} for t, png, c in specs if png]
@@ -302,24 +361,49 @@ def plots(result: dict, trend: list[dict] | None = None) -> list[dict]:
 
 # --- outputs --------------------------------------------------------------------------------------
 
+
 def context(result: dict, trend: list[dict] | None = None) -> dict:
     metric_rows = [{"name": k, "text": interval_text(v)} for k, v in result["metrics"].items()]
-    refs = [{"name": name, "n": r["n"], "accuracy": interval_text(r["metrics"].get("accuracy")),
-             "with_ties": interval_text(r["metrics"].get("accuracy_with_ties")),
-             "kappa": interval_text(r["metrics"].get("cohen_kappa")),
-             "diff": interval_text(r["judge_minus_reference"]["diff"]),
-             "p": r["judge_minus_reference"]["mcnemar"]["p_value"], "no_verdict": r["no_verdict"]}
-            for name, r in (result.get("reference_judges") or {}).items()]
+    refs = [
+        {
+            "name": name,
+            "n": r["n"],
+            "accuracy": interval_text(r["metrics"].get("accuracy")),
+            "with_ties": interval_text(r["metrics"].get("accuracy_with_ties")),
+            "kappa": interval_text(r["metrics"].get("cohen_kappa")),
+            "diff": interval_text(r["judge_minus_reference"]["diff"]),
+            "p": r["judge_minus_reference"]["mcnemar"]["p_value"],
+            "no_verdict": r["no_verdict"],
+        }
+        for name, r in (result.get("reference_judges") or {}).items()
+    ]
     prov = result.get("provenance") or {}
-    return {"r": result, "status": gate_status(result), "failed": failed_rules(result), "summary": summary(result), "metrics": metric_rows,
-            "refs": refs, "gate": result.get("gate"), "plots": plots(result, trend), "prov": prov,
-            "inputs": result.get("inputs") or {}, "commands": prov.get("commands") or [], "trend": trend or [],
-            "pct": pct, "interval_text": interval_text}
+    return {
+        "r": result,
+        "status": gate_status(result),
+        "failed": failed_rules(result),
+        "summary": summary(result),
+        "metrics": metric_rows,
+        "refs": refs,
+        "gate": result.get("gate"),
+        "plots": plots(result, trend),
+        "prov": prov,
+        "inputs": result.get("inputs") or {},
+        "commands": prov.get("commands") or [],
+        "trend": trend or [],
+        "pct": pct,
+        "interval_text": interval_text,
+    }
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render_html(result: dict, trend: list[dict] | None = None) -> str:
@@ -345,17 +429,28 @@ def write_report(result: dict, out_dir: str | Path, trend: list[dict] | None = N
 
 # --- the criteria report (`judgeloop eval --all`) -------------------------------------------------
 
+
 def _criterion_text(row: dict) -> dict:
     """A criteria-summary row as display strings."""
     if row["status"] == "missing":
         return {**row, "judge_text": "not trained", "base_text": "n/a", "diff_text": "n/a", "ceiling_text": "n/a"}
     ceiling = row.get("ceiling")
-    ceiling_text = "n/a (one aggregate label per item)" if not ceiling else (
-        f"humans {pct(ceiling['humans']['value'])}, judge {pct(ceiling['judge']['value'])}, "
-        f"base {pct((ceiling.get('base') or {}).get('value'))} vs leave-one-out majority "
-        f"({ceiling['annotators']} annotators max)")
-    return {**row, "judge_text": interval_text(row["judge"]), "base_text": interval_text(row["base"]),
-            "diff_text": interval_text(row.get("judge_minus_base")), "ceiling_text": ceiling_text}
+    ceiling_text = (
+        "n/a (one aggregate label per item)"
+        if not ceiling
+        else (
+            f"humans {pct(ceiling['humans']['value'])}, judge {pct(ceiling['judge']['value'])}, "
+            f"base {pct((ceiling.get('base') or {}).get('value'))} vs leave-one-out majority "
+            f"({ceiling['annotators']} annotators max)"
+        )
+    )
+    return {
+        **row,
+        "judge_text": interval_text(row["judge"]),
+        "base_text": interval_text(row["base"]),
+        "diff_text": interval_text(row.get("judge_minus_base")),
+        "ceiling_text": ceiling_text,
+    }
 
 
 def criteria_lines(summary: dict) -> list[str]:
@@ -366,8 +461,10 @@ def criteria_lines(summary: dict) -> list[str]:
             out.append(f"{r['criterion']:<20} MISSING: no trained judge in {r['run_dir']}; run `{r['train_command']}`")
             continue
         failed = f" ({', '.join(r['failed_rules'])})" if r["failed_rules"] else ""
-        out.append(f"{r['criterion']:<20} {r['metric']} judge {r['judge_text']} vs base {r['base_text']} on {r['n']} "
-                   f"items; ceiling: {r['ceiling_text']}; gate {r['gate']}{failed}")
+        out.append(
+            f"{r['criterion']:<20} {r['metric']} judge {r['judge_text']} vs base {r['base_text']} on {r['n']} "
+            f"items; ceiling: {r['ceiling_text']}; gate {r['gate']}{failed}"
+        )
     return out
 
 
@@ -389,7 +486,9 @@ def plot_criteria(summary: dict) -> str | None:
                 ax.errorbar(v, i + offset, xerr=[[v - d["ci_low"]], [d["ci_high"] - v]], color="black", capsize=2, lw=1)
     ax.set_yticks(range(len(rows)), [f"{r['criterion']} ({r['metric']})" for r in rows[::-1]], fontsize=9)
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlim(min(0.0, *[(r.get(k) or {}).get("ci_low") or 0.0 for r in rows for k in ("judge", "base")]) - 0.05, 1.05)
+    ax.set_xlim(
+        min(0.0, *[(r.get(k) or {}).get("ci_low") or 0.0 for r in rows for k in ("judge", "base")]) - 0.05, 1.05
+    )
     ax.set_xlabel("agreement with humans (the criterion's gate metric, 95% CI)")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("Criterion judges against their untuned base")
@@ -398,12 +497,25 @@ def plot_criteria(summary: dict) -> str | None:
 
 def criteria_context(crit: dict) -> dict:
     rows = [_criterion_text(r) for r in crit["rows"]]
-    sections = [r if r["status"] == "missing" else
-                {**r, "summary": summary(r["result"]), "gate_rules": r["result"]["gate"]["rules"]} for r in rows]
+    sections = [
+        r
+        if r["status"] == "missing"
+        else {**r, "summary": summary(r["result"]), "gate_rules": r["result"]["gate"]["rules"]}
+        for r in rows
+    ]
     passed = sum(1 for r in rows if r.get("gate") == "PASS")
     missing = sum(1 for r in rows if r["status"] == "missing")
-    return {"s": crit, "rows": rows, "sections": sections, "plot": plot_criteria(crit), "passed": passed,
-            "missing": missing, "validated": len(rows) - missing, "pct": pct, "interval_text": interval_text}
+    return {
+        "s": crit,
+        "rows": rows,
+        "sections": sections,
+        "plot": plot_criteria(crit),
+        "passed": passed,
+        "missing": missing,
+        "validated": len(rows) - missing,
+        "pct": pct,
+        "interval_text": interval_text,
+    }
 
 
 def write_criteria_report(crit: dict, out_dir: str | Path) -> dict[str, Path]:
@@ -413,7 +525,9 @@ def write_criteria_report(crit: dict, out_dir: str | Path) -> dict[str, Path]:
     ctx = criteria_context(crit)
     paths = {"html": out / "criteria.html", "markdown": out / "criteria.md", "json": out / "criteria.json"}
     paths["html"].write_text(_env().get_template("criteria.html.j2").render(**ctx), encoding="utf-8")
-    paths["markdown"].write_text(_env().get_template("criteria.md.j2").render(**{**ctx, "plot": None}), encoding="utf-8")
+    paths["markdown"].write_text(
+        _env().get_template("criteria.md.j2").render(**{**ctx, "plot": None}), encoding="utf-8"
+    )
     slim = {**crit, "rows": [{k: v for k, v in r.items() if k not in ("result", "base_result")} for r in crit["rows"]]}
     paths["json"].write_text(json.dumps(slim, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
     return paths

@@ -3,17 +3,18 @@
 ``match_verdicts`` is where bad input is caught: a verdict for an id that is not an item, or an
 item without a verdict, is a ``DataError`` naming the file and the ids.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
 from data.errors import DataError
 from data.labels import LabelSpace
 from data.schema import Item, Verdict
-from eval.metrics import NO_VERDICT, TIE, human_class, judge_class, order_labels
+from judge.agreement import NO_VERDICT, TIE, human_class, judge_class, order_labels
 
 SHOWN = 5  # ids listed in an error message
 
@@ -23,8 +24,9 @@ def _ids(ids: list[str]) -> str:
     return head + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
 
 
-def match_verdicts(items: Sequence[Item], verdicts: Sequence[Verdict], *, path=None, what: str = "verdicts",
-                   partial: bool = False) -> list[Verdict | None]:
+def match_verdicts(
+    items: Sequence[Item], verdicts: Sequence[Verdict], *, path=None, what: str = "verdicts", partial: bool = False
+) -> list[Verdict | None]:
     """One verdict per item, in item order.
 
     Strict (the judge under test, the incumbent): every item needs a verdict and every verdict
@@ -40,13 +42,21 @@ def match_verdicts(items: Sequence[Item], verdicts: Sequence[Verdict], *, path=N
     if not partial:
         extra = [v.id for v in verdicts if v.id not in item_ids]
         if extra:
-            raise DataError(f"{len(extra)} {what} have ids that are not items: {_ids(extra)}", path=path, field="id",
-                            hint="are these verdicts for another item file or split?")
+            raise DataError(
+                f"{len(extra)} {what} have ids that are not items: {_ids(extra)}",
+                path=path,
+                field="id",
+                hint="are these verdicts for another item file or split?",
+            )
         missing = [it.id for it in items if it.id not in by_id]
         if missing:
-            raise DataError(f"{len(missing)} of {len(items)} items have no {what[:-1] if what.endswith('s') else what}: "
-                            f"{_ids(missing)}", path=path, field="id",
-                            hint="score every item (a failed item still gets a verdict with 'error' set)")
+            raise DataError(
+                f"{len(missing)} of {len(items)} items have no {what[:-1] if what.endswith('s') else what}: "
+                f"{_ids(missing)}",
+                path=path,
+                field="id",
+                hint="score every item (a failed item still gets a verdict with 'error' set)",
+            )
     return [by_id.get(it.id) for it in items]
 
 
@@ -100,10 +110,12 @@ class Table:
     def lengths(self) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
         """Characters of each response: (len_a, len_b) for pairwise, len(response) otherwise."""
         if self.kind == "pairwise":
-            return (np.array([len(str(it.response_a)) for it in self.items]),
-                    np.array([len(str(it.response_b)) for it in self.items]))
+            return (
+                np.array([len(str(it.response_a)) for it in self.items]),
+                np.array([len(str(it.response_b)) for it in self.items]),
+            )
         return np.array([len(str(it.response)) for it in self.items])
 
-    def with_verdicts(self, verdicts: list[Verdict | None]) -> "Table":
+    def with_verdicts(self, verdicts: list[Verdict | None]) -> Table:
         """The same items judged by another judge (a reference, the incumbent)."""
         return Table(self.items, verdicts, self.space)

@@ -16,6 +16,7 @@ within the other folds a seeded eighth of the groups is the dev split (checkpoin
 agreement with group-bootstrap intervals, length control, baselines), with pick-the-longer and the dataset's
 reference judges as references, so the margin over each is a paired difference with its interval.
 """
+
 import argparse
 import json
 import sys
@@ -29,8 +30,12 @@ FOLD_SEED, DEV_SEED, DEV_FRACTION, SUBSAMPLE_SEED = 100, 101, 0.125, 102
 
 
 def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> None:
-    rows = [json.loads(line) for split in ("train", "dev", "test")
-            for line in (data / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for split in ("train", "dev", "test")
+        for line in (data / f"{split}.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     for fold in range(k):
         parts: dict[str, list] = {"train": [], "dev": [], "test": []}
         for row in rows:
@@ -52,9 +57,9 @@ def pool(out: Path, k: int, spec_name: str, references: list[str]) -> dict:
     from data.jsonl import read_jsonl
     from data.schema import Item, JudgeRef, Verdict
     from data.spec import load_spec
-    from eval.cli import load_reference
-    from eval.harness import evaluate
     from eval.gate import write_result
+    from eval.harness import evaluate
+    from workflows.validate import load_reference
 
     items, verdicts = [], []
     for fold in range(k):
@@ -65,12 +70,20 @@ def pool(out: Path, k: int, spec_name: str, references: list[str]) -> dict:
     if not verdicts:
         raise SystemExit(f"no fold verdicts under {out}/run*/eval/")
     rule = JudgeRef(name="pick-the-longer", fingerprint="rule:longer-by-characters")
-    longer = [Verdict(id=it.id, verdict="A" if len(it.response_a) > len(it.response_b) else "B", judge=rule)
-              for it in items if len(it.response_a) != len(it.response_b)]
+    longer = [
+        Verdict(id=it.id, verdict="A" if len(it.response_a) > len(it.response_b) else "B", judge=rule)
+        for it in items
+        if len(it.response_a) != len(it.response_b)
+    ]
     refs = {"pick-the-longer": longer, **{name: v for name, v, _ in map(load_reference, references)}}
     fingerprints = sorted({v.judge.fingerprint for v in verdicts})
-    result = evaluate(items, verdicts, load_spec(spec_name), reference_verdicts=refs,
-                      judge_info={"name": f"{k}-fold cross-validation", "fingerprint": "cv:" + ",".join(fingerprints)})
+    result = evaluate(
+        items,
+        verdicts,
+        load_spec(spec_name),
+        reference_verdicts=refs,
+        judge_info={"name": f"{k}-fold cross-validation", "fingerprint": "cv:" + ",".join(fingerprints)},
+    )
     (out / "pooled").mkdir(parents=True, exist_ok=True)
     write_result(out / "pooled" / "validation.json", result)
     return result
@@ -79,16 +92,28 @@ def pool(out: Path, k: int, spec_name: str, references: list[str]) -> dict:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=("folds", "pool"))
-    p.add_argument("--data", type=Path, default=REPO / "runs" / "demo" / "data",
-                   help="a prepared split folder (train/dev/test.jsonl) whose items are all used")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO / "runs" / "demo" / "data",
+        help="a prepared split folder (train/dev/test.jsonl) whose items are all used",
+    )
     p.add_argument("--out", type=Path, default=REPO / "runs" / "cv")
     p.add_argument("--k", type=int, default=4)
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="folds: keep this seeded fraction of each fold's training groups (a learning curve: the "
-                        "same dev and test items, less training data)")
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="folds: keep this seeded fraction of each fold's training groups (a learning curve: the "
+        "same dev and test items, less training data)",
+    )
     p.add_argument("--spec", default="helpfulness-separate", help="pool: the spec the folds' judges were trained on")
-    p.add_argument("--reference", action="append", default=["pandalm:pandalm-7b", "pandalm:gpt-3.5-turbo"],
-                   help="pool: reference judges, as judgeloop eval --reference")
+    p.add_argument(
+        "--reference",
+        action="append",
+        default=["pandalm:pandalm-7b", "pandalm:gpt-3.5-turbo"],
+        help="pool: reference judges, as judgeloop eval --reference",
+    )
     args = p.parse_args(argv)
     if args.command == "folds":
         if not 0 < args.train_fraction <= 1:
@@ -97,12 +122,16 @@ def main(argv: list[str]) -> int:
         return 0
     r = pool(args.out, args.k, args.spec, args.reference)
     acc = r["metrics"]["accuracy"]
-    print(f"pooled: {r['n']} items, accuracy {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]; "
-          f"where humans chose the shorter {r['length_control']['acc_shorter_preferred']:.3f}")
+    print(
+        f"pooled: {r['n']} items, accuracy {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]; "
+        f"where humans chose the shorter {r['length_control']['acc_shorter_preferred']:.3f}"
+    )
     for name, ref in r["reference_judges"].items():
         diff = ref["judge_minus_reference"]["diff"]
-        print(f"  {name}: {ref['metrics']['accuracy']['value']:.3f}; judge minus it {diff['value']:+.3f} "
-              f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]")
+        print(
+            f"  {name}: {ref['metrics']['accuracy']['value']:.3f}; judge minus it {diff['value']:+.3f} "
+            f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
+        )
     print(f"wrote {args.out / 'pooled' / 'validation.json'}")
     return 0
 

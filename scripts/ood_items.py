@@ -10,6 +10,7 @@ takes a capped part of its *train* split (data.max_items), so these dev and test
 validation report slices agreement by source (mt-bench, webgpt, shp, ...), and its "shorter
 preferred" accuracy is the length-adversarial part: the items where the human chose the shorter answer.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -28,10 +29,15 @@ def main() -> None:
     args = p.parse_args()
     folder = Path(args.prepared)
     if not (folder / "manifest.json").exists():
-        from data.cli import prepare
+        from data.prepare import prepare
+
         prepare("llmeval2", folder, seed=0)
-    items = [i for split in ("dev", "test") for i in read_jsonl(folder / f"{split}.jsonl", Item)
-             if i.meta.get("language") == "en" and i.label in ("A", "B")]
+    items = [
+        i
+        for split in ("dev", "test")
+        for i in read_jsonl(folder / f"{split}.jsonl", Item)
+        if i.meta.get("language") == "en" and i.label in ("A", "B")
+    ]
     n = write_jsonl(args.out, items)
     share = longer_preferred([(i, i.label) for i in items])
     print(f"{n} items (humans preferred the longer response in {share:.0%}) -> {args.out}")

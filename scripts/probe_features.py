@@ -11,6 +11,7 @@ model's per-response features carry a signal of quality beyond length that a lin
 Caveat: the "length only" row truncates responses at 160 tokens, so two long responses tie on length and the
 probe then says B; it is not the pick-the-longer rule (0.676 on the same items).
 """
+
 import hashlib
 import json
 import sys
@@ -40,7 +41,8 @@ def items(path):
 
 
 def extra_items():
-    from data.registry import load_items
+    from data.dataset_registry import load_items
+
     return [i.model_dump() for i in load_items("llmeval2") if i.kind == "pairwise"]
 
 
@@ -70,18 +72,20 @@ def main():
     texts = []
     for k, (it, r) in todo.items():
         user = it["instruction"] + ("\n\n" + it["input"] if it.get("input") else "")
-        prefix = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        prefix = tok.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
         texts.append((k, prefix, r))
     texts.sort(key=lambda t: len(t[1]) + len(t[2]))
     start = time.time()
     for b in range(0, len(texts), 16):
-        batch = texts[b:b + 16]
+        batch = texts[b : b + 16]
         enc_p = [tok(p, add_special_tokens=False)["input_ids"] for _, p, _ in batch]
         enc_r = [tok(r + "<|im_end|>", add_special_tokens=False)["input_ids"] for _, _, r in batch]
         seqs, masks = [], []
         for p, r in zip(enc_p, enc_r):
-            r = r[:MAX_TOKENS // 2] if len(r) > MAX_TOKENS // 2 else r
-            p = p[-(MAX_TOKENS - len(r)):]
+            r = r[: MAX_TOKENS // 2] if len(r) > MAX_TOKENS // 2 else r
+            p = p[-(MAX_TOKENS - len(r)) :]
             seqs.append(p + r)
             masks.append([0] * len(p) + [1] * len(r))
         n = max(map(len, seqs))
@@ -144,9 +148,15 @@ def main():
             acc = float((pred == yte).mean())
             sh = [i for i, s in enumerate(s_te) if s is True]
             lo = [i for i, s in enumerate(s_te) if s is False]
-            r = {"acc": round(acc, 3), "acc_shorter_preferred": round(float((pred[sh] == yte[sh]).mean()), 3),
-                 "acc_longer_preferred": round(float((pred[lo] == yte[lo]).mean()), 3), "C": float(clf.C_[0]),
-                 "n_train_pairs": int(len(idx)), "n_test": int(len(yte)), "n_shorter": len(sh)}
+            r = {
+                "acc": round(acc, 3),
+                "acc_shorter_preferred": round(float((pred[sh] == yte[sh]).mean()), 3),
+                "acc_longer_preferred": round(float((pred[lo] == yte[lo]).mean()), 3),
+                "C": float(clf.C_[0]),
+                "n_train_pairs": int(len(idx)),
+                "n_test": int(len(yte)),
+                "n_shorter": len(sh),
+            }
             results[f"{'balanced' if balanced else 'all'} / {name}"] = r
             print(f"{'balanced' if balanced else 'all':9s} {name:22s} {r}", flush=True)
     (OUT / f"results{'-llmeval2' if use_extra else ''}.json").write_text(json.dumps(results, indent=2))

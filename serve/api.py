@@ -10,6 +10,7 @@ JSON body ``{"error": reason, ...}``; an item that cannot be scored gets a verdi
 ``verdict_logger(item, verdict)`` is called for every verdict served (the hook for a verdict
 log); it must be quick, and an exception from it is logged, never returned to the client.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,8 @@ import hmac
 import json
 import logging
 import time
-from typing import Any, Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Any, Literal, Optional
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,9 +62,21 @@ class ItemIn(BaseModel):
 class JudgeRequest(BaseModel):
     """``judge`` or ``judges``, and ``item`` or ``items``; every item is judged by every judge."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "judge": "helpfulness-pairwise",
-        "item": {"instruction": "Name the capital of France.", "response_a": "Paris.", "response_b": "Lyon."}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "judge": "helpfulness-pairwise",
+                    "item": {
+                        "instruction": "Name the capital of France.",
+                        "response_a": "Paris.",
+                        "response_b": "Lyon.",
+                    },
+                }
+            ]
+        },
+    )
 
     judge: Optional[str] = Field(None, description="a judge name from GET /v1/judges")
     judges: Optional[list[str]] = Field(None, min_length=1, description="several judges (criteria) for the same items")
@@ -91,15 +105,22 @@ class ErrorResponse(BaseModel):
 class _Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("judgeloop_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("judgeloop_request_latency_seconds", "HTTP request latency by route", ["route"],
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-                                 registry=self.registry)
-        self.verdicts = Counter("judgeloop_verdicts", "verdicts served by judge and label", ["judge", "label"],
-                                registry=self.registry)
-        self.errors = Counter("judgeloop_verdict_errors", "items served an error instead of a verdict", ["judge"],
-                              registry=self.registry)
+        self.requests = Counter(
+            "judgeloop_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "judgeloop_request_latency_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "judgeloop_verdicts", "verdicts served by judge and label", ["judge", "label"], registry=self.registry
+        )
+        self.errors = Counter(
+            "judgeloop_verdict_errors", "items served an error instead of a verdict", ["judge"], registry=self.registry
+        )
 
 
 class _Guard:
@@ -166,9 +187,17 @@ class _Guard:
 
 async def _send_json(send, status: int, payload: dict) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -202,10 +231,17 @@ def _where(loc) -> str:
     return ".".join(str(x) for x in loc if x != "body") or "body"
 
 
-def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_000_000,
-               max_batch_items: int = 256, verdict_logger: VerdictLogger | None = None,
-               max_concurrent_requests: int = 256, max_queued_requests: int = 2048,
-               request_timeout_s: float = 300.0) -> FastAPI:
+def create_app(
+    services: dict,
+    *,
+    api_key: str | None,
+    max_body_bytes: int = 2_000_000,
+    max_batch_items: int = 256,
+    verdict_logger: VerdictLogger | None = None,
+    max_concurrent_requests: int = 256,
+    max_queued_requests: int = 2048,
+    request_timeout_s: float = 300.0,
+) -> FastAPI:
     """The judge API over ``services`` (judge key -> ``serve.service.JudgeService``).
 
     ``api_key=None`` turns authentication off: the caller decides when that is allowed.
@@ -215,9 +251,12 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
     """
     metrics = _Metrics()
     admission = _Admission(max_concurrent_requests, max_queued_requests)
-    app = FastAPI(title="judgeloop judge API", version="1",
-                  description="Verdicts with the full label distribution from self-hosted LLM judges. "
-                              "Authenticate with `Authorization: Bearer KEY`.")
+    app = FastAPI(
+        title="judgeloop judge API",
+        version="1",
+        description="Verdicts with the full label distribution from self-hosted LLM judges. "
+        "Authenticate with `Authorization: Bearer KEY`.",
+    )
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> None:
@@ -244,8 +283,10 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
             except ValueError:
                 return _error(400, "malformed JSON: the body is not a JSON object")
             return _error(415, "send the body with Content-Type: application/json")
-        detail = [{"field": _where(e.get("loc", ())), "message": str(e.get("msg", "")).removeprefix("Value error, ")}
-                  for e in errors]
+        detail = [
+            {"field": _where(e.get("loc", ())), "message": str(e.get("msg", "")).removeprefix("Value error, ")}
+            for e in errors
+        ]
         return _error(422, "; ".join(f"{d['field']}: {d['message']}" for d in detail), detail=detail)
 
     @app.exception_handler(Exception)
@@ -253,10 +294,20 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
         log.exception("unhandled error on %s", request.url.path)
         return _error(500, f"internal error ({type(exc).__name__}); the server is still up")
 
-    @app.post("/v1/judge", response_model=JudgeResponse, dependencies=[Depends(authorised)],
-              responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-                         413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-                         429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+    @app.post(
+        "/v1/judge",
+        response_model=JudgeResponse,
+        dependencies=[Depends(authorised)],
+        responses={
+            400: {"model": ErrorResponse},
+            401: {"model": ErrorResponse},
+            404: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+            429: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
+        },
+    )
     async def judge(request: JudgeRequest) -> Any:
         """Judge one item or a batch with one judge or several; a verdict per item and judge."""
         names = request.judges or ([request.judge] if request.judge else [])
@@ -271,8 +322,11 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
             return _error(404, f"unknown judge '{unknown[0]}'{hint}", known=sorted(services))
         raw_items = request.items if request.items is not None else [request.item]
         if len(raw_items) * len(names) > max_batch_items:
-            return _error(413, f"{len(raw_items)} item(s) x {len(names)} judge(s) is over the limit of "
-                               f"{max_batch_items} per request; split the batch")
+            return _error(
+                413,
+                f"{len(raw_items)} item(s) x {len(names)} judge(s) is over the limit of "
+                f"{max_batch_items} per request; split the batch",
+            )
         per_judge: dict[str, list[Item]] = {}
         for name in names:
             spec = services[name].spec
@@ -286,13 +340,19 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
                     items.append(Item.model_validate(data))
                 except ValidationError as exc:
                     where = "item" if request.item is not None else f"items.{i}"
-                    problems = [f"{where}.{p.field}: {p.message}" if p.field else f"{where}: {p.message}"
-                                for p in pydantic_problems(exc, "", None)]
+                    problems = [
+                        f"{where}.{p.field}: {p.message}" if p.field else f"{where}: {p.message}"
+                        for p in pydantic_problems(exc, "", None)
+                    ]
                     return _error(422, f"for judge '{name}': " + "; ".join(problems))
             per_judge[name] = items
         if not admission.enter():
-            return _error(429, f"too many judge requests: {admission.running} being scored and {admission.queued} "
-                               "waiting; retry later", retry_after_s=1)
+            return _error(
+                429,
+                f"too many judge requests: {admission.running} being scored and {admission.queued} "
+                "waiting; retry later",
+                retry_after_s=1,
+            )
 
         async def scored():
             async with admission.slots:
@@ -303,8 +363,11 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
         except ServerUnavailable as exc:
             return _error(503, f"no engine can answer now: {exc.first.message}", retry_after_s=5)
         except asyncio.TimeoutError:
-            return _error(503, f"the request was not scored within {request_timeout_s:g}s "
-                               "(the engines are overloaded or stuck)", retry_after_s=5)
+            return _error(
+                503,
+                f"the request was not scored within {request_timeout_s:g}s (the engines are overloaded or stuck)",
+                retry_after_s=5,
+            )
         finally:
             admission.leave()
         verdicts = []
@@ -335,10 +398,15 @@ def create_app(services: dict, *, api_key: str | None, max_body_bytes: int = 2_0
         backends = {id(s.backend): s.backend for s in services.values() if hasattr(s.backend, "ahealth")}
         for backend in backends.values():
             engines.update(await backend.ahealth())
-        ok = all(any(engines.get(e, False) for e in s.backend.endpoints)
-                 for s in services.values() if hasattr(s.backend, "ahealth"))
-        return JSONResponse({"status": "ok" if ok else "unavailable", "judges": sorted(services), "engines": engines},
-                            status_code=200 if ok else 503)
+        ok = all(
+            any(engines.get(e, False) for e in s.backend.endpoints)
+            for s in services.values()
+            if hasattr(s.backend, "ahealth")
+        )
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "judges": sorted(services), "engines": engines},
+            status_code=200 if ok else 503,
+        )
 
     @app.get("/metrics", dependencies=[Depends(authorised)])
     async def prometheus() -> Response:

@@ -8,16 +8,19 @@ not retried by a rerun; when no engine is reachable at all the run stops instead
 what it wrote, so a rerun scores the rest. Two batches are in flight at once, so rendering one overlaps scoring
 the other; verdicts are still written in input order.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+
+from tqdm import tqdm
 
 from data.errors import JudgeloopError, ServerUnavailable
 from data.jsonl import JsonlAppender, read_jsonl
@@ -44,9 +47,11 @@ class ScoreSummary:
 
     def text(self) -> str:
         ok = self.total - self.errors
-        lines = [f"scored {self.scored} item(s) in {self.seconds:.1f}s ({self.per_second:.2f} items/s)"
-                 + (f"; {self.skipped} already in the output were skipped" if self.skipped else ""),
-                 f"{self.out_path}: {self.total} verdict(s), {self.errors} error(s)"]
+        lines = [
+            f"scored {self.scored} item(s) in {self.seconds:.1f}s ({self.per_second:.2f} items/s)"
+            + (f"; {self.skipped} already in the output were skipped" if self.skipped else ""),
+            f"{self.out_path}: {self.total} verdict(s), {self.errors} error(s)",
+        ]
         if ok:
             dist = ", ".join(f"{lab} {n} ({100 * n / ok:.1f}%)" for lab, n in sorted(self.labels.items()))
             lines.append(f"labels: {dist}")
@@ -74,17 +79,27 @@ def _batches(items: Iterator[Item], done: set[str], size: int, on_skip) -> Itera
         yield batch
 
 
-def score_file(in_path: str | Path, out_path: str | Path, score_batch: BatchScorer, judge: JudgeRef, *,
-               batch_size: int = 64, progress: bool = True) -> ScoreSummary:
+def score_file(
+    in_path: str | Path,
+    out_path: str | Path,
+    score_batch: BatchScorer,
+    judge: JudgeRef,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> ScoreSummary:
     """Score every item of ``in_path`` not yet in ``out_path``; returns the summary of the output."""
-    from tqdm import tqdm
 
     summary = ScoreSummary(Path(out_path))
     total_in = count_records(in_path) if Path(in_path).exists() else None
     start = time.perf_counter()
-    with JsonlAppender(out_path) as out, \
-            tqdm(total=total_in, unit="item", desc="scoring", disable=not progress, file=sys.stderr,
-                 dynamic_ncols=True) as bar, ThreadPoolExecutor(IN_FLIGHT) as pool:
+    with (
+        JsonlAppender(out_path) as out,
+        tqdm(
+            total=total_in, unit="item", desc="scoring", disable=not progress, file=sys.stderr, dynamic_ncols=True
+        ) as bar,
+        ThreadPoolExecutor(IN_FLIGHT) as pool,
+    ):
 
         def skip():
             summary.skipped += 1

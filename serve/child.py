@@ -2,6 +2,7 @@
 
 Used by whatever drives the judge API from outside, as a user would (the demo, the benchmarks).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx
 
 from data.errors import ServerError
 from data.paths import REPO_ROOT
@@ -27,19 +30,29 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def judge_api_child(serve_args: list[str], port: int, log_path: Path, env: dict[str, str] | None = None,
-                    startup_timeout_s: float = 300, stop_timeout_s: float = 60):
+def judge_api_child(
+    serve_args: list[str],
+    port: int,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    startup_timeout_s: float = 300,
+    stop_timeout_s: float = 60,
+):
     """Run ``judgeloop serve SERVE_ARGS`` (which must listen on ``port``) in its own process group; yields its URL
     once /health answers 200. On exit: SIGTERM (it writes what is queued and stops its vLLM), SIGKILL to the
     group after ``stop_timeout_s``. Raises ServerError, naming the log, if it exits or does not come up in time."""
-    import httpx
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "judgeloop", "serve", *serve_args], cwd=REPO_ROOT,
-                                env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "judgeloop", "serve", *serve_args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + startup_timeout_s

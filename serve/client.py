@@ -12,12 +12,14 @@ and 429/502/503/504 are retried with backoff first; then an unreachable API, a 4
 ``ServerUnavailable`` (a ``ServerError``). Every call has a timeout (``timeout_s``). Per-item failures are not exceptions: such a
 verdict has ``error`` set.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import httpx
 
@@ -29,8 +31,12 @@ ItemLike = dict | Item
 
 
 def _payload(items: Sequence[ItemLike], judge: str | None, judges: Sequence[str] | None, both_orders: bool) -> dict:
-    body: dict[str, Any] = {"items": [i.model_dump(exclude_none=True, exclude_defaults=True) if isinstance(i, Item)
-                                      else dict(i) for i in items], "both_orders": both_orders}
+    body: dict[str, Any] = {
+        "items": [
+            i.model_dump(exclude_none=True, exclude_defaults=True) if isinstance(i, Item) else dict(i) for i in items
+        ],
+        "both_orders": both_orders,
+    }
     if judges:
         body["judges"] = list(judges)
     elif judge:
@@ -55,8 +61,15 @@ def _raise_for(resp: httpx.Response) -> None:
 
 
 class _Base:
-    def __init__(self, url: str, api_key: str | None = None, *, timeout_s: float = 300.0, retries: int = 2,
-                 backoff_s: float = 0.5):
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 300.0,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+    ):
         self.url = url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get("JUDGELOOP_API_KEY")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -68,7 +81,7 @@ class _Base:
         """Seconds to wait before the next attempt, or None to stop retrying."""
         if isinstance(exc_or_resp, httpx.Response) and exc_or_resp.status_code not in RETRY_STATUS:
             return None
-        return self.backoff_s * 2 ** attempt if attempt < self.retries else None
+        return self.backoff_s * 2**attempt if attempt < self.retries else None
 
 
 class JudgeClient(_Base):
@@ -97,7 +110,9 @@ class JudgeClient(_Base):
         """One item, one judge (``judge`` may be omitted when the API serves only one)."""
         return self.judge_batch([item], judge, both_orders=both_orders)[0]
 
-    def judge_batch(self, items: Iterable[ItemLike], judge: str | None = None, *, both_orders: bool = True) -> list[Verdict]:
+    def judge_batch(
+        self, items: Iterable[ItemLike], judge: str | None = None, *, both_orders: bool = True
+    ) -> list[Verdict]:
         """Several items with one judge, in one request (the API limits its size)."""
         return _verdicts(self._request("POST", "/v1/judge", json=_payload(list(items), judge, None, both_orders)))
 
@@ -129,8 +144,12 @@ class AsyncJudgeClient(_Base):
 
     def __init__(self, url: str, api_key: str | None = None, *, max_connections: int = 32, **kw):
         super().__init__(url, api_key, **kw)
-        self._http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=self.timeout_s,
-                                       limits=httpx.Limits(max_connections=max_connections))
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=self.timeout_s,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
 
     async def _request(self, method: str, path: str, **kw) -> httpx.Response:
         for attempt in range(self.retries + 1):
@@ -150,11 +169,14 @@ class AsyncJudgeClient(_Base):
     async def judge(self, item: ItemLike, judge: str | None = None, *, both_orders: bool = True) -> Verdict:
         return (await self.judge_batch([item], judge, both_orders=both_orders))[0]
 
-    async def judge_batch(self, items: Iterable[ItemLike], judge: str | None = None, *,
-                          both_orders: bool = True) -> list[Verdict]:
+    async def judge_batch(
+        self, items: Iterable[ItemLike], judge: str | None = None, *, both_orders: bool = True
+    ) -> list[Verdict]:
         return _verdicts(await self._request("POST", "/v1/judge", json=_payload(list(items), judge, None, both_orders)))
 
-    async def judge_criteria(self, item: ItemLike, judges: Sequence[str], *, both_orders: bool = True) -> dict[str, Verdict]:
+    async def judge_criteria(
+        self, item: ItemLike, judges: Sequence[str], *, both_orders: bool = True
+    ) -> dict[str, Verdict]:
         verdicts = _verdicts(await self._request("POST", "/v1/judge", json=_payload([item], None, judges, both_orders)))
         return dict(zip(judges, verdicts))
 

@@ -4,7 +4,7 @@ Planning: every judge is served by the vLLM server of one model. A judge without
 (an untuned base model, or a merged judge) is an alias (``--served-model-name``) of its model;
 a judge with an adapter is a LoRA module (``--lora-modules KEY=PATH``) on its base model. On
 CPU, vLLM's LoRA is ~10x slower than a plain model (PLATFORM.md), so production judges are
-merged first (``train.merge``; same fingerprint) and only candidates are served as LoRA. One
+merged first (``judge.merge``; same fingerprint) and only candidates are served as LoRA. One
 server runs per distinct model, times ``replicas``, on consecutive ports from ``vllm.port``.
 
 Process hygiene: each server runs as ``sys.executable -m vllm.entrypoints.openai.api_server``
@@ -15,6 +15,7 @@ Linux the child is asked to receive SIGTERM if the parent dies without cleaning 
 so no vLLM outlives its launcher. Start servers from the main thread: that signal is tied
 to the thread that started the child.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -22,6 +23,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,13 +36,14 @@ from pathlib import Path
 import httpx
 
 from data.errors import ConfigError, ModelError, ServerError
-from data.paths import cache_dir
-from serve.judge import JUDGE_FILE, Judge, load_judge
+from data.paths import JUDGE_FILE, cache_dir
+from judge.loading import Judge, load_judge
+from judge.merge import merge
 
 HOST = "127.0.0.1"  # vLLM listens on loopback only: the judge API is its one client
 API_KEY_ENV = "JUDGELOOP_API_KEY"
 VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for --max-lora-rank
-_RUNNING: "weakref.WeakSet[ChildProcess]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[ChildProcess] = weakref.WeakSet()
 
 
 # -- which judge is served how ----------------------------------------------------------------
@@ -79,13 +82,12 @@ def merged_judge(judge: Judge, progress=print) -> Judge:
     """The judge merged into a plain checkpoint (same fingerprint), merging it once if needed.
 
     Reuses RUN_DIR/merged when it holds this judge (``judgeloop merge RUN_DIR`` writes it);
-    otherwise merges with ``train.merge`` there, or in the cache if RUN_DIR/merged is taken.
+    otherwise merges with ``judge.merge`` there, or in the cache if RUN_DIR/merged is taken.
     """
     if judge.adapter_path is None:
         return judge
     if judge.directory is None:
         raise ModelError("a judge with an adapter needs its judge directory to be merged")
-    from train.merge import merge
 
     for out in (judge.directory / "merged", cache_dir() / "merged" / judge.fingerprint[:16]):
         if (out / JUDGE_FILE).exists():
@@ -95,12 +97,16 @@ def merged_judge(judge: Judge, progress=print) -> Judge:
             continue
         merge(judge.directory, out, progress=progress)
         return load_judge(out)
-    raise ModelError("cannot find a place to write the merged judge", path=str(judge.directory),
-                     hint="run `judgeloop merge RUN_DIR --out DIR` and serve DIR")
+    raise ModelError(
+        "cannot find a place to write the merged judge",
+        path=str(judge.directory),
+        hint="run `judgeloop merge RUN_DIR --out DIR` and serve DIR",
+    )
 
 
-def serving_judges(production: list[str], candidates: list[str], device: str, progress=print,
-                   merge_on_cpu: bool = True) -> list[ServedJudge]:
+def serving_judges(
+    production: list[str], candidates: list[str], device: str, progress=print, merge_on_cpu: bool = True
+) -> list[ServedJudge]:
     """Load the configured judges; on CPU, production judges with an adapter are merged unless
     ``merge_on_cpu`` is false (then they stay LoRA modules and share their base model's server)."""
     out: list[ServedJudge] = []
@@ -117,8 +123,11 @@ def serving_judges(production: list[str], candidates: list[str], device: str, pr
     keys = [s.key for s in out]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
-        raise ConfigError(f"two judges would be served as {', '.join(dupes)}", field="judges",
-                          hint="serve one production judge per spec; candidates are named NAME@VERSION")
+        raise ConfigError(
+            f"two judges would be served as {', '.join(dupes)}",
+            field="judges",
+            hint="serve one production judge per spec; candidates are named NAME@VERSION",
+        )
     return out
 
 
@@ -160,11 +169,25 @@ def lora_rank(adapter_path: str) -> int:
 
 
 def vllm_command(plan: ServerPlan, cfg) -> list[str]:
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-           "--model", plan.model_path, "--served-model-name", *plan.names,
-           "--host", HOST, "--port", str(plan.port),
-           "--enable-prefix-caching",  # every prompt of a judge starts with the same rubric
-           "--dtype", cfg.dtype, "--max-logprobs", "20", "--disable-uvicorn-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        plan.model_path,
+        "--served-model-name",
+        *plan.names,
+        "--host",
+        HOST,
+        "--port",
+        str(plan.port),
+        "--enable-prefix-caching",  # every prompt of a judge starts with the same rubric
+        "--dtype",
+        cfg.dtype,
+        "--max-logprobs",
+        "20",
+        "--disable-uvicorn-access-log",
+    ]
     if cfg.max_model_len:
         cmd += ["--max-model-len", str(cfg.max_model_len)]
     if cfg.enforce_eager:
@@ -173,12 +196,22 @@ def vllm_command(plan: ServerPlan, cfg) -> list[str]:
         cmd += ["--block-size", str(cfg.block_size)]
     if plan.loras:
         rank = max(lora_rank(p) for p in plan.loras.values())
-        cmd += ["--enable-lora", "--max-lora-rank", str(next(r for r in VLLM_RANKS if r >= rank)),
-                "--max-loras", str(len(plan.loras)), "--lora-modules",
-                *(f"{name}={path}" for name, path in plan.loras.items())]
+        cmd += [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(next(r for r in VLLM_RANKS if r >= rank)),
+            "--max-loras",
+            str(len(plan.loras)),
+            "--lora-modules",
+            *(f"{name}={path}" for name, path in plan.loras.items()),
+        ]
     if cfg.device == "gpu":
-        cmd += ["--tensor-parallel-size", str(cfg.tensor_parallel_size),
-                "--gpu-memory-utilization", str(plan.gpu_memory_utilization or cfg.gpu_memory_utilization)]
+        cmd += [
+            "--tensor-parallel-size",
+            str(cfg.tensor_parallel_size),
+            "--gpu-memory-utilization",
+            str(plan.gpu_memory_utilization or cfg.gpu_memory_utilization),
+        ]
     return cmd
 
 
@@ -212,19 +245,27 @@ class ChildProcess:
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None, log_path: str | Path | None = None):
         self.cmd = cmd
         self.env = env
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="judgeloop-child-", suffix=".log")[1])
+        self.log_path = (
+            Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="judgeloop-child-", suffix=".log")[1])
+        )
         self.proc: subprocess.Popen | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self) -> "ChildProcess":
+    def start(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            self.proc = subprocess.Popen(
+                self.cmd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
         _RUNNING.add(self)
         return self
 
@@ -270,7 +311,7 @@ class ChildProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         try:
-            with open(self.log_path, "r", encoding="utf-8", errors="replace") as fh:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
                 return "".join(deque(fh, maxlen=lines))
         except OSError:
             return ""
@@ -299,7 +340,7 @@ class VLLMServer:
     def pid(self) -> int | None:
         return self.child.pid
 
-    def start(self) -> "VLLMServer":
+    def start(self) -> VLLMServer:
         check_port_free(self.plan.port)
         self.child.start()
         return self
@@ -309,8 +350,10 @@ class VLLMServer:
         deadline = time.monotonic() + timeout_s
         while True:
             if not self.child.alive():
-                raise ServerError(f"vLLM exited with code {self.child.proc.returncode} while starting "
-                                  f"(log {self.child.log_path}):\n{self.child.log_tail()}")
+                raise ServerError(
+                    f"vLLM exited with code {self.child.proc.returncode} while starting "
+                    f"(log {self.child.log_path}):\n{self.child.log_tail()}"
+                )
             try:
                 if httpx.get(self.url + "/health", timeout=2.0).status_code == 200:
                     return
@@ -319,8 +362,10 @@ class VLLMServer:
             if time.monotonic() > deadline:
                 tail = self.child.log_tail()
                 self.stop()
-                raise ServerError(f"vLLM did not become healthy within {timeout_s:g}s (log {self.child.log_path}):\n{tail}",
-                                  hint="raise vllm.startup_timeout_s, or read the log")
+                raise ServerError(
+                    f"vLLM did not become healthy within {timeout_s:g}s (log {self.child.log_path}):\n{tail}",
+                    hint="raise vllm.startup_timeout_s, or read the log",
+                )
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -328,15 +373,17 @@ class VLLMServer:
 
 
 def check_port_free(port: int, host: str = HOST, field: str = "vllm.port") -> None:
-    import socket
 
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ServerError(f"cannot listen on {host}:{port} ({exc.strerror})", field=field,
-                              hint=f"stop what listens there or choose another --{field}") from None
+            raise ServerError(
+                f"cannot listen on {host}:{port} ({exc.strerror})",
+                field=field,
+                hint=f"stop what listens there or choose another --{field}",
+            ) from None
 
 
 def launch(plans: list[ServerPlan], cfg, log_dir: str | Path | None = None, progress=print) -> list[VLLMServer]:
@@ -345,8 +392,9 @@ def launch(plans: list[ServerPlan], cfg, log_dir: str | Path | None = None, prog
     try:
         for server in servers:
             models = ", ".join([*server.plan.names, *(f"{k} (LoRA)" for k in server.plan.loras)])
-            progress(f"starting vLLM on {server.url}: {server.plan.model_path} as {models}  "
-                     f"(log {server.child.log_path})")
+            progress(
+                f"starting vLLM on {server.url}: {server.plan.model_path} as {models}  (log {server.child.log_path})"
+            )
             server.start()
         for server in servers:
             server.wait_healthy(cfg.startup_timeout_s)

@@ -8,6 +8,7 @@ spec: a background thread scores it with them (the one scoring core, on the cand
 engines) and logs their verdicts with role ``shadow`` and the production verdict's
 ``pair_id``. The request never waits for any of it; a full shadow queue drops and counts.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +19,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from prometheus_client.core import CounterMetricFamily
+
 from data.schema import Item, Verdict
 from serve.verdict_log import VerdictLog, queued_batches
 
@@ -27,8 +30,9 @@ log = logging.getLogger("judgeloop.live")
 class ShadowScorer:
     """Scores production items with candidate services in a background thread and logs the verdicts."""
 
-    def __init__(self, shadows: dict[str, list], verdict_log: VerdictLog, *, queue_size: int = 1_000,
-                 batch_size: int = 16):
+    def __init__(
+        self, shadows: dict[str, list], verdict_log: VerdictLog, *, queue_size: int = 1_000, batch_size: int = 16
+    ):
         self.shadows = shadows  # spec name -> candidate JudgeServices
         self.verdict_log = verdict_log
         self.batch_size = batch_size
@@ -111,19 +115,21 @@ class Live:
         """Add the log's and the shadow's counters to the API's Prometheus registry (served on /metrics)."""
         registry.register(self.verdict_log.collector())
         if self.shadow is not None:
-            from prometheus_client.core import CounterMetricFamily
-
             shadow = self.shadow
 
             class _Collector:
                 def collect(self):
-                    yield CounterMetricFamily("judgeloop_shadow_scored", "production items scored by shadow candidates",
-                                              value=shadow.scored)
-                    yield CounterMetricFamily("judgeloop_shadow_dropped",
-                                              "production items not shadow-scored because the queue was full",
-                                              value=shadow.dropped)
-                    yield CounterMetricFamily("judgeloop_shadow_failed", "shadow scorings that failed",
-                                              value=shadow.failed)
+                    yield CounterMetricFamily(
+                        "judgeloop_shadow_scored", "production items scored by shadow candidates", value=shadow.scored
+                    )
+                    yield CounterMetricFamily(
+                        "judgeloop_shadow_dropped",
+                        "production items not shadow-scored because the queue was full",
+                        value=shadow.dropped,
+                    )
+                    yield CounterMetricFamily(
+                        "judgeloop_shadow_failed", "shadow scorings that failed", value=shadow.failed
+                    )
 
             registry.register(_Collector())
 

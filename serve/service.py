@@ -5,32 +5,21 @@ configured judges (merging production adapters on CPU), launch the vLLM servers 
 use ``vllm.endpoints`` already running, or the in-process transformers engine), and return a
 ``JudgeService`` per judge key; launched servers are restarted if they exit (``serve.supervisor``). Every service scores through the one scoring core.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
 
-from data.errors import ModelError
+from data.criteria import judge_refs, load_criteria
 from data.schema import Item, JudgeRef, Verdict
-from serve.judge import Judge
-from serve.launcher import (ServedJudge, VLLMServer, judge_endpoints, launch, plan_servers, serving_judges,
-                            stop_all)
-from serve.scoring import score_items, score_items_async
+from judge.hf_backend import HFBackend
+from judge.loading import Judge
+from judge.scoring import score_items, score_items_async
+from serve.launcher import ServedJudge, VLLMServer, judge_endpoints, launch, plan_servers, serving_judges, stop_all
 from serve.supervisor import Supervisor
-
-
-def load_tokenizer(judge: Judge):
-    """The tokenizer the judge was trained with: the adapter's if it saved one, else the model's."""
-    from transformers import AutoTokenizer
-
-    for path in (judge.adapter_path, judge.model_path):
-        if path:
-            try:
-                return AutoTokenizer.from_pretrained(path)
-            except (OSError, ValueError):
-                continue
-    raise ModelError("cannot load a tokenizer for the judge", path=judge.model_path)
+from serve.vllm_backend import VLLMBackend
 
 
 class _OneAtATime:
@@ -69,17 +58,27 @@ class JudgeService:
 
     def describe(self) -> dict:
         j = self.served.judge
-        return {"name": self.key, "spec": j.spec.name, "version": j.version, "fingerprint": j.fingerprint,
-                "status": self.served.status, "served_as": self.served.served_as, "kind": j.spec.kind,
-                "labels": list(j.spec.labels), "description": j.spec.description}
+        return {
+            "name": self.key,
+            "spec": j.spec.name,
+            "version": j.version,
+            "fingerprint": j.fingerprint,
+            "status": self.served.status,
+            "served_as": self.served.served_as,
+            "kind": j.spec.kind,
+            "labels": list(j.spec.labels),
+            "description": j.spec.description,
+        }
 
     async def score(self, items: Sequence[Item], both_orders: bool = True) -> list[Verdict]:
-        return await score_items_async(items, self.spec, self.backend, self.tokenizer, self.ref,
-                                       both_orders=both_orders)
+        return await score_items_async(
+            items, self.spec, self.backend, self.tokenizer, self.ref, both_orders=both_orders
+        )
 
     def score_stream(self, items: Iterable[Item], both_orders: bool = True, batch_size: int = 64) -> Iterator[Verdict]:
-        return score_items(items, self.spec, self.backend, self.tokenizer, self.ref,
-                           both_orders=both_orders, batch_size=batch_size)
+        return score_items(
+            items, self.spec, self.backend, self.tokenizer, self.ref, both_orders=both_orders, batch_size=batch_size
+        )
 
 
 @dataclass
@@ -106,20 +105,25 @@ class Serving:
         self.close()
 
 
-def start_judges(cfg, *, judges: list[str] | None = None, candidates: list[str] | None = None,
-                 progress=print) -> Serving:
+def start_judges(
+    cfg, *, judges: list[str] | None = None, candidates: list[str] | None = None, progress=print
+) -> Serving:
     """Judges of a ``ServeConfig`` (or the ones given), ready to score; the caller closes the result."""
     if judges is None:
         judges = list(cfg.judges)
         if cfg.criteria:
-            from data.criteria import judge_refs, load_criteria
-            judges += [ref for ref in judge_refs(load_criteria(cfg.criteria), cfg.criteria_untrained) if ref not in judges]
-    served = serving_judges(judges, cfg.candidates if candidates is None else candidates,
-                            cfg.vllm.device, progress, merge_on_cpu=cfg.vllm.cpu_merge_production)
-    tokenizers = {s.key: load_tokenizer(s.judge) for s in served}
+            judges += [
+                ref for ref in judge_refs(load_criteria(cfg.criteria), cfg.criteria_untrained) if ref not in judges
+            ]
+    served = serving_judges(
+        judges,
+        cfg.candidates if candidates is None else candidates,
+        cfg.vllm.device,
+        progress,
+        merge_on_cpu=cfg.vllm.cpu_merge_production,
+    )
+    tokenizers = {s.key: s.judge.tokenizer() for s in served}
     if cfg.engine == "transformers":
-        from serve.hf_backend import HFBackend
-
         backends: dict[tuple, object] = {}
         services = {}
         for s in served:
@@ -130,8 +134,6 @@ def start_judges(cfg, *, judges: list[str] | None = None, candidates: list[str] 
             services[s.key] = JudgeService(s, tokenizers[s.key], backends[key])
         return Serving(services)
 
-    from serve.vllm_backend import VLLMBackend
-
     servers: list[VLLMServer] = []
     if cfg.vllm.endpoints:
         endpoints = {s.key: list(cfg.vllm.endpoints) for s in served}
@@ -140,12 +142,26 @@ def start_judges(cfg, *, judges: list[str] | None = None, candidates: list[str] 
         servers = launch(plans, cfg.vllm, cfg.log_dir, progress)
         endpoints = judge_endpoints(served, plans)
     c = cfg.client
-    services = {s.key: JudgeService(s, tokenizers[s.key], VLLMBackend(
-        endpoints[s.key], s.model, tokenizers[s.key], concurrency=c.concurrency,
-        prompts_per_request=c.prompts_per_request, timeout_s=c.timeout_s, retries=c.retries,
-        backoff_s=c.backoff_s)) for s in served}
+    services = {
+        s.key: JudgeService(
+            s,
+            tokenizers[s.key],
+            VLLMBackend(
+                endpoints[s.key],
+                s.model,
+                tokenizers[s.key],
+                concurrency=c.concurrency,
+                prompts_per_request=c.prompts_per_request,
+                timeout_s=c.timeout_s,
+                retries=c.retries,
+                backoff_s=c.backoff_s,
+            ),
+        )
+        for s in served
+    }
     supervisor = None
     if servers and cfg.vllm.max_restarts > 0:
-        supervisor = Supervisor(servers, max_restarts=cfg.vllm.max_restarts,
-                                startup_timeout_s=cfg.vllm.startup_timeout_s, progress=progress).start()
+        supervisor = Supervisor(
+            servers, max_restarts=cfg.vllm.max_restarts, startup_timeout_s=cfg.vllm.startup_timeout_s, progress=progress
+        ).start()
     return Serving(services, servers, supervisor)

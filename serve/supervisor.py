@@ -8,18 +8,26 @@ other replicas; once the server is healthy, requests reach it again within the b
 ``DOWN_FOR_S``. A restarted child is tied to the thread that started it (PR_SET_PDEATHSIG, see
 launcher.py), so this thread starts it and lives until ``stop``.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from data.errors import ServerError
 from serve.launcher import VLLMServer
 
 
 class Supervisor:
-    def __init__(self, servers: list[VLLMServer], *, max_restarts: int, startup_timeout_s: float,
-                 poll_s: float = 0.5, progress: Callable[[str], None] = print):
+    def __init__(
+        self,
+        servers: list[VLLMServer],
+        *,
+        max_restarts: int,
+        startup_timeout_s: float,
+        poll_s: float = 0.5,
+        progress: Callable[[str], None] = print,
+    ):
         self.servers = servers
         self.max_restarts = max_restarts
         self.startup_timeout_s = startup_timeout_s
@@ -29,7 +37,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vllm-supervisor", daemon=True)
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         self._thread.start()
         return self
 
@@ -40,8 +48,10 @@ class Supervisor:
                     continue
                 self.restarts[server.url] += 1
                 code = server.child.proc.returncode if server.child.proc else None
-                self.progress(f"vLLM on {server.url} exited (code {code}); restarting it "
-                              f"({self.restarts[server.url]} of {self.max_restarts}), log {server.child.log_path}")
+                self.progress(
+                    f"vLLM on {server.url} exited (code {code}); restarting it "
+                    f"({self.restarts[server.url]} of {self.max_restarts}), log {server.child.log_path}"
+                )
                 server.child.stop(grace_s=5.0)  # the rest of its process group (engine, workers)
                 try:
                     server.start().wait_healthy(self.startup_timeout_s)

@@ -11,6 +11,7 @@ Logging never blocks or fails a request: ``log`` only puts the (item, verdict) o
 queue; a background thread builds the rows and writes them in batches. A full queue drops the
 verdict and counts it, as does a failed write; both counters are Prometheus metrics.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +20,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import sqlalchemy as sa
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from data.errors import DataError
 from data.schema import Item, Verdict
@@ -33,11 +35,17 @@ CONTENT_FIELDS = ("kind", "instruction", "input", "context", "reference", "respo
 
 metadata = sa.MetaData()
 VERDICTS = sa.Table(
-    "verdicts", metadata,
+    "verdicts",
+    metadata,
     sa.Column("row", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("ts", sa.Float, nullable=False, index=True, comment="unix time the verdict was served"),
     sa.Column("judge", sa.String(200), nullable=False, index=True, comment="spec name"),
-    sa.Column("judge_key", sa.String(300), nullable=False, comment="name the API serves it under (NAME@VERSION for candidates)"),
+    sa.Column(
+        "judge_key",
+        sa.String(300),
+        nullable=False,
+        comment="name the API serves it under (NAME@VERSION for candidates)",
+    ),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("item_id", sa.String(300), nullable=False),
@@ -91,19 +99,24 @@ def engine_for(url: str, *, create: bool) -> sa.Engine:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.exists():
-            raise DataError("no verdict log here (file not found)", path=str(path),
-                            hint="`judgeloop serve` writes it (live.log_url, default verdicts.sqlite in log_dir)")
+            raise DataError(
+                "no verdict log here (file not found)",
+                path=str(path),
+                hint="`judgeloop serve` writes it (live.log_url, default verdicts.sqlite in log_dir)",
+            )
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise DataError(f"cannot open the verdict log '{url}': {exc}", field="log") from None
     if engine.dialect.name == "sqlite":
+
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
+
     return engine
 
 
@@ -124,8 +137,15 @@ class VerdictLog:
         self._thread = threading.Thread(target=self._drain, name="verdict-log", daemon=True)
         self._thread.start()
 
-    def log(self, item: Item, verdict: Verdict, *, role: str = "production", judge_key: str | None = None,
-            pair_id: str | None = None) -> None:
+    def log(
+        self,
+        item: Item,
+        verdict: Verdict,
+        *,
+        role: str = "production",
+        judge_key: str | None = None,
+        pair_id: str | None = None,
+    ) -> None:
         """Queue one verdict; when the queue is full it is dropped and counted."""
         try:
             self._queue.put_nowait((time.time(), item, verdict, role, judge_key or verdict.judge.name, pair_id))
@@ -138,12 +158,24 @@ class VerdictLog:
         return self._queue.qsize()
 
     def row(self, ts: float, item: Item, v: Verdict, role: str, judge_key: str, pair_id: str | None) -> dict:
-        return {"ts": ts, "judge": v.judge.name, "judge_key": judge_key, "role": role,
-                "fingerprint": v.judge.fingerprint, "item_id": item.id, "item_hash": item_hash(item),
-                "item": item.model_dump(mode="json", exclude_none=True) if self.log_items else None,
-                "verdict": None if v.verdict is None else str(v.verdict), "probs": v.probs,
-                "confidence": v.confidence, "consistent": v.consistent, "order_probs": v.order_probs,
-                "latency_ms": v.latency_ms, "error": v.error, "pair_id": pair_id}
+        return {
+            "ts": ts,
+            "judge": v.judge.name,
+            "judge_key": judge_key,
+            "role": role,
+            "fingerprint": v.judge.fingerprint,
+            "item_id": item.id,
+            "item_hash": item_hash(item),
+            "item": item.model_dump(mode="json", exclude_none=True) if self.log_items else None,
+            "verdict": None if v.verdict is None else str(v.verdict),
+            "probs": v.probs,
+            "confidence": v.confidence,
+            "consistent": v.consistent,
+            "order_probs": v.order_probs,
+            "latency_ms": v.latency_ms,
+            "error": v.error,
+            "pair_id": pair_id,
+        }
 
     def _drain(self) -> None:
         for batch, entries in queued_batches(self._queue, self.batch_size):
@@ -175,33 +207,46 @@ class VerdictLog:
 
     def collector(self):
         """A Prometheus collector of the log's counters (register it on the API's registry)."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         owner = self
 
         class _Collector:
             def collect(self):
-                yield CounterMetricFamily("judgeloop_verdict_log_written", "verdicts written to the verdict log",
-                                          value=owner.written)
-                yield CounterMetricFamily("judgeloop_verdict_log_dropped",
-                                          "verdicts not logged because the log's queue was full", value=owner.dropped)
-                yield CounterMetricFamily("judgeloop_verdict_log_write_errors",
-                                          "verdicts not logged because the database write failed",
-                                          value=owner.write_errors)
-                yield GaugeMetricFamily("judgeloop_verdict_log_queued", "verdicts waiting to be written",
-                                        value=owner.queued)
+                yield CounterMetricFamily(
+                    "judgeloop_verdict_log_written", "verdicts written to the verdict log", value=owner.written
+                )
+                yield CounterMetricFamily(
+                    "judgeloop_verdict_log_dropped",
+                    "verdicts not logged because the log's queue was full",
+                    value=owner.dropped,
+                )
+                yield CounterMetricFamily(
+                    "judgeloop_verdict_log_write_errors",
+                    "verdicts not logged because the database write failed",
+                    value=owner.write_errors,
+                )
+                yield GaugeMetricFamily(
+                    "judgeloop_verdict_log_queued", "verdicts waiting to be written", value=owner.queued
+                )
 
         return _Collector()
 
 
-def read_rows(location: str | Path, *, since: float | None = None, until: float | None = None,
-              judge: str | None = None, roles: Iterable[str] | None = None) -> list[dict]:
+def read_rows(
+    location: str | Path,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    judge: str | None = None,
+    roles: Iterable[str] | None = None,
+) -> list[dict]:
     """Logged verdicts in ``[since, until)``, oldest first, optionally of one judge (spec name) and some roles."""
     engine = engine_for(as_url(location), create=False)
     try:
         if not sa.inspect(engine).has_table(VERDICTS.name):
-            raise DataError(f"no verdict log table in {location}", field="log",
-                            hint="`judgeloop serve` creates it when it starts")
+            raise DataError(
+                f"no verdict log table in {location}", field="log", hint="`judgeloop serve` creates it when it starts"
+            )
         query = sa.select(VERDICTS).order_by(VERDICTS.c.ts, VERDICTS.c.row)
         if since is not None:
             query = query.where(VERDICTS.c.ts >= since)

@@ -20,22 +20,23 @@ all (every one refused the connection within ``DOWN_FOR_S``: vLLM died or is res
 whole call raises ``ServerUnavailable`` at once instead of waiting out the retries: the judge API
 turns that into a 503. Every HTTP call has a timeout (``timeout_s``, 5 s for /health).
 """
+
 from __future__ import annotations
 
 import asyncio
 import math
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Sequence
 
 import httpx
 
 from data.errors import JudgeloopError, ServerError, ServerUnavailable
 from data.render import Rendered
 from data.spec import JudgeSpec
-from serve.hf_backend import label_token_ids
-from serve.scoring import LabelProbs
+from judge.hf_backend import label_token_ids
+from judge.scoring import LabelProbs
 
 # vLLM's default --max-logprobs; only matters for a server that ignores logprob_token_ids
 TOP_LOGPROBS = 20
@@ -49,9 +50,19 @@ class _Rejected(Exception):
 class VLLMBackend:
     """Scores rendered prompts on vLLM servers that serve ``model`` (a model or LoRA name)."""
 
-    def __init__(self, endpoints: Sequence[str], model: str, tokenizer, *, concurrency: int = 8,
-                 prompts_per_request: int = 16, timeout_s: float = 120.0, retries: int = 3,
-                 backoff_s: float = 0.5, api_key: str | None = None):
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        model: str,
+        tokenizer,
+        *,
+        concurrency: int = 8,
+        prompts_per_request: int = 16,
+        timeout_s: float = 120.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        api_key: str | None = None,
+    ):
         if not endpoints:
             raise ValueError("VLLMBackend needs at least one endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
@@ -117,8 +128,11 @@ class VLLMBackend:
     def _ensure_client(self) -> httpx.AsyncClient:
         if self._client is None:  # created on the loop thread, used only there
             limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            self._client = httpx.AsyncClient(headers=self.headers, limits=limits,
-                                             timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
+            self._client = httpx.AsyncClient(
+                headers=self.headers,
+                limits=limits,
+                timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+            )
             self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._client
 
@@ -136,7 +150,7 @@ class VLLMBackend:
         except JudgeloopError as exc:
             return [exc] * len(prompts)
         step = self.prompts_per_request
-        chunks = [prompts[i:i + step] for i in range(0, len(prompts), step)]
+        chunks = [prompts[i : i + step] for i in range(0, len(prompts), step)]
         results = await asyncio.gather(*(self._score_chunk(c, spec, ids) for c in chunks))
         flat = [d for chunk in results for d in chunk]
         down = next((d for d in flat if isinstance(d, ServerUnavailable)), None)
@@ -178,8 +192,10 @@ class VLLMBackend:
         last = ""
         for attempt in range(attempts):
             if self._all_down():
-                raise ServerUnavailable("no vLLM endpoint is reachable (all refused connections in the last "
-                                        f"{DOWN_FOR_S:g}s)", hint="vLLM is down or restarting; retry in a few seconds")
+                raise ServerUnavailable(
+                    f"no vLLM endpoint is reachable (all refused connections in the last {DOWN_FOR_S:g}s)",
+                    hint="vLLM is down or restarting; retry in a few seconds",
+                )
             endpoint = self._pick()
             try:
                 async with self._semaphore:
@@ -190,8 +206,10 @@ class VLLMBackend:
                 last = f"{endpoint} unreachable ({type(exc).__name__}: {exc})"
                 self._down_until[endpoint] = time.monotonic() + DOWN_FOR_S
                 if self._all_down():  # every endpoint refused: no backoff to wait out
-                    raise ServerUnavailable(f"no vLLM endpoint is reachable ({last})",
-                                            hint="vLLM is down or restarting; retry in a few seconds")
+                    raise ServerUnavailable(
+                        f"no vLLM endpoint is reachable ({last})",
+                        hint="vLLM is down or restarting; retry in a few seconds",
+                    )
             else:
                 if resp.status_code == 200:
                     return resp.json()
@@ -201,7 +219,9 @@ class VLLMBackend:
                 last = f"{endpoint} answered HTTP {resp.status_code}: {reason}"
             if attempt + 1 < attempts and (attempt + 1) % len(self.endpoints) == 0:
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt // len(self.endpoints)))
-        raise ServerError(f"vLLM request failed after {attempts} attempt(s): {last}", hint="is the vLLM server up? see its log")
+        raise ServerError(
+            f"vLLM request failed after {attempts} attempt(s): {last}", hint="is the vLLM server up? see its log"
+        )
 
     def _all_down(self) -> bool:
         now = time.monotonic()

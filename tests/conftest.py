@@ -51,6 +51,8 @@ def tiny_specs(serve_model_dir, tmp_path_factory) -> dict[str, Path]:
     from tests.serve.helpers import spec_file
 
     d = tmp_path_factory.mktemp("specs")
-    return {"pairwise": spec_file(d, serve_model_dir, "tiny-helpfulness"),
-            "binary": spec_file(d, serve_model_dir, "tiny-correctness", like="answer-correctness"),
-            "pointwise": spec_file(d, serve_model_dir, "tiny-coherence", like="summary-coherence")}
+    return {
+        "pairwise": spec_file(d, serve_model_dir, "tiny-helpfulness"),
+        "binary": spec_file(d, serve_model_dir, "tiny-correctness", like="answer-correctness"),
+        "pointwise": spec_file(d, serve_model_dir, "tiny-coherence", like="summary-coherence"),
+    }

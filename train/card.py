@@ -3,65 +3,125 @@
 The card says what the judge is and how it was made: base model, data names with hashes and
 counts, the resolved config, library versions, git commit, the dev curve and the fingerprint.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from data.config import to_dict
-from data.fingerprint import weights_identity
+from data.paths import JUDGE_FILE
 from data.provenance import git_commit, library_versions
 from data.spec import JudgeSpec
-from serve.judge import JUDGE_FILE
+from judge.fingerprint import weights_identity
 
 
 def dev_curve(log_history: Sequence[dict]) -> list[dict]:
     keys = ("agreement", "swap_consistency", "label_nll", "n")
-    return [{"step": h["step"], **{k: h[f"eval_{k}"] for k in keys if f"eval_{k}" in h}}
-            for h in log_history if "eval_agreement" in h]
+    return [
+        {"step": h["step"], **{k: h[f"eval_{k}"] for k in keys if f"eval_{k}" in h}}
+        for h in log_history
+        if "eval_agreement" in h
+    ]
 
 
 def loss_curve(log_history: Sequence[dict]) -> list[dict]:
-    return [{"step": h["step"], "loss": h["loss"],
-             **({"score_length_corr": h["score_length_corr"]} if "score_length_corr" in h else {})}
-            for h in log_history if "loss" in h]
+    return [
+        {
+            "step": h["step"],
+            "loss": h["loss"],
+            **({"score_length_corr": h["score_length_corr"]} if "score_length_corr" in h else {}),
+        }
+        for h in log_history
+        if "loss" in h
+    ]
 
 
 def length_following(log_history: Sequence[dict]) -> float | None:
     """Mean ``score_length_corr`` over the last quarter of the logged steps (separate mode): how much the judge's
     scores of an instruction's responses follow their lengths at the end of training; None when not logged."""
     values = [h["score_length_corr"] for h in log_history if "score_length_corr" in h]
-    tail = values[len(values) - max(1, len(values) // 4):]
+    tail = values[len(values) - max(1, len(values) // 4) :]
     return round(sum(tail) / len(tail), 4) if tail else None
 
 
 def _source_rows(sources) -> list[dict]:
-    return [{"name": s.name, "split": s.split, "path": str(s.path), "sha256": s.sha256, "items": len(s.items),
-             **({"manifest_sha256": s.manifest_sha256} if s.manifest_sha256 else {})} for s in sources]
+    return [
+        {
+            "name": s.name,
+            "split": s.split,
+            "path": str(s.path),
+            "sha256": s.sha256,
+            "items": len(s.items),
+            **({"manifest_sha256": s.manifest_sha256} if s.manifest_sha256 else {}),
+        }
+        for s in sources
+    ]
 
 
-def write_run_files(run_dir: Path, *, cfg, spec: JudgeSpec, base_ref: str, base_path: str, fingerprint_: str,
-                    train_sources, dev_sources, reports, n_examples: int, n_dev: int, log_history: Sequence[dict],
-                    kept: dict | None, steps: int, tokens_per_s: float | None, world_size: int, wall_s: float,
-                    peak_gpu_gib: float | None = None) -> None:
+def write_run_files(
+    run_dir: Path,
+    *,
+    cfg,
+    spec: JudgeSpec,
+    base_ref: str,
+    base_path: str,
+    fingerprint_: str,
+    train_sources,
+    dev_sources,
+    reports,
+    n_examples: int,
+    n_dev: int,
+    log_history: Sequence[dict],
+    kept: dict | None,
+    steps: int,
+    tokens_per_s: float | None,
+    world_size: int,
+    wall_s: float,
+    peak_gpu_gib: float | None = None,
+) -> None:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    judge = {"name": spec.name, "version": fingerprint_[:12], "spec": spec.to_dict(), "base_model": base_ref,
-             "adapter": "adapter", "fingerprint": fingerprint_, "created": created, "card": "card.json"}
+    judge = {
+        "name": spec.name,
+        "version": fingerprint_[:12],
+        "spec": spec.to_dict(),
+        "base_model": base_ref,
+        "adapter": "adapter",
+        "fingerprint": fingerprint_,
+        "created": created,
+        "card": "card.json",
+    }
     (run_dir / JUDGE_FILE).write_text(json.dumps(judge, indent=2) + "\n")
     card = {
-        "judge": {"name": spec.name, "version": judge["version"], "fingerprint": fingerprint_, "kind": spec.kind,
-                  "labels": spec.labels},
+        "judge": {
+            "name": spec.name,
+            "version": judge["version"],
+            "fingerprint": fingerprint_,
+            "kind": spec.kind,
+            "labels": spec.labels,
+        },
         "base_model": {"ref": base_ref, "path": base_path, "weights": weights_identity(base_path)},
         "adapter": {"path": "adapter", "weights": weights_identity(run_dir / "adapter")},
-        "data": {"train": _source_rows(train_sources), "dev": _source_rows(dev_sources),
-                 "training_examples": n_examples, "dev_items_scored": n_dev, "report": [asdict(r) for r in reports]},
+        "data": {
+            "train": _source_rows(train_sources),
+            "dev": _source_rows(dev_sources),
+            "training_examples": n_examples,
+            "dev_items_scored": n_dev,
+            "report": [asdict(r) for r in reports],
+        },
         "config": to_dict(cfg),
-        "training": {"steps": steps, "processes": world_size, "tokens_per_s": tokens_per_s,
-                     "wall_s": round(wall_s, 1), "peak_gpu_gib": peak_gpu_gib, "kept_checkpoint": kept,
-                     "score_length_corr": length_following(log_history)},
+        "training": {
+            "steps": steps,
+            "processes": world_size,
+            "tokens_per_s": tokens_per_s,
+            "wall_s": round(wall_s, 1),
+            "peak_gpu_gib": peak_gpu_gib,
+            "kept_checkpoint": kept,
+            "score_length_corr": length_following(log_history),
+        },
         "dev_curve": dev_curve(log_history),
         "loss_curve": loss_curve(log_history),
         "versions": library_versions(),
@@ -79,7 +139,8 @@ def _fmt(x) -> str:
 def card_markdown(card: dict) -> str:
     j, t = card["judge"], card["training"]
     lines = [
-        f"# Judge card: {j['name']} ({j['version']})", "",
+        f"# Judge card: {j['name']} ({j['version']})",
+        "",
         f"- fingerprint: `{j['fingerprint']}`",
         f"- kind: {j['kind']}, labels: {', '.join(j['labels'])}",
         f"- base model: `{card['base_model']['ref']}` (weights `{card['base_model']['weights'][:16]}`)",
@@ -88,23 +149,55 @@ def card_markdown(card: dict) -> str:
         + (f", {t['tokens_per_s']:.0f} tokens/s" if t["tokens_per_s"] else "")
         + (f", peak GPU memory {t['peak_gpu_gib']:.1f} GiB (rank 0)" if t.get("peak_gpu_gib") else ""),
         f"- kept checkpoint: step {t['kept_checkpoint']['step']} (the {t['kept_checkpoint']['rule']}), dev agreement "
-        f"{_fmt(t['kept_checkpoint']['agreement'])}" if t["kept_checkpoint"] else "- kept checkpoint: the last",
-        *([f"- scores follow response length: r = {t['score_length_corr']:.2f} within an instruction over the last "
-           "quarter of training (0 = length-blind; `score_length_corr` in the loss curve)"]
-          if t.get("score_length_corr") is not None else []),
-        f"- git commit: `{card['git_commit']}`, created {card['created']}", "",
-        "## Data", "", "| split | source | items | sha256 |", "|---|---|---|---|",
+        f"{_fmt(t['kept_checkpoint']['agreement'])}"
+        if t["kept_checkpoint"]
+        else "- kept checkpoint: the last",
+        *(
+            [
+                f"- scores follow response length: r = {t['score_length_corr']:.2f} within an instruction over the last "
+                "quarter of training (0 = length-blind; `score_length_corr` in the loss curve)"
+            ]
+            if t.get("score_length_corr") is not None
+            else []
+        ),
+        f"- git commit: `{card['git_commit']}`, created {card['created']}",
+        "",
+        "## Data",
+        "",
+        "| split | source | items | sha256 |",
+        "|---|---|---|---|",
     ]
     for row in card["data"]["train"] + card["data"]["dev"]:
         lines.append(f"| {row['split']} | {row['name']} | {row['items']} | `{row['sha256'][:16]}` |")
-    lines += ["", f"{card['data']['training_examples']} training examples; {card['data']['dev_items_scored']} dev "
-              "items scored at each evaluation.", ""]
+    lines += [
+        "",
+        f"{card['data']['training_examples']} training examples; {card['data']['dev_items_scored']} dev "
+        "items scored at each evaluation.",
+        "",
+    ]
     if card["dev_curve"]:
-        lines += ["## Dev curve (scored as the eval harness does, both orders)", "",
-                  "| step | agreement | swap consistency | label NLL |", "|---|---|---|---|"]
-        lines += [f"| {p['step']} | {_fmt(p.get('agreement'))} | {_fmt(p.get('swap_consistency'))} | "
-                  f"{_fmt(p.get('label_nll'))} |" for p in card["dev_curve"]]
+        lines += [
+            "## Dev curve (scored as the eval harness does, both orders)",
+            "",
+            "| step | agreement | swap consistency | label NLL |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['step']} | {_fmt(p.get('agreement'))} | {_fmt(p.get('swap_consistency'))} | "
+            f"{_fmt(p.get('label_nll'))} |"
+            for p in card["dev_curve"]
+        ]
         lines.append("")
-    lines += ["## Config", "", "```json", json.dumps(card["config"], indent=2), "```", "",
-              "## Versions", "", *(f"- {k} {v}" for k, v in card["versions"].items()), ""]
+    lines += [
+        "## Config",
+        "",
+        "```json",
+        json.dumps(card["config"], indent=2),
+        "```",
+        "",
+        "## Versions",
+        "",
+        *(f"- {k} {v}" for k, v in card["versions"].items()),
+        "",
+    ]
     return "\n".join(lines)

@@ -1,10 +1,14 @@
 """`judgeloop train CONFIG [--key=value ...] [--resume]` and `judgeloop merge RUN_DIR [--out DIR]`."""
+
 from __future__ import annotations
 
 import argparse
 import os
 
 from data.config import field_help
+from judge.merge import merge
+from train.config import TrainConfig, load_train_config
+from train.trainer import train
 
 USAGE = """usage: judgeloop train CONFIG [--key=value ...] [--resume]
 
@@ -19,11 +23,7 @@ fields:
 
 
 def train_main(argv: list[str]) -> int:
-    from train.config import TrainConfig, load_train_config
 
-    if "--all" in argv:  # every criterion of configs/criteria.yaml (train/criteria.py)
-        from train.criteria import main as train_all
-        return train_all(argv)
     if not argv or any(a in ("-h", "--help") for a in argv):
         helps = field_help(TrainConfig)
         width = max(map(len, helps))
@@ -34,19 +34,18 @@ def train_main(argv: list[str]) -> int:
     path, overrides = (None, args) if args[0].startswith("--") else (args[0], args[1:])
     cfg = load_train_config(path, overrides)
 
-    from train.trainer import train
     train(cfg, resume=resume)
     return 0
 
 
 def merge_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="judgeloop merge",
-                                description="merge a run's LoRA adapter into its base model for serving without LoRA")
+    p = argparse.ArgumentParser(
+        prog="judgeloop merge", description="merge a run's LoRA adapter into its base model for serving without LoRA"
+    )
     p.add_argument("run_dir", help="a run directory from `judgeloop train`")
     p.add_argument("--out", help="output directory (default RUN_DIR/merged)")
     args = p.parse_args(argv)
 
-    from train.merge import merge
     merge(args.run_dir, args.out)
     return 0
 

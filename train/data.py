@@ -3,10 +3,11 @@
 An example is ``render(spec, item, tokenizer, order).token_ids`` followed by the target's ids: the
 label (optionally a line of rationale) and the chat template's end-of-turn tokens, exactly as the
 template renders an assistant message. The prompt ids are never re-tokenized from text, so what
-is trained is what ``serve.scoring`` scores. ``labels`` are -100 on every prompt token: the loss
+is trained is what ``judge.scoring`` scores. ``labels`` are -100 on every prompt token: the loss
 covers the verdict and the end of turn only. Pairwise items are trained in both orders, the
 label (or distribution) swapped with the responses.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -15,17 +16,20 @@ import json
 import math
 import statistics
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from data.errors import ConfigError, DataError, Problem
 from data.jsonl import read_jsonl_lines
 from data.labels import LabelSpace, aggregate
+from data.prepare import prepare
 from data.provenance import sha256_file
 from data.render import Rendered, RenderError, encode, render, render_response
 from data.schema import Item
 from data.spec import JudgeSpec
+from judge.hf_backend import label_token_ids
 from train.config import DataOptions, is_file_source
 
 MAX_PROBLEMS_SHOWN = 10
@@ -36,19 +40,19 @@ IGNORE = -100
 class Example:
     item_id: str
     order: str
-    label: str                       # the target label, in this order's terms
+    label: str  # the target label, in this order's terms
     input_ids: list[int]
-    labels: list[int]                # -100 on the prompt
+    labels: list[int]  # -100 on the prompt
     prompt_len: int
-    target_probs: list[float] | None = None   # soft targets over spec.labels (distribution mode)
+    target_probs: list[float] | None = None  # soft targets over spec.labels (distribution mode)
     truncated: dict[str, int] = field(default_factory=dict)
     # separate mode: input_ids = the group's distinct single-response prompts, one after another
-    segments: list[int] | None = None           # each prompt's length, in input_ids order
-    pairs: list[list[int]] | None = None        # [a, b] segment indices of each compared pair
-    pair_targets: list[list[float]] | None = None   # each pair's target distribution over the spec's labels
-    pair_weights: list[float] | None = None     # each pair's weight in the loss (length balance by weight)
-    truncated_prompts: int | None = None        # how many of the segments were cut to fit
-    segment_chars: list[int] | None = None      # each prompt's response length in characters (data.length_penalty)
+    segments: list[int] | None = None  # each prompt's length, in input_ids order
+    pairs: list[list[int]] | None = None  # [a, b] segment indices of each compared pair
+    pair_targets: list[list[float]] | None = None  # each pair's target distribution over the spec's labels
+    pair_weights: list[float] | None = None  # each pair's weight in the loss (length balance by weight)
+    truncated_prompts: int | None = None  # how many of the segments were cut to fit
+    segment_chars: list[int] | None = None  # each prompt's response length in characters (data.length_penalty)
 
     @property
     def n_truncated(self) -> int:
@@ -66,7 +70,7 @@ class Source:
     sha256: str
     items: list[Item]
     manifest_sha256: str | None = None
-    lines: dict[str, int] = field(default_factory=dict)   # item id -> line of the file, for errors
+    lines: dict[str, int] = field(default_factory=dict)  # item id -> line of the file, for errors
 
 
 @dataclass
@@ -76,13 +80,13 @@ class SplitReport:
     items: int = 0
     used: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    labels: dict[str, int] = field(default_factory=dict)          # target label of each used item
+    labels: dict[str, int] = field(default_factory=dict)  # target label of each used item
     examples: int = 0
-    truncated: int = 0                                            # examples whose prompt was cut
+    truncated: int = 0  # examples whose prompt was cut
     tokens_cut: int = 0
-    lengths: dict[str, int] = field(default_factory=dict)         # min / median / max tokens
-    longer_preferred: float | None = None                         # pairwise: human winner is the longer one
-    longer_weight: float | None = None                            # ... its share of the loss (balance by weight)
+    lengths: dict[str, int] = field(default_factory=dict)  # min / median / max tokens
+    longer_preferred: float | None = None  # pairwise: human winner is the longer one
+    longer_weight: float | None = None  # ... its share of the loss (balance by weight)
 
 
 # ------------------------------------------------------------------------- sources
@@ -99,19 +103,29 @@ def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=p
             folder = Path(opts.prepared_dir) / name
             manifest = folder / "manifest.json"
             if not manifest.exists():
-                from data.cli import prepare
                 progress(f"preparing {name} splits (seed {opts.split_seed}) in {folder} ...")
                 prepare(name, folder, seed=opts.split_seed, progress=progress)
             meta = json.loads(manifest.read_text())
             if meta.get("seed") != opts.split_seed:
-                raise ConfigError(f"{folder} was prepared with seed {meta.get('seed')}, the config asks for "
-                                  f"{opts.split_seed}", field="data.split_seed",
-                                  hint="set data.prepared_dir elsewhere or delete that folder")
+                raise ConfigError(
+                    f"{folder} was prepared with seed {meta.get('seed')}, the config asks for {opts.split_seed}",
+                    field="data.split_seed",
+                    hint="set data.prepared_dir elsewhere or delete that folder",
+                )
             path = folder / f"{split}.jsonl"
             manifest_sha = sha256_file(manifest)
         numbered = list(read_jsonl_lines(path, Item))
-        out.append(Source(name, split, path, sha256_file(path), [item for _, item in numbered], manifest_sha,
-                          {item.id: line for line, item in numbered}))
+        out.append(
+            Source(
+                name,
+                split,
+                path,
+                sha256_file(path),
+                [item for _, item in numbered],
+                manifest_sha,
+                {item.id: line for line, item in numbered},
+            )
+        )
     return out
 
 
@@ -158,9 +172,9 @@ def soft_target(item: Item, space: LabelSpace, exclude: set[str]) -> dict[str, f
     return space.distribution([value])  # a mean score splits between its two neighbouring labels
 
 
-def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, where: str,
-                 lines: Mapping[str, int] | None = None
-                 ) -> tuple[list[tuple[Item, str, dict[str, float] | None]], dict[str, int]]:
+def select_items(
+    items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, where: str, lines: Mapping[str, int] | None = None
+) -> tuple[list[tuple[Item, str, dict[str, float] | None]], dict[str, int]]:
     """``(item, target label, soft target or None)`` for every usable item, and skip counts by reason.
 
     A label outside the spec's label space is an error (the whole list, before training), not a skip;
@@ -177,8 +191,11 @@ def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, wher
             skipped[f"language {language}"] += 1
             continue
         if item.kind != spec.kind:
-            problems.append(Problem(f"item '{item.id}' is {item.kind}, judge '{spec.name}' grades {spec.kind} items",
-                                    field="kind", **at))
+            problems.append(
+                Problem(
+                    f"item '{item.id}' is {item.kind}, judge '{spec.name}' grades {spec.kind} items", field="kind", **at
+                )
+            )
             continue
         raw = hard_target(item, space, opts.target)
         if raw is None:
@@ -199,8 +216,11 @@ def select_items(items: Iterable[Item], spec: JudgeSpec, opts: DataOptions, wher
         try:
             probs = soft_target(item, space, exclude) if opts.target == "distribution" else None
         except ValueError as exc:
-            problems.append(Problem(f"item '{item.id}': annotator {exc}", field="labels", **at,
-                                    hint="or add it to data.exclude_labels"))
+            problems.append(
+                Problem(
+                    f"item '{item.id}': annotator {exc}", field="labels", **at, hint="or add it to data.exclude_labels"
+                )
+            )
             continue
         if opts.target == "distribution" and not probs:
             skipped["no label"] += 1
@@ -229,17 +249,18 @@ def answer_text(label: str, item: Item, rationale: bool) -> str:
 
 def target_ids(tokenizer, rendered: Rendered, answer: str) -> list[int]:
     """The tokens the chat template puts after the prompt for this assistant answer (answer + end of turn)."""
-    full = tokenizer.apply_chat_template(rendered.messages + [{"role": "assistant", "content": answer}],
-                                         tokenize=False)
+    full = tokenizer.apply_chat_template(rendered.messages + [{"role": "assistant", "content": answer}], tokenize=False)
     if not full.startswith(rendered.prompt):
-        raise ConfigError("the model's chat template renders the conversation with an answer differently from the "
-                          "prompt alone, so the trained prompt would not be the served one", field="base_model")
-    return encode(tokenizer, full[len(rendered.prompt):])
+        raise ConfigError(
+            "the model's chat template renders the conversation with an answer differently from the "
+            "prompt alone, so the trained prompt would not be the served one",
+            field="base_model",
+        )
+    return encode(tokenizer, full[len(rendered.prompt) :])
 
 
 def label_first_ids(tokenizer, spec: JudgeSpec) -> list[int]:
     """The first token of each label the model answers with (separate mode: of 'yes' and 'no')."""
-    from serve.hf_backend import label_token_ids
     return label_token_ids(tokenizer, spec.answer_spec().labels)
 
 
@@ -250,9 +271,15 @@ def longest_label_target(tokenizer, spec: JudgeSpec) -> int:
     return max(len(target_ids(tokenizer, probe, label)) for label in spec.labels)
 
 
-def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions, max_length: int,
-                   both_orders: bool | None = None, balance_length: bool = False
-                   ) -> tuple[list[Example], SplitReport]:
+def build_examples(
+    source: Source,
+    spec: JudgeSpec,
+    tokenizer,
+    opts: DataOptions,
+    max_length: int,
+    both_orders: bool | None = None,
+    balance_length: bool = False,
+) -> tuple[list[Example], SplitReport]:
     """Render every usable item (both orders for pairwise when asked) into an example.
 
     ``balance_length`` (the training split, with ``data.balance_length``): see ``balance_by_length``.
@@ -265,9 +292,12 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     weights = None
     if balance_length and spec.kind == "pairwise" and opts.balance_method == "weight":
         if not spec.separate:
-            raise ConfigError(f"judge '{spec.name}' trains each order as a token (joint mode): only the pair loss of "
-                              "pairwise_mode: separate takes item weights", field="data.balance_method",
-                              hint="use data.balance_method=drop")
+            raise ConfigError(
+                f"judge '{spec.name}' trains each order as a token (joint mode): only the pair loss of "
+                "pairwise_mode: separate takes item weights",
+                field="data.balance_method",
+                hint="use data.balance_method=drop",
+            )
         weights = length_weights(selected, opts.length_bins)
     elif balance_length and spec.kind == "pairwise":
         selected, dropped = balance_by_length(selected, opts.length_bins)
@@ -275,8 +305,9 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
             skipped = {**skipped, "length balance": dropped}
     report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
     if spec.separate:
-        examples, used, too_long, unrenderable = response_groups(selected, spec, tokenizer, max_length,
-                                                                 opts.max_group_responses, weights)
+        examples, used, too_long, unrenderable = response_groups(
+            selected, spec, tokenizer, max_length, opts.max_group_responses, weights
+        )
     else:
         examples, used, too_long, unrenderable = order_examples(selected, spec, tokenizer, opts, max_length, both)
     report.used = len(used)
@@ -286,7 +317,7 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     if too_long:
         report.skipped["longer than max_length"] = too_long
     report.examples = len(examples)
-    report.truncated = sum(e.n_truncated for e in examples)   # prompts, in both modes
+    report.truncated = sum(e.n_truncated for e in examples)  # prompts, in both modes
     report.tokens_cut = sum(sum(e.truncated.values()) for e in examples)
     if examples:
         lengths = [n for e in examples for n in (e.segments or [len(e.input_ids)])]  # per prompt
@@ -300,8 +331,14 @@ def build_examples(source: Source, spec: JudgeSpec, tokenizer, opts: DataOptions
     return examples, report
 
 
-def order_examples(selected: list[tuple[Item, str, dict[str, float] | None]], spec: JudgeSpec, tokenizer,
-                   opts: DataOptions, max_length: int, both: bool) -> tuple[list[Example], list[str], int, int]:
+def order_examples(
+    selected: list[tuple[Item, str, dict[str, float] | None]],
+    spec: JudgeSpec,
+    tokenizer,
+    opts: DataOptions,
+    max_length: int,
+    both: bool,
+) -> tuple[list[Example], list[str], int, int]:
     """Joint mode (and every non-pairwise judge): one example per item and order, the prompt followed by the
     target label (swapped with the responses in order ``ba``).
 
@@ -327,8 +364,10 @@ def order_examples(selected: list[tuple[Item, str, dict[str, float] | None]], sp
             if tids[:1] != [first_ids[lab]]:
                 raise ConfigError(
                     f"the chat template puts {tokenizer.decode(tids[:1])!r} before the answer '{lab}': scoring reads "
-                    "the verdict from the first answer token", field="base_model",
-                    hint="use an instruct model whose template starts the answer right after the prompt")
+                    "the verdict from the first answer token",
+                    field="base_model",
+                    hint="use an instruct model whose template starts the answer right after the prompt",
+                )
             if len(rendered.token_ids) + len(tids) > max_length:
                 too_long += 1
                 made = []
@@ -337,9 +376,18 @@ def order_examples(selected: list[tuple[Item, str, dict[str, float] | None]], sp
             if probs is not None:
                 dist = space.swap_probs(probs) if order == "ba" else probs
                 soft = [float(dist.get(x, 0.0)) for x in spec.labels]
-            made.append(Example(item.id, order, lab, rendered.token_ids + tids,
-                                [IGNORE] * len(rendered.token_ids) + tids, len(rendered.token_ids), soft,
-                                dict(rendered.truncated)))
+            made.append(
+                Example(
+                    item.id,
+                    order,
+                    lab,
+                    rendered.token_ids + tids,
+                    [IGNORE] * len(rendered.token_ids) + tids,
+                    len(rendered.token_ids),
+                    soft,
+                    dict(rendered.truncated),
+                )
+            )
         if made:
             examples.extend(made)
             used.append(label)
@@ -348,17 +396,23 @@ def order_examples(selected: list[tuple[Item, str, dict[str, float] | None]], sp
 
 class _Pair(NamedTuple):
     """One compared pair of a group, before its responses are laid out as the example's segments."""
+
     a: Rendered
     b: Rendered
-    target: list[float]     # over the spec's labels
+    target: list[float]  # over the spec's labels
     weight: float
-    chars_a: int            # the responses' lengths in characters
+    chars_a: int  # the responses' lengths in characters
     chars_b: int
 
 
-def response_groups(selected: list[tuple[Item, str, dict[str, float] | None]], spec: JudgeSpec, tokenizer,
-                    max_length: int, max_responses: int, weights: Sequence[float] | None = None
-                    ) -> tuple[list[Example], list[str], int, int]:
+def response_groups(
+    selected: list[tuple[Item, str, dict[str, float] | None]],
+    spec: JudgeSpec,
+    tokenizer,
+    max_length: int,
+    max_responses: int,
+    weights: Sequence[float] | None = None,
+) -> tuple[list[Example], list[str], int, int]:
     """Separate mode: the pairs as examples, one per group (the items sharing ``item.group``, the same instruction),
     split into examples of at most ``max_responses`` distinct responses. Each distinct single-response prompt is in
     the example once, so one forward pass scores it for every pair it is in; each pair carries its target
@@ -380,11 +434,15 @@ def response_groups(selected: list[tuple[Item, str, dict[str, float] | None]], s
             continue
         dist = probs if probs is not None else {label: 1.0}
         weight = 1.0 if weights is None else float(weights[k])
-        by_group.setdefault(item.group, []).append(_Pair(a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight,
-                                                         len(item.response_a), len(item.response_b)))
+        by_group.setdefault(item.group, []).append(
+            _Pair(
+                a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight, len(item.response_a), len(item.response_b)
+            )
+        )
         used.append(label)
-    examples = [_group_example(group, chunk) for group, pairs in by_group.items()
-                for chunk in _chunks(pairs, max_responses)]
+    examples = [
+        _group_example(group, chunk) for group, pairs in by_group.items() for chunk in _chunks(pairs, max_responses)
+    ]
     return examples, used, too_long, unrenderable
 
 
@@ -420,9 +478,22 @@ def _group_example(group: str, chunk: list[_Pair]) -> Example:
             sides.append(index[key])
         pairs.append(sides)
         targets.append(pair.target)
-    return Example(group, "ab", "", ids, [IGNORE] * len(ids), segments[0], None, truncated,
-                   segments=segments, pairs=pairs, pair_targets=targets, pair_weights=[p.weight for p in chunk],
-                   truncated_prompts=n_cut, segment_chars=chars)
+    return Example(
+        group,
+        "ab",
+        "",
+        ids,
+        [IGNORE] * len(ids),
+        segments[0],
+        None,
+        truncated,
+        segments=segments,
+        pairs=pairs,
+        pair_targets=targets,
+        pair_weights=[p.weight for p in chunk],
+        truncated_prompts=n_cut,
+        segment_chars=chars,
+    )
 
 
 def _winner_is_longer(item: Item, label: str) -> bool | None:
@@ -434,8 +505,11 @@ def _winner_is_longer(item: Item, label: str) -> bool | None:
 def length_gap_bins(selected: list[tuple[Item, str, dict | None]], bins: int) -> list[int | None]:
     """Each decided item's bin of the length gap |log(len_a / len_b)| (characters), ``bins`` equal-count bins in
     gap order (ties in the gap share a bin); None for ties and equal lengths."""
-    gaps = {i: abs(math.log((len(item.response_a) + 1) / (len(item.response_b) + 1)))
-            for i, (item, label, _) in enumerate(selected) if _winner_is_longer(item, label) is not None}
+    gaps = {
+        i: abs(math.log((len(item.response_a) + 1) / (len(item.response_b) + 1)))
+        for i, (item, label, _) in enumerate(selected)
+        if _winner_is_longer(item, label) is not None
+    }
     ranked = sorted(gaps, key=lambda i: gaps[i])
     edges = [gaps[ranked[(k * len(ranked)) // bins]] for k in range(1, bins)] if ranked else []
     return [None if i not in gaps else bisect.bisect_right(edges, gaps[i]) for i in range(len(selected))]
@@ -462,7 +536,7 @@ def balance_by_length(selected: list[tuple[Item, str, dict | None]], bins: int =
         longer, shorter = sides.get((b, True), []), sides.get((b, False), [])
         big, small = (longer, shorter) if len(longer) >= len(shorter) else (shorter, longer)
         keyed = sorted(big, key=lambda i: hashlib.sha256(selected[i][0].id.encode()).hexdigest())
-        drop.update(keyed[len(small):])
+        drop.update(keyed[len(small) :])
     return [s for i, s in enumerate(selected) if i not in drop], len(drop)
 
 
@@ -493,13 +567,25 @@ def longer_preferred(pairs: list[tuple[Item, str]]) -> float | None:
 
 def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOptions) -> str:
     if spec.separate:
-        how = (f"each response judged alone, an instruction's pairs trained together (an example holds up to "
-               f"{opts.max_group_responses} distinct responses)")
+        how = (
+            f"each response judged alone, an instruction's pairs trained together (an example holds up to "
+            f"{opts.max_group_responses} distinct responses)"
+        )
     else:
         how = "both orders" if opts.both_orders and spec.kind == "pairwise" else "one order"
     head = f"data for judge '{spec.name}' ({spec.kind}: {', '.join(spec.labels)}), target={opts.target}, {how}"
-    cols = ["split", "source", "items", "used", "skipped", "examples", *spec.labels, "truncated",
-            "tokens min/med/max", "longer wins"]
+    cols = [
+        "split",
+        "source",
+        "items",
+        "used",
+        "skipped",
+        "examples",
+        *spec.labels,
+        "truncated",
+        "tokens min/med/max",
+        "longer wins",
+    ]
     rows = []
     for r in reports:
         skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.items()) or "0"
@@ -508,15 +594,33 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
         if r.longer_weight is not None:
             longer += f" (weighted {r.longer_weight:.0%})"
         trunc = f"{r.truncated} ({r.tokens_cut} tok cut)" if r.truncated else "0"
-        rows.append([r.split, r.source, str(r.items), str(r.used), skipped, str(r.examples),
-                     *[str(r.labels.get(x, 0)) for x in spec.labels], trunc, lens, longer])
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)] if rows else [len(c) for c in cols]
+        rows.append(
+            [
+                r.split,
+                r.source,
+                str(r.items),
+                str(r.used),
+                skipped,
+                str(r.examples),
+                *[str(r.labels.get(x, 0)) for x in spec.labels],
+                trunc,
+                lens,
+                longer,
+            ]
+        )
+    widths = (
+        [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)] if rows else [len(c) for c in cols]
+    )
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    notes = ["label columns count items by target label (before the order swap); 'longer wins' is the share of "
-             "A/B items where humans preferred the longer response: a judge can score that much by length alone"]
+    notes = [
+        "label columns count items by target label (before the order swap); 'longer wins' is the share of "
+        "A/B items where humans preferred the longer response: a judge can score that much by length alone"
+    ]
     if opts.balance_length and opts.length_bins > 1:
-        notes.append(f"length balance ({opts.balance_method}) holds in each of {opts.length_bins} bins of the length "
-                     "gap between the two responses, not only over the split")
+        notes.append(
+            f"length balance ({opts.balance_method}) holds in each of {opts.length_bins} bins of the length "
+            "gap between the two responses, not only over the split"
+        )
     if spec.separate:
         notes.append("'examples' are instruction groups; 'tokens' are per single-response prompt")
     return "\n".join([head, line(cols), line(["-" * w for w in widths]), *map(line, rows), "", *notes])

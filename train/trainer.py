@@ -1,13 +1,14 @@
 """LoRA fine-tuning of a judge with TRL's SFTTrainer: completion-only loss, agreement in the loop.
 
 ``train(cfg)`` turns a validated ``TrainConfig`` into a run directory that is a judge directory
-(``judge.json``, see serve/judge.py). The training set is pre-tokenized by ``train.data``
+(``judge.json``, see judge/loading.py). The training set is pre-tokenized by ``train.data``
 (``input_ids`` = the rendered prompt's ids + the target, ``labels`` = -100 on the prompt), so TRL
 never re-applies a chat template. At every evaluation the dev split is scored by the same code
-as the eval harness (``serve.scoring`` + ``serve.hf_backend``, both orders) and the best
+as the eval harness (``judge.scoring`` + ``judge.hf_backend``, both orders) and the best
 checkpoint by dev agreement is kept. On CPU: ``use_cpu``, padded length-grouped batches, never
 ``padding_free`` (packed sequences attend to each other there, PLATFORM.md).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,20 +17,25 @@ import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
 from data.config import to_dict
 from data.embedded_model import resolve_model
 from data.errors import ConfigError, DataError, JudgeloopError, ModelError
-from data.fingerprint import fingerprint
+from data.paths import JUDGE_FILE
 from data.schema import Item, JudgeRef
 from data.spec import JudgeSpec, load_spec
-from serve.judge import JUDGE_FILE
+from judge.agreement import headline, human_class
+from judge.fingerprint import fingerprint
+from judge.hf_backend import HFBackend
+from judge.loading import load_tokenizer
+from judge.scoring import score_items
 from train import data as tdata
+from train.card import write_run_files
 from train.config import TrainConfig
 
 ADAPTER_DIR = "adapter"
@@ -46,7 +52,7 @@ class TrainError(JudgeloopError):
 class RunResult:
     run_dir: Path
     fingerprint: str
-    kept: dict | None            # the judge's checkpoint, when evaluated: {"step", "agreement", "rule": best|last}
+    kept: dict | None  # the judge's checkpoint, when evaluated: {"step", "agreement", "rule": best|last}
     steps: int
     tokens_per_s: float | None
 
@@ -63,78 +69,96 @@ def effective_spec(cfg: TrainConfig, tokenizer, base_ref: str) -> tuple[JudgeSpe
         return spec, (sys.maxsize if cfg.data.rationale else spec.max_prompt_tokens + target)
     budget = cfg.max_length - target
     if budget < 64:
-        raise ConfigError(f"leaves {budget} prompt tokens after the {target}-token target (at least 64 needed)",
-                          field="max_length")
+        raise ConfigError(
+            f"leaves {budget} prompt tokens after the {target}-token target (at least 64 needed)", field="max_length"
+        )
     spec.max_prompt_tokens = min(spec.max_prompt_tokens, budget)
     return spec, cfg.max_length
 
 
-def load_tokenizer(base_path: str):
-    from transformers import AutoTokenizer
-    try:
-        tok = AutoTokenizer.from_pretrained(base_path)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the base model's tokenizer: {exc}", path=base_path, field="base_model") from None
-    if not tok.chat_template:
-        raise ModelError("the base model has no chat template: use an instruct/chat model", path=base_path,
-                         field="base_model")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 def load_model(cfg: TrainConfig, base_path: str):
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import (
+        AutoModelForCausalLM,  # deferred: transformers takes seconds to import; only this path needs it
+    )
 
     cuda = torch.cuda.is_available()
     kwargs: dict = {"dtype": torch.bfloat16 if cfg.bf16 and cuda else torch.float32}
     if cfg.lora.qlora:
-        from accelerate import PartialState
-        from transformers import BitsAndBytesConfig
+        from accelerate import PartialState  # deferred: accelerate takes seconds to import; only this path needs it
+        from transformers import (
+            BitsAndBytesConfig,  # deferred: transformers takes seconds to import; only this path needs it
+        )
+
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
         kwargs["device_map"] = {"": PartialState().local_process_index}
     try:
         model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
     except OSError as exc:
         raise ModelError(f"cannot load the base model: {exc}", path=base_path, field="base_model") from None
     if cfg.lora.qlora:
-        from peft import prepare_model_for_kbit_training
+        from peft import (
+            prepare_model_for_kbit_training,  # deferred: PEFT takes seconds to import; only this path needs it
+        )
+
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     return model
 
 
 def lora_config(cfg: TrainConfig, model=None):
-    from peft import LoraConfig
+    from peft import LoraConfig  # deferred: PEFT takes seconds to import; only this path needs it
+
     targets = cfg.lora.target_modules
     layers = None
     num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
     if cfg.lora.layers is not None and num_layers:
         if cfg.lora.layers > num_layers:
-            raise ConfigError(f"the base model has {num_layers} layers, cannot adapt the last {cfg.lora.layers}",
-                              field="lora.layers")
+            raise ConfigError(
+                f"the base model has {num_layers} layers, cannot adapt the last {cfg.lora.layers}", field="lora.layers"
+            )
         layers = list(range(num_layers - cfg.lora.layers, num_layers))
         if targets == ["all-linear"]:  # PEFT takes layers_to_transform only with module names
-            import torch
-            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-                              if isinstance(mod, torch.nn.Linear) and ".layers." in name})
-    return LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=targets[0] if targets == ["all-linear"] else list(targets),
-                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+            import torch  # deferred: torch takes seconds to import; only this path needs it
+
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, torch.nn.Linear) and ".layers." in name
+                }
+            )
+    return LoraConfig(
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets[0] if targets == ["all-linear"] else list(targets),
+        layers_to_transform=layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def to_dataset(examples: Sequence[tdata.Example]):
-    from datasets import Dataset
+    from datasets import Dataset  # deferred: datasets takes seconds to import; only this path needs it
+
     rows = []
     for e in examples:
         row = {"input_ids": e.input_ids, "labels": e.labels}
         if e.target_probs is not None:
             row["target_probs"] = e.target_probs
         if e.segments is not None:
-            row.update(segments=e.segments, pairs=e.pairs, pair_targets=e.pair_targets, pair_weights=e.pair_weights,
-                       segment_chars=e.segment_chars)
+            row.update(
+                segments=e.segments,
+                pairs=e.pairs,
+                pair_targets=e.pair_targets,
+                pair_weights=e.pair_weights,
+                segment_chars=e.segment_chars,
+            )
         rows.append(row)
     return Dataset.from_list(rows)
 
@@ -145,11 +169,15 @@ class JudgeCollator:
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
-        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+        from trl.trainer.sft_trainer import (
+            DataCollatorForLanguageModeling,  # deferred: TRL takes seconds to import; only this path needs it
+        )
+
         self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=False)
 
     def __call__(self, examples: list[dict]) -> dict:
-        import torch
+        import torch  # deferred: torch takes seconds to import; only this path needs it
+
         if "segments" in examples[0]:
             return self.groups(examples)
         batch = self.base([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
@@ -162,14 +190,14 @@ class JudgeCollator:
         each row's last prompt token (where the yes/no verdict is read); pair k compares rows ``pair_a[k]`` and
         ``pair_b[k]`` towards ``target_probs[k]``; ``row_group`` is each row's example (its instruction) and
         ``row_log_chars`` the log of its response's length (data.length_penalty)."""
-        import math
 
-        import torch
+        import torch  # deferred: torch takes seconds to import; only this path needs it
+
         rows, pair_a, pair_b, targets, weights, row_group, log_chars = [], [], [], [], [], [], []
         for k, e in enumerate(examples):
             base, start = len(rows), 0
             for n, chars in zip(e["segments"], e["segment_chars"]):
-                rows.append(e["input_ids"][start:start + n])
+                rows.append(e["input_ids"][start : start + n])
                 row_group.append(k)
                 log_chars.append(math.log1p(chars))
                 start += n
@@ -181,19 +209,26 @@ class JudgeCollator:
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, seq in enumerate(rows):
-            ids[i, :len(seq)] = torch.tensor(seq)
-            mask[i, :len(seq)] = 1
-        return {"input_ids": ids, "attention_mask": mask, "answer_pos": mask.sum(1) - 1,
-                "pair_a": torch.tensor(pair_a), "pair_b": torch.tensor(pair_b),
-                "target_probs": torch.tensor(targets, dtype=torch.float32),
-                "pair_weight": torch.tensor(weights, dtype=torch.float32),
-                "row_group": torch.tensor(row_group), "row_log_chars": torch.tensor(log_chars, dtype=torch.float32)}
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "answer_pos": mask.sum(1) - 1,
+            "pair_a": torch.tensor(pair_a),
+            "pair_b": torch.tensor(pair_b),
+            "target_probs": torch.tensor(targets, dtype=torch.float32),
+            "pair_weight": torch.tensor(weights, dtype=torch.float32),
+            "row_group": torch.tensor(row_group),
+            "row_log_chars": torch.tensor(log_chars, dtype=torch.float32),
+        }
 
 
 def score_length_correlation(score, group, log_chars):
     """Pearson correlation between the responses' scores and their log lengths, each centred within its group
     (the responses to one instruction), pooled over the batch; 0 when no group has two lengths to compare."""
-    import torch
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+
     n = int(group.max()) + 1
     count = torch.zeros(n, device=score.device).index_add_(0, group, torch.ones_like(score))
     centred = []
@@ -205,10 +240,18 @@ def score_length_correlation(score, group, log_chars):
     return (s * l).sum() / denom if denom > 1e-8 else score.new_zeros(())
 
 
-def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin: float = 0.0, num_items_in_batch=None,
-              length_penalty: float = 0.0, stats: dict | None = None):
+def pair_loss(
+    model,
+    inputs: dict,
+    yes_no_ids,
+    labels: Sequence[str],
+    tie_margin: float = 0.0,
+    num_items_in_batch=None,
+    length_penalty: float = 0.0,
+    stats: dict | None = None,
+):
     """Separate mode: the negative log-likelihood of the annotators' verdicts under the comparison the scoring
-    core serves (serve/scoring.py ``separate_probs``): d = score(a) - score(b), score = logit(yes) - logit(no) at
+    core serves (judge/scoring.py ``separate_probs``): d = score(a) - score(b), score = logit(yes) - logit(no) at
     the answer position of each response's prompt (each distinct prompt is a row once, however many pairs it is
     in). Without a tie margin, tie votes count half a win each
     (binary cross-entropy of sigmoid(d)); with one, Rao-Kupper over A, B and tie. The output layer runs only at
@@ -216,13 +259,14 @@ def pair_loss(model, inputs: dict, yes_no_ids, labels: Sequence[str], tie_margin
     ``length_penalty`` > 0 the loss adds that times the squared ``score_length_correlation`` of the batch (the
     judge's scores of an instruction's responses should not follow their lengths); its value goes to
     ``stats["score_length_corr"]`` when a dict is given. Returns ``(loss, number of pairs)``."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    import torch.nn.functional as F  # deferred: torch takes seconds to import; only this path needs it
 
     pos = inputs["answer_pos"]
     keep = torch.unique(pos)
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep,
-                use_cache=False)
+    out = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep, use_cache=False
+    )
     logits = out.logits[torch.arange(len(pos), device=pos.device), torch.searchsorted(keep, pos)].float()
     score = logits[:, yes_no_ids[0]] - logits[:, yes_no_ids[1]]
     d = score[inputs["pair_a"]] - score[inputs["pair_b"]]
@@ -259,14 +303,15 @@ def completion_loss(model, inputs: dict, label_ids, num_items_in_batch=None):
     ``q`` the full-vocabulary softmax, so a one-hot ``p`` gives exactly the usual token loss.
     Returns ``(loss, number of completion tokens)``.
     """
-    import torch
+    import torch  # deferred: torch takes seconds to import; only this path needs it
 
     labels = inputs["labels"]
     shift = labels[:, 1:]
-    rows, cols = (shift != -100).nonzero(as_tuple=True)            # row-major: each row's verdict comes first
+    rows, cols = (shift != -100).nonzero(as_tuple=True)  # row-major: each row's verdict comes first
     keep = torch.unique(cols)
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep,
-                use_cache=False)
+    out = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep, use_cache=False
+    )
     logp = torch.log_softmax(out.logits[rows, torch.searchsorted(keep, cols)].float(), dim=-1)
     per_token = -logp.gather(1, shift[rows, cols].unsqueeze(1)).squeeze(1)
     if inputs.get("target_probs") is not None:
@@ -288,13 +333,14 @@ class DevScorer:
         self.ref = JudgeRef(name=spec.name, fingerprint="in-training")
 
     def __call__(self, model) -> dict[str, float]:
-        import torch
-        from eval.metrics import headline, human_class
-        from serve.hf_backend import HFBackend
-        from serve.scoring import score_items
+        import torch  # deferred: torch takes seconds to import; only this path needs it
 
-        backend = HFBackend(model, self.tokenizer, batch_tokens=self.batch_tokens,
-                            dtype=torch.bfloat16 if self.dtype == "bfloat16" else None)
+        backend = HFBackend(
+            model,
+            self.tokenizer,
+            batch_tokens=self.batch_tokens,
+            dtype=torch.bfloat16 if self.dtype == "bfloat16" else None,
+        )
         verdicts = list(score_items(self.items, self.spec, backend, self.tokenizer, self.ref, both_orders=True))
         head = headline(self.items, verdicts, self.spec)
         space = self.spec.label_space
@@ -318,9 +364,12 @@ class DevScorer:
 
 def _trainer_class():
     """The SFTTrainer subclass (built lazily: importing TRL takes seconds)."""
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-    from trl import SFTTrainer
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers.trainer_pt_utils import (  # deferred: transformers takes seconds to import; only this path needs it
+        LengthGroupedSampler,
+        get_length_grouped_indices,
+    )
+    from trl import SFTTrainer  # deferred: TRL takes seconds to import; only this path needs it
 
     class SeededLengthGroupedSampler(LengthGroupedSampler):
         """Length-grouped batches in an order fixed by (seed, epoch): a resumed run sees the same batches."""
@@ -337,8 +386,16 @@ def _trainer_class():
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
     class JudgeSFTTrainer(SFTTrainer):
-        def __init__(self, *args, dev_scorer: DevScorer | None = None, label_ids=None, order_seed: int = 0,
-                     spec: JudgeSpec | None = None, length_penalty: float = 0.0, **kw):
+        def __init__(
+            self,
+            *args,
+            dev_scorer: DevScorer | None = None,
+            label_ids=None,
+            order_seed: int = 0,
+            spec: JudgeSpec | None = None,
+            length_penalty: float = 0.0,
+            **kw,
+        ):
             self.dev_scorer, self.label_ids, self.order_seed, self.spec = dev_scorer, label_ids, order_seed, spec
             self.length_penalty = length_penalty
             self.eval_seconds = 0.0  # kept out of the training throughput
@@ -351,14 +408,22 @@ def _trainer_class():
             else:
                 lengths = [len(ids) for ids in dataset["input_ids"]]
             return SeededLengthGroupedSampler(
-                lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed)
+                lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed
+            )
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "answer_pos" in inputs:  # separate mode: pairs of single-response prompts
                 # no "labels" in the batch, so the Trainer passes no item count: a mean over the batch's pairs
                 stats: dict = {}
-                loss, _ = pair_loss(model, inputs, self.label_ids, self.spec.labels, self.spec.tie_margin,
-                                    length_penalty=self.length_penalty, stats=stats)
+                loss, _ = pair_loss(
+                    model,
+                    inputs,
+                    self.label_ids,
+                    self.spec.labels,
+                    self.spec.tie_margin,
+                    length_penalty=self.length_penalty,
+                    stats=stats,
+                )
                 if self.model.training and "score_length_corr" in stats:  # logged beside the loss
                     self._metrics["train"]["score_length_corr"].append(stats["score_length_corr"])
             else:
@@ -389,7 +454,7 @@ def _trainer_class():
 
 
 def _callbacks():
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # deferred: transformers takes seconds to import; only this path needs it
 
     class JsonlLog(TrainerCallback):
         """train_log.jsonl: one line per log event (loss, learning rate, dev agreement...), with the wall time and
@@ -404,9 +469,13 @@ def _callbacks():
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs,
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                          "elapsed_s": round(time.perf_counter() - self.began, 3)}
+                record = {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    **logs,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "elapsed_s": round(time.perf_counter() - self.began, 3),
+                }
                 with open(self.path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
 
@@ -436,15 +505,21 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     if not resume:
         # the Trainer creates checkpoints/ as it starts: an empty one is no run
         if saved.exists() or any(run_dir.glob(f"{CHECKPOINTS_DIR}/checkpoint-*")):
-            raise ConfigError(f"run directory {run_dir} already holds a run", field="output_dir",
-                              hint="pass --resume to continue it, or --output_dir=NEW_DIR")
+            raise ConfigError(
+                f"run directory {run_dir} already holds a run",
+                field="output_dir",
+                hint="pass --resume to continue it, or --output_dir=NEW_DIR",
+            )
         return
     if saved.exists():
         before, now = _flat(yaml.safe_load(saved.read_text())), _flat(to_dict(cfg))
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
-            raise ConfigError(f"--resume with a different config than the run's ({', '.join(changed)})",
-                              field=changed[0], hint=f"resume with the run's own config: {saved}")
+            raise ConfigError(
+                f"--resume with a different config than the run's ({', '.join(changed)})",
+                field=changed[0],
+                hint=f"resume with the run's own config: {saved}",
+            )
 
 
 def _sample_dev(items: list[Item], limit: int | None, seed: int) -> list[Item]:
@@ -495,9 +570,11 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
 
     Every user mistake (data, model, run directory) surfaces here, before anything is written.
     """
-    import torch
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import (
+        EarlyStoppingCallback,  # deferred: transformers takes seconds to import; only this path needs it
+    )
+    from trl import SFTConfig  # deferred: TRL takes seconds to import; only this path needs it
 
     base_ref = cfg.base_model or load_spec(cfg.spec).base_model
     base_path = resolve_model(base_ref)
@@ -509,20 +586,40 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     cuda = torch.cuda.is_available()
 
     args = SFTConfig(
-        output_dir=str(run_dir / CHECKPOINTS_DIR), seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not cuda, bf16=cfg.bf16, fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accumulation, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        logging_steps=cfg.logging_steps, logging_first_step=True,
-        eval_strategy="steps" if has_dev else "no", eval_steps=cfg.eval.steps,
-        save_strategy="steps", save_steps=cfg.eval.steps, save_total_limit=cfg.save_total_limit,
+        output_dir=str(run_dir / CHECKPOINTS_DIR),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=not cuda,
+        bf16=cfg.bf16,
+        fp16=False,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accumulation,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_dev else "no",
+        eval_steps=cfg.eval.steps,
+        save_strategy="steps",
+        save_steps=cfg.eval.steps,
+        save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=has_dev and cfg.eval.keep == "best",
         metric_for_best_model=BEST_METRIC if has_dev else None,
-        greater_is_better=True, report_to="none", remove_unused_columns=False,
+        greater_is_better=True,
+        report_to="none",
+        remove_unused_columns=False,
         # pre-tokenized, lengths already bounded by the renderer: TRL must not truncate, pack or re-template
-        max_length=None, packing=False, padding_free=False, completion_only_loss=True,
+        max_length=None,
+        packing=False,
+        padding_free=False,
+        completion_only_loss=True,
         dataloader_num_workers=0,
     )
     state = args.distributed_state
@@ -543,8 +640,9 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         dev_sources = tdata.load_sources(cfg.dev_sources(), "dev", cfg.data, say)
     examples, reports = [], []
     for source in train_sources:
-        made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length,
-                                            balance_length=cfg.data.balance_length)
+        made, report = tdata.build_examples(
+            source, spec, tokenizer, cfg.data, max_length, balance_length=cfg.data.balance_length
+        )
         examples.extend(made)
         reports.append(report)
     dev_items: list[Item] = []
@@ -559,10 +657,12 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     table = tdata.report_table(reports, spec, cfg.data)
     say(table)
     if not examples:
-        raise DataError("no training examples left (see the table above)", field="data.train",
-                        hint="check data.exclude_labels, data.target and max_length")
+        raise DataError(
+            "no training examples left (see the table above)",
+            field="data.train",
+            hint="check data.exclude_labels, data.target and max_length",
+        )
     if has_dev:
-        from eval.metrics import headline
         if not dev_examples or headline(dev_items, [], spec)["n"] == 0:
             raise DataError("the dev split has no item with a human label to agree with", field="data.dev")
 
@@ -574,25 +674,45 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.early_stopping_patience))
     try:
         trainer = _trainer_class()(
-            model=model, args=args, train_dataset=to_dataset(examples),
+            model=model,
+            args=args,
+            train_dataset=to_dataset(examples),
             eval_dataset=to_dataset(dev_examples) if has_dev else None,
-            processing_class=tokenizer, data_collator=JudgeCollator(tokenizer.pad_token_id),
-            peft_config=lora_config(cfg, model), callbacks=extra, dev_scorer=dev_scorer,
-            label_ids=tdata.label_first_ids(tokenizer, spec), order_seed=cfg.seed, spec=spec,
-            length_penalty=cfg.data.length_penalty)
+            processing_class=tokenizer,
+            data_collator=JudgeCollator(tokenizer.pad_token_id),
+            peft_config=lora_config(cfg, model),
+            callbacks=extra,
+            dev_scorer=dev_scorer,
+            label_ids=tdata.label_first_ids(tokenizer, spec),
+            order_seed=cfg.seed,
+            spec=spec,
+            length_penalty=cfg.data.length_penalty,
+        )
     except ValueError as exc:
         if "Target module" in str(exc) or "target_modules" in str(exc):
             raise ConfigError(str(exc).split("\n")[0], field="lora.target_modules") from None
         raise
-    return Run(cfg, spec, base_ref, base_path, run_dir, trainer, examples, dev_items, train_sources, dev_sources,
-               reports, table, last, max_length)
+    return Run(
+        cfg,
+        spec,
+        base_ref,
+        base_path,
+        run_dir,
+        trainer,
+        examples,
+        dev_items,
+        train_sources,
+        dev_sources,
+        reports,
+        table,
+        last,
+        max_length,
+    )
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), progress=print) -> RunResult:
     """Fine-tune, keep the best (or last) checkpoint by dev agreement, and write the run (judge) directory."""
-    import torch
-
-    from train.card import write_run_files
+    import torch  # deferred: torch takes seconds to import; only this path needs it
 
     started = time.time()
     run = prepare_run(cfg, resume=resume, callbacks=callbacks, progress=progress)
@@ -613,22 +733,30 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
             step = json.loads((Path(run.last_checkpoint) / "trainer_state.json").read_text())["global_step"]
             _truncate_log(run_dir / LOG_FILE, step)
         if importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            from transformers.integrations import TensorBoardCallback
+            from torch.utils.tensorboard import (
+                SummaryWriter,  # deferred: torch takes seconds to import; only this path needs it
+            )
+            from transformers.integrations import (
+                TensorBoardCallback,  # deferred: transformers takes seconds to import; only this path needs it
+            )
+
             trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
-    say(f"training {len(run.examples)} examples from {', '.join(cfg.data.train)} on {run.base_ref} "
-        f"({trainer.args.device.type}, {state.num_processes} process(es)); run directory {run_dir}")
+    say(
+        f"training {len(run.examples)} examples from {', '.join(cfg.data.train)} on {run.base_ref} "
+        f"({trainer.args.device.type}, {state.num_processes} process(es)); run directory {run_dir}"
+    )
     try:
         result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         where = out_of_memory(exc)
         if where is None:
             raise
-        raise TrainError(f"out of {where} memory at batch_size={cfg.batch_size}, max_length={run.max_length}",
-                         field="batch_size",
-                         hint="lower batch_size (raise grad_accumulation to keep the effective batch), lower "
-                              "max_length, or set gradient_checkpointing=true"
-                              + (" or lora.qlora=true" if where == "GPU" else "")) from None
+        raise TrainError(
+            f"out of {where} memory at batch_size={cfg.batch_size}, max_length={run.max_length}",
+            field="batch_size",
+            hint="lower batch_size (raise grad_accumulation to keep the effective batch), lower "
+            "max_length, or set gradient_checkpointing=true" + (" or lora.qlora=true" if where == "GPU" else ""),
+        ) from None
 
     # ---- outputs: the adapter (the best checkpoint's when evaluated) and the judge files
     adapter_dir = run_dir / ADAPTER_DIR
@@ -639,19 +767,38 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
     runtime = (result.metrics.get("train_runtime") or 0.0) - trainer.eval_seconds
     tokens = trainer._total_train_tokens
     tokens_per_s = tokens / runtime if runtime > 0 and tokens else None
-    peak_gpu_gib = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if torch.cuda.is_available() else None
+    peak_gpu_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     kept = kept_checkpoint(trainer.state, cfg.eval.keep)
     if main:
-        write_run_files(run_dir, cfg=cfg, spec=run.spec, base_ref=run.base_ref, base_path=run.base_path,
-                        fingerprint_=fp, train_sources=run.train_sources, dev_sources=run.dev_sources,
-                        reports=run.reports, n_examples=len(run.examples), n_dev=len(run.dev_items),
-                        log_history=trainer.state.log_history, kept=kept, steps=trainer.state.global_step,
-                        tokens_per_s=tokens_per_s, peak_gpu_gib=peak_gpu_gib, world_size=state.num_processes,
-                        wall_s=time.time() - started)
-        say(f"\nrun directory: {run_dir}\n  adapter: {adapter_dir}\n  judge:   {run_dir / JUDGE_FILE} "
+        write_run_files(
+            run_dir,
+            cfg=cfg,
+            spec=run.spec,
+            base_ref=run.base_ref,
+            base_path=run.base_path,
+            fingerprint_=fp,
+            train_sources=run.train_sources,
+            dev_sources=run.dev_sources,
+            reports=run.reports,
+            n_examples=len(run.examples),
+            n_dev=len(run.dev_items),
+            log_history=trainer.state.log_history,
+            kept=kept,
+            steps=trainer.state.global_step,
+            tokens_per_s=tokens_per_s,
+            peak_gpu_gib=peak_gpu_gib,
+            world_size=state.num_processes,
+            wall_s=time.time() - started,
+        )
+        say(
+            f"\nrun directory: {run_dir}\n  adapter: {adapter_dir}\n  judge:   {run_dir / JUDGE_FILE} "
             f"(fingerprint {fp[:16]})\n  card:    {run_dir / 'card.md'}\n  log:     {run_dir / LOG_FILE}"
-            + (f"\n  kept the {kept['rule']} checkpoint: step {kept['step']}, dev agreement "
-               f"{kept[BEST_METRIC]:.3f}" if kept and kept[BEST_METRIC] is not None else ""))
+            + (
+                f"\n  kept the {kept['rule']} checkpoint: step {kept['step']}, dev agreement {kept[BEST_METRIC]:.3f}"
+                if kept and kept[BEST_METRIC] is not None
+                else ""
+            )
+        )
     return RunResult(run_dir, fp, kept, trainer.state.global_step, tokens_per_s)
 
 
@@ -660,7 +807,7 @@ def check_adapter_saved(model, adapter_dir: Path) -> None:
     whose layers are wrapped (FSDP's activation checkpointing) saves an EMPTY adapter without a word (seen on an
     H200 under configs/accelerate/fsdp.yaml; tests/train/test_trainer.py reproduces it on CPU): stop loudly instead
     of writing a judge that is its base model."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # deferred: safetensors (torch) takes seconds to import; only this path needs it
 
     trained = sum(1 for _, p in model.named_parameters() if p.requires_grad)
     path = adapter_dir / "adapter_model.safetensors"
@@ -669,14 +816,17 @@ def check_adapter_saved(model, adapter_dir: Path) -> None:
         with safe_open(str(path), framework="pt") as fh:
             saved = len(list(fh.keys()))
     if saved < trained:
-        raise TrainError(f"the saved adapter holds {saved} of the {trained} trained tensors", path=str(path),
-                         hint="under FSDP set fsdp_activation_checkpointing: false in the accelerate config and "
-                              "gradient_checkpointing=true in the training config (configs/accelerate/fsdp.yaml)")
+        raise TrainError(
+            f"the saved adapter holds {saved} of the {trained} trained tensors",
+            path=str(path),
+            hint="under FSDP set fsdp_activation_checkpointing: false in the accelerate config and "
+            "gradient_checkpointing=true in the training config (configs/accelerate/fsdp.yaml)",
+        )
 
 
 def out_of_memory(exc: BaseException) -> str | None:
     """'GPU' or 'CPU' when ``exc`` is an allocation failure (torch's CUDA OOM, or the CPU allocator's), else None."""
-    import torch
+    import torch  # deferred: torch takes seconds to import; only this path needs it
 
     if isinstance(exc, torch.OutOfMemoryError):
         return "GPU"

@@ -1,4 +1,5 @@
 """`judgeloop bench --quick` runs end to end (real vLLM, real training) and writes results in the promised schema."""
+
 import json
 import os
 import subprocess
@@ -16,9 +17,24 @@ SYSTEM_FIELDS = {"judgments_per_s", "p50_ms", "p99_ms", "parse_failures", "agree
 def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     results = tmp_path / "results"
     env = dict(os.environ, JUDGELOOP_DATA_MIRROR=str(mirror))
-    done = subprocess.run([sys.executable, "-m", "judgeloop", "bench", "--quick", "--results", str(results),
-                           "--work", str(tmp_path / "work")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "judgeloop",
+            "bench",
+            "--quick",
+            "--results",
+            str(results),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     scoring = json.loads((results / "scoring.json").read_text())

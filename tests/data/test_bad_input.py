@@ -1,4 +1,5 @@
 """The bad-input table: each user mistake gets one located message and exit code 2."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,16 @@ import pytest
 import judgeloop
 from tests.conftest import REPO
 
-GOOD = {"id": "x1", "group": "g1", "kind": "pairwise", "instruction": "Say hi", "response_a": "hi", "response_b": "hello",
-        "labels": ["A", "A", "B"], "label": "A"}
+GOOD = {
+    "id": "x1",
+    "group": "g1",
+    "kind": "pairwise",
+    "instruction": "Say hi",
+    "response_a": "hi",
+    "response_b": "hello",
+    "labels": ["A", "A", "B"],
+    "label": "A",
+}
 
 
 def lines(*objs):
@@ -17,8 +26,16 @@ def lines(*objs):
 
 
 def pointwise(score):
-    return {"id": "s1", "group": "a1", "kind": "pointwise", "instruction": "Summarize.", "context": "article",
-            "response": "summary", "labels": [], "label": score}
+    return {
+        "id": "s1",
+        "group": "a1",
+        "kind": "pointwise",
+        "instruction": "Summarize.",
+        "context": "article",
+        "response": "summary",
+        "labels": [],
+        "label": score,
+    }
 
 
 def good_rows(n):
@@ -29,24 +46,69 @@ def good_rows(n):
 VALIDATE = "helpfulness-pairwise"
 CASES = [
     ("empty file", "items.jsonl", b"", ["--spec", VALIDATE], ["items.jsonl", "file is empty"]),
-    ("invalid JSON on line 7", "items.jsonl",
-     (lines(*good_rows(6)) + '{"id": "x7", "group": \n').encode(), ["--spec", VALIDATE], ["items.jsonl:7", "invalid JSON"]),
-    ("missing field", "items.jsonl", lines({k: v for k, v in GOOD.items() if k != "instruction"}).encode(),
-     ["--spec", VALIDATE], ["items.jsonl:1", "field 'instruction'", "is missing"]),
-    ("label outside the label space", "items.jsonl", lines(dict(GOOD, labels=["A", "C", "B"])).encode(),
-     ["--spec", VALIDATE], ["items.jsonl:1", "field 'labels.1'", "'C' is not one of A, B, tie"]),
-    ("duplicate id", "items.jsonl", lines(*good_rows(2), dict(GOOD, id="x2")).encode(), ["--spec", VALIDATE],
-     ["items.jsonl:3", "field 'id'", "duplicate id 'x2' (first on line 2)"]),
-    ("non-UTF-8 bytes", "items.jsonl", lines(*good_rows(2)).encode() + b'{"id": "caf\xe9"}\n', ["--spec", VALIDATE],
-     ["items.jsonl:3", "not UTF-8"]),
-    ("NaN score", "items.jsonl", b'{"id": "s1", "group": "a", "kind": "pointwise", "instruction": "S", "response": "r", "label": NaN}\n',
-     ["--spec", "summary-coherence"], ["items.jsonl:1", "NaN is not valid JSON"]),
-    ("score out of range", "items.jsonl", lines(pointwise(7)).encode(), ["--spec", "summary-coherence"],
-     ["items.jsonl:1", "field 'label'", "outside the label range 1..5"]),
-    ("wrong kind for the spec", "items.jsonl", lines(pointwise(3)).encode(), ["--spec", VALIDATE],
-     ["items.jsonl:1", "field 'kind'", "pointwise but spec 'helpfulness-pairwise' is pairwise"]),
-    ("unknown field", "items.jsonl", lines(dict(GOOD, lable="A")).encode(), ["--spec", VALIDATE],
-     ["items.jsonl:1", "field 'lable'", "not a known field"]),
+    (
+        "invalid JSON on line 7",
+        "items.jsonl",
+        (lines(*good_rows(6)) + '{"id": "x7", "group": \n').encode(),
+        ["--spec", VALIDATE],
+        ["items.jsonl:7", "invalid JSON"],
+    ),
+    (
+        "missing field",
+        "items.jsonl",
+        lines({k: v for k, v in GOOD.items() if k != "instruction"}).encode(),
+        ["--spec", VALIDATE],
+        ["items.jsonl:1", "field 'instruction'", "is missing"],
+    ),
+    (
+        "label outside the label space",
+        "items.jsonl",
+        lines(dict(GOOD, labels=["A", "C", "B"])).encode(),
+        ["--spec", VALIDATE],
+        ["items.jsonl:1", "field 'labels.1'", "'C' is not one of A, B, tie"],
+    ),
+    (
+        "duplicate id",
+        "items.jsonl",
+        lines(*good_rows(2), dict(GOOD, id="x2")).encode(),
+        ["--spec", VALIDATE],
+        ["items.jsonl:3", "field 'id'", "duplicate id 'x2' (first on line 2)"],
+    ),
+    (
+        "non-UTF-8 bytes",
+        "items.jsonl",
+        lines(*good_rows(2)).encode() + b'{"id": "caf\xe9"}\n',
+        ["--spec", VALIDATE],
+        ["items.jsonl:3", "not UTF-8"],
+    ),
+    (
+        "NaN score",
+        "items.jsonl",
+        b'{"id": "s1", "group": "a", "kind": "pointwise", "instruction": "S", "response": "r", "label": NaN}\n',
+        ["--spec", "summary-coherence"],
+        ["items.jsonl:1", "NaN is not valid JSON"],
+    ),
+    (
+        "score out of range",
+        "items.jsonl",
+        lines(pointwise(7)).encode(),
+        ["--spec", "summary-coherence"],
+        ["items.jsonl:1", "field 'label'", "outside the label range 1..5"],
+    ),
+    (
+        "wrong kind for the spec",
+        "items.jsonl",
+        lines(pointwise(3)).encode(),
+        ["--spec", VALIDATE],
+        ["items.jsonl:1", "field 'kind'", "pointwise but spec 'helpfulness-pairwise' is pairwise"],
+    ),
+    (
+        "unknown field",
+        "items.jsonl",
+        lines(dict(GOOD, lable="A")).encode(),
+        ["--spec", VALIDATE],
+        ["items.jsonl:1", "field 'lable'", "not a known field"],
+    ),
 ]
 
 
@@ -89,13 +151,41 @@ def test_unknown_spec_suggests_nearest(tmp_path, capsys):
 
 def test_csv_with_bom_imports(tmp_path, capsys):
     src = tmp_path / "labels.csv"
-    src.write_bytes("\ufeffqid,prompt,first,second,r1,r2,r3\n".encode("utf-8") +
-                    b"q1,Say hi,hi,hello,1,1,2\nq2,Add 2+2,4,5,1,0,1\n")
+    src.write_bytes(
+        "\ufeffqid,prompt,first,second,r1,r2,r3\n".encode("utf-8") + b"q1,Say hi,hi,hello,1,1,2\nq2,Add 2+2,4,5,1,0,1\n"
+    )
     out = tmp_path / "items.jsonl"
-    code = judgeloop.main(["data", "import", str(src), "--spec", VALIDATE, "--map", "qid=id", "--map", "prompt=instruction",
-                           "--map", "first=response_a", "--map", "second=response_b", "--map", "r1=labels",
-                           "--map", "r2=labels", "--map", "r3=labels", "--label-map", "1=A", "--label-map", "2=B",
-                           "--label-map", "0=tie", "--out", str(out)])
+    code = judgeloop.main(
+        [
+            "data",
+            "import",
+            str(src),
+            "--spec",
+            VALIDATE,
+            "--map",
+            "qid=id",
+            "--map",
+            "prompt=instruction",
+            "--map",
+            "first=response_a",
+            "--map",
+            "second=response_b",
+            "--map",
+            "r1=labels",
+            "--map",
+            "r2=labels",
+            "--map",
+            "r3=labels",
+            "--label-map",
+            "1=A",
+            "--label-map",
+            "2=B",
+            "--label-map",
+            "0=tie",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["q1", "q2"]
@@ -107,9 +197,25 @@ def test_csv_with_bom_imports(tmp_path, capsys):
 def test_csv_import_errors_name_line_and_column(tmp_path, capsys):
     src = tmp_path / "labels.csv"
     src.write_text('id,prompt,a,b,r1\nq1,"multi\nline prompt",x,y,A\nq2,p,x,y,maybe\n')
-    code = judgeloop.main(["data", "import", str(src), "--spec", VALIDATE, "--map", "prompt=instruction",
-                           "--map", "a=response_a", "--map", "b=response_b", "--map", "r1=labels",
-                           "--out", str(tmp_path / "o.jsonl")])
+    code = judgeloop.main(
+        [
+            "data",
+            "import",
+            str(src),
+            "--spec",
+            VALIDATE,
+            "--map",
+            "prompt=instruction",
+            "--map",
+            "a=response_a",
+            "--map",
+            "b=response_b",
+            "--map",
+            "r1=labels",
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "labels.csv:4: field 'r1': label 'maybe' is not one of A, B, tie" in err
@@ -121,14 +227,23 @@ def test_failed_import_keeps_earlier_output(tmp_path):
     out.write_text(lines(GOOD))
     src = tmp_path / "bad.csv"
     src.write_text("prompt,a,b\n")
-    assert judgeloop.main(["data", "import", str(src), "--spec", VALIDATE, "--map", "nope=instructions", "--out", str(out)]) == 2
+    assert (
+        judgeloop.main(
+            ["data", "import", str(src), "--spec", VALIDATE, "--map", "nope=instructions", "--out", str(out)]
+        )
+        == 2
+    )
     assert json.loads(out.read_text())["id"] == "x1"
 
 
 def test_cli_exit_code_and_no_traceback_in_a_real_process(tmp_path):
     path = tmp_path / "items.jsonl"
     path.write_bytes(b"")
-    done = subprocess.run([sys.executable, "-m", "judgeloop", "data", "validate", str(path), "--spec", VALIDATE],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "judgeloop", "data", "validate", str(path), "--spec", VALIDATE],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == f"judgeloop: error: {path}: file is empty (expected one JSON object per line)"

@@ -1,4 +1,5 @@
 """Dataclass configs: YAML + overrides, every error at once, located by file:line and field."""
+
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -25,7 +26,6 @@ class Demo:
 
     def validate(self):
         return [Problem("must be positive", field="lora.rank")] if self.lora.rank <= 0 else []
-
 
 
 def write(tmp_path, text):

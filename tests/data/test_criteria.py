@@ -1,22 +1,46 @@
 """The criteria registry: the shipped one is complete and consistent; mistakes are reported all at once."""
+
 import pytest
 import yaml
 
 from data.criteria import judge_refs, load_criteria
+from data.dataset_registry import get_dataset
 from data.errors import ConfigError
-from data.registry import get_dataset
 from data.spec import load_spec
 from train.config import load_train_config
 
-ISSUE_DATASETS = {"pandalm", "llmeval2", "hh-rlhf-harmless", "dices-990", "nq301", "qags_xsum", "summeval-consistency",
-                  "summeval-fluency", "summeval-coherence", "summeval-relevance", "newsroom-fluency",
-                  "newsroom-coherence", "newsroom-relevance", "topical_chat-overall", "roscoe-gsm8k"}
+ISSUE_DATASETS = {
+    "pandalm",
+    "llmeval2",
+    "hh-rlhf-harmless",
+    "dices-990",
+    "nq301",
+    "qags_xsum",
+    "summeval-consistency",
+    "summeval-fluency",
+    "summeval-coherence",
+    "summeval-relevance",
+    "newsroom-fluency",
+    "newsroom-coherence",
+    "newsroom-relevance",
+    "topical_chat-overall",
+    "roscoe-gsm8k",
+}
 
 
 def test_shipped_registry_covers_every_criterion_with_consistent_configs(tmp_path):
     reg = load_criteria()
-    assert {"helpfulness", "harmlessness", "safety", "answer-correctness", "factual-consistency", "fluency",
-            "coherence", "relevance", "reasoning-quality"} <= set(reg.criteria)
+    assert {
+        "helpfulness",
+        "harmlessness",
+        "safety",
+        "answer-correctness",
+        "factual-consistency",
+        "fluency",
+        "coherence",
+        "relevance",
+        "reasoning-quality",
+    } <= set(reg.criteria)
     assert ISSUE_DATASETS <= {d for c in reg.criteria.values() for d in c.datasets}
     for c in reg.criteria.values():
         spec = load_spec(c.spec)
@@ -42,10 +66,22 @@ def test_untrained_criteria_name_their_train_command_or_serve_the_base(tmp_path)
 
 def test_bad_registry_reports_every_problem_with_its_line(tmp_path):
     path = tmp_path / "criteria.yaml"
-    path.write_text(yaml.safe_dump({"criteria": {
-        "a": {"spec": "no-such-spec", "train": "missing.yaml", "datasets": ["pandalm"]},
-        "b": {"spec": "answer-correctness", "train": "configs/train/safety-cpu.yaml", "datasets": ["pandalm", "nope"],
-              "colour": "red"}}}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "criteria": {
+                    "a": {"spec": "no-such-spec", "train": "missing.yaml", "datasets": ["pandalm"]},
+                    "b": {
+                        "spec": "answer-correctness",
+                        "train": "configs/train/safety-cpu.yaml",
+                        "datasets": ["pandalm", "nope"],
+                        "colour": "red",
+                    },
+                }
+            },
+            sort_keys=False,
+        )
+    )
     with pytest.raises(ConfigError) as err:
         load_criteria(path)
     text = str(err.value)

@@ -10,8 +10,18 @@ from data.splits import assign, split_of
 
 
 def make_items(n, per_group=3):
-    return [Item(id=f"i{i}", group=f"g{i // per_group}", kind="binary", instruction=f"q{i // per_group}",
-                 response=f"a{i}", labels=["yes", "no", "yes"], label="yes") for i in range(n)]
+    return [
+        Item(
+            id=f"i{i}",
+            group=f"g{i // per_group}",
+            kind="binary",
+            instruction=f"q{i // per_group}",
+            response=f"a{i}",
+            labels=["yes", "no", "yes"],
+            label="yes",
+        )
+        for i in range(n)
+    ]
 
 
 def test_roundtrip_and_schema(tmp_path):

@@ -22,8 +22,13 @@ def test_check_canonicalises_and_rejects():
 
 
 def test_label_space_rules():
-    for kind, labels in [("pairwise", ["B", "A"]), ("binary", ["yes", "maybe"]), ("pointwise", ["1", "10"]),
-                         ("pointwise", ["a", "b"]), ("pairwise", ["A"])]:
+    for kind, labels in [
+        ("pairwise", ["B", "A"]),
+        ("binary", ["yes", "maybe"]),
+        ("pointwise", ["1", "10"]),
+        ("pointwise", ["a", "b"]),
+        ("pairwise", ["A"]),
+    ]:
         with pytest.raises(ValueError):
             LabelSpace(kind, labels)
 

@@ -1,4 +1,5 @@
 """Group bootstrap: nominal coverage in simulation, groups really resampled, pairing, McNemar."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The gate: every rule fails in a case built to fail it; the CLI exits 0/1 and records the result."""
+
 from __future__ import annotations
 
 import copy
@@ -17,18 +18,25 @@ DEFAULT = CONFIGS_DIR / "gates" / "default.yaml"
 def passing_result() -> dict:
     """A validation result that clears every default rule by a clear margin."""
     return {
-        "schema_version": 1, "judge": {"name": "j", "version": "2", "fingerprint": "f" * 64},
-        "spec": {"kind": "pairwise"}, "n": 500, "n_items": 560,
+        "schema_version": 1,
+        "judge": {"name": "j", "version": "2", "fingerprint": "f" * 64},
+        "spec": {"kind": "pairwise"},
+        "n": 500,
+        "n_items": 560,
         "metrics": {"accuracy": {"value": 0.82, "ci_low": 0.78, "ci_high": 0.86}},
-        "human_ceiling": {"metrics": {"accuracy": {"value": 0.9}}, "judge": {"accuracy": {"value": 0.85}},
-                          "judge_to_ceiling": 0.944},
+        "human_ceiling": {
+            "metrics": {"accuracy": {"value": 0.9}},
+            "judge": {"accuracy": {"value": 0.85}},
+            "judge_to_ceiling": 0.944,
+        },
         "bias": {"swap_consistency": 0.9, "first_position_rate": 0.51},
         "calibration": {"ece": 0.04, "brier": 0.2},
         "baselines": {"always_first": 0.5, "always_second": 0.5, "pick_longer": 0.66, "majority_class": 0.52},
         "comparison": {"diff": {"value": 0.01, "ci_low": -0.01, "ci_high": 0.03}, "mcnemar": {"p_value": 0.4}},
         "errors": {"no_verdict": 0},
-        "length_control": {"beyond_length": {"n": 480, "gain": {"value": 0.05, "ci_low": 0.03, "ci_high": 0.07},
-                                             "p_value": 1e-9}},
+        "length_control": {
+            "beyond_length": {"n": 480, "gain": {"value": 0.05, "ci_low": 0.03, "ci_high": 0.07}, "p_value": 1e-9}
+        },
     }
 
 
@@ -63,19 +71,19 @@ def test_each_rule_fails_on_its_own(rule):
 
 def test_missing_figures_fail_unless_the_data_has_no_such_thing():
     result = passing_result()
-    result["human_ceiling"] = None     # one annotator: nothing to compare with
-    result["comparison"] = None        # first version: no incumbent
+    result["human_ceiling"] = None  # one annotator: nothing to compare with
+    result["comparison"] = None  # first version: no incumbent
     gate = check(result, load_gates(DEFAULT))
     status = {r["name"]: r["status"] for r in gate["rules"]}
     assert gate["passed"] and status["human_ceiling"] == "SKIP" and status["incumbent"] == "SKIP"
-    result["bias"]["swap_consistency"] = None      # scored in one order only
-    result["calibration"]["ece"] = None            # no probabilities
+    result["bias"]["swap_consistency"] = None  # scored in one order only
+    result["calibration"]["ece"] = None  # no probabilities
     status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
     assert status["swap_consistency"] == "FAIL" and status["ece"] == "FAIL"
     result["spec"]["kind"] = "binary"
     status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
     assert status["swap_consistency"] == "SKIP"
-    result["length_control"] = None    # not pairwise, or verdicts without probabilities: nothing to test
+    result["length_control"] = None  # not pairwise, or verdicts without probabilities: nothing to test
     status = {r["name"]: r["status"] for r in check(result, load_gates(DEFAULT))["rules"]}
     assert status["beyond_length"] == "SKIP"
 
@@ -101,6 +109,7 @@ def test_config_errors_are_reported_together(tmp_path):
 
 def test_every_gate_field_has_help():
     from data.config import field_help
+
     assert all(field_help(GateConfig).values())
 
 

@@ -1,4 +1,5 @@
 """The harness on real reference verdicts and on constructed judges whose biases are known."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +8,15 @@ import numpy as np
 import pytest
 
 import judgeloop
-from data import registry
+from data import dataset_registry as registry
 from data.errors import DataError, JudgeloopError
 from data.jsonl import write_jsonl
 from data.schema import Item, JudgeRef, Verdict
 from data.spec import load_spec
-from eval.cli import verdicts_for
 from eval.harness import evaluate
 from eval.metrics import pearson, spearman
 from tests.eval.helpers import constant_judge, noisy_judge, pairwise_items
+from workflows.validate import verdicts_for
 
 PAIRWISE_SPEC = load_spec("helpfulness-pairwise")
 
@@ -29,8 +30,14 @@ def pandalm(mirror):
 def gpt35(pandalm):
     refs = {name: list(registry.load_reference_verdicts("pandalm", name)) for name in ("pandalm-7b",)}
     verdicts = list(registry.load_reference_verdicts("pandalm", "gpt-3.5-turbo"))
-    return evaluate(pandalm, verdicts, PAIRWISE_SPEC, dataset_info={"name": "pandalm", "split": "all"},
-                    reference_verdicts=refs, n_boot=300)
+    return evaluate(
+        pandalm,
+        verdicts,
+        PAIRWISE_SPEC,
+        dataset_info={"name": "pandalm", "split": "all"},
+        reference_verdicts=refs,
+        n_boot=300,
+    )
 
 
 def test_pandalm_gpt35_reproduces_the_published_figure(gpt35):
@@ -56,15 +63,34 @@ def test_pandalm_gpt35_reproduces_the_published_figure(gpt35):
 
 
 def test_result_has_the_documented_schema(gpt35):
-    for key in ("schema_version", "judge", "dataset", "n", "metrics", "human_ceiling", "bias", "calibration", "baselines",
-                "length_control", "slices", "errors", "reference_judges", "comparison", "tie_policy"):
+    for key in (
+        "schema_version",
+        "judge",
+        "dataset",
+        "n",
+        "metrics",
+        "human_ceiling",
+        "bias",
+        "calibration",
+        "baselines",
+        "length_control",
+        "slices",
+        "errors",
+        "reference_judges",
+        "comparison",
+        "tie_policy",
+    ):
         assert key in gpt35
     assert set(gpt35["judge"]) >= {"name", "version", "fingerprint"}
     assert set(gpt35["dataset"]) >= {"name", "split", "sha256"}
     for name in ("accuracy", "cohen_kappa", "macro_f1", "krippendorff_alpha"):
         assert set(gpt35["metrics"][name]) == {"value", "ci_low", "ci_high"}
-    assert set(gpt35["bias"]) >= {"swap_consistency", "first_position_rate", "longer_preferred_rate",
-                                  "human_longer_preferred_rate"}
+    assert set(gpt35["bias"]) >= {
+        "swap_consistency",
+        "first_position_rate",
+        "longer_preferred_rate",
+        "human_longer_preferred_rate",
+    }
     assert set(gpt35["calibration"]) >= {"ece", "brier"}
     assert set(gpt35["length_control"]) >= {"acc_longer_preferred", "acc_shorter_preferred", "balanced"}
 
@@ -82,19 +108,31 @@ def test_a_length_tracking_judge_is_visible():
 def _length_driven_items(n: int, seed: int) -> tuple[list[Item], np.ndarray]:
     """Humans prefer the longer response, and also a hidden quality: P(A) = sigmoid(1.5 log(len ratio) + quality)."""
     from data.labels import aggregate
+
     rng = np.random.default_rng(seed)
     items, quality = [], rng.normal(0, 1.5, n)
     for i in range(n):
         la, lb = (int(x) for x in rng.integers(10, 400, 2))
         p_a = 1 / (1 + np.exp(-(1.5 * np.log(la / lb) + quality[i])))
         label = "A" if rng.random() < p_a else "B"
-        items.append(Item(id=f"it-{i}", group=f"g-{i // 3}", kind="pairwise", instruction=f"task {i // 3}",
-                          response_a="a" * la, response_b="b" * lb, labels=[label], label=aggregate("pairwise", [label])))
+        items.append(
+            Item(
+                id=f"it-{i}",
+                group=f"g-{i // 3}",
+                kind="pairwise",
+                instruction=f"task {i // 3}",
+                response_a="a" * la,
+                response_b="b" * lb,
+                labels=[label],
+                label=aggregate("pairwise", [label]),
+            )
+        )
     return items, quality
 
 
 def _odds_judge(items: list[Item], log_odds) -> list[Verdict]:
     from tests.eval.helpers import verdict
+
     out = []
     for it, z in zip(items, log_odds):
         pa = float(1 / (1 + np.exp(-z)))
@@ -106,8 +144,12 @@ def test_beyond_length_tells_a_length_detector_from_a_judge_that_knows_quality()
     items, quality = _length_driven_items(400, seed=3)
     ratio = np.array([np.log((len(it.response_a) + 1) / (len(it.response_b) + 1)) for it in items])
     detector = evaluate(items, _odds_judge(items, 3 * ratio), PAIRWISE_SPEC, n_boot=200)
-    knows = evaluate(items, _odds_judge(items, quality + np.random.default_rng(4).normal(0, 1, len(items))),
-                     PAIRWISE_SPEC, n_boot=200)
+    knows = evaluate(
+        items,
+        _odds_judge(items, quality + np.random.default_rng(4).normal(0, 1, len(items))),
+        PAIRWISE_SPEC,
+        n_boot=200,
+    )
     d, k = detector["length_control"]["beyond_length"], knows["length_control"]["beyond_length"]
     assert d["n"] == k["n"] > 300
     assert d["gain"]["value"] == pytest.approx(0, abs=1e-4) and d["gain"]["ci_low"] <= 0 and d["p_value"] > 0.5
@@ -130,8 +172,17 @@ def test_a_first_position_judge_is_visible():
 
 def test_human_ceiling_by_hand():
     def item(i, labels):
-        return Item(id=str(i), group=str(i), kind="pairwise", instruction="q", response_a="a", response_b="bb",
-                    labels=labels, label=None)
+        return Item(
+            id=str(i),
+            group=str(i),
+            kind="pairwise",
+            instruction="q",
+            response_a="a",
+            response_b="bb",
+            labels=labels,
+            label=None,
+        )
+
     items = [item(0, ["A", "A", "A"]), item(1, ["A", "A", "B"]), item(2, ["B", "B", "B"])]
     result = evaluate(items, constant_judge(items, lambda it: ("A", "A")), PAIRWISE_SPEC, n_boot=50)
     ceiling = result["human_ceiling"]
@@ -169,12 +220,29 @@ def test_pointwise_and_binary_kinds():
     items, verdicts = [], []
     for i in range(80):
         ratings = [int(x) for x in np.clip(rng.integers(1, 6) + rng.integers(-1, 2, 3), 1, 5)]
-        items.append(Item(id=str(i), group=str(i // 2), kind="pointwise", instruction="summarise", response="s" * (i + 1),
-                          labels=ratings, label=round(float(np.mean(ratings)), 6)))
+        items.append(
+            Item(
+                id=str(i),
+                group=str(i // 2),
+                kind="pointwise",
+                instruction="summarise",
+                response="s" * (i + 1),
+                labels=ratings,
+                label=round(float(np.mean(ratings)), 6),
+            )
+        )
         guess = int(np.clip(round(np.mean(ratings) + rng.normal(0, 0.8)), 1, 5))
         probs = {str(k): (0.6 if k == guess else 0.1) for k in range(1, 6)}
-        verdicts.append(Verdict(id=str(i), verdict=str(guess), probs=probs, score=sum(k * probs[str(k)] for k in range(1, 6)),
-                                confidence=0.6, judge=JudgeRef(name="coh", fingerprint="c" * 64)))
+        verdicts.append(
+            Verdict(
+                id=str(i),
+                verdict=str(guess),
+                probs=probs,
+                score=sum(k * probs[str(k)] for k in range(1, 6)),
+                confidence=0.6,
+                judge=JudgeRef(name="coh", fingerprint="c" * 64),
+            )
+        )
     result = evaluate(items, verdicts, spec, n_boot=100)
     m = result["metrics"]
     assert set(m) == {"accuracy", "weighted_kappa", "spearman", "kendall", "pearson", "krippendorff_alpha"}
@@ -187,8 +255,18 @@ def test_pointwise_and_binary_kinds():
     json.dumps(result, allow_nan=False)
 
     binary = load_spec("answer-correctness")
-    items = [Item(id=str(i), group=str(i), kind="binary", instruction="q", response="r",
-                  labels=["yes" if i % 3 else "no"] * 2, label="yes" if i % 3 else "no") for i in range(30)]
+    items = [
+        Item(
+            id=str(i),
+            group=str(i),
+            kind="binary",
+            instruction="q",
+            response="r",
+            labels=["yes" if i % 3 else "no"] * 2,
+            label="yes" if i % 3 else "no",
+        )
+        for i in range(30)
+    ]
     verdicts = [Verdict(id=str(i), verdict="yes", judge=JudgeRef(name="b", fingerprint="b" * 64)) for i in range(30)]
     result = evaluate(items, verdicts, binary, n_boot=50)
     assert result["metrics"]["accuracy"]["value"] == pytest.approx(result["baselines"]["always_yes"])
@@ -196,6 +274,7 @@ def test_pointwise_and_binary_kinds():
 
 
 # --- bad input --------------------------------------------------------------------------------------
+
 
 def test_verdicts_must_match_items():
     items = pairwise_items(10)
@@ -215,9 +294,19 @@ def test_cli_reports_bad_files_with_location(tmp_path, capsys):
     good = noisy_judge(items)
     write_jsonl(tmp_path / "short.jsonl", good[:-1])
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join(json.dumps(v.model_dump(mode="json", exclude_none=True)) for v in good[:2])
-                   + '\n{"id": "it-2", "verdict": "A"}\n')
-    base = ["eval", "--items", str(tmp_path / "test.jsonl"), "--spec", "helpfulness-pairwise", "--out", str(tmp_path / "o")]
+    bad.write_text(
+        "\n".join(json.dumps(v.model_dump(mode="json", exclude_none=True)) for v in good[:2])
+        + '\n{"id": "it-2", "verdict": "A"}\n'
+    )
+    base = [
+        "eval",
+        "--items",
+        str(tmp_path / "test.jsonl"),
+        "--spec",
+        "helpfulness-pairwise",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert judgeloop.main(base + ["--verdicts", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:3: field 'judge': is missing" in err
@@ -227,33 +316,93 @@ def test_cli_reports_bad_files_with_location(tmp_path, capsys):
 
 
 def test_eval_scores_a_judge_directory_through_the_scoring_core(tmp_path, pandalm, capsys):
-    from data.fingerprint import fingerprint
+    from judge.fingerprint import fingerprint
     from tests.tiny_model import save_tiny_model
 
     judge_dir = save_tiny_model(tmp_path / "judge")
     spec = PAIRWISE_SPEC
-    (judge_dir / "judge.json").write_text(json.dumps({
-        "name": spec.name, "version": "tiny", "spec": spec.to_dict(), "base_model": ".", "adapter": None,
-        "fingerprint": fingerprint(spec, judge_dir)}))
+    (judge_dir / "judge.json").write_text(
+        json.dumps(
+            {
+                "name": spec.name,
+                "version": "tiny",
+                "spec": spec.to_dict(),
+                "base_model": ".",
+                "adapter": None,
+                "fingerprint": fingerprint(spec, judge_dir),
+            }
+        )
+    )
     subset = pandalm[:12]
     write_jsonl(tmp_path / "test.jsonl", subset)
     verdicts = verdicts_for(str(judge_dir), subset, spec, engine="transformers")
     assert [v.id for v in verdicts] == [i.id for i in subset] and all(v.verdict in spec.labels for v in verdicts)
     out = tmp_path / "o"
-    assert judgeloop.main(["eval", "--judge", str(judge_dir), "--engine", "transformers", "--items",
-                           str(tmp_path / "test.jsonl"), "--spec", spec.name, "--out", str(out), "--n-boot", "50"]) == 0
+    assert (
+        judgeloop.main(
+            [
+                "eval",
+                "--judge",
+                str(judge_dir),
+                "--engine",
+                "transformers",
+                "--items",
+                str(tmp_path / "test.jsonl"),
+                "--spec",
+                spec.name,
+                "--out",
+                str(out),
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "validation.json").read_text())
     assert result["judge"]["fingerprint"] == verdicts[0].judge.fingerprint and result["n_items"] == 12
     # the scored verdicts are kept beside the result: re-evaluating them gives the same metrics without the model
     assert result["inputs"]["verdicts"]["path"] == str(out / "verdicts.jsonl")
-    assert judgeloop.main(["eval", "--verdicts", str(out / "verdicts.jsonl"), "--items", str(tmp_path / "test.jsonl"),
-                           "--spec", spec.name, "--out", str(tmp_path / "again"), "--n-boot", "50"]) == 0
+    assert (
+        judgeloop.main(
+            [
+                "eval",
+                "--verdicts",
+                str(out / "verdicts.jsonl"),
+                "--items",
+                str(tmp_path / "test.jsonl"),
+                "--spec",
+                spec.name,
+                "--out",
+                str(tmp_path / "again"),
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "again" / "validation.json").read_text())
     assert again["metrics"] == result["metrics"]
     before = (out / "verdicts.jsonl").read_text()  # an incumbent where this run keeps its verdicts: refused first
-    assert judgeloop.main(["eval", "--judge", str(judge_dir), "--engine", "transformers", "--items",
-                           str(tmp_path / "test.jsonl"), "--spec", spec.name, "--out", str(out),
-                           "--incumbent", str(out / "verdicts.jsonl")]) == 2
+    assert (
+        judgeloop.main(
+            [
+                "eval",
+                "--judge",
+                str(judge_dir),
+                "--engine",
+                "transformers",
+                "--items",
+                str(tmp_path / "test.jsonl"),
+                "--spec",
+                spec.name,
+                "--out",
+                str(out),
+                "--incumbent",
+                str(out / "verdicts.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "field '--incumbent'" in capsys.readouterr().err and (out / "verdicts.jsonl").read_text() == before
     with pytest.raises(JudgeloopError, match="answers spec 'helpfulness-pairwise', not 'answer-correctness'"):
         verdicts_for(str(judge_dir), subset, load_spec("answer-correctness"), engine="transformers")
@@ -264,9 +413,25 @@ def test_cli_eval_with_a_registered_reference(tmp_path, pandalm, capsys):
     write_jsonl(tmp_path / "test.jsonl", subset)
     write_jsonl(tmp_path / "v.jsonl", noisy_judge(subset, skill=2.0))
     (tmp_path / "manifest.json").write_text(json.dumps({"dataset": "pandalm"}))
-    rc = judgeloop.main(["eval", "--verdicts", str(tmp_path / "v.jsonl"), "--items", str(tmp_path / "test.jsonl"),
-                         "--spec", "helpfulness-pairwise", "--reference", "pandalm:gpt-3.5-turbo",
-                         "--out", str(tmp_path / "out"), "--n-boot", "100", "--registry", str(tmp_path / "reg")])
+    rc = judgeloop.main(
+        [
+            "eval",
+            "--verdicts",
+            str(tmp_path / "v.jsonl"),
+            "--items",
+            str(tmp_path / "test.jsonl"),
+            "--spec",
+            "helpfulness-pairwise",
+            "--reference",
+            "pandalm:gpt-3.5-turbo",
+            "--out",
+            str(tmp_path / "out"),
+            "--n-boot",
+            "100",
+            "--registry",
+            str(tmp_path / "reg"),
+        ]
+    )
     assert rc == 0
     result = json.loads((tmp_path / "out" / "validation.json").read_text())
     assert result["dataset"]["name"] == "pandalm" and result["dataset"]["split"] == "test"

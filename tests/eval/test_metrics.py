@@ -1,4 +1,5 @@
 """Every metric against scipy/sklearn/krippendorff on random inputs, plus the headline figure."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,10 @@ from data.spec import load_spec
 from eval import metrics as M
 from eval.ceiling import alpha_counts
 from eval.table import Table
+from judge import agreement as A
 from tests.eval.helpers import PAIRWISE, constant_judge, pairwise_items
 
-LABELS = ["A", "B", "tie", M.NO_VERDICT]
+LABELS = ["A", "B", "tie", A.NO_VERDICT]
 SETTINGS = settings(max_examples=60, deadline=None)
 
 
@@ -38,9 +40,12 @@ def same(a, b, tol=1e-9) -> bool:
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
-pairs = st.integers(2, 60).flatmap(lambda n: st.tuples(
-    st.lists(st.sampled_from(LABELS[:3]), min_size=n, max_size=n),
-    st.lists(st.sampled_from(LABELS), min_size=n, max_size=n)))
+pairs = st.integers(2, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.sampled_from(LABELS[:3]), min_size=n, max_size=n),
+        st.lists(st.sampled_from(LABELS), min_size=n, max_size=n),
+    )
+)
 
 
 @SETTINGS
@@ -51,7 +56,9 @@ def test_categorical_metrics_match_sklearn(data):
     with _quiet():
         ref_kappa = cohen_kappa_score(truth, pred)
     assert same(M.cohen_kappa(truth, pred), ref_kappa)
-    assert same(M.macro_f1(truth, pred), f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0))
+    assert same(
+        M.macro_f1(truth, pred), f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0)
+    )
     cm = M.confusion(truth, pred, LABELS)
     assert same(float(M.accuracy_cm(cm)), M.accuracy(truth, pred))
     assert same(float(M.kappa_cm(cm)), ref_kappa)
@@ -59,8 +66,14 @@ def test_categorical_metrics_match_sklearn(data):
 
 
 @SETTINGS
-@given(st.integers(2, 50).flatmap(lambda n: st.tuples(
-    st.lists(st.sampled_from("12345"), min_size=n, max_size=n), st.lists(st.sampled_from("12345"), min_size=n, max_size=n))))
+@given(
+    st.integers(2, 50).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.sampled_from("12345"), min_size=n, max_size=n),
+            st.lists(st.sampled_from("12345"), min_size=n, max_size=n),
+        )
+    )
+)
 def test_weighted_kappa_matches_sklearn_quadratic(data):
     truth, pred = data
     scale = list("12345")
@@ -92,8 +105,11 @@ floats = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
 
 
 @SETTINGS
-@given(st.integers(3, 40).flatmap(lambda n: st.tuples(st.lists(floats, min_size=n, max_size=n),
-                                                      st.lists(floats, min_size=n, max_size=n))))
+@given(
+    st.integers(3, 40).flatmap(
+        lambda n: st.tuples(st.lists(floats, min_size=n, max_size=n), st.lists(floats, min_size=n, max_size=n))
+    )
+)
 def test_correlations_match_scipy(data):
     x, y = map(np.array, data)
     if np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -106,8 +122,15 @@ def test_correlations_match_scipy(data):
         assert same(M.pearson(x, y), stats.pearsonr(x, y)[0])
 
 
-reliability = st.integers(2, 5).flatmap(lambda raters: st.integers(3, 30).flatmap(lambda units: st.lists(
-    st.lists(st.one_of(st.none(), st.integers(1, 4)), min_size=units, max_size=units), min_size=raters, max_size=raters)))
+reliability = st.integers(2, 5).flatmap(
+    lambda raters: st.integers(3, 30).flatmap(
+        lambda units: st.lists(
+            st.lists(st.one_of(st.none(), st.integers(1, 4)), min_size=units, max_size=units),
+            min_size=raters,
+            max_size=raters,
+        )
+    )
+)
 
 
 @SETTINGS
@@ -141,8 +164,12 @@ def test_alpha_with_the_judge_as_one_more_annotator():
     assert same(M.krippendorff_alpha_counts(counts, range(len(domain)), level), ref, 1e-9)
 
 
-probs_and_truth = st.integers(1, 80).flatmap(lambda n: st.tuples(
-    st.lists(st.floats(0, 1, allow_nan=False), min_size=n, max_size=n), st.lists(st.booleans(), min_size=n, max_size=n)))
+probs_and_truth = st.integers(1, 80).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(0, 1, allow_nan=False), min_size=n, max_size=n),
+        st.lists(st.booleans(), min_size=n, max_size=n),
+    )
+)
 
 
 @SETTINGS
@@ -164,16 +191,27 @@ def test_reliability_curve_and_ece_match_sklearn_binning(data):
 
 
 @SETTINGS
-@given(st.integers(2, 3).flatmap(lambda k: st.integers(1, 40).flatmap(lambda n: st.tuples(
-    st.just(k), st.lists(st.lists(st.floats(0.01, 1), min_size=k, max_size=k), min_size=n, max_size=n),
-    st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))))
+@given(
+    st.integers(2, 3).flatmap(
+        lambda k: st.integers(1, 40).flatmap(
+            lambda n: st.tuples(
+                st.just(k),
+                st.lists(st.lists(st.floats(0.01, 1), min_size=k, max_size=k), min_size=n, max_size=n),
+                st.lists(st.integers(0, k - 1), min_size=n, max_size=n),
+            )
+        )
+    )
+)
 def test_brier_matches_sklearn(data):
     k, raw, truth_idx = data
     labels = ["A", "B", "tie"][:k]
     probs = np.array(raw) / np.array(raw).sum(1, keepdims=True)
     truth = [labels[i] for i in truth_idx]
-    ref = brier_score_loss(truth, probs if k > 2 else probs[:, 1], labels=labels, pos_label="B") if k == 2 \
+    ref = (
+        brier_score_loss(truth, probs if k > 2 else probs[:, 1], labels=labels, pos_label="B")
+        if k == 2
         else brier_score_loss(truth, probs, labels=labels)
+    )
     assert same(M.brier(truth, probs, labels), ref, 1e-9)
     assert same(float(M.brier_items(truth, probs, labels).mean()), ref, 1e-9)
 
@@ -187,9 +225,12 @@ def test_undefined_metrics_are_nan_not_errors():
 
 # --- headline ---------------------------------------------------------------------------------------
 
+
 def _item(i, label, labels=None, kind="pairwise", **kw):
     fields = {"response_a": "x", "response_b": "y"} if kind == "pairwise" else {"response": "r"}
-    return Item(id=str(i), group=str(i), kind=kind, instruction="q", labels=labels or [label], label=label, **fields, **kw)
+    return Item(
+        id=str(i), group=str(i), kind=kind, instruction="q", labels=labels or [label], label=label, **fields, **kw
+    )
 
 
 def test_headline_pairwise_skips_human_ties_and_counts_errors_wrong():
@@ -198,7 +239,7 @@ def test_headline_pairwise_skips_human_ties_and_counts_errors_wrong():
     orders = {"0": ("A", "A"), "1": ("A", "B"), "2": ("tie", "tie"), "3": ("tie", "tie")}
     verdicts = constant_judge(items[:4], lambda it: orders[it.id])
     verdicts.append(Verdict(id="4", judge=JudgeRef(name="j", fingerprint="f"), error="timeout"))
-    out = M.headline(items, verdicts, spec)
+    out = A.headline(items, verdicts, spec)
     # non-tie items 0, 1, 3, 4: 0 right; 1 wrong (orders disagree, the average is a dead heat read as A);
     # 3 wrong (a judge tie on a non-tie item); 4 wrong (an error)
     assert verdicts[1].verdict == "A"
@@ -213,21 +254,24 @@ def test_headline_pointwise_uses_the_label_nearest_the_mean():
     items = [_item(0, 3.4, [3, 4, 3.2], kind="pointwise"), _item(1, 4.6, [5, 4, 5], kind="pointwise")]
     j = JudgeRef(name="j", fingerprint="f")
     verdicts = [Verdict(id="0", verdict="3", judge=j), Verdict(id="1", verdict=4, judge=j)]
-    assert M.headline(items, verdicts, spec) == {"accuracy": 0.5, "swap_consistency": None, "n": 2}
+    assert A.headline(items, verdicts, spec) == {"accuracy": 0.5, "swap_consistency": None, "n": 2}
 
 
 def test_headline_binary():
     spec = load_spec("answer-correctness")
     items = [_item(0, "yes", kind="binary"), _item(1, "no", kind="binary"), _item(2, None, [None], kind="binary")]
     j = JudgeRef(name="j", fingerprint="f")
-    verdicts = [Verdict(id="0", verdict="yes", judge=j), Verdict(id="1", verdict="yes", judge=j),
-                Verdict(id="2", verdict="no", judge=j)]
-    assert M.headline(items, verdicts, spec) == {"accuracy": 0.5, "swap_consistency": None, "n": 2}
+    verdicts = [
+        Verdict(id="0", verdict="yes", judge=j),
+        Verdict(id="1", verdict="yes", judge=j),
+        Verdict(id="2", verdict="no", judge=j),
+    ]
+    assert A.headline(items, verdicts, spec) == {"accuracy": 0.5, "swap_consistency": None, "n": 2}
 
 
 def test_judge_class_reads_numeric_pointwise_verdicts():
     space = LabelSpace("pointwise", ["1", "2", "3"])
     j = JudgeRef(name="j", fingerprint="f")
-    assert M.judge_class(Verdict(id="x", verdict=2.0, judge=j), space) == "2"
-    assert M.judge_class(Verdict(id="x", verdict="7", judge=j), space) == M.NO_VERDICT
-    assert M.judge_class(None, space) == M.NO_VERDICT
+    assert A.judge_class(Verdict(id="x", verdict=2.0, judge=j), space) == "2"
+    assert A.judge_class(Verdict(id="x", verdict="7", judge=j), space) == A.NO_VERDICT
+    assert A.judge_class(None, space) == A.NO_VERDICT

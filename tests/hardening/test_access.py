@@ -1,6 +1,7 @@
 """Access: the API key is required by default and compared in constant time; vLLM is bound to
 loopback with runtime LoRA loading off; adapters load only from inside their judge directory;
 registry names cannot be paths; the secret never reaches a log, a report or vLLM."""
+
 import inspect
 import json
 import os
@@ -15,10 +16,10 @@ import pytest
 
 from data.errors import ConfigError, JudgeloopError, ModelError
 from data.spec import load_spec
-from eval.registry import Registry
+from judge.loading import load_judge
+from judge.registry import Registry
 from serve import api as api_module
 from serve.config import load_serve_config
-from serve.judge import load_judge
 from serve.launcher import plan_servers, vllm_command, vllm_env
 from tests.hardening.test_faults import line_count  # noqa: F401
 from tests.serve.helpers import free_port, lora_judge, pairwise_items, write_jsonl
@@ -94,9 +95,23 @@ def test_registry_names_cannot_be_paths(tmp_path, name):
 def test_the_secret_never_reaches_logs_verdict_log_or_reports(tiny_specs, tmp_path):
     env = {**os.environ, "JUDGELOOP_API_KEY": SECRET}
     port, logs = free_port(), tmp_path / "logs"
-    serve = subprocess.Popen([sys.executable, "-m", "judgeloop", "serve", "--engine=transformers",
-                              f"--judges=[{tiny_specs['pairwise']}]", f"--api.port={port}", f"--log_dir={logs}"],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "judgeloop",
+            "serve",
+            "--engine=transformers",
+            f"--judges=[{tiny_specs['pairwise']}]",
+            f"--api.port={port}",
+            f"--log_dir={logs}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -107,7 +122,9 @@ def test_the_secret_never_reaches_logs_verdict_log_or_reports(tiny_specs, tmp_pa
             except httpx.HTTPError:
                 time.sleep(0.5)
         item = pairwise_items(1)[0]
-        ok = httpx.post(url + "/v1/judge", json={"item": item}, headers={"Authorization": f"Bearer {SECRET}"}, timeout=60)
+        ok = httpx.post(
+            url + "/v1/judge", json={"item": item}, headers={"Authorization": f"Bearer {SECRET}"}, timeout=60
+        )
         assert ok.status_code == 200, ok.text
         for wrong in (SECRET[:-1], SECRET + "x", f"{SECRET} {SECRET}"):
             resp = httpx.post(url + "/v1/judge", json={"item": item}, headers={"Authorization": f"Bearer {wrong}"})
@@ -119,11 +136,27 @@ def test_the_secret_never_reaches_logs_verdict_log_or_reports(tiny_specs, tmp_pa
     assert "judge API on" in output
     # eval and report in the same environment
     items = write_jsonl(tmp_path / "items.jsonl", [{**r, "labels": ["A"], "label": "A"} for r in pairwise_items(4)])
-    for argv in (["eval", "--judge", str(tiny_specs["pairwise"]), "--engine", "transformers", "--items", str(items),
-                  "--spec", str(tiny_specs["pairwise"]), "--out", str(tmp_path / "eval"), "--n-boot", "20"],
-                 ["report", str(tmp_path / "eval" / "validation.json"), "--out", str(tmp_path / "report")]):
-        done = subprocess.run([sys.executable, "-m", "judgeloop", *argv], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=600)
+    for argv in (
+        [
+            "eval",
+            "--judge",
+            str(tiny_specs["pairwise"]),
+            "--engine",
+            "transformers",
+            "--items",
+            str(items),
+            "--spec",
+            str(tiny_specs["pairwise"]),
+            "--out",
+            str(tmp_path / "eval"),
+            "--n-boot",
+            "20",
+        ],
+        ["report", str(tmp_path / "eval" / "validation.json"), "--out", str(tmp_path / "report")],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "judgeloop", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         output += done.stdout + done.stderr
     assert SECRET not in output

@@ -6,6 +6,7 @@ traceback; every API case a 4xx with a JSON reason, and the server answers the n
 The tables in tests/data/test_bad_input.py (data files through `judgeloop data`) and
 tests/serve/test_api.py (API requests) are part of the same table: counted below, not repeated.
 """
+
 import json
 from dataclasses import dataclass, field
 
@@ -37,80 +38,214 @@ ITEMS = pairwise_items(2)
 BAD_THIRD_LINE = jsonl(*ITEMS) + '{"id": "p2", "group": \n'
 VERDICT = {"id": "p0", "verdict": "A", "judge": {"name": "t", "fingerprint": "f"}}
 FOREIGN_OUTPUT = jsonl(VERDICT) + "[1, 2]\n" + jsonl({**VERDICT, "id": "p1"})
-SPEC = {"name": "x", "kind": "pairwise", "labels": ["A", "B"], "system": "s",
-        "template": "{{ instruction }} {{ response_a }} {{ response_b }}"}
+SPEC = {
+    "name": "x",
+    "kind": "pairwise",
+    "labels": ["A", "B"],
+    "system": "s",
+    "template": "{{ instruction }} {{ response_a }} {{ response_b }}",
+}
 SCORE = ["score", "--in", "{tmp}/in.jsonl", "--out", "{tmp}/out.jsonl", "--engine", "transformers", "--no-progress"]
 LABELLED = jsonl({**ITEMS[0], "labels": ["A"], "label": "A"})
 
 CLI_CASES = [
     # ---- data files
-    Cli("score: invalid JSON on line 3 keeps the 2 verdicts before it", "data",
-        [*SCORE, "--judge", "{pairwise_spec}", "--batch-size", "1"], ["in.jsonl:3", "invalid JSON"],
-        {"in.jsonl": BAD_THIRD_LINE}),
-    Cli("score: the output file holds a line this command did not write", "data",
-        [*SCORE, "--judge", "{pairwise_spec}"], ["out.jsonl:2", "not a record with an 'id'"],
-        {"in.jsonl": jsonl(*ITEMS), "out.jsonl": FOREIGN_OUTPUT}, after={"out.jsonl": FOREIGN_OUTPUT}),
-    Cli("eval: verdicts for ids that are not items", "data",
-        ["eval", "--verdicts", "{tmp}/v.jsonl", "--items", "{tmp}/in.jsonl", "--spec", "helpfulness-pairwise",
-         "--out", "{tmp}/eval"], ["v.jsonl", "field 'id'", "not items"],
-        {"in.jsonl": LABELLED, "v.jsonl": jsonl(VERDICT, {**VERDICT, "id": "zz"})}),
-    Cli("judge directory with a broken judge.json", "data", [*SCORE, "--judge", "{tmp}/judge"],
-        ["judge.json", "not a readable judge file"], {"in.jsonl": jsonl(*ITEMS), "judge/judge.json": '{"spec": '}),
-    Cli("judge.json whose adapter path escapes the judge directory", "data", [*SCORE, "--judge", "{tmp}/judge"],
+    Cli(
+        "score: invalid JSON on line 3 keeps the 2 verdicts before it",
+        "data",
+        [*SCORE, "--judge", "{pairwise_spec}", "--batch-size", "1"],
+        ["in.jsonl:3", "invalid JSON"],
+        {"in.jsonl": BAD_THIRD_LINE},
+    ),
+    Cli(
+        "score: the output file holds a line this command did not write",
+        "data",
+        [*SCORE, "--judge", "{pairwise_spec}"],
+        ["out.jsonl:2", "not a record with an 'id'"],
+        {"in.jsonl": jsonl(*ITEMS), "out.jsonl": FOREIGN_OUTPUT},
+        after={"out.jsonl": FOREIGN_OUTPUT},
+    ),
+    Cli(
+        "eval: verdicts for ids that are not items",
+        "data",
+        [
+            "eval",
+            "--verdicts",
+            "{tmp}/v.jsonl",
+            "--items",
+            "{tmp}/in.jsonl",
+            "--spec",
+            "helpfulness-pairwise",
+            "--out",
+            "{tmp}/eval",
+        ],
+        ["v.jsonl", "field 'id'", "not items"],
+        {"in.jsonl": LABELLED, "v.jsonl": jsonl(VERDICT, {**VERDICT, "id": "zz"})},
+    ),
+    Cli(
+        "judge directory with a broken judge.json",
+        "data",
+        [*SCORE, "--judge", "{tmp}/judge"],
+        ["judge.json", "not a readable judge file"],
+        {"in.jsonl": jsonl(*ITEMS), "judge/judge.json": '{"spec": '},
+    ),
+    Cli(
+        "judge.json whose adapter path escapes the judge directory",
+        "data",
+        [*SCORE, "--judge", "{tmp}/judge"],
         ["judge.json", "field 'adapter'", "outside its judge directory"],
-        {"in.jsonl": jsonl(*ITEMS), "judge/judge.json": json.dumps(
-            {"spec": SPEC, "base_model": "{model}", "adapter": "../../etc", "fingerprint": "f"})}),
-    Cli("train: a training label outside the label space", "data",
-        ["train", "--spec=helpfulness-pairwise", "--base_model={model}", "--data.train={tmp}/t.jsonl",
-         "--output_dir={tmp}/run", "--max_steps=1"], ["t.jsonl:3: field 'label'", "item 'p1'", "'C' is not one of"],
-        {"t.jsonl": jsonl(ITEMS[0]) + "\n" + jsonl({**ITEMS[1], "labels": ["C"], "label": "C"})}),
-    Cli("report: a validation.json that is not JSON", "data", ["report", "{tmp}/v.json", "--out", "{tmp}/rep"],
-        ["v.json", "not a JSON file"], {"v.json": "{oops"}),
+        {
+            "in.jsonl": jsonl(*ITEMS),
+            "judge/judge.json": json.dumps(
+                {"spec": SPEC, "base_model": "{model}", "adapter": "../../etc", "fingerprint": "f"}
+            ),
+        },
+    ),
+    Cli(
+        "train: a training label outside the label space",
+        "data",
+        [
+            "train",
+            "--spec=helpfulness-pairwise",
+            "--base_model={model}",
+            "--data.train={tmp}/t.jsonl",
+            "--output_dir={tmp}/run",
+            "--max_steps=1",
+        ],
+        ["t.jsonl:3: field 'label'", "item 'p1'", "'C' is not one of"],
+        {"t.jsonl": jsonl(ITEMS[0]) + "\n" + jsonl({**ITEMS[1], "labels": ["C"], "label": "C"})},
+    ),
+    Cli(
+        "report: a validation.json that is not JSON",
+        "data",
+        ["report", "{tmp}/v.json", "--out", "{tmp}/rep"],
+        ["v.json", "not a JSON file"],
+        {"v.json": "{oops"},
+    ),
     # ---- configs
-    Cli("serve config: misspelt key", "config", ["serve", "{tmp}/s.yaml"],
-        ["s.yaml:2", "field 'vllm.prot'", "unknown key", "did you mean 'vllm.port'?"], {"s.yaml": "vllm:\n  prot: 8100\n"}),
-    Cli("serve config: invalid YAML", "config", ["serve", "{tmp}/s.yaml"], ["s.yaml:", "invalid YAML"],
-        {"s.yaml": "judges: [a\nvllm: {\n"}),
-    Cli("serve config: a number that is not one", "config", ["serve", "{tmp}/s.yaml"],
+    Cli(
+        "serve config: misspelt key",
+        "config",
+        ["serve", "{tmp}/s.yaml"],
+        ["s.yaml:2", "field 'vllm.prot'", "unknown key", "did you mean 'vllm.port'?"],
+        {"s.yaml": "vllm:\n  prot: 8100\n"},
+    ),
+    Cli(
+        "serve config: invalid YAML",
+        "config",
+        ["serve", "{tmp}/s.yaml"],
+        ["s.yaml:", "invalid YAML"],
+        {"s.yaml": "judges: [a\nvllm: {\n"},
+    ),
+    Cli(
+        "serve config: a number that is not one",
+        "config",
+        ["serve", "{tmp}/s.yaml"],
         ["s.yaml:2", "field 'api.max_concurrent_requests'", "must be an integer"],
-        {"s.yaml": "api:\n  max_concurrent_requests: lots\n"}),
-    Cli("train config: a negative LoRA rank", "config", ["train", "{tmp}/t.yaml"],
-        ["t.yaml:3", "field 'lora.rank'", "must be > 0"], {"t.yaml": "spec: helpfulness-pairwise\nlora:\n  rank: -1\n"}),
-    Cli("judge spec: a template that does not compile", "config", [*SCORE, "--judge", "{tmp}/spec.yaml"],
+        {"s.yaml": "api:\n  max_concurrent_requests: lots\n"},
+    ),
+    Cli(
+        "train config: a negative LoRA rank",
+        "config",
+        ["train", "{tmp}/t.yaml"],
+        ["t.yaml:3", "field 'lora.rank'", "must be > 0"],
+        {"t.yaml": "spec: helpfulness-pairwise\nlora:\n  rank: -1\n"},
+    ),
+    Cli(
+        "judge spec: a template that does not compile",
+        "config",
+        [*SCORE, "--judge", "{tmp}/spec.yaml"],
         ["spec.yaml", "field 'template'", "does not compile"],
-        {"in.jsonl": jsonl(*ITEMS), "spec.yaml": json.dumps({**SPEC, "template": "{% if %}"})}),
+        {"in.jsonl": jsonl(*ITEMS), "spec.yaml": json.dumps({**SPEC, "template": "{% if %}"})},
+    ),
     Cli("override without a value", "config", ["serve", "--vllm.port"], ["--vllm.port", "not of the form --key=value"]),
-    Cli("no API key on a public address", "config", ["serve", "--api.host=0.0.0.0", "--api.no_auth_on_loopback=true"],
-        ["field 'api.no_auth_on_loopback'", "only be skipped on a loopback host"]),
-    Cli("a concurrency limit of 0", "config", ["serve", "--api.max_concurrent_requests=0"],
-        ["field 'api.max_concurrent_requests'", "must be at least 1"]),
+    Cli(
+        "no API key on a public address",
+        "config",
+        ["serve", "--api.host=0.0.0.0", "--api.no_auth_on_loopback=true"],
+        ["field 'api.no_auth_on_loopback'", "only be skipped on a loopback host"],
+    ),
+    Cli(
+        "a concurrency limit of 0",
+        "config",
+        ["serve", "--api.max_concurrent_requests=0"],
+        ["field 'api.max_concurrent_requests'", "must be at least 1"],
+    ),
     # ---- CLI arguments
     Cli("unknown command", "cli", ["serv"], ["unknown command 'serv'", "did you mean 'serve'?"]),
-    Cli("batch size 0", "cli", [*SCORE, "--judge", "{pairwise_spec}", "--batch-size", "0"],
-        ["field '--batch-size'", "must be at least 1"], {"in.jsonl": jsonl(*ITEMS)}),
-    Cli("--injection without --judge", "cli",
-        ["eval", "--verdicts", "{tmp}/v.jsonl", "--items", "{tmp}/in.jsonl", "--spec", "helpfulness-pairwise",
-         "--injection", "5"], ["field '--injection'", "with --judge"], {"in.jsonl": LABELLED, "v.jsonl": jsonl(VERDICT)}),
-    Cli("serve without an API key", "cli", ["serve", "--engine=transformers"],
-        ["field 'api.api_key_env'", "needs an API key: set JUDGELOOP_API_KEY"]),
-    Cli("score: the input file is missing", "cli", [*SCORE, "--judge", "{pairwise_spec}"], ["in.jsonl", "file not found"]),
-    Cli("a registry name that is a path", "cli", ["registry", "list", "../../etc", "--registry", "{tmp}/reg"],
-        ["field 'name'", "'../../etc' is not a usable judge name"]),
-    Cli("misspelt judge spec", "cli", [*SCORE, "--judge", "helpfulness-pairwis"],
-        ["unknown judge spec 'helpfulness-pairwis'", "did you mean 'helpfulness-pairwise'?"], {"in.jsonl": jsonl(*ITEMS)}),
-    Cli("score without --in", "cli", ["score", "--out", "{tmp}/o.jsonl"], ["the following arguments are required: --in"]),
+    Cli(
+        "batch size 0",
+        "cli",
+        [*SCORE, "--judge", "{pairwise_spec}", "--batch-size", "0"],
+        ["field '--batch-size'", "must be at least 1"],
+        {"in.jsonl": jsonl(*ITEMS)},
+    ),
+    Cli(
+        "--injection without --judge",
+        "cli",
+        [
+            "eval",
+            "--verdicts",
+            "{tmp}/v.jsonl",
+            "--items",
+            "{tmp}/in.jsonl",
+            "--spec",
+            "helpfulness-pairwise",
+            "--injection",
+            "5",
+        ],
+        ["field '--injection'", "with --judge"],
+        {"in.jsonl": LABELLED, "v.jsonl": jsonl(VERDICT)},
+    ),
+    Cli(
+        "serve without an API key",
+        "cli",
+        ["serve", "--engine=transformers"],
+        ["field 'api.api_key_env'", "needs an API key: set JUDGELOOP_API_KEY"],
+    ),
+    Cli(
+        "score: the input file is missing",
+        "cli",
+        [*SCORE, "--judge", "{pairwise_spec}"],
+        ["in.jsonl", "file not found"],
+    ),
+    Cli(
+        "a registry name that is a path",
+        "cli",
+        ["registry", "list", "../../etc", "--registry", "{tmp}/reg"],
+        ["field 'name'", "'../../etc' is not a usable judge name"],
+    ),
+    Cli(
+        "misspelt judge spec",
+        "cli",
+        [*SCORE, "--judge", "helpfulness-pairwis"],
+        ["unknown judge spec 'helpfulness-pairwis'", "did you mean 'helpfulness-pairwise'?"],
+        {"in.jsonl": jsonl(*ITEMS)},
+    ),
+    Cli(
+        "score without --in", "cli", ["score", "--out", "{tmp}/o.jsonl"], ["the following arguments are required: --in"]
+    ),
 ]
 
 # (name, body or (method, path, raw bytes), status, fragment of the JSON reason)
 API_CASES = [
     ("empty batch", {"judge": "tiny-helpfulness", "items": []}, 422, "items"),
-    ("NaN label", b'{"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a", "response_b": "b", '
-                  b'"labels": [NaN]}}', 422, "finite"),
+    (
+        "NaN label",
+        b'{"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a", "response_b": "b", '
+        b'"labels": [NaN]}}',
+        422,
+        "finite",
+    ),
     ("both_orders is not a boolean", {**GOOD, "both_orders": "maybe"}, 422, "both_orders"),
     ("judge and judges both", {**GOOD, "judges": ["tiny-helpfulness"]}, 422, "not both"),
     ("empty id", {**GOOD, "item": {**GOOD["item"], "id": ""}}, 422, "item.id"),
-    ("JSON nested 5,000 deep", b'{"judge": "tiny-helpfulness", "item": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", 400,
-     "error parsing the body"),
+    (
+        "JSON nested 5,000 deep",
+        b'{"judge": "tiny-helpfulness", "item": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+        400,
+        "error parsing the body",
+    ),
     ("an item that is a string", {"judge": "tiny-helpfulness", "item": "judge this"}, 422, "item"),
     ("GET on the judge route", ("GET", "/v1/judge", None), 405, "Not Allowed"),
     ("unknown route", ("POST", "/v2/judge", b"{}"), 404, "Not Found"),
@@ -135,7 +270,8 @@ def test_cli_bad_input_is_one_located_error_and_exit_2(case, ctx, capsys):
         path = ctx["tmp"] / name
         path.parent.mkdir(parents=True, exist_ok=True)
         (path.write_bytes if isinstance(content, bytes) else path.write_text)(
-            content if isinstance(content, bytes) else fill(content, ctx))
+            content if isinstance(content, bytes) else fill(content, ctx)
+        )
     try:
         code = judgeloop.main([fill(a, ctx) for a in case.argv])
     except SystemExit as exc:  # argparse's own usage errors
@@ -167,8 +303,12 @@ def test_a_bad_line_costs_nothing_scored_before_it_and_a_rerun_resumes(ctx, caps
 def test_api_bad_request_is_a_4xx_with_a_json_reason(api, name, body, status, reason):
     if isinstance(body, tuple):
         method, path, content = body
-        resp = httpx.request(method, api.url + path, content=content, headers={
-            "Authorization": f"Bearer {KEY}", "content-type": "application/json"})
+        resp = httpx.request(
+            method,
+            api.url + path,
+            content=content,
+            headers={"Authorization": f"Bearer {KEY}", "content-type": "application/json"},
+        )
     else:
         resp = post(api, body)
     assert resp.status_code == status, resp.text

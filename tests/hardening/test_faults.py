@@ -1,5 +1,6 @@
 """Faults: SIGKILL mid-batch and mid-training, then a rerun; an engine that is gone or hangs; every
 network call bounded by a timeout. (vLLM killed under the judge API: test_vllm_faults.py.)"""
+
 import ast
 import asyncio
 import json
@@ -50,8 +51,22 @@ def test_sigkill_during_batch_scoring_then_rerun_loses_and_duplicates_nothing(ti
     n = 800
     src = write_jsonl(tmp_path / "items.jsonl", pairwise_items(n))
     out = tmp_path / "verdicts.jsonl"
-    cmd = [sys.executable, "judgeloop.py", "score", "--judge", str(tiny_specs["pairwise"]), "--in", str(src),
-           "--out", str(out), "--engine", "transformers", "--batch-size", "8", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "judgeloop.py",
+        "score",
+        "--judge",
+        str(tiny_specs["pairwise"]),
+        "--in",
+        str(src),
+        "--out",
+        str(out),
+        "--engine",
+        "transformers",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(first, lambda: line_count(out) >= 100)
     at_kill = line_count(out)
@@ -70,9 +85,24 @@ def test_sigkill_during_training_resumes_and_ends_equal_to_an_uninterrupted_run(
     data = write_items(tmp_path / "train.jsonl", train_items(48, "t"))
 
     def cmd(out: Path, *extra):
-        return [sys.executable, "-m", "judgeloop", "train", "--spec=helpfulness-pairwise", f"--base_model={tiny_model_dir}",
-                f"--data.train={data}", f"--output_dir={out}", "--max_steps=24", "--eval.steps=6", "--batch_size=4",
-                "--learning_rate=5e-3", "--logging_steps=1", "--lora.rank=4", "--lora.alpha=8", *extra]
+        return [
+            sys.executable,
+            "-m",
+            "judgeloop",
+            "train",
+            "--spec=helpfulness-pairwise",
+            f"--base_model={tiny_model_dir}",
+            f"--data.train={data}",
+            f"--output_dir={out}",
+            "--max_steps=24",
+            "--eval.steps=6",
+            "--batch_size=4",
+            "--learning_rate=5e-3",
+            "--logging_steps=1",
+            "--lora.rank=4",
+            "--lora.alpha=8",
+            *extra,
+        ]
 
     whole = subprocess.run(cmd(tmp_path / "whole"), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -88,8 +118,11 @@ def test_sigkill_during_training_resumes_and_ends_equal_to_an_uninterrupted_run(
     assert a.keys() == b.keys()
     for key in a:  # the same batches, RNG and optimizer state: equal within float noise
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
-    steps = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()
-             if "loss" in json.loads(line)]
+    steps = [
+        json.loads(line)["step"]
+        for line in (killed / "train_log.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
     assert steps == sorted(set(steps)), "log lines after the checkpoint were not dropped"
 
 
@@ -166,8 +199,11 @@ class Stuck:
 def test_api_answers_503_with_a_reason_when_scoring_is_stuck_or_the_engine_is_gone(serving, tokenizer):
     good = serving.services["tiny-helpfulness"]
     stuck = JudgeService(good.served, good.tokenizer, Stuck())
-    gone = JudgeService(good.served, good.tokenizer, VLLMBackend([f"http://127.0.0.1:{free_port()}"], "m",
-                                                                   good.tokenizer, retries=3, backoff_s=5.0))
+    gone = JudgeService(
+        good.served,
+        good.tokenizer,
+        VLLMBackend([f"http://127.0.0.1:{free_port()}"], "m", good.tokenizer, retries=3, backoff_s=5.0),
+    )
     app = create_app({"stuck": stuck, "gone": gone, "tiny-helpfulness": good}, api_key=None, request_timeout_s=1.5)
     with APIServer(app) as server:
         for name, reason in (("stuck", "not scored within 1.5s"), ("gone", "no engine can answer now")):
@@ -199,8 +235,9 @@ def test_a_batch_run_stops_when_no_engine_is_reachable_and_the_rerun_scores_the_
     with pytest.raises(ServerUnavailable):
         score_file(src, out, engine_dies_after_two_batches, ref, batch_size=2, progress=False)
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["p0", "p1", "p2", "p3"]  # no error rows
-    summary = score_file(src, out, lambda b: [Verdict(id=i.id, verdict="B", judge=ref) for i in b], ref,
-                         batch_size=2, progress=False)
+    summary = score_file(
+        src, out, lambda b: [Verdict(id=i.id, verdict="B", judge=ref) for i in b], ref, batch_size=2, progress=False
+    )
     assert (summary.skipped, summary.scored, summary.total, summary.errors) == (4, 2, 6, 0)
 
 
@@ -209,10 +246,14 @@ def test_every_http_call_in_serve_has_a_timeout():
     unbounded = []
     for path in sorted((REPO / "serve").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "httpx"
-                    and node.func.attr in ("Client", "AsyncClient", "get", "post", "request", "stream")
-                    and not any(k.arg == "timeout" for k in node.keywords)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "httpx"
+                and node.func.attr in ("Client", "AsyncClient", "get", "post", "request", "stream")
+                and not any(k.arg == "timeout" for k in node.keywords)
+            ):
                 unbounded.append(f"{path.name}:{node.lineno} httpx.{node.func.attr}")
     assert not unbounded, unbounded
 

@@ -1,5 +1,6 @@
 """The injection corpus on the in-process engine (fast): variants, targets, the flip rate, the report section.
 (The same through vLLM's guided decoding: test_vllm_faults.py.)"""
+
 import pytest
 
 from data.schema import Item, JudgeRef, Verdict
@@ -30,7 +31,9 @@ def test_the_attacker_asks_for_the_label_the_clean_verdict_did_not_give():
 
 def test_flip_rate_counts_changed_verdicts_per_template():
     spec = load_spec("helpfulness-pairwise")
-    items = [Item(id=f"i{k}", group="g", kind="pairwise", instruction="q", response_a="a", response_b="b") for k in range(4)]
+    items = [
+        Item(id=f"i{k}", group="g", kind="pairwise", instruction="q", response_a="a", response_b="b") for k in range(4)
+    ]
     clean = [Verdict(id=i.id, verdict="A", judge=REF) for i in items]
 
     def score(batch):  # flips exactly the role-marker variants, to the asked-for label

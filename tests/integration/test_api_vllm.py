@@ -1,4 +1,5 @@
 """The judge API in front of real vLLM: auth, bad requests, 200 concurrent requests, the Python client."""
+
 import asyncio
 
 import httpx
@@ -10,8 +11,10 @@ from tests.serve.helpers import POEM, pairwise_items
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-GOOD = {"judge": "tiny-helpfulness",
-        "item": {"instruction": "Capital of France?", "response_a": "Paris.", "response_b": POEM}}
+GOOD = {
+    "judge": "tiny-helpfulness",
+    "item": {"instruction": "Capital of France?", "response_a": "Paris.", "response_b": POEM},
+}
 
 
 def post(api, body, headers=AUTH):
@@ -34,13 +37,17 @@ def test_api_key_is_enforced(api):
     assert_good(api)
 
 
-@pytest.mark.parametrize("body,status,reason", [
-    (b'{"judge": "tiny-helpfulness", "item": ', 400, "malformed JSON"),
-    ({**GOOD, "judge": "no-such-judge"}, 404, "unknown judge"),
-    ({"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a"}}, 422, "response_b"),
-    ({"judge": "tiny-helpfulness", "items": [GOOD["item"]] * (MAX_BATCH + 1)}, 413, "limit"),
-    ({**GOOD, "item": {**GOOD["item"], "response_a": "x" * 250_000}}, 413, "bytes"),
-], ids=["malformed-json", "unknown-judge", "missing-field", "batch-too-large", "oversize-body"])
+@pytest.mark.parametrize(
+    "body,status,reason",
+    [
+        (b'{"judge": "tiny-helpfulness", "item": ', 400, "malformed JSON"),
+        ({**GOOD, "judge": "no-such-judge"}, 404, "unknown judge"),
+        ({"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a"}}, 422, "response_b"),
+        ({"judge": "tiny-helpfulness", "items": [GOOD["item"]] * (MAX_BATCH + 1)}, 413, "limit"),
+        ({**GOOD, "item": {**GOOD["item"], "response_a": "x" * 250_000}}, 413, "bytes"),
+    ],
+    ids=["malformed-json", "unknown-judge", "missing-field", "batch-too-large", "oversize-body"],
+)
 def test_bad_request_gets_4xx_with_reason_then_server_answers(api, body, status, reason):
     resp = post(api, body)
     assert resp.status_code == status and reason in resp.json()["error"], resp.text
@@ -58,8 +65,11 @@ def test_200_concurrent_requests_all_get_verdicts(api):
     assert [v.id for v in verdicts] == [r["id"] for r in records]
     assert all(v.error is None and v.verdict in ("A", "B", "tie") for v in verdicts)
     metrics = httpx.get(api.url + "/metrics", headers=AUTH).text
-    count = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                if line.startswith('judgeloop_verdicts_total{judge="tiny-helpfulness"'))
+    count = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('judgeloop_verdicts_total{judge="tiny-helpfulness"')
+    )
     assert count >= 200
 
 

@@ -1,4 +1,5 @@
 """`judgeloop score` on real vLLM: SIGKILLed midway and rerun, every id is in the output exactly once."""
+
 import json
 import os
 import signal
@@ -26,8 +27,21 @@ def test_killed_batch_resumes_with_every_id_exactly_once(stack, tiny_specs, tmp_
     src = write_jsonl(tmp_path / "items.jsonl", pairwise_items(n))
     out = tmp_path / "verdicts.jsonl"
     endpoint = stack.services["tiny-helpfulness"].backend.endpoints[0]
-    cmd = [sys.executable, "judgeloop.py", "score", "--judge", str(tiny_specs["pairwise"]), "--in", str(src),
-           "--out", str(out), "--batch-size", "16", "--no-progress", f"--vllm.endpoints=[{endpoint}]"]
+    cmd = [
+        sys.executable,
+        "judgeloop.py",
+        "score",
+        "--judge",
+        str(tiny_specs["pairwise"]),
+        "--in",
+        str(src),
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--no-progress",
+        f"--vllm.endpoints=[{endpoint}]",
+    ]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while lines(out) < 100 and first.poll() is None and time.monotonic() < deadline:
@@ -47,15 +61,35 @@ def test_killed_batch_resumes_with_every_id_exactly_once(stack, tiny_specs, tmp_
 def test_score_through_the_judge_api(api, tmp_path):
     src = write_jsonl(tmp_path / "items.jsonl", pairwise_items(40))
     out = tmp_path / "verdicts.jsonl"
-    cmd = [sys.executable, "judgeloop.py", "score", "--endpoint", api.url, "--judge", "tiny-judge",
-           "--in", str(src), "--out", str(out), "--batch-size", "16"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "JUDGELOOP_API_KEY": API_KEY})
+    cmd = [
+        sys.executable,
+        "judgeloop.py",
+        "score",
+        "--endpoint",
+        api.url,
+        "--judge",
+        "tiny-judge",
+        "--in",
+        str(src),
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+    ]
+    done = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "JUDGELOOP_API_KEY": API_KEY}
+    )
     assert done.returncode == 0, done.stderr
     assert "40 verdict(s), 0 error(s)" in done.stdout and "labels:" in done.stdout
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in records] == [f"p{i}" for i in range(40)]
     assert all(r["judge"]["name"] == "tiny-judge" for r in records)
-    wrong = subprocess.run([*cmd[:5], "--judge", "nope", *cmd[7:]], cwd=REPO, capture_output=True, text=True,
-                           timeout=120, env={**os.environ, "JUDGELOOP_API_KEY": API_KEY})
+    wrong = subprocess.run(
+        [*cmd[:5], "--judge", "nope", *cmd[7:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JUDGELOOP_API_KEY": API_KEY},
+    )
     assert wrong.returncode == 2 and "not 'nope'" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -4,18 +4,30 @@ Same code path as `make demo` (fetch, grouped splits, LoRA training, merge, base
 validated through vLLM, gate, registry, `judgeloop serve` as a child process, scoring through the
 API, served == validated, report, summary.json); only the split sizes and the step count differ.
 """
+
 import json
 
 import psutil
 import pytest
 
 from data.paths import CONFIGS_DIR
-from eval.demo import run_demo
+from workflows.demo import run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-SUMMARY_KEYS = {"base", "tuned", "longer_rule_accuracy", "reference_judges", "human_ceiling", "gate", "promoted",
-                "served_matches_validated", "served_judgments_per_s", "seconds", "git_commit"}
+SUMMARY_KEYS = {
+    "base",
+    "tuned",
+    "longer_rule_accuracy",
+    "reference_judges",
+    "human_ceiling",
+    "gate",
+    "promoted",
+    "served_matches_validated",
+    "served_judgments_per_s",
+    "seconds",
+    "git_commit",
+}
 FIGURE_KEYS = {"accuracy", "accuracy_ci", "swap_consistency", "acc_shorter_preferred"}
 STAGES = {"model", "data", "train", "merge", "validate_base", "validate_candidate", "gate", "serve", "report"}
 
@@ -34,10 +46,20 @@ def _our_children(out, model_dir) -> list[str]:
 
 def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mirror, smollm2_dir, capsys):
     out = tmp_path / "demo"
-    summary = run_demo(out, CONFIGS_DIR / "train" / "smollm2-cpu.yaml", CONFIGS_DIR / "serve" / "cpu.yaml",
-                       CONFIGS_DIR / "gates" / "default.yaml", limit=24,
-                       train_overrides=["--max_steps=2", "--eval.steps=2", "--data.max_dev_items=4",
-                                        "--batch_size=4", "--data.balance_length=false"])
+    summary = run_demo(
+        out,
+        CONFIGS_DIR / "train" / "smollm2-cpu.yaml",
+        CONFIGS_DIR / "serve" / "cpu.yaml",
+        CONFIGS_DIR / "gates" / "default.yaml",
+        limit=24,
+        train_overrides=[
+            "--max_steps=2",
+            "--eval.steps=2",
+            "--data.max_dev_items=4",
+            "--batch_size=4",
+            "--data.balance_length=false",
+        ],
+    )
     printed = capsys.readouterr().out
     assert SUMMARY_KEYS <= summary.keys() and json.loads((out / "summary.json").read_text()) == summary
     for who in ("base", "tuned"):
@@ -49,17 +71,32 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
     # 24 test items is far below the gate's min_n: the candidate fails and is not promoted
     assert summary["gate"] == "fail" and summary["promoted"] is False
     assert set(summary["reference_judges"]) == {"gpt-3.5-turbo", "pandalm-7b"}
-    for path in ("base/validation.json", "candidate/validation.json", "report/report.html", "train/card.json",
-                 "served_verdicts.jsonl"):
+    for path in (
+        "base/validation.json",
+        "candidate/validation.json",
+        "report/report.html",
+        "train/card.json",
+        "served_verdicts.jsonl",
+    ):
         assert (out / path).exists(), path
     assert "[9/9] report" in printed and "report:" in printed
     # every process the demo started (validation vLLM servers, `judgeloop serve` and its vLLM) is gone
     assert _our_children(out, smollm2_dir) == []
 
     # a rerun reuses the data, the finished training run and the scored verdicts
-    run_demo(out, CONFIGS_DIR / "train" / "smollm2-cpu.yaml", CONFIGS_DIR / "serve" / "cpu.yaml",
-             CONFIGS_DIR / "gates" / "default.yaml", limit=24,
-             train_overrides=["--max_steps=2", "--eval.steps=2", "--data.max_dev_items=4",
-                              "--batch_size=4", "--data.balance_length=false"])
+    run_demo(
+        out,
+        CONFIGS_DIR / "train" / "smollm2-cpu.yaml",
+        CONFIGS_DIR / "serve" / "cpu.yaml",
+        CONFIGS_DIR / "gates" / "default.yaml",
+        limit=24,
+        train_overrides=[
+            "--max_steps=2",
+            "--eval.steps=2",
+            "--data.max_dev_items=4",
+            "--batch_size=4",
+            "--data.balance_length=false",
+        ],
+    )
     again = capsys.readouterr().out
     assert "reusing the finished run" in again and again.count("reusing") >= 4

@@ -1,5 +1,6 @@
 """`judgeloop serve configs/serve/cpu.yaml` end to end on the embedded SmolLM2-135M: a verdict per judge
 over HTTP, agreement with the in-process backend, and SIGTERM leaves no process behind."""
+
 import os
 import signal
 import subprocess
@@ -11,10 +12,9 @@ import httpx
 import pytest
 
 from data.schema import Item
-from serve.hf_backend import HFBackend
-from serve.judge import load_judge
-from serve.scoring import score_items
-from serve.service import load_tokenizer
+from judge.hf_backend import HFBackend
+from judge.loading import load_judge
+from judge.scoring import score_items
 from tests.serve.helpers import POEM, binary_items, free_port, pairwise_items, pointwise_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = "cli-test-key"
 # fp32 in both engines on the real model
 HF_TOLERANCE = 1e-3
-ITEMS = {"helpfulness-pairwise": pairwise_items(4), "harmlessness-pairwise": pairwise_items(4),
-         "answer-correctness": binary_items(4), "summary-coherence": pointwise_items(4)}
+ITEMS = {
+    "helpfulness-pairwise": pairwise_items(4),
+    "harmlessness-pairwise": pairwise_items(4),
+    "answer-correctness": binary_items(4),
+    "summary-coherence": pointwise_items(4),
+}
 
 
 def descendants(pid: int) -> set[int]:
@@ -57,9 +61,22 @@ def served(smollm2_dir, tmp_path_factory):
     api_port = free_port()
     log = open(logs / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "judgeloop.py", "serve", "configs/serve/cpu.yaml", f"--vllm.port={free_port()}",
-         f"--api.port={api_port}", "--vllm.enforce_eager=true", "--vllm.cpu_kvcache_space_gib=1", f"--log_dir={logs}"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUDGELOOP_API_KEY": KEY})
+        [
+            sys.executable,
+            "judgeloop.py",
+            "serve",
+            "configs/serve/cpu.yaml",
+            f"--vllm.port={free_port()}",
+            f"--api.port={api_port}",
+            "--vllm.enforce_eager=true",
+            "--vllm.cpu_kvcache_space_gib=1",
+            f"--log_dir={logs}",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "JUDGELOOP_API_KEY": KEY},
+    )
     url = f"http://127.0.0.1:{api_port}"
     deadline = time.monotonic() + 400
     while True:
@@ -81,8 +98,9 @@ def served(smollm2_dir, tmp_path_factory):
 def test_curl_an_item_get_a_verdict_with_probs_and_fingerprint(served, name):
     _, url = served
     item = next(r for r in ITEMS[name] if POEM in str(r))
-    resp = httpx.post(url + "/v1/judge", json={"judge": name, "item": item},
-                      headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    resp = httpx.post(
+        url + "/v1/judge", json={"judge": name, "item": item}, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+    )
     assert resp.status_code == 200, resp.text
     (v,) = resp.json()["verdicts"]
     labels = load_judge(name).spec.labels
@@ -98,9 +116,13 @@ def test_in_process_backend_agrees_with_served_vllm(served, smollm2_dir):
     for name, records in ITEMS.items():
         records = records[:2]  # the first carries the prompt injection; the HF pass is the slow part
         judge = load_judge(name)
-        local = list(score_items([Item(**r) for r in records], judge.spec, hf, load_tokenizer(judge), judge.ref))
-        resp = httpx.post(url + "/v1/judge", json={"judge": name, "items": records},
-                          headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        local = list(score_items([Item(**r) for r in records], judge.spec, hf, judge.tokenizer(), judge.ref))
+        resp = httpx.post(
+            url + "/v1/judge",
+            json={"judge": name, "items": records},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=120,
+        )
         remote = resp.json()["verdicts"]
         for a, b in zip(local, remote):
             worst = max(worst, *(abs(a.probs[k] - b["probs"][k]) for k in a.probs))

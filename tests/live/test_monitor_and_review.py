@@ -1,6 +1,7 @@
 """`judgeloop monitor` and `judgeloop review` on real traffic through a real judge API into real SQLite:
 a drift injected into the traffic trips the monitor and a stable window does not; a Label Studio
 export round-trips into canonical labelled items; the live agreement weights the random share."""
+
 import csv
 import json
 import time
@@ -14,10 +15,10 @@ from data.labels import LabelSpace
 from data.schema import Item
 from eval.gate import write_result
 from eval.harness import evaluate
-from eval.review import MANIFEST, live_agreement
 from serve.client import JudgeClient
 from tests.live.conftest import KEY, live_api
 from tests.serve.helpers import pairwise_items
+from workflows.review import MANIFEST, live_agreement
 
 
 def iso(ts: float) -> str:
@@ -48,22 +49,31 @@ def traffic(live_serving, tmp_path_factory):
             t0 = time.time()
             stable = pairwise_items(60, "s")
             for i in range(0, 60, 20):
-                client.judge_batch(stable[i:i + 20], "tiny-helpfulness")
+                client.judge_batch(stable[i : i + 20], "tiny-helpfulness")
             live.flush()
             t1 = time.time()
             time.sleep(0.05)
             drifted = swapped(pairwise_items(60, "d"))
             for i in range(0, 60, 20):
-                client.judge_batch(drifted[i:i + 20], "tiny-helpfulness")
+                client.judge_batch(drifted[i : i + 20], "tiny-helpfulness")
             live.flush()
             t2 = time.time() + 0.01
     return {"dir": d, "db": db, "validation": d / "baseline" / "validation.json", "t0": t0, "t1": t1, "t2": t2}
 
 
 def run_monitor(traffic, out, since, until, *extra):
-    return judgeloop.main(["monitor", f"--baseline={traffic['validation']}", f"--log={traffic['db']}",
-                           f"--until={iso(until)}", f"--window_hours={(until - since) / 3600}", "--min_n=30",
-                           f"--out={out}", *extra])
+    return judgeloop.main(
+        [
+            "monitor",
+            f"--baseline={traffic['validation']}",
+            f"--log={traffic['db']}",
+            f"--until={iso(until)}",
+            f"--window_hours={(until - since) / 3600}",
+            "--min_n=30",
+            f"--out={out}",
+            *extra,
+        ]
+    )
 
 
 def test_a_stable_window_does_not_trip_the_monitor(traffic, tmp_path, capsys):
@@ -101,33 +111,73 @@ def test_too_little_traffic_skips_the_drift_rules(traffic, tmp_path):
 def test_a_bad_monitor_config_names_every_problem(tmp_path, capsys):
     assert judgeloop.main(["monitor", "--baseline=nope.json", "--max_psi=-1", "--window_hours=0"]) == 2
     err = capsys.readouterr().err
-    assert "field 'baseline': file 'nope.json' not found" in err and "field 'max_psi'" in err and "field 'window_hours'" in err
+    assert (
+        "field 'baseline': file 'nope.json' not found" in err
+        and "field 'max_psi'" in err
+        and "field 'window_hours'" in err
+    )
 
 
 def label_studio_export(tasks: list[dict], labels_per_task) -> list[dict]:
     """What Label Studio's JSON export gives for the imported tasks after annotation (two annotators each)."""
     out = []
     for k, (task, labels) in enumerate(zip(tasks, labels_per_task), 1):
-        annotations = [{"id": 100 * k + j, "completed_by": j, "was_cancelled": False, "lead_time": 3.2,
-                        "result": [{"id": f"r{k}{j}", "from_name": "label", "to_name": "instruction", "type": "choices",
-                                    "origin": "manual", "value": {"choices": [lab]}}]}
-                       for j, lab in enumerate(labels, 1)]
+        annotations = [
+            {
+                "id": 100 * k + j,
+                "completed_by": j,
+                "was_cancelled": False,
+                "lead_time": 3.2,
+                "result": [
+                    {
+                        "id": f"r{k}{j}",
+                        "from_name": "label",
+                        "to_name": "instruction",
+                        "type": "choices",
+                        "origin": "manual",
+                        "value": {"choices": [lab]},
+                    }
+                ],
+            }
+            for j, lab in enumerate(labels, 1)
+        ]
         annotations.append({"id": 100 * k + 9, "completed_by": 9, "was_cancelled": True, "result": []})
         out.append({"id": k, "data": task["data"], "annotations": annotations, "predictions": [], "project": 1})
     return out
 
 
 def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs, tmp_path, capsys):
-    from eval.review import import_review
     from data.spec import load_spec
+    from workflows.review import import_review
 
     spec = load_spec(tiny_specs["pairwise"])
     out = tmp_path / "review"
-    assert judgeloop.main(["review", "export", "--judge=tiny-helpfulness", f"--spec={tiny_specs['pairwise']}", "--n=12",
-                           "--random-share=0.5", "--seed=1", f"--log={traffic['db']}", f"--out={out}"]) == 0
+    assert (
+        judgeloop.main(
+            [
+                "review",
+                "export",
+                "--judge=tiny-helpfulness",
+                f"--spec={tiny_specs['pairwise']}",
+                "--n=12",
+                "--random-share=0.5",
+                "--seed=1",
+                f"--log={traffic['db']}",
+                f"--out={out}",
+            ]
+        )
+        == 0
+    )
     assert "12 items to review (6 targeted, 6 uniform random) of 120 distinct items" in capsys.readouterr().out
-    paths = {k: out / v for k, v in (("manifest", MANIFEST), ("tasks", "review-tasks.json"), ("csv", "review.csv"),
-                                       ("config", "labeling-config.xml"))}
+    paths = {
+        k: out / v
+        for k, v in (
+            ("manifest", MANIFEST),
+            ("tasks", "review-tasks.json"),
+            ("csv", "review.csv"),
+            ("config", "labeling-config.xml"),
+        )
+    }
     manifest = json.loads(paths["manifest"].read_text())
     assert len(manifest["items"]) == 12 and manifest["population"] == 120
     strata = [e["stratum"] for e in manifest["items"].values()]
@@ -137,7 +187,7 @@ def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs
     random_conf = [e["confidence"] for e in manifest["items"].values() if e["stratum"] == "random"]
     inconsistent = [e for e in manifest["items"].values() if e["consistent"] is False]
     assert max(targeted_conf) <= min(random_conf) or inconsistent  # hardest first
-    assert "<Choice value=\"tie\"/>" in paths["config"].read_text()
+    assert '<Choice value="tie"/>' in paths["config"].read_text()
     tasks = json.loads(paths["tasks"].read_text())
     assert all("verdict" not in t["data"] for t in tasks)  # reviewers never see the judge's verdict
 
@@ -151,8 +201,11 @@ def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs
         rid = task["data"]["review_id"]
         it, entry = reviewed[rid], manifest["items"][rid]
         assert it.labels == labs and it.label == ("tie" if labs == ["A", "B"] else "B")
-        assert (it.instruction, it.response_a, it.response_b) == (entry["item"]["instruction"],
-                                                                  entry["item"]["response_a"], entry["item"]["response_b"])
+        assert (it.instruction, it.response_a, it.response_b) == (
+            entry["item"]["instruction"],
+            entry["item"]["response_a"],
+            entry["item"]["response_b"],
+        )
         assert it.meta["review"]["stratum"] == entry["stratum"] and it.meta["review"]["verdict"] == entry["verdict"]
 
     # the CLI, and the same labels through the CSV, with one bad cell
@@ -163,8 +216,18 @@ def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    assert judgeloop.main(["review", "import", str(paths["csv"]), f"--spec={tiny_specs['pairwise']}",
-                           f"--out={tmp_path / 'from-csv.jsonl'}"]) == 2
+    assert (
+        judgeloop.main(
+            [
+                "review",
+                "import",
+                str(paths["csv"]),
+                f"--spec={tiny_specs['pairwise']}",
+                f"--out={tmp_path / 'from-csv.jsonl'}",
+            ]
+        )
+        == 2
+    )
     assert f"{paths['csv']}:4: field 'label': label 'maybe' is not one of A, B, tie" in capsys.readouterr().err
     assert not (tmp_path / "from-csv.jsonl").exists()  # nothing half-written
     rows[2]["label"] = "tie"
@@ -172,21 +235,52 @@ def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    assert judgeloop.main(["review", "import", str(paths["csv"]), f"--spec={tiny_specs['pairwise']}",
-                           f"--out={tmp_path / 'from-csv.jsonl'}"]) == 0
+    assert (
+        judgeloop.main(
+            [
+                "review",
+                "import",
+                str(paths["csv"]),
+                f"--spec={tiny_specs['pairwise']}",
+                f"--out={tmp_path / 'from-csv.jsonl'}",
+            ]
+        )
+        == 0
+    )
     assert len(list(read_jsonl(tmp_path / "from-csv.jsonl", Item))) == 12
 
     # a bad label in the Label Studio export names the file, line and task
     bad = label_studio_export(tasks, [["A", "C"]] + labels[1:])
     export_file.write_text(json.dumps(bad, indent=2))
-    assert judgeloop.main(["review", "import", str(export_file), f"--spec={tiny_specs['pairwise']}",
-                           f"--manifest={paths['manifest']}", f"--out={tmp_path / 'x.jsonl'}"]) == 2
+    assert (
+        judgeloop.main(
+            [
+                "review",
+                "import",
+                str(export_file),
+                f"--spec={tiny_specs['pairwise']}",
+                f"--manifest={paths['manifest']}",
+                f"--out={tmp_path / 'x.jsonl'}",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{export_file}:" in err and "field '[0].annotations[1].result': label 'C' is not one of A, B, tie" in err
 
     # the live agreement goes into the monitoring page
-    assert run_monitor(traffic, tmp_path / "page", traffic["t0"] - 0.5, traffic["t2"],
-                       f"--reviews=[{tmp_path / 'reviewed.jsonl'}]", "--max_psi=null", "--min_chi2_p=null") == 0
+    assert (
+        run_monitor(
+            traffic,
+            tmp_path / "page",
+            traffic["t0"] - 0.5,
+            traffic["t2"],
+            f"--reviews=[{tmp_path / 'reviewed.jsonl'}]",
+            "--max_psi=null",
+            "--min_chi2_p=null",
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "page" / "monitor.json").read_text())
     assert m["review"]["n_reviewed"] == 12  # an A/B split aggregates to tie, a label the judge could give
     assert 0 <= m["review"]["agreement"]["value"] <= 1
@@ -194,9 +288,17 @@ def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs
 
 
 def reviewed_item(i: int, stratum: str, size: int, judge: str, human: str) -> Item:
-    return Item(id=f"r{i}", group=f"r{i}", kind="pairwise", instruction="q", response_a="a", response_b="b",
-                labels=[human], label=human, meta={"review": {"export": "e1", "stratum": stratum, "stratum_size": size,
-                                                              "verdict": judge}})
+    return Item(
+        id=f"r{i}",
+        group=f"r{i}",
+        kind="pairwise",
+        instruction="q",
+        response_a="a",
+        response_b="b",
+        labels=[human],
+        label=human,
+        meta={"review": {"export": "e1", "stratum": stratum, "stratum_size": size, "verdict": judge}},
+    )
 
 
 def test_live_agreement_weights_the_random_share_by_what_it_stands_for():

@@ -1,38 +1,76 @@
 """`judgeloop retrain` on the tiny model: original + reviewed labels -> a registered, gated candidate;
 promoted only with --promote and a passing gate."""
+
 import json
 
 import yaml
 
 import judgeloop
 from data.jsonl import write_jsonl
-from eval.registry import Registry
+from judge.registry import Registry
 from tests.train.helpers import pairwise_items
+from workflows import promotion
 
 
 def write_configs(tmp_path, spec, model_dir, gates: dict, version: str) -> tuple:
     write_jsonl(tmp_path / "train.jsonl", pairwise_items(12, "t"))
-    reviewed = [it.model_copy(update={"meta": {"review": {"export": "e1", "stratum": "random", "stratum_size": 50,
-                                                          "verdict": "A"}}}) for it in pairwise_items(8, "r", seed=5)]
+    reviewed = [
+        it.model_copy(
+            update={"meta": {"review": {"export": "e1", "stratum": "random", "stratum_size": 50, "verdict": "A"}}}
+        )
+        for it in pairwise_items(8, "r", seed=5)
+    ]
     write_jsonl(tmp_path / "reviewed.jsonl", reviewed)
-    held_out = [it.model_copy(update={"instruction": "Held out: which response is about a fox?"})
-                for it in pairwise_items(10, "e", seed=2)]
+    held_out = [
+        it.model_copy(update={"instruction": "Held out: which response is about a fox?"})
+        for it in pairwise_items(10, "e", seed=2)
+    ]
     write_jsonl(tmp_path / "eval.jsonl", held_out)
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump({
-        "spec": str(spec), "base_model": str(model_dir), "data": {"train": [str(tmp_path / "train.jsonl")]},
-        "max_steps": 2, "eval": {"steps": 2}, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 1,
-        "lora": {"rank": 4, "alpha": 8}}))
+    (tmp_path / "train.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "spec": str(spec),
+                "base_model": str(model_dir),
+                "data": {"train": [str(tmp_path / "train.jsonl")]},
+                "max_steps": 2,
+                "eval": {"steps": 2},
+                "batch_size": 4,
+                "learning_rate": 5e-3,
+                "logging_steps": 1,
+                "lora": {"rank": 4, "alpha": 8},
+            }
+        )
+    )
     (tmp_path / "gates.yaml").write_text(yaml.safe_dump(gates))
-    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump({
-        "train": str(tmp_path / "train.yaml"), "reviewed": [str(tmp_path / "reviewed.jsonl")],
-        "eval_items": str(tmp_path / "eval.jsonl"), "gates": str(tmp_path / "gates.yaml"), "engine": "transformers",
-        "registry": str(tmp_path.parent / "registry"), "out": str(tmp_path / "out"), "n_boot": 200, "version": version}))
+    (tmp_path / "retrain.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "train": str(tmp_path / "train.yaml"),
+                "reviewed": [str(tmp_path / "reviewed.jsonl")],
+                "eval_items": str(tmp_path / "eval.jsonl"),
+                "gates": str(tmp_path / "gates.yaml"),
+                "engine": "transformers",
+                "registry": str(tmp_path.parent / "registry"),
+                "out": str(tmp_path / "out"),
+                "n_boot": 200,
+                "version": version,
+            }
+        )
+    )
     return tmp_path / "retrain.yaml"
 
 
-OPEN_GATE = {"min_n": 1, "min_margin_over_baseline": None, "min_ci_low": None, "min_ceiling_fraction": None,
-             "max_incumbent_drop": None, "min_swap_consistency": None, "min_beyond_length": None, "max_ece": None,
-             "max_errors": 0}
+OPEN_GATE = {
+    "min_n": 1,
+    "min_margin_over_baseline": None,
+    "min_ci_low": None,
+    "min_ceiling_fraction": None,
+    "max_incumbent_drop": None,
+    "min_swap_consistency": None,
+    "min_beyond_length": None,
+    "max_ece": None,
+    "max_errors": 0,
+}
 
 
 def test_retrain_registers_a_gated_candidate_and_promotes_only_on_a_pass(tiny_specs, serve_model_dir, tmp_path, capsys):
@@ -43,7 +81,7 @@ def test_retrain_registers_a_gated_candidate_and_promotes_only_on_a_pass(tiny_sp
     out = capsys.readouterr().out
     assert "promoted tiny-helpfulness 1 to production" in out
     entry = registry.resolve("tiny-helpfulness", "production")
-    assert entry["version"] == "1" and registry.passing_gate(entry) is not None
+    assert entry["version"] == "1" and promotion.passing_gate(registry, entry) is not None
     card = json.loads((tmp_path / "one" / "out" / "train" / "card.json").read_text())
     assert "reviewed.jsonl" in json.dumps(card)  # the reviewed labels were trained on
     validation = json.loads((tmp_path / "one" / "out" / "validation.json").read_text())
@@ -60,7 +98,7 @@ def test_retrain_registers_a_gated_candidate_and_promotes_only_on_a_pass(tiny_sp
     record = registry.load("tiny-helpfulness")
     assert record["production"] == "1" and record["versions"]["2"]["status"] == "candidate"
     two = record["versions"]["2"]
-    assert two["validations"][-1]["gate_passed"] is False and registry.passing_gate(two) is None
+    assert two["validations"][-1]["gate_passed"] is False and promotion.passing_gate(registry, two) is None
     validation = json.loads((tmp_path / "two" / "out" / "validation.json").read_text())
     assert validation["comparison"]["incumbent"]["version"] == "1"  # production was the incumbent
     assert two["fingerprint"] != entry["fingerprint"]

@@ -1,6 +1,7 @@
 """Shadow mode: a candidate scores production traffic off the request path. Production responses do not
 change and do not wait for it (even when the candidate's engine is held busy); its verdicts are logged
 with role 'shadow', paired to production's, and `judgeloop monitor --compare` reports the agreement."""
+
 import json
 import statistics
 import time
@@ -80,8 +81,17 @@ def test_monitor_compare_reports_paired_agreement(live_serving, tmp_path, capsys
         with JudgeClient(server.url, api_key=KEY) as client:
             client.judge_batch(pairwise_items(24, "m"), "tiny-helpfulness")
         live.flush()
-    assert judgeloop.main(["monitor", f"--baseline={tmp_path / 'baseline' / 'validation.json'}", f"--log={db}",
-                           "--min_n=10", f"--out={tmp_path / 'out'}", "--compare", CANDIDATE]) in (0, 1)
+    assert judgeloop.main(
+        [
+            "monitor",
+            f"--baseline={tmp_path / 'baseline' / 'validation.json'}",
+            f"--log={db}",
+            "--min_n=10",
+            f"--out={tmp_path / 'out'}",
+            "--compare",
+            CANDIDATE,
+        ]
+    ) in (0, 1)
     out = capsys.readouterr().out
     m = json.loads((tmp_path / "out" / "monitor.json").read_text())
     rows = read_rows(db)
@@ -93,6 +103,17 @@ def test_monitor_compare_reports_paired_agreement(live_serving, tmp_path, capsys
     assert sum(map(sum, c["confusion"]["counts"])) == 24
     assert f"shadow {CANDIDATE} vs production: agreement" in out
     assert "judgeloop_monitor_shadow_agreement" in (tmp_path / "out" / "monitor.prom").read_text()
-    assert judgeloop.main(["monitor", f"--baseline={tmp_path / 'baseline' / 'validation.json'}", f"--log={db}",
-                           f"--out={tmp_path / 'out'}", "--compare", "tiny-helpfulness@9"]) == 2
+    assert (
+        judgeloop.main(
+            [
+                "monitor",
+                f"--baseline={tmp_path / 'baseline' / 'validation.json'}",
+                f"--log={db}",
+                f"--out={tmp_path / 'out'}",
+                "--compare",
+                "tiny-helpfulness@9",
+            ]
+        )
+        == 2
+    )
     assert "no shadow verdicts of 'tiny-helpfulness@9'" in capsys.readouterr().err

@@ -1,14 +1,15 @@
 """The verdict log behind a real judge API and real SQLite: every served verdict is a row, even under
 concurrency; a full queue or a broken database costs log rows (counted), never a request."""
+
 import asyncio
 import sqlite3
 import time
 
 import httpx
 
+from data.schema import Item
 from serve.client import AsyncJudgeClient, JudgeClient
 from serve.verdict_log import item_hash, read_rows
-from data.schema import Item
 from tests.live.conftest import KEY, live_api
 from tests.serve.helpers import pairwise_items
 
@@ -26,8 +27,10 @@ def test_logged_rows_equal_served_requests_under_concurrency(live_serving, tmp_p
     async def traffic(url):
         async with AsyncJudgeClient(url, api_key=KEY) as client:
             singles = [client.judge(it, "tiny-helpfulness") for it in items[:32]]
-            batches = [client.judge_batch(items[i:i + 4], "tiny-helpfulness", both_orders=i % 8 == 0)
-                       for i in range(32, 48, 4)]
+            batches = [
+                client.judge_batch(items[i : i + 4], "tiny-helpfulness", both_orders=i % 8 == 0)
+                for i in range(32, 48, 4)
+            ]
             done = await asyncio.gather(*singles, *batches)
         return [v for d in done for v in (d if isinstance(d, list) else [d])]
 
@@ -42,8 +45,12 @@ def test_logged_rows_equal_served_requests_under_concurrency(live_serving, tmp_p
     assert set(by_id) == {it["id"] for it in items}
     for v in served:
         r = by_id[v.id]
-        assert (r["verdict"], r["fingerprint"], r["role"], r["judge"]) == (v.verdict, v.judge.fingerprint, "production",
-                                                                           "tiny-helpfulness")
+        assert (r["verdict"], r["fingerprint"], r["role"], r["judge"]) == (
+            v.verdict,
+            v.judge.fingerprint,
+            "production",
+            "tiny-helpfulness",
+        )
         assert r["probs"] == v.probs and r["confidence"] == v.confidence and r["consistent"] == v.consistent
         assert r["order_probs"] == v.order_probs and r["latency_ms"] == v.latency_ms and r["error"] is None
     item = Item.model_validate({**items[5], "kind": "pairwise"})

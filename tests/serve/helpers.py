@@ -1,4 +1,5 @@
 """Builders shared by the serving tests: a vLLM-servable tiny model, judge specs on it, LoRA judges, items."""
+
 from __future__ import annotations
 
 import json
@@ -42,18 +43,26 @@ def spec_file(dest: Path, base_model: Path | str, name: str, like: str = "helpfu
     return path
 
 
-def lora_judge(base_model: Path, spec_path: Path, dest: Path, *, seed: int = 1, rank: int = 8, version: str = "2") -> Path:
+def lora_judge(
+    base_model: Path, spec_path: Path, dest: Path, *, seed: int = 1, rank: int = 8, version: str = "2"
+) -> Path:
     """A judge directory with a LoRA adapter whose B weights are random (so it changes the model)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from data.fingerprint import fingerprint
+    from judge.fingerprint import fingerprint
 
     model = AutoModelForCausalLM.from_pretrained(base_model)
-    peft_model = get_peft_model(model, LoraConfig(
-        r=rank, lora_alpha=2 * rank, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
@@ -63,9 +72,19 @@ def lora_judge(base_model: Path, spec_path: Path, dest: Path, *, seed: int = 1, 
     peft_model.save_pretrained(dest / "adapter")
     AutoTokenizer.from_pretrained(base_model).save_pretrained(dest / "adapter")
     spec = load_spec(spec_path)
-    (dest / "judge.json").write_text(json.dumps({
-        "name": spec.name, "version": version, "spec": spec.to_dict(), "base_model": str(base_model),
-        "adapter": "adapter", "fingerprint": fingerprint(spec, base_model, dest / "adapter")}, indent=2))
+    (dest / "judge.json").write_text(
+        json.dumps(
+            {
+                "name": spec.name,
+                "version": version,
+                "spec": spec.to_dict(),
+                "base_model": str(base_model),
+                "adapter": "adapter",
+                "fingerprint": fingerprint(spec, base_model, dest / "adapter"),
+            },
+            indent=2,
+        )
+    )
     return dest
 
 
@@ -75,20 +94,45 @@ def pairwise_items(n: int, prefix: str = "p") -> list[dict]:
     for i in range(n):
         a = f"Answer {i}: " + "the capital of France is Paris. " * (1 + i % 4)
         b = POEM if i % 5 == 0 else f"I think it is Lyon, number {i}." + " really" * (i % 3)
-        out.append({"id": f"{prefix}{i}", "group": f"g{i // 3}", "kind": "pairwise",
-                    "instruction": f"Question {i}: what is the capital of France?", "response_a": a, "response_b": b})
+        out.append(
+            {
+                "id": f"{prefix}{i}",
+                "group": f"g{i // 3}",
+                "kind": "pairwise",
+                "instruction": f"Question {i}: what is the capital of France?",
+                "response_a": a,
+                "response_b": b,
+            }
+        )
     return out
 
 
 def pointwise_items(n: int, prefix: str = "s") -> list[dict]:
-    return [{"id": f"{prefix}{i}", "group": f"g{i}", "kind": "pointwise", "instruction": "Summarise the article.",
-             "context": "The council met on Monday. It approved a budget. " * (1 + i % 3),
-             "response": POEM if i % 4 == 0 else f"The council approved a budget ({i})."} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "group": f"g{i}",
+            "kind": "pointwise",
+            "instruction": "Summarise the article.",
+            "context": "The council met on Monday. It approved a budget. " * (1 + i % 3),
+            "response": POEM if i % 4 == 0 else f"The council approved a budget ({i}).",
+        }
+        for i in range(n)
+    ]
 
 
 def binary_items(n: int, prefix: str = "b") -> list[dict]:
-    return [{"id": f"{prefix}{i}", "group": f"g{i}", "kind": "binary", "instruction": f"What is {i} + {i}?",
-             "reference": str(2 * i), "response": POEM if i % 4 == 0 else str(2 * i + i % 2)} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "group": f"g{i}",
+            "kind": "binary",
+            "instruction": f"What is {i} + {i}?",
+            "reference": str(2 * i),
+            "response": POEM if i % 4 == 0 else str(2 * i + i % 2),
+        }
+        for i in range(n)
+    ]
 
 
 def free_port_run(n: int) -> int:
@@ -118,8 +162,11 @@ class APIServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    limit_concurrency=1000, backlog=1024))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", limit_concurrency=1000, backlog=1024
+            )
+        )
         self.thread = None
 
     def __enter__(self):

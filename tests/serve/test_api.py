@@ -1,4 +1,5 @@
 """The judge API on the in-process engine (fast): auth, every kind of bad request, limits, hooks, metrics."""
+
 import json
 
 import httpx
@@ -24,8 +25,13 @@ def serving(tiny_specs):
 @pytest.fixture(scope="module")
 def api(serving):
     logged = []
-    app = create_app(serving.services, api_key=KEY, max_body_bytes=20_000, max_batch_items=8,
-                     verdict_logger=lambda item, verdict: logged.append((item, verdict)))
+    app = create_app(
+        serving.services,
+        api_key=KEY,
+        max_body_bytes=20_000,
+        max_batch_items=8,
+        verdict_logger=lambda item, verdict: logged.append((item, verdict)),
+    )
     with APIServer(app) as server:
         server.logged = logged
         yield server
@@ -34,12 +40,16 @@ def api(serving):
 def post(api, body, key=KEY, **kw):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if isinstance(body, (bytes, str)):
-        return httpx.post(api.url + "/v1/judge", content=body, headers={**headers, "content-type": "application/json"}, **kw)
+        return httpx.post(
+            api.url + "/v1/judge", content=body, headers={**headers, "content-type": "application/json"}, **kw
+        )
     return httpx.post(api.url + "/v1/judge", json=body, headers=headers, **kw)
 
 
-GOOD = {"judge": "tiny-helpfulness", "item": {"instruction": "Capital of France?", "response_a": "Paris.",
-                                              "response_b": POEM}}
+GOOD = {
+    "judge": "tiny-helpfulness",
+    "item": {"instruction": "Capital of France?", "response_a": "Paris.", "response_b": POEM},
+}
 
 
 def test_one_item_gets_a_verdict_with_probs_and_fingerprint(api, serving):
@@ -61,12 +71,20 @@ def test_api_key_required(api, key):
 
 BAD = [
     ("malformed JSON", b'{"judge": "tiny-helpfulness", "item": {', 400, "malformed JSON"),
-    ("not an object", b'[1, 2]', 422, "body"),
+    ("not an object", b"[1, 2]", 422, "body"),
     ("unknown judge", {**GOOD, "judge": "tiny-helpfulnes"}, 404, "did you mean 'tiny-helpfulness'"),
-    ("missing response_b", {"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a"}},
-     422, "needs 'response_b'"),
-    ("missing instruction", {"judge": "tiny-helpfulness", "item": {"response_a": "a", "response_b": "b"}},
-     422, "item.instruction"),
+    (
+        "missing response_b",
+        {"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a"}},
+        422,
+        "needs 'response_b'",
+    ),
+    (
+        "missing instruction",
+        {"judge": "tiny-helpfulness", "item": {"response_a": "a", "response_b": "b"}},
+        422,
+        "item.instruction",
+    ),
     ("no item", {"judge": "tiny-helpfulness"}, 422, "exactly one of 'item' or 'items'"),
     ("unknown field", {**GOOD, "temperature": 0.5}, 422, "temperature"),
     ("wrong kind", {"judge": "tiny-helpfulness", "item": {"instruction": "x", "response": "r"}}, 422, "response_a"),
@@ -84,8 +102,11 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_the_server_stays_up(api, case,
 
 
 def test_form_body_is_refused_with_a_reason(api):
-    resp = httpx.post(api.url + "/v1/judge", content=json.dumps(GOOD), headers={
-        "Authorization": f"Bearer {KEY}", "content-type": "text/plain"})
+    resp = httpx.post(
+        api.url + "/v1/judge",
+        content=json.dumps(GOOD),
+        headers={"Authorization": f"Bearer {KEY}", "content-type": "text/plain"},
+    )
     assert resp.status_code == 415 and "application/json" in resp.json()["error"]
 
 
@@ -93,6 +114,7 @@ def test_chunked_oversize_body_is_refused(api):
     def chunks():
         for _ in range(30):
             yield b"x" * 1000
+
     resp = httpx.post(api.url + "/v1/judge", content=chunks(), headers={"Authorization": f"Bearer {KEY}"})
     assert resp.status_code == 413
 

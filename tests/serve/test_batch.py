@@ -1,4 +1,5 @@
 """Batch scoring on the in-process engine: append-only output, resume, summary, the CLI."""
+
 import json
 
 import pytest
@@ -22,6 +23,7 @@ def fake_scorer(calls):
     def score(batch: list[Item]):
         calls.append([i.id for i in batch])
         return [Verdict(id=i.id, verdict="A", probs={"A": 0.6, "B": 0.4}, judge=REF) for i in batch]
+
     return score
 
 
@@ -29,8 +31,10 @@ def test_resume_skips_done_ids_and_drops_a_torn_line(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(10))
     out = tmp_path / "out.jsonl"
     # an earlier run wrote p0, p1 and was killed in the middle of p2's line
-    out.write_text('{"id":"p0","verdict":"A","judge":{"name":"t","fingerprint":"f"}}\n'
-                   '{"id":"p1","verdict":"B","judge":{"name":"t","fingerprint":"f"}}\n{"id":"p2","verd')
+    out.write_text(
+        '{"id":"p0","verdict":"A","judge":{"name":"t","fingerprint":"f"}}\n'
+        '{"id":"p1","verdict":"B","judge":{"name":"t","fingerprint":"f"}}\n{"id":"p2","verd'
+    )
     calls = []
     summary = score_file(src, out, fake_scorer(calls), REF, batch_size=3, progress=False)
     assert ids(out) == [f"p{i}" for i in range(10)]
@@ -64,8 +68,20 @@ def test_bad_input_line_is_a_located_error(tmp_path):
 def test_cli_scores_with_the_in_process_engine(tmp_path, tiny_specs, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(7))
     out = tmp_path / "out.jsonl"
-    argv = ["score", "--judge", str(tiny_specs["pairwise"]), "--in", str(src), "--out", str(out),
-            "--engine", "transformers", "--batch-size", "3", "--no-progress"]
+    argv = [
+        "score",
+        "--judge",
+        str(tiny_specs["pairwise"]),
+        "--in",
+        str(src),
+        "--out",
+        str(out),
+        "--engine",
+        "transformers",
+        "--batch-size",
+        "3",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "scored 7 item(s)" in printed and "7 verdict(s), 0 error(s)" in printed and "labels:" in printed

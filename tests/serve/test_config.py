@@ -1,4 +1,5 @@
 """The serve config: shipped files load, every mistake is reported with its field."""
+
 import pytest
 
 from data.errors import ConfigError
@@ -17,8 +18,9 @@ def test_default_is_the_cpu_config():
 
 def test_all_problems_at_once_with_fields():
     with pytest.raises(ConfigError) as err:
-        load_serve_config(None, ["--vllm.port=0", "--client.concurrency=0", "--api.host=0.0.0.0",
-                                 "--api.no_auth_on_loopback=true"])
+        load_serve_config(
+            None, ["--vllm.port=0", "--client.concurrency=0", "--api.host=0.0.0.0", "--api.no_auth_on_loopback=true"]
+        )
     fields = {p.field for p in err.value.problems}
     assert {"vllm.port", "client.concurrency", "api.no_auth_on_loopback"} <= fields
 

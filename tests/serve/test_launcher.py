@@ -1,4 +1,5 @@
 """Launcher: which judge is served how, the vLLM command line, and child processes that never outlive us."""
+
 import signal
 import subprocess
 import sys
@@ -9,10 +10,18 @@ import pytest
 
 from data.errors import ConfigError, ServerError
 from data.spec import load_spec
+from judge.loading import Judge
 from serve.config import load_serve_config
-from serve.judge import Judge
-from serve.launcher import (ChildProcess, ServedJudge, VLLMServer, judge_endpoints, plan_servers, serving_judges,
-                            vllm_command, vllm_env)
+from serve.launcher import (
+    ChildProcess,
+    ServedJudge,
+    VLLMServer,
+    judge_endpoints,
+    plan_servers,
+    serving_judges,
+    vllm_command,
+    vllm_env,
+)
 from tests.serve.helpers import lora_judge
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,10 +55,13 @@ def adapter(tmp_path: Path, name: str, rank: int) -> str:
 def judges(tmp_path):
     spec = load_spec("helpfulness-pairwise")
     base = str(tmp_path)
-    return [ServedJudge("helpfulness-pairwise", Judge(spec, base, None, "f1"), "production", "base"),
-            ServedJudge("helpfulness-pairwise@3", Judge(spec, base, adapter(tmp_path, "a3", 12), "f3", "3"),
-                        "candidate", "lora"),
-            ServedJudge("other", Judge(spec, "/models/merged", None, "f4"), "production", "merged")]
+    return [
+        ServedJudge("helpfulness-pairwise", Judge(spec, base, None, "f1"), "production", "base"),
+        ServedJudge(
+            "helpfulness-pairwise@3", Judge(spec, base, adapter(tmp_path, "a3", 12), "f3", "3"), "candidate", "lora"
+        ),
+        ServedJudge("other", Judge(spec, "/models/merged", None, "f4"), "production", "merged"),
+    ]
 
 
 def test_cpu_plan_one_server_per_model(tmp_path):
@@ -58,10 +70,13 @@ def test_cpu_plan_one_server_per_model(tmp_path):
     plans = plan_servers(served, cfg)
     assert [(p.model_path, p.names, list(p.loras), p.port) for p in plans] == [
         (str(tmp_path.resolve()), ["helpfulness-pairwise"], ["helpfulness-pairwise@3"], 9100),
-        ("/models/merged", ["other"], [], 9101)]
-    assert judge_endpoints(served, plans) == {"helpfulness-pairwise": ["http://127.0.0.1:9100"],
-                                              "helpfulness-pairwise@3": ["http://127.0.0.1:9100"],
-                                              "other": ["http://127.0.0.1:9101"]}
+        ("/models/merged", ["other"], [], 9101),
+    ]
+    assert judge_endpoints(served, plans) == {
+        "helpfulness-pairwise": ["http://127.0.0.1:9100"],
+        "helpfulness-pairwise@3": ["http://127.0.0.1:9100"],
+        "other": ["http://127.0.0.1:9101"],
+    }
     cmd = vllm_command(plans[0], cfg)
     assert cmd[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "--enable-prefix-caching" in cmd
@@ -77,12 +92,23 @@ def test_cpu_plan_one_server_per_model(tmp_path):
 
 def test_gpu_plan_replicas_devices_and_memory(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    cfg = load_serve_config(None, ["--vllm.device=gpu", "--vllm.replicas=2", "--vllm.tensor_parallel_size=2",
-                                   "--vllm.gpu_memory_utilization=0.8"]).vllm
+    cfg = load_serve_config(
+        None,
+        [
+            "--vllm.device=gpu",
+            "--vllm.replicas=2",
+            "--vllm.tensor_parallel_size=2",
+            "--vllm.gpu_memory_utilization=0.8",
+        ],
+    ).vllm
     served = judges(tmp_path)
     plans = plan_servers(served, cfg)
     assert [(p.port, p.devices, p.gpu_memory_utilization) for p in plans] == [
-        (8100, [0, 1], 0.4), (8101, [0, 1], 0.4), (8102, [2, 3], 0.4), (8103, [2, 3], 0.4)]
+        (8100, [0, 1], 0.4),
+        (8101, [0, 1], 0.4),
+        (8102, [2, 3], 0.4),
+        (8103, [2, 3], 0.4),
+    ]
     assert judge_endpoints(served, plans)["helpfulness-pairwise"] == ["http://127.0.0.1:8100", "http://127.0.0.1:8102"]
     cmd = vllm_command(plans[2], cfg)
     assert cmd[cmd.index("--tensor-parallel-size") + 1] == "2"
@@ -112,10 +138,12 @@ def test_two_judges_with_one_key_is_a_config_error(tiny_specs):
         serving_judges([str(tiny_specs["pairwise"])] * 2, [], "cpu")
 
 
-GRANDPARENT = ("import subprocess, sys, time\n"
-               "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-               "print('grandchild', p.pid, flush=True)\n"
-               "time.sleep(600)\n")
+GRANDPARENT = (
+    "import subprocess, sys, time\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "print('grandchild', p.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
 
 
 def _grandchild_pid(child: ChildProcess) -> int:
@@ -147,9 +175,11 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
 
 
 def test_child_dies_when_its_launcher_is_killed(tmp_path):
-    launcher = ("import sys, time\nfrom serve.launcher import ChildProcess\n"
-                f"c = ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(tmp_path / 'c.log')!r}).start()\n"
-                "print(c.pid, flush=True)\ntime.sleep(600)\n")
+    launcher = (
+        "import sys, time\nfrom serve.launcher import ChildProcess\n"
+        f"c = ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(tmp_path / 'c.log')!r}).start()\n"
+        "print(c.pid, flush=True)\ntime.sleep(600)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=REPO, stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
     assert running(child_pid)
@@ -159,9 +189,11 @@ def test_child_dies_when_its_launcher_is_killed(tmp_path):
 
 
 def test_child_stopped_at_exit(tmp_path):
-    launcher = ("import sys\nfrom serve.launcher import ChildProcess\n"
-                f"c = ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(tmp_path / 'c.log')!r}).start()\n"
-                "print(c.pid, flush=True)\n")
+    launcher = (
+        "import sys\nfrom serve.launcher import ChildProcess\n"
+        f"c = ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(tmp_path / 'c.log')!r}).start()\n"
+        "print(c.pid, flush=True)\n"
+    )
     done = subprocess.run([sys.executable, "-c", launcher], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert wait_gone(int(done.stdout.split()[0]))
 
@@ -169,8 +201,10 @@ def test_child_stopped_at_exit(tmp_path):
 def test_startup_failure_shows_the_log_tail(tmp_path):
     plan = plan_servers([judges(tmp_path)[0]], load_serve_config(None, ["--vllm.port=9198"]).vllm)[0]
     server = VLLMServer(plan, load_serve_config().vllm, log_dir=tmp_path)
-    server.child = ChildProcess([sys.executable, "-c", "import sys; print('ValueError: no such model'); sys.exit(3)"],
-                                log_path=tmp_path / "v.log")
+    server.child = ChildProcess(
+        [sys.executable, "-c", "import sys; print('ValueError: no such model'); sys.exit(3)"],
+        log_path=tmp_path / "v.log",
+    )
     server.child.start()
     with pytest.raises(ServerError) as err:
         server.wait_healthy(30)
@@ -180,8 +214,10 @@ def test_startup_failure_shows_the_log_tail(tmp_path):
 def test_startup_timeout_stops_the_server(tmp_path):
     plan = plan_servers([judges(tmp_path)[0]], load_serve_config(None, ["--vllm.port=9199"]).vllm)[0]
     server = VLLMServer(plan, load_serve_config().vllm, log_dir=tmp_path)
-    server.child = ChildProcess([sys.executable, "-c", "print('loading...', flush=True); import time; time.sleep(600)"],
-                                log_path=tmp_path / "v.log")
+    server.child = ChildProcess(
+        [sys.executable, "-c", "print('loading...', flush=True); import time; time.sleep(600)"],
+        log_path=tmp_path / "v.log",
+    )
     server.child.start()
     with pytest.raises(ServerError) as err:
         server.wait_healthy(1.0)

@@ -1,8 +1,10 @@
 """The vLLM backend's parsing and endpoint choice (the real server is exercised in tests/integration)."""
+
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from data.errors import ServerError, ServerUnavailable
 from data.render import render
@@ -20,7 +22,13 @@ def choice(top: dict) -> dict:
 
 def test_labels_are_read_by_token_id_and_renormalised():
     # guided choice also allows the prefixes "t" (86) and "ti" (268) of "tie": they are not labels
-    top = {"token_id:268": -1.36, "token_id:35": -1.43, "token_id:86": -1.73, "token_id:36": -1.75, "token_id:400": -1.86}
+    top = {
+        "token_id:268": -1.36,
+        "token_id:35": -1.43,
+        "token_id:86": -1.73,
+        "token_id:36": -1.75,
+        "token_id:400": -1.86,
+    }
     probs = _label_distribution(choice(top), LABELS, IDS)
     raw = [math.exp(-1.43), math.exp(-1.75), math.exp(-1.86)]
     assert probs == pytest.approx({lab: r / sum(raw) for lab, r in zip(LABELS, raw)})

@@ -1,5 +1,6 @@
 """Run by tests/train/test_distributed.py under `torchrun --nproc_per_node 2`: the real training path,
 plus a callback with which each rank reports its world size and a hash of its final LoRA weights."""
+
 import hashlib
 import json
 import sys
@@ -22,8 +23,13 @@ class RankReport(TrainerCallback):
             if "lora_" in name:
                 lora.update(name.encode() + p.detach().float().cpu().numpy().tobytes())
         rank = args.process_index
-        report = {"rank": rank, "world_size": args.world_size, "distributed_type": str(args.distributed_state.distributed_type),
-                  "lora_sha256": lora.hexdigest(), "steps": state.global_step}
+        report = {
+            "rank": rank,
+            "world_size": args.world_size,
+            "distributed_type": str(args.distributed_state.distributed_type),
+            "lora_sha256": lora.hexdigest(),
+            "steps": state.global_step,
+        }
         (self.out / f"rank{rank}.json").write_text(json.dumps(report))
 
 

@@ -1,4 +1,5 @@
 """Small item sets and configs for training tests on the tiny random Llama."""
+
 from __future__ import annotations
 
 import random
@@ -22,8 +23,18 @@ def pairwise_items(n: int, prefix: str = "t", seed: int = 0, labels=("A", "B")) 
         a, b = (fox, dog) if first_is_fox else (dog, fox)
         label = rng.choice(labels) if "tie" in labels else ("A" if first_is_fox else "B")
         other = "B" if label == "A" else "A"
-        out.append(Item(id=f"{prefix}{i}", group=f"{prefix}g{i}", kind="pairwise", instruction="Which response is about a fox?",
-                        response_a=a, response_b=b, labels=[label, label, other], label=label))
+        out.append(
+            Item(
+                id=f"{prefix}{i}",
+                group=f"{prefix}g{i}",
+                kind="pairwise",
+                instruction="Which response is about a fox?",
+                response_a=a,
+                response_b=b,
+                labels=[label, label, other],
+                label=label,
+            )
+        )
     return out
 
 
@@ -32,13 +43,24 @@ def write_items(path: Path, items: list[Item]) -> str:
     return str(path)
 
 
-def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int = 16, n_dev: int = 6,
-                dev: bool = True) -> TrainConfig:
+def tiny_config(
+    tmp_path: Path, model_dir: Path, *overrides: str, n_train: int = 16, n_dev: int = 6, dev: bool = True
+) -> TrainConfig:
     """A config training the tiny model on a few fox/dog items; overrides as ``--key=value``."""
     train_file = write_items(tmp_path / "train.jsonl", pairwise_items(n_train, "t"))
-    args = [f"--spec={SPEC}", f"--base_model={model_dir}", f"--output_dir={tmp_path / 'run'}",
-            f"--data.train={train_file}", "--max_steps=4", "--eval.steps=2", "--batch_size=4",
-            "--learning_rate=5e-3", "--logging_steps=1", "--lora.rank=4", "--lora.alpha=8"]
+    args = [
+        f"--spec={SPEC}",
+        f"--base_model={model_dir}",
+        f"--output_dir={tmp_path / 'run'}",
+        f"--data.train={train_file}",
+        "--max_steps=4",
+        "--eval.steps=2",
+        "--batch_size=4",
+        "--learning_rate=5e-3",
+        "--logging_steps=1",
+        "--lora.rank=4",
+        "--lora.alpha=8",
+    ]
     if dev:
         args.append(f"--data.dev={write_items(tmp_path / 'dev.jsonl', pairwise_items(n_dev, 'd', seed=1))}")
     return load_config(TrainConfig, None, args + list(overrides))

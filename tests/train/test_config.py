@@ -1,4 +1,5 @@
 """The config error table: every mistake names its field (and YAML line), all at once, exit code 2."""
+
 from pathlib import Path
 
 import pytest
@@ -6,8 +7,8 @@ import pytest
 import judgeloop
 from data.config import load_config
 from data.errors import ConfigError
-from train.config import TrainConfig, load_train_config
 from tests.conftest import REPO
+from train.config import TrainConfig, load_train_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -28,8 +29,10 @@ def problems(path, *overrides) -> dict[str, str]:
 @pytest.fixture
 def items_file(tmp_path):
     path = tmp_path / "items.jsonl"
-    path.write_text('{"id": "x", "group": "g", "kind": "pairwise", "instruction": "i", "response_a": "a", '
-                    '"response_b": "b", "label": "A"}\n')
+    path.write_text(
+        '{"id": "x", "group": "g", "kind": "pairwise", "instruction": "i", "response_a": "a", '
+        '"response_b": "b", "label": "A"}\n'
+    )
     return path
 
 
@@ -81,8 +84,11 @@ def test_all_rule_violations_are_reported_at_once(tmp_path):
 
 
 def test_type_errors_and_typos_are_reported_together(tmp_path, items_file):
-    path = write(tmp_path, f"spec: helpfulness-pairwise\ndata:\n  train: [{items_file}]\nbatch_size: eight\n"
-                           "lora:\n  rnak: 4\nbf16: maybe\n")
+    path = write(
+        tmp_path,
+        f"spec: helpfulness-pairwise\ndata:\n  train: [{items_file}]\nbatch_size: eight\n"
+        "lora:\n  rnak: 4\nbf16: maybe\n",
+    )
     found = problems(path, "--learning_rat=1e-3")
     assert "must be an integer, got 'eight'" in found["batch_size"] and ":4:" in found["batch_size"]
     assert "unknown key" in found["lora.rnak"] and "did you mean 'lora.rank'?" in found["lora.rnak"]
@@ -102,7 +108,9 @@ def test_item_file_that_does_not_exist(tmp_path):
 
 
 def test_overrides_are_typed_and_win_over_the_file(tmp_path, items_file, tiny_model_dir):
-    path = write(tmp_path, f"spec: helpfulness-pairwise\nbase_model: {tiny_model_dir}\ndata:\n  train: [{items_file}]\n")
+    path = write(
+        tmp_path, f"spec: helpfulness-pairwise\nbase_model: {tiny_model_dir}\ndata:\n  train: [{items_file}]\n"
+    )
     cfg = load_train_config(path, ["--lora.rank=4", "--data.exclude_labels=tie", "--max_steps=null", "--bf16=true"])
     assert cfg.lora.rank == 4 and cfg.data.exclude_labels == ["tie"] and cfg.max_steps is None and cfg.bf16 is True
 

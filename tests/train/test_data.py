@@ -1,4 +1,5 @@
 """Items -> training examples: the prompt is render()'s ids, the loss covers only the answer."""
+
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,10 @@ from data.errors import DataError
 from data.render import render
 from data.schema import Item
 from data.spec import load_spec
-from serve.hf_backend import label_token_ids
+from judge.hf_backend import label_token_ids
+from tests.train.helpers import SPEC, pairwise_items
 from train.config import DataOptions
 from train.data import IGNORE, Source, build_examples, report_table, select_items
-from tests.train.helpers import SPEC, pairwise_items
 
 
 def source(items, split="train"):
@@ -32,10 +33,10 @@ def test_prompt_ids_are_render_token_ids_and_carry_no_loss(tokenizer):
     label_ids = dict(zip(spec.labels, label_token_ids(tokenizer, spec.labels)))
     for ex in examples:
         rendered = render(spec, by_id[ex.item_id], tokenizer, ex.order)
-        assert ex.input_ids[:ex.prompt_len] == rendered.token_ids
-        assert ex.labels[:ex.prompt_len] == [IGNORE] * ex.prompt_len
-        target = ex.input_ids[ex.prompt_len:]
-        assert ex.labels[ex.prompt_len:] == target
+        assert ex.input_ids[: ex.prompt_len] == rendered.token_ids
+        assert ex.labels[: ex.prompt_len] == [IGNORE] * ex.prompt_len
+        target = ex.input_ids[ex.prompt_len :]
+        assert ex.labels[ex.prompt_len :] == target
         # the verdict is the first answer token, the one scoring reads; then the template's end of turn
         assert target[0] == label_ids[ex.label]
         assert tokenizer.decode(target) == f"{ex.label}<|im_end|>\n"
@@ -50,7 +51,7 @@ def test_swap_doubles_pairwise_items_with_flipped_labels(tokenizer):
         ab, ba = pairs[(item.id, "ab")], pairs[(item.id, "ba")]
         assert ab.label == item.label
         assert ba.label == {"A": "B", "B": "A"}[item.label]
-        assert ab.input_ids[:ab.prompt_len] != ba.input_ids[:ba.prompt_len]
+        assert ab.input_ids[: ab.prompt_len] != ba.input_ids[: ba.prompt_len]
     one_order, _ = build(items, tokenizer, both_orders=False)
     assert len(one_order) == len(items) and {e.order for e in one_order} == {"ab"}
 
@@ -63,7 +64,9 @@ def test_ties_stay_ties_in_both_orders(tokenizer):
 
 
 def test_excluded_labels_are_skipped_and_counted(tokenizer):
-    items = pairwise_items(4) + [it.model_copy(update={"label": "tie", "id": f"tie{i}"}) for i, it in enumerate(pairwise_items(3))]
+    items = pairwise_items(4) + [
+        it.model_copy(update={"label": "tie", "id": f"tie{i}"}) for i, it in enumerate(pairwise_items(3))
+    ]
     examples, report = build(items, tokenizer, exclude_labels=["tie"])
     assert len(examples) == 8 and report.skipped == {"label tie excluded": 3}
 
@@ -95,14 +98,22 @@ def test_majority_and_distribution_targets(tokenizer):
     (ex_major, _), _ = build([item], tokenizer, target="majority")
     (ab, ba), _ = build([item], tokenizer, target="distribution")
     assert ex_label.label == "A" and ex_major.label == "B"
-    assert ab.target_probs == pytest.approx([1 / 3, 2 / 3, 0.0])   # over [A, B, tie]
-    assert ba.target_probs == pytest.approx([2 / 3, 1 / 3, 0.0])   # responses swapped, so are the votes
+    assert ab.target_probs == pytest.approx([1 / 3, 2 / 3, 0.0])  # over [A, B, tie]
+    assert ba.target_probs == pytest.approx([2 / 3, 1 / 3, 0.0])  # responses swapped, so are the votes
 
 
 def test_ordinal_targets_use_the_nearest_label_and_split_means_between_neighbours(tokenizer):
     spec = load_spec("summary-coherence")
-    item = Item(id="s1", group="a1", kind="pointwise", instruction="Summarize the news article.",
-                context="A fox jumped over a dog.", response="A fox jumped.", labels=[3, 4, 4], label=3.667)
+    item = Item(
+        id="s1",
+        group="a1",
+        kind="pointwise",
+        instruction="Summarize the news article.",
+        context="A fox jumped over a dog.",
+        response="A fox jumped.",
+        labels=[3, 4, 4],
+        label=3.667,
+    )
     (ex,), report = build([item], tokenizer, spec)
     assert ex.label == "4" and ex.order == "ab"
     (soft,), _ = build([item], tokenizer, spec, target="distribution")
@@ -118,8 +129,8 @@ def test_report_counts_class_balance_truncation_and_length_preference(tokenizer)
     items = pairwise_items(5)
     items[0] = items[0].model_copy(update={"response_a": "The quick brown fox jumps. " * 80})
     examples, report = build(items, tokenizer, spec)
-    assert report.truncated == 2 and report.tokens_cut > 0           # both orders of the long item
-    assert all(len(e.input_ids) - len(e.labels[e.prompt_len:]) <= 400 for e in examples)
+    assert report.truncated == 2 and report.tokens_cut > 0  # both orders of the long item
+    assert all(len(e.input_ids) - len(e.labels[e.prompt_len :]) <= 400 for e in examples)
     assert sum(report.labels.values()) == 5
     assert 0.0 <= report.longer_preferred <= 1.0
     table = report_table([report], spec, DataOptions())
@@ -130,7 +141,7 @@ def test_rationale_follows_the_label_so_the_verdict_stays_first(tokenizer):
     item = pairwise_items(1)[0]
     item = item.model_copy(update={"meta": {"rationale": "It mentions the fox."}})
     (ab, _), _ = build([item], tokenizer, rationale=True)
-    assert tokenizer.decode(ab.input_ids[ab.prompt_len:]) == f"{item.label}\nIt mentions the fox.<|im_end|>\n"
+    assert tokenizer.decode(ab.input_ids[ab.prompt_len :]) == f"{item.label}\nIt mentions the fox.<|im_end|>\n"
     _, report = build(pairwise_items(2), tokenizer, rationale=True)
     assert report.skipped == {"no rationale": 2}
 
@@ -147,18 +158,28 @@ def test_any_text_trains_on_exactly_the_rendered_prompt(tokenizer, a, b, label):
     item = Item(id="x", group="g", kind="pairwise", instruction="Pick one.", response_a=a, response_b=b, label=label)
     examples, _ = build([item], tokenizer, spec)
     for ex in examples:
-        assert ex.input_ids[:ex.prompt_len] == render(spec, item, tokenizer, ex.order).token_ids
+        assert ex.input_ids[: ex.prompt_len] == render(spec, item, tokenizer, ex.order).token_ids
         assert ex.labels.count(IGNORE) == ex.prompt_len
 
 
 def test_length_balance_keeps_as_many_shorter_as_longer_wins(tokenizer):
-    items = pairwise_items(40)   # the fox response is the longer one about half the time
-    long_b = [it.model_copy(update={"id": f"l{i}", "response_b": it.response_b + " More words." * 20, "label": "B",
-                                    "labels": ["B", "B", "A"]}) for i, it in enumerate(items[:20])]
-    items = items + long_b       # 20 more items where the longer response won
+    items = pairwise_items(40)  # the fox response is the longer one about half the time
+    long_b = [
+        it.model_copy(
+            update={
+                "id": f"l{i}",
+                "response_b": it.response_b + " More words." * 20,
+                "label": "B",
+                "labels": ["B", "B", "A"],
+            }
+        )
+        for i, it in enumerate(items[:20])
+    ]
+    items = items + long_b  # 20 more items where the longer response won
     plain, plain_report = build(items, tokenizer)
-    balanced, report = build_examples(source(items), load_spec(SPEC), tokenizer, DataOptions(), 10_000,
-                                      balance_length=True)
+    balanced, report = build_examples(
+        source(items), load_spec(SPEC), tokenizer, DataOptions(), 10_000, balance_length=True
+    )
     assert plain_report.longer_preferred > 0.55 and report.longer_preferred == 0.5
     dropped = report.skipped["length balance"]
     assert dropped > 0 and report.used == plain_report.used - dropped and len(balanced) == 2 * report.used

@@ -1,6 +1,7 @@
 """FSDP2 on CPU (torchrun, gloo, two processes): the dev-evaluation scoring path and the adapter save under
 sharding. accelerate only runs FSDP on accelerators, so the trainer's own FSDP run is checked on a GPU
 (benchmarks/gpu_training.py); these are the two pieces that broke there."""
+
 import json
 import os
 import subprocess
@@ -15,8 +16,15 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_a_sharded_judge_scores_like_the_unsharded_one_and_saves_its_whole_adapter(tmp_path, tiny_model_dir):
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(REPO / "tests/train/fsdp_worker.py"),
-           str(tiny_model_dir), str(tmp_path)]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "tests/train/fsdp_worker.py"),
+        str(tiny_model_dir),
+        str(tmp_path),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,4 +1,5 @@
 """Training the tiny random Llama with TRL + PEFT: what is trained, how, and what the run leaves behind."""
+
 import json
 import math
 from pathlib import Path
@@ -12,17 +13,17 @@ from transformers import TrainerCallback
 import judgeloop
 from data.config import load_config
 from data.errors import ConfigError, DataError
-from data.fingerprint import fingerprint
-from data.spec import spec_from_dict
-from serve.hf_backend import HFBackend, label_token_ids
-from serve.judge import load_judge
-from serve.scoring import score_items
 from data.jsonl import read_jsonl
 from data.schema import Item
+from data.spec import spec_from_dict
+from judge.fingerprint import fingerprint
+from judge.hf_backend import HFBackend, label_token_ids
+from judge.loading import load_judge
+from judge.scoring import score_items
+from tests.train.helpers import pairwise_items, tiny_config, write_items
 from train.config import TrainConfig
 from train.data import Source, build_examples
 from train.trainer import TrainError, check_adapter_saved, completion_loss, prepare_run, train
-from tests.train.helpers import pairwise_items, tiny_config, write_items
 
 QUIET = lambda *a, **k: None  # noqa: E731
 
@@ -121,9 +122,13 @@ def test_training_changes_only_lora_weights_and_lowers_the_verdict_loss(tmp_path
     # the verdict loss on the training examples: base model (= the untrained adapter) vs trained adapter
     spec = spec_from_dict(json.loads((result.run_dir / "judge.json").read_text())["spec"])
     items = list(read_jsonl(cfg.data.train[0], Item))
-    examples, _ = build_examples(Source("t", "train", Path(cfg.data.train[0]), "", items), spec,
-                                 HFBackend.load(str(tiny_model_dir)).tokenizer,
-                                 cfg.data, 10_000)
+    examples, _ = build_examples(
+        Source("t", "train", Path(cfg.data.train[0]), "", items),
+        spec,
+        HFBackend.load(str(tiny_model_dir)).tokenizer,
+        cfg.data,
+        10_000,
+    )
     before = verdict_nll(AutoModelForCausalLM.from_pretrained(tiny_model_dir), examples)
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), result.run_dir / "adapter")
     after = verdict_nll(tuned, examples)
@@ -133,12 +138,14 @@ def test_training_changes_only_lora_weights_and_lowers_the_verdict_loss(tmp_path
 def test_lora_layers_adapts_only_the_last_layers(tmp_path, tiny_model_dir):
     run = prepare_run(tiny_config(tmp_path, tiny_model_dir, "--lora.layers=1"), progress=QUIET)
     n_layers = run.trainer.model.config.num_hidden_layers
-    adapted = {n.split(".layers.")[1].split(".")[0] for n, p in run.trainer.model.named_parameters()
-               if p.requires_grad}
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, p in run.trainer.model.named_parameters() if p.requires_grad}
     assert n_layers > 1 and adapted == {str(n_layers - 1)}
     # every linear module of that layer is adapted (all-linear is expanded to module names)
-    kinds = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, p in run.trainer.model.named_parameters()
-             if p.requires_grad and "lora_A" in n}
+    kinds = {
+        n.split(".lora_A")[0].rsplit(".", 1)[-1]
+        for n, p in run.trainer.model.named_parameters()
+        if p.requires_grad and "lora_A" in n
+    }
     assert {"q_proj", "v_proj", "down_proj"} <= kinds
 
 
@@ -158,11 +165,20 @@ class FailAtStep(TrainerCallback):
         raise self.exc
 
 
-@pytest.mark.parametrize("exc, where, qlora_hint", [
-    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 38.00 GiB"), "GPU", True),
-    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
-                  "you tried to allocate 39661338624 bytes. Error code 12 (Cannot allocate memory)"), "CPU", False),
-])
+@pytest.mark.parametrize(
+    "exc, where, qlora_hint",
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 38.00 GiB"), "GPU", True),
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 39661338624 bytes. Error code 12 (Cannot allocate memory)"
+            ),
+            "CPU",
+            False,
+        ),
+    ],
+)
 def test_out_of_memory_says_which_setting_to_lower(tmp_path, tiny_model_dir, exc, where, qlora_hint):
     with pytest.raises(TrainError) as err:
         train(tiny_config(tmp_path, tiny_model_dir, "--batch_size=3"), callbacks=[FailAtStep(exc)], progress=QUIET)
@@ -175,8 +191,11 @@ def test_out_of_memory_says_which_setting_to_lower(tmp_path, tiny_model_dir, exc
 
 def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, tiny_model_dir):
     with pytest.raises(RuntimeError, match="something else"):
-        train(tiny_config(tmp_path, tiny_model_dir), callbacks=[FailAtStep(RuntimeError("something else"))],
-              progress=QUIET)
+        train(
+            tiny_config(tmp_path, tiny_model_dir),
+            callbacks=[FailAtStep(RuntimeError("something else"))],
+            progress=QUIET,
+        )
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
@@ -184,15 +203,22 @@ def test_an_adapter_saved_without_its_tensors_stops_the_run(tmp_path, tiny_model
     """PEFT picks an adapter's tensors by module name: with layers wrapped for activation checkpointing (what FSDP's
     fsdp_activation_checkpointing does) it saves an empty adapter. The run must stop, not ship the base model."""
     from peft import LoraConfig, get_peft_model
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (apply_activation_checkpointing,
-                                                                             checkpoint_wrapper)
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        apply_activation_checkpointing,
+        checkpoint_wrapper,
+    )
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     if wrapped:
-        apply_activation_checkpointing(model, checkpoint_wrapper_fn=checkpoint_wrapper,
-                                       check_fn=lambda m: type(m).__name__.endswith("DecoderLayer"))
+        apply_activation_checkpointing(
+            model,
+            checkpoint_wrapper_fn=checkpoint_wrapper,
+            check_fn=lambda m: type(m).__name__.endswith("DecoderLayer"),
+        )
     model.save_pretrained(tmp_path / "adapter")
     if not wrapped:
         check_adapter_saved(model, tmp_path / "adapter")
@@ -229,16 +255,33 @@ def _label_dist(run_dir, items):
     return {lab: sum(v.probs[lab] for v in verdicts) / len(verdicts) for lab in judge.spec.labels}
 
 
-@pytest.mark.parametrize("target,expected", [("distribution", {"A": 2 / 3, "B": 1 / 3, "tie": 0.0}),
-                                             ("label", {"A": 1.0, "B": 0.0, "tie": 0.0})])
+@pytest.mark.parametrize(
+    "target,expected",
+    [("distribution", {"A": 2 / 3, "B": 1 / 3, "tie": 0.0}), ("label", {"A": 1.0, "B": 0.0, "tie": 0.0})],
+)
 def test_soft_targets_teach_the_annotators_distribution(tmp_path, learnable_model_dir, target, expected):
     # every item: two annotators say A, one says B; the aggregate is A
     items = [it.model_copy(update={"labels": ["A", "A", "B"], "label": "A"}) for it in pairwise_items(8)]
-    cfg = load_config(TrainConfig, None, [
-        "--spec=helpfulness-pairwise", f"--base_model={learnable_model_dir}", f"--output_dir={tmp_path / 'run'}",
-        f"--data.train={write_items(tmp_path / 'items.jsonl', items)}", f"--data.target={target}",
-        "--data.both_orders=false", "--max_steps=40", "--batch_size=8", "--learning_rate=2e-2",
-        "--lr_scheduler=constant", "--warmup=0", "--lora.rank=4", "--lora.dropout=0", "--eval.steps=100"])
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            "--spec=helpfulness-pairwise",
+            f"--base_model={learnable_model_dir}",
+            f"--output_dir={tmp_path / 'run'}",
+            f"--data.train={write_items(tmp_path / 'items.jsonl', items)}",
+            f"--data.target={target}",
+            "--data.both_orders=false",
+            "--max_steps=40",
+            "--batch_size=8",
+            "--learning_rate=2e-2",
+            "--lr_scheduler=constant",
+            "--warmup=0",
+            "--lora.rank=4",
+            "--lora.dropout=0",
+            "--eval.steps=100",
+        ],
+    )
     train(cfg, progress=QUIET)
     dist = _label_dist(tmp_path / "run", items)
     for label, p in expected.items():  # seen: (0.73, 0.26, 0.005) soft vs (1.0, 0.0, 0.0) hard
@@ -264,8 +307,9 @@ def test_dev_agreement_is_logged_beside_the_loss_and_the_best_checkpoint_is_kept
 
 def test_keep_last_makes_the_last_checkpoint_the_judge(tmp_path, tiny_model_dir):
     # learning rate high enough that the adapter moves between the two evaluations
-    cfg = tiny_config(tmp_path, tiny_model_dir, "--max_steps=6", "--eval.steps=3", "--eval.keep=last",
-                      "--learning_rate=1e-2")
+    cfg = tiny_config(
+        tmp_path, tiny_model_dir, "--max_steps=6", "--eval.steps=3", "--eval.keep=last", "--learning_rate=1e-2"
+    )
     result = train(cfg, progress=QUIET)
     log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     last = [r for r in log if "eval_agreement" in r][-1]
@@ -280,8 +324,14 @@ def test_keep_last_makes_the_last_checkpoint_the_judge(tmp_path, tiny_model_dir)
 
 
 def test_early_stopping_stops_when_dev_agreement_does_not_improve(tmp_path, tiny_model_dir):
-    cfg = tiny_config(tmp_path, tiny_model_dir, "--max_steps=40", "--eval.steps=2", "--learning_rate=1e-12",
-                      "--eval.early_stopping_patience=1")
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "--max_steps=40",
+        "--eval.steps=2",
+        "--learning_rate=1e-12",
+        "--eval.early_stopping_patience=1",
+    )
     assert train(cfg, progress=QUIET).steps == 4
 
 
@@ -313,8 +363,11 @@ def test_resume_after_a_kill_gives_the_same_adapter(tmp_path, tiny_model_dir):
 def test_resume_refuses_a_changed_config(tmp_path, tiny_model_dir):
     train(tiny_config(tmp_path, tiny_model_dir, "--max_steps=2", "--eval.steps=2", dev=False), progress=QUIET)
     with pytest.raises(ConfigError, match="different config") as err:
-        train(tiny_config(tmp_path, tiny_model_dir, "--max_steps=2", "--eval.steps=2", "--lora.rank=8", dev=False),
-              resume=True, progress=QUIET)
+        train(
+            tiny_config(tmp_path, tiny_model_dir, "--max_steps=2", "--eval.steps=2", "--lora.rank=8", dev=False),
+            resume=True,
+            progress=QUIET,
+        )
     assert err.value.first.field == "lora.rank"
 
 
@@ -324,9 +377,19 @@ def test_resume_refuses_a_changed_config(tmp_path, tiny_model_dir):
 def test_the_run_directory_is_a_complete_judge(trained, tiny_model_dir):
     cfg, result, _ = trained
     run = result.run_dir
-    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/tokenizer.json",
-                 "spec.yaml", "config.yaml", "train_log.jsonl", "card.json", "card.md", "judge.json",
-                 "data_report.json", "data_report.md"):
+    for name in (
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "adapter/tokenizer.json",
+        "spec.yaml",
+        "config.yaml",
+        "train_log.jsonl",
+        "card.json",
+        "card.md",
+        "judge.json",
+        "data_report.json",
+        "data_report.md",
+    ):
         assert (run / name).is_file(), name
     judge = load_judge(run)
     spec = spec_from_dict(yaml.safe_load((run / "spec.yaml").read_text()))
@@ -354,6 +417,7 @@ def test_merged_model_gives_the_adapters_verdicts_and_keeps_the_fingerprint(trai
     assert merged_judge.fingerprint == adapter_judge.fingerprint and merged_judge.adapter_path is None
     assert meta["merged_from"] == str(result.run_dir.resolve())
     from data.provenance import sha256_file
+
     assert meta["weights_sha256"] == {"model.safetensors": sha256_file(out / "model.safetensors")}
     items = pairwise_items(12, "m", seed=7)
     lora = HFBackend.load(adapter_judge.model_path, adapter_judge.adapter_path)
@@ -371,22 +435,35 @@ def test_merged_model_gives_the_adapters_verdicts_and_keeps_the_fingerprint(trai
 # ------------------------------------------------------------------ bad input stops before training
 
 
-ITEM = ('{"id": "x1", "group": "g", "kind": "pairwise", "instruction": "i", "response_a": "a", "response_b": "b", '
-        '"label": "%s"}\n')
+ITEM = (
+    '{"id": "x1", "group": "g", "kind": "pairwise", "instruction": "i", "response_a": "a", "response_b": "b", '
+    '"label": "%s"}\n'
+)
 
 
-@pytest.mark.parametrize("case,content,exclude,expected", [
-    ("empty split", "", "[]", "items.jsonl: file is empty"),
-    ("label outside the label space", ITEM % "C", "[]", "field 'label': item 'x1': label 'C' is not one of A, B, tie"),
-    ("nothing left after exclusion", ITEM % "tie", "[tie]", "field 'data.train': no training examples left"),
-])
-def test_bad_data_stops_before_training_with_one_message(tmp_path, tiny_model_dir, capsys, case, content, exclude,
-                                                         expected):
+@pytest.mark.parametrize(
+    "case,content,exclude,expected",
+    [
+        ("empty split", "", "[]", "items.jsonl: file is empty"),
+        (
+            "label outside the label space",
+            ITEM % "C",
+            "[]",
+            "field 'label': item 'x1': label 'C' is not one of A, B, tie",
+        ),
+        ("nothing left after exclusion", ITEM % "tie", "[tie]", "field 'data.train': no training examples left"),
+    ],
+)
+def test_bad_data_stops_before_training_with_one_message(
+    tmp_path, tiny_model_dir, capsys, case, content, exclude, expected
+):
     items = tmp_path / "items.jsonl"
     items.write_text(content)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"spec: helpfulness-pairwise\nbase_model: {tiny_model_dir}\noutput_dir: {tmp_path / 'run'}\n"
-                   f"data:\n  train: [{items}]\n  exclude_labels: {exclude}\nmax_steps: 2\n")
+    cfg.write_text(
+        f"spec: helpfulness-pairwise\nbase_model: {tiny_model_dir}\noutput_dir: {tmp_path / 'run'}\n"
+        f"data:\n  train: [{items}]\n  exclude_labels: {exclude}\nmax_steps: 2\n"
+    )
     assert judgeloop.main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
@@ -394,7 +471,7 @@ def test_bad_data_stops_before_training_with_one_message(tmp_path, tiny_model_di
 
 
 def test_unknown_target_module_stops_before_training(tmp_path, tiny_model_dir):
-    cfg = tiny_config(tmp_path, tiny_model_dir, '--lora.target_modules=[qq_proj]', dev=False)
+    cfg = tiny_config(tmp_path, tiny_model_dir, "--lora.target_modules=[qq_proj]", dev=False)
     with pytest.raises(ConfigError) as err:
         train(cfg, progress=QUIET)
     assert err.value.first.field == "lora.target_modules"

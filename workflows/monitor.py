@@ -12,6 +12,7 @@ node_exporter's textfile collector) and to a Markdown + HTML page with plots ove
 The baseline is the validation verdicts: the file ``validation.json`` names in ``inputs``, else
 ``verdicts.jsonl`` beside it. Only production verdicts of the judge (spec name) are compared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,19 +20,28 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from data.config import field_help, load_config, option, to_dict
 from data.errors import ConfigError, DataError, Problem
 from data.jsonl import read_jsonl
+from data.labels import LabelSpace
 from data.paths import CONFIGS_DIR
 from data.schema import Verdict
+from eval.bootstrap import GroupBootstrap
 from eval.gate import FAIL, SKIP, _rule, read_result
+from eval.metrics import cohen_kappa
+from eval.report import BASELINE, HUMAN, INCUMBENT, JUDGE, _env, _plt, _png, interval_text, pct
+from serve.config import LiveConfig
+from serve.verdict_log import read_rows
+from workflows.review import live_agreement, read_reviewed
 
 DEFAULT_CONFIG = CONFIGS_DIR / "monitor" / "default.yaml"
 PSI_FLOOR = 1e-4  # a share of 0 would make PSI infinite: both shares are floored at this
@@ -40,32 +50,56 @@ PSI_FLOOR = 1e-4  # a share of 0 would make PSI infinite: both shares are floore
 @dataclass
 class MonitorConfig:
     baseline: Optional[str] = option(None, help="the production judge's validation.json (required): the baseline")
-    baseline_verdicts: Optional[str] = option(None, help="the validation verdicts JSONL (null: the file validation.json "
-                                                         "names in inputs.verdicts, else verdicts.jsonl beside it)")
-    log: Optional[str] = option(None, help="the verdict log: SQLAlchemy URL or SQLite file (null: `judgeloop serve`'s "
-                                           "default, verdicts.sqlite in the judgeloop cache's logs/)")
+    baseline_verdicts: Optional[str] = option(
+        None,
+        help="the validation verdicts JSONL (null: the file validation.json "
+        "names in inputs.verdicts, else verdicts.jsonl beside it)",
+    )
+    log: Optional[str] = option(
+        None,
+        help="the verdict log: SQLAlchemy URL or SQLite file (null: `judgeloop serve`'s "
+        "default, verdicts.sqlite in the judgeloop cache's logs/)",
+    )
     judge: Optional[str] = option(None, help="judge (spec name) to monitor (null: the baseline's)")
     window_hours: float = option(24.0, help="the live window: this many hours up to `until`")
     until: Optional[str] = option(None, help="end of the window, ISO 8601 (e.g. 2026-11-29T12:00:00Z; null: now)")
     buckets: int = option(12, help="time buckets of the window in the plots over time")
     min_n: int = option(50, help="fewest live verdicts to judge drift on; with fewer the drift rules are SKIP")
-    max_psi: Optional[float] = option(0.2, help="population stability index of the verdict distribution at most this "
-                                                "(< 0.1 no shift, 0.1-0.25 moderate, > 0.25 large)")
-    min_chi2_p: Optional[float] = option(0.001, help="chi-square test of the live verdict counts against the baseline "
-                                                     "shares: alert when its p-value is below this")
-    max_ks: Optional[float] = option(0.2, help="Kolmogorov-Smirnov distance between live and baseline confidences at most this")
+    max_psi: Optional[float] = option(
+        0.2,
+        help="population stability index of the verdict distribution at most this "
+        "(< 0.1 no shift, 0.1-0.25 moderate, > 0.25 large)",
+    )
+    min_chi2_p: Optional[float] = option(
+        0.001,
+        help="chi-square test of the live verdict counts against the baseline "
+        "shares: alert when its p-value is below this",
+    )
+    max_ks: Optional[float] = option(
+        0.2, help="Kolmogorov-Smirnov distance between live and baseline confidences at most this"
+    )
     max_inconsistency_increase: Optional[float] = option(
-        0.1, help="pairwise: live swap-inconsistency rate minus the baseline's at most this")
+        0.1, help="pairwise: live swap-inconsistency rate minus the baseline's at most this"
+    )
     max_error_rate: Optional[float] = option(0.01, help="share of live verdicts that are errors at most this")
-    max_latency_p95_ms: Optional[float] = option(None, help="95th percentile of per-item latency (ms) at most this (null: off)")
-    reviews: list[str] = option([], help="reviewed items (`judgeloop review import`): the live agreement with reviewers")
+    max_latency_p95_ms: Optional[float] = option(
+        None, help="95th percentile of per-item latency (ms) at most this (null: off)"
+    )
+    reviews: list[str] = option(
+        [], help="reviewed items (`judgeloop review import`): the live agreement with reviewers"
+    )
     out: str = option("runs/monitor", help="output directory: monitor.md, monitor.html, monitor.json, monitor.prom")
 
     def validate(self) -> list[Problem]:
         problems = []
         if not self.baseline:
-            problems.append(Problem("is required: the production judge's validation.json", field="baseline",
-                                    hint="--baseline=runs/eval/validation.json"))
+            problems.append(
+                Problem(
+                    "is required: the production judge's validation.json",
+                    field="baseline",
+                    hint="--baseline=runs/eval/validation.json",
+                )
+            )
         elif not Path(self.baseline).is_file():
             problems.append(Problem(f"file '{self.baseline}' not found", field="baseline"))
         if self.window_hours <= 0:
@@ -107,6 +141,7 @@ def iso(ts: float) -> str:
 
 # --- the statistics -----------------------------------------------------------------------------
 
+
 def shares(counts: dict[str, int], labels: Sequence[str]) -> np.ndarray:
     c = np.array([counts.get(lab, 0) for lab in labels], dtype=float)
     return c / c.sum() if c.sum() else c
@@ -120,7 +155,7 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 def chi_square(expected_shares: np.ndarray, live_counts: np.ndarray) -> dict:
     """Goodness of fit of the live counts to the baseline shares (labels the baseline never gave get the floor share)."""
-    from scipy.stats import chisquare
+    from scipy.stats import chisquare  # deferred: SciPy takes seconds to import; only this path needs it
 
     exp = np.maximum(expected_shares, PSI_FLOOR)
     keep = (exp > PSI_FLOOR) | (live_counts > 0)
@@ -132,7 +167,7 @@ def chi_square(expected_shares: np.ndarray, live_counts: np.ndarray) -> dict:
 
 
 def ks(baseline: Sequence[float], live: Sequence[float]) -> dict:
-    from scipy.stats import ks_2samp
+    from scipy.stats import ks_2samp  # deferred: SciPy takes seconds to import; only this path needs it
 
     if not len(baseline) or not len(live):
         return {"statistic": None, "p_value": None}
@@ -150,19 +185,31 @@ def window_figures(rows: list[dict], labels: Sequence[str]) -> dict:
     counts = {lab: sum(r["verdict"] == lab for r in ok) for lab in labels}
     both = [r for r in ok if r["consistent"] is not None]
     latency = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
-    return {"n": len(rows), "n_verdicts": len(ok), "counts": counts,
-            "shares": dict(zip(labels, shares(counts, labels).round(6).tolist())),
-            "confidences": [r["confidence"] for r in ok if r["confidence"] is not None],
-            "n_both_orders": len(both),
-            "swap_inconsistency": (sum(not r["consistent"] for r in both) / len(both)) if both else None,
-            "error_rate": (len(rows) - len(ok)) / len(rows) if rows else None,
-            "latency_ms": {"p50": _pct(latency, 50), "p95": _pct(latency, 95), "p99": _pct(latency, 99)}}
+    return {
+        "n": len(rows),
+        "n_verdicts": len(ok),
+        "counts": counts,
+        "shares": dict(zip(labels, shares(counts, labels).round(6).tolist())),
+        "confidences": [r["confidence"] for r in ok if r["confidence"] is not None],
+        "n_both_orders": len(both),
+        "swap_inconsistency": (sum(not r["consistent"] for r in both) / len(both)) if both else None,
+        "error_rate": (len(rows) - len(ok)) / len(rows) if rows else None,
+        "latency_ms": {"p50": _pct(latency, 50), "p95": _pct(latency, 95), "p99": _pct(latency, 99)},
+    }
 
 
 def baseline_rows(verdicts: Sequence[Verdict]) -> list[dict]:
     """Validation verdicts in the verdict log's row shape, so one function computes both sides' figures."""
-    return [{"verdict": None if v.verdict is None else str(v.verdict), "error": v.error, "confidence": v.confidence,
-             "consistent": v.consistent, "latency_ms": v.latency_ms} for v in verdicts]
+    return [
+        {
+            "verdict": None if v.verdict is None else str(v.verdict),
+            "error": v.error,
+            "confidence": v.confidence,
+            "consistent": v.consistent,
+            "latency_ms": v.latency_ms,
+        }
+        for v in verdicts
+    ]
 
 
 def baseline_verdicts_path(cfg: MonitorConfig, result: dict) -> Path:
@@ -173,11 +220,16 @@ def baseline_verdicts_path(cfg: MonitorConfig, result: dict) -> Path:
     for candidate in ([Path(named)] if named else []) + [beside]:
         if candidate.is_file():
             return candidate
-    raise ConfigError("cannot find the baseline's verdicts", path=cfg.baseline, field="baseline_verdicts",
-                      hint=f"validation.json names none that exists and there is no {beside}; pass --baseline_verdicts=FILE")
+    raise ConfigError(
+        "cannot find the baseline's verdicts",
+        path=cfg.baseline,
+        field="baseline_verdicts",
+        hint=f"validation.json names none that exists and there is no {beside}; pass --baseline_verdicts=FILE",
+    )
 
 
 # --- the comparison -----------------------------------------------------------------------------
+
 
 def drift_rules(cfg: MonitorConfig, live: dict, base: dict, stats: dict) -> list[dict]:
     enough = live["n_verdicts"] >= cfg.min_n
@@ -193,23 +245,56 @@ def drift_rules(cfg: MonitorConfig, live: dict, base: dict, stats: dict) -> list
         inc_limit = base["swap_inconsistency"] + cfg.max_inconsistency_increase
     return [
         drift("psi", "population stability index of the verdict distribution", stats["psi"], cfg.max_psi, "<="),
-        drift("chi2_p", "p-value of the chi-square test of live verdict counts against the baseline shares",
-              stats["chi2"]["p_value"], cfg.min_chi2_p, ">=",
-              note=f"chi2 {stats['chi2']['statistic']:.4g}, dof {stats['chi2']['dof']}" if stats["chi2"]["statistic"] is not None else ""),
-        drift("ks", "Kolmogorov-Smirnov distance of the confidences", stats["ks"]["statistic"], cfg.max_ks, "<=",
-              note=f"p = {stats['ks']['p_value']:.3g}" if stats["ks"]["p_value"] is not None else ""),
-        drift("swap_inconsistency", "live swap-inconsistency rate (baseline + allowed increase)",
-              live["swap_inconsistency"], inc_limit, "<=",
-              note="" if base["swap_inconsistency"] is None else f"baseline {base['swap_inconsistency']:.3f}"),
-        _rule("error_rate", "share of live verdicts that are errors", live["error_rate"], cfg.max_error_rate, "<=",
-              missing=SKIP, note="" if live["n"] else "no live verdicts"),
-        _rule("latency_p95_ms", "95th percentile of per-item latency (ms)", live["latency_ms"]["p95"],
-              cfg.max_latency_p95_ms, "<=", missing=SKIP, note="" if live["n"] else "no live verdicts"),
+        drift(
+            "chi2_p",
+            "p-value of the chi-square test of live verdict counts against the baseline shares",
+            stats["chi2"]["p_value"],
+            cfg.min_chi2_p,
+            ">=",
+            note=f"chi2 {stats['chi2']['statistic']:.4g}, dof {stats['chi2']['dof']}"
+            if stats["chi2"]["statistic"] is not None
+            else "",
+        ),
+        drift(
+            "ks",
+            "Kolmogorov-Smirnov distance of the confidences",
+            stats["ks"]["statistic"],
+            cfg.max_ks,
+            "<=",
+            note=f"p = {stats['ks']['p_value']:.3g}" if stats["ks"]["p_value"] is not None else "",
+        ),
+        drift(
+            "swap_inconsistency",
+            "live swap-inconsistency rate (baseline + allowed increase)",
+            live["swap_inconsistency"],
+            inc_limit,
+            "<=",
+            note="" if base["swap_inconsistency"] is None else f"baseline {base['swap_inconsistency']:.3f}",
+        ),
+        _rule(
+            "error_rate",
+            "share of live verdicts that are errors",
+            live["error_rate"],
+            cfg.max_error_rate,
+            "<=",
+            missing=SKIP,
+            note="" if live["n"] else "no live verdicts",
+        ),
+        _rule(
+            "latency_p95_ms",
+            "95th percentile of per-item latency (ms)",
+            live["latency_ms"]["p95"],
+            cfg.max_latency_p95_ms,
+            "<=",
+            missing=SKIP,
+            note="" if live["n"] else "no live verdicts",
+        ),
     ]
 
 
-def timeline(rows: list[dict], labels: Sequence[str], base_shares: np.ndarray, since: float, until: float,
-             buckets: int) -> list[dict]:
+def timeline(
+    rows: list[dict], labels: Sequence[str], base_shares: np.ndarray, since: float, until: float, buckets: int
+) -> list[dict]:
     """The window in equal time buckets: figures per bucket (empty buckets have n = 0)."""
     width = (until - since) / buckets
     out = []
@@ -217,31 +302,54 @@ def timeline(rows: list[dict], labels: Sequence[str], base_shares: np.ndarray, s
         lo, hi = since + b * width, since + (b + 1) * width
         part = [r for r in rows if lo <= r["ts"] < hi]
         f = window_figures(part, labels)
-        out.append({"start": iso(lo), "end": iso(hi), "n": f["n"], "shares": f["shares"],
-                    "mean_confidence": float(np.mean(f["confidences"])) if f["confidences"] else None,
-                    "swap_inconsistency": f["swap_inconsistency"], "error_rate": f["error_rate"],
-                    "latency_p50_ms": f["latency_ms"]["p50"], "latency_p95_ms": f["latency_ms"]["p95"],
-                    "psi": psi(base_shares, shares(f["counts"], labels)) if f["n_verdicts"] else None})
+        out.append(
+            {
+                "start": iso(lo),
+                "end": iso(hi),
+                "n": f["n"],
+                "shares": f["shares"],
+                "mean_confidence": float(np.mean(f["confidences"])) if f["confidences"] else None,
+                "swap_inconsistency": f["swap_inconsistency"],
+                "error_rate": f["error_rate"],
+                "latency_p50_ms": f["latency_ms"]["p50"],
+                "latency_p95_ms": f["latency_ms"]["p95"],
+                "psi": psi(base_shares, shares(f["counts"], labels)) if f["n_verdicts"] else None,
+            }
+        )
     return out
 
 
 def shadow_comparison(rows: list[dict], candidate: str, labels: Sequence[str], n_boot: int = 1000) -> dict:
     """Paired agreement of a shadow candidate's verdicts with production's on the same requests (by pair_id)."""
-    from eval.bootstrap import GroupBootstrap
-    from eval.metrics import cohen_kappa
 
     production = {r["pair_id"]: r for r in rows if r["role"] == "production" and r["pair_id"]}
-    shadow = [r for r in rows if r["role"] == "shadow" and (r["judge_key"] == candidate or r["fingerprint"].startswith(candidate))]
+    shadow = [
+        r
+        for r in rows
+        if r["role"] == "shadow" and (r["judge_key"] == candidate or r["fingerprint"].startswith(candidate))
+    ]
     if not shadow:
         keys = sorted({r["judge_key"] for r in rows if r["role"] == "shadow"})
-        raise DataError(f"no shadow verdicts of '{candidate}' in the window", field="--compare",
-                        hint=f"shadow candidates logged: {', '.join(keys)}" if keys else
-                        "serve the candidate with `candidates: [DIR]` and live.shadow on")
+        raise DataError(
+            f"no shadow verdicts of '{candidate}' in the window",
+            field="--compare",
+            hint=f"shadow candidates logged: {', '.join(keys)}"
+            if keys
+            else "serve the candidate with `candidates: [DIR]` and live.shadow on",
+        )
     pairs = [(production[s["pair_id"]], s) for s in shadow if s["pair_id"] in production]
     pairs = [(p, s) for p, s in pairs if p["verdict"] is not None and s["verdict"] is not None]
-    out = {"candidate": candidate, "candidate_fingerprint": shadow[0]["fingerprint"], "n_shadow": len(shadow),
-           "n_pairs": len(pairs), "agreement": None, "cohen_kappa": None, "confusion": None,
-           "candidate_shares": None, "production_shares": None}
+    out = {
+        "candidate": candidate,
+        "candidate_fingerprint": shadow[0]["fingerprint"],
+        "n_shadow": len(shadow),
+        "n_pairs": len(pairs),
+        "agreement": None,
+        "cohen_kappa": None,
+        "confusion": None,
+        "candidate_shares": None,
+        "production_shares": None,
+    }
     if not pairs:
         return out
     prod_v, cand_v = [p["verdict"] for p, _ in pairs], [s["verdict"] for _, s in pairs]
@@ -249,9 +357,12 @@ def shadow_comparison(rows: list[dict], candidate: str, labels: Sequence[str], n
     out["agreement"] = GroupBootstrap([p["item_hash"] for p, _ in pairs], n_boot, 0).mean(agree).as_dict()
     kappa = cohen_kappa(prod_v, cand_v)
     out["cohen_kappa"] = None if math.isnan(kappa) else round(kappa, 6)
-    out["confusion"] = {"rows": list(labels), "columns": list(labels), "axes": "rows: production, columns: candidate",
-                        "counts": [[sum(1 for a, b in zip(prod_v, cand_v) if a == r and b == c) for c in labels]
-                                   for r in labels]}
+    out["confusion"] = {
+        "rows": list(labels),
+        "columns": list(labels),
+        "axes": "rows: production, columns: candidate",
+        "counts": [[sum(1 for a, b in zip(prod_v, cand_v) if a == r and b == c) for c in labels] for r in labels],
+    }
     count = lambda vs: {lab: sum(v == lab for v in vs) for lab in labels}  # noqa: E731
     out["production_shares"] = dict(zip(labels, shares(count(prod_v), labels).round(6).tolist()))
     out["candidate_shares"] = dict(zip(labels, shares(count(cand_v), labels).round(6).tolist()))
@@ -260,7 +371,6 @@ def shadow_comparison(rows: list[dict], candidate: str, labels: Sequence[str], n
 
 def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = None) -> dict:
     """Every figure, rule and series of the monitoring page for the configured window."""
-    from serve.verdict_log import read_rows
 
     result = read_result(cfg.baseline)
     judge = cfg.judge or (result.get("judge") or {}).get("name")
@@ -277,29 +387,44 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
     live = window_figures(production, labels)
     base_shares = shares(base["counts"], labels)
     live_shares = shares(live["counts"], labels)
-    stats = {"psi": psi(base_shares, live_shares) if live["n_verdicts"] else None,
-             "chi2": chi_square(base_shares, np.array([live["counts"][lab] for lab in labels], dtype=float)),
-             "ks": ks(base["confidences"], live["confidences"])}
+    stats = {
+        "psi": psi(base_shares, live_shares) if live["n_verdicts"] else None,
+        "chi2": chi_square(base_shares, np.array([live["counts"][lab] for lab in labels], dtype=float)),
+        "ks": ks(base["confidences"], live["confidences"]),
+    }
     rules = drift_rules(cfg, live, base, stats)
     fingerprints = sorted({r["fingerprint"] for r in production})
     base_fp = (result.get("judge") or {}).get("fingerprint")
     notes = []
     if fingerprints and fingerprints != [base_fp]:
-        notes.append(f"live verdicts come from fingerprint(s) {', '.join(f[:16] for f in fingerprints)}, "
-                     f"the baseline from {str(base_fp)[:16]}: the baseline is not the judge serving")
+        notes.append(
+            f"live verdicts come from fingerprint(s) {', '.join(f[:16] for f in fingerprints)}, "
+            f"the baseline from {str(base_fp)[:16]}: the baseline is not the judge serving"
+        )
     out = {
-        "schema_version": 1, "created": iso(time.time()), "judge": judge, "baseline_fingerprint": base_fp,
-        "live_fingerprints": fingerprints, "window": {"since": iso(since), "until": iso(until), "hours": cfg.window_hours},
-        "log": str(log), "baseline": {"validation": cfg.baseline, "verdicts": str(base_path),
-                                      **{k: v for k, v in base.items() if k != "confidences"}},
+        "schema_version": 1,
+        "created": iso(time.time()),
+        "judge": judge,
+        "baseline_fingerprint": base_fp,
+        "live_fingerprints": fingerprints,
+        "window": {"since": iso(since), "until": iso(until), "hours": cfg.window_hours},
+        "log": str(log),
+        "baseline": {
+            "validation": cfg.baseline,
+            "verdicts": str(base_path),
+            **{k: v for k, v in base.items() if k != "confidences"},
+        },
         "live": {k: v for k, v in live.items() if k != "confidences"},
-        "drift": stats, "rules": rules, "alert": any(r["status"] == FAIL for r in rules), "notes": notes,
+        "drift": stats,
+        "rules": rules,
+        "alert": any(r["status"] == FAIL for r in rules),
+        "notes": notes,
         "timeline": timeline(production, labels, base_shares, since, until, cfg.buckets),
-        "config": to_dict(cfg), "review": None, "compare": None,
+        "config": to_dict(cfg),
+        "review": None,
+        "compare": None,
     }
     if cfg.reviews:
-        from data.labels import LabelSpace
-        from eval.review import live_agreement, read_reviewed
         items = [it for path in cfg.reviews for it in read_reviewed(path)]
         out["review"] = live_agreement(items, LabelSpace(result["spec"]["kind"], labels))
     if compare:
@@ -308,16 +433,15 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
 
 
 def _default_log() -> str:
-    from serve.config import LiveConfig
 
     return LiveConfig().url(None)
 
 
 # --- outputs ------------------------------------------------------------------------------------
 
+
 def prometheus_text(m: dict) -> str:
     """The monitor's figures in Prometheus text format."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
     reg = CollectorRegistry()
     judge = m["judge"]
@@ -328,6 +452,7 @@ def prometheus_text(m: dict) -> str:
         g = gauge.made.get(name) or Gauge(name, doc, ["judge", *labels], registry=reg)
         gauge.made[name] = g
         g.labels(judge, *labels.values()).set(value)
+
     gauge.made = {}
 
     live = m["live"]
@@ -335,20 +460,36 @@ def prometheus_text(m: dict) -> str:
     for lab, share in live["shares"].items():
         gauge("judgeloop_monitor_verdict_share", "share of each label among live verdicts", share, label=lab)
     gauge("judgeloop_monitor_psi", "population stability index of the verdict distribution", m["drift"]["psi"])
-    gauge("judgeloop_monitor_chi2_p", "chi-square p-value of live verdict counts vs the baseline", m["drift"]["chi2"]["p_value"])
+    gauge(
+        "judgeloop_monitor_chi2_p",
+        "chi-square p-value of live verdict counts vs the baseline",
+        m["drift"]["chi2"]["p_value"],
+    )
     gauge("judgeloop_monitor_ks", "Kolmogorov-Smirnov distance of the confidences", m["drift"]["ks"]["statistic"])
     gauge("judgeloop_monitor_swap_inconsistency", "live swap-inconsistency rate", live["swap_inconsistency"])
     gauge("judgeloop_monitor_error_rate", "share of live verdicts that are errors", live["error_rate"])
     for q, value in live["latency_ms"].items():
         gauge("judgeloop_monitor_latency_ms", "per-item latency percentiles (ms)", value, quantile=q)
     for r in m["rules"]:
-        gauge("judgeloop_monitor_alert", "1 when the rule's threshold is crossed", float(r["status"] == FAIL), rule=r["name"])
+        gauge(
+            "judgeloop_monitor_alert",
+            "1 when the rule's threshold is crossed",
+            float(r["status"] == FAIL),
+            rule=r["name"],
+        )
     if m.get("review") and m["review"].get("agreement"):
-        gauge("judgeloop_monitor_live_agreement", "judge vs reviewers, weighted estimate over the window",
-              m["review"]["agreement"]["value"])
+        gauge(
+            "judgeloop_monitor_live_agreement",
+            "judge vs reviewers, weighted estimate over the window",
+            m["review"]["agreement"]["value"],
+        )
     if m.get("compare") and m["compare"].get("agreement"):
-        gauge("judgeloop_monitor_shadow_agreement", "paired agreement of a shadow candidate with production",
-              m["compare"]["agreement"]["value"], candidate=m["compare"]["candidate"])
+        gauge(
+            "judgeloop_monitor_shadow_agreement",
+            "paired agreement of a shadow candidate with production",
+            m["compare"]["agreement"]["value"],
+            candidate=m["compare"]["candidate"],
+        )
     return generate_latest(reg).decode()
 
 
@@ -357,12 +498,14 @@ def rule_lines(rules: list[dict]) -> list[str]:
     for r in rules:
         fig = "n/a" if r["figure"] is None else f"{r['figure']:.4g}"
         thr = "off" if r["threshold"] is None else f"{r['op']} {r['threshold']:.4g}"
-        out.append(f"{r['status']:<4}  {r['name']:<19} {fig:>9}  {thr:<12} {r['rule']}" + (f"  ({r['note']})" if r["note"] else ""))
+        out.append(
+            f"{r['status']:<4}  {r['name']:<19} {fig:>9}  {thr:<12} {r['rule']}"
+            + (f"  ({r['note']})" if r["note"] else "")
+        )
     return out
 
 
 def plots(m: dict) -> list[dict]:
-    from eval.report import BASELINE, HUMAN, INCUMBENT, JUDGE, _plt, _png
 
     plt = _plt()
     series = m["timeline"]
@@ -383,24 +526,44 @@ def plots(m: dict) -> list[dict]:
     ax.set_ylabel("share of verdicts")
     ax.set_title("Verdict distribution over time (dashed: validation baseline)")
     ax.legend(fontsize=7, loc="upper right")
-    out.append({"title": "Verdict distribution", "png": _png(fig),
-                "caption": "Share of each label per time bucket; dashed lines are the validation shares."})
+    out.append(
+        {
+            "title": "Verdict distribution",
+            "png": _png(fig),
+            "caption": "Share of each label per time bucket; dashed lines are the validation shares.",
+        }
+    )
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    for key, name, colour in (("mean_confidence", "mean confidence", JUDGE), ("swap_inconsistency", "swap inconsistency", INCUMBENT),
-                              ("error_rate", "error rate", "#c53030"), ("psi", "PSI vs baseline", HUMAN)):
+    for key, name, colour in (
+        ("mean_confidence", "mean confidence", JUDGE),
+        ("swap_inconsistency", "swap inconsistency", INCUMBENT),
+        ("error_rate", "error rate", "#c53030"),
+        ("psi", "PSI vs baseline", HUMAN),
+    ):
         ys = [np.nan if s[key] is None else s[key] for s in series]
         ax.plot(x, ys, marker="o", ms=3, color=colour, label=name)
     ax.set_xticks(x[::step], ticks[::step], fontsize=7)
     ax.set_title("Confidence, consistency, errors and drift over time")
     ax.legend(fontsize=7)
-    out.append({"title": "Quality over time", "png": _png(fig),
-                "caption": "Per time bucket: mean verdict probability, swap-inconsistency rate, error rate, PSI against the baseline."})
+    out.append(
+        {
+            "title": "Quality over time",
+            "png": _png(fig),
+            "caption": "Per time bucket: mean verdict probability, swap-inconsistency rate, error rate, PSI against the baseline.",
+        }
+    )
 
     fig, ax = plt.subplots(figsize=(8, 3.0))
     for key, colour in (("latency_p50_ms", JUDGE), ("latency_p95_ms", INCUMBENT)):
-        ax.plot(x, [np.nan if s[key] is None else s[key] for s in series], marker="o", ms=3, color=colour,
-                label=key.replace("latency_", "").replace("_ms", ""))
+        ax.plot(
+            x,
+            [np.nan if s[key] is None else s[key] for s in series],
+            marker="o",
+            ms=3,
+            color=colour,
+            label=key.replace("latency_", "").replace("_ms", ""),
+        )
     ax.set_xticks(x[::step], ticks[::step], fontsize=7)
     ax.set_ylabel("ms per item")
     ax.set_title("Latency over time")
@@ -410,16 +573,24 @@ def plots(m: dict) -> list[dict]:
 
 
 def write_outputs(m: dict, out_dir: str | Path) -> dict[str, Path]:
-    from eval.report import _env, interval_text, pct
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "monitor.json", "prometheus": out / "monitor.prom", "markdown": out / "monitor.md",
-             "html": out / "monitor.html"}
+    paths = {
+        "json": out / "monitor.json",
+        "prometheus": out / "monitor.prom",
+        "markdown": out / "monitor.md",
+        "html": out / "monitor.html",
+    }
     paths["json"].write_text(json.dumps(m, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
     paths["prometheus"].write_text(prometheus_text(m), encoding="utf-8")
-    ctx = {"m": m, "rules": rule_lines(m["rules"]), "pct": pct, "interval_text": interval_text,
-           "status": "ALERT" if m["alert"] else "OK"}
+    ctx = {
+        "m": m,
+        "rules": rule_lines(m["rules"]),
+        "pct": pct,
+        "interval_text": interval_text,
+        "status": "ALERT" if m["alert"] else "OK",
+    }
     paths["markdown"].write_text(_env().get_template("monitor.md.j2").render(**ctx, plots=[]), encoding="utf-8")
     paths["html"].write_text(_env().get_template("monitor.html.j2").render(**ctx, plots=plots(m)), encoding="utf-8")
     return paths
@@ -427,17 +598,22 @@ def write_outputs(m: dict, out_dir: str | Path) -> dict[str, Path]:
 
 # --- the command --------------------------------------------------------------------------------
 
+
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="judgeloop monitor", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="compare a window of live verdicts with the validation baseline; "
-                                            "exit 0 OK, 1 when a threshold is crossed, 2 on bad input",
-                                epilog="config keys (--key=value):\n" + "\n".join(
-                                    f"  {k}: {v}" for k, v in field_help(MonitorConfig).items()))
+    p = argparse.ArgumentParser(
+        prog="judgeloop monitor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="compare a window of live verdicts with the validation baseline; "
+        "exit 0 OK, 1 when a threshold is crossed, 2 on bad input",
+        epilog="config keys (--key=value):\n" + "\n".join(f"  {k}: {v}" for k, v in field_help(MonitorConfig).items()),
+    )
     p.add_argument("config", nargs="?", help="monitor config YAML (default configs/monitor/default.yaml)")
-    p.add_argument("--compare", metavar="CANDIDATE", help="a shadow candidate (NAME@VERSION or fingerprint prefix): "
-                                                           "its paired agreement with production")
+    p.add_argument(
+        "--compare",
+        metavar="CANDIDATE",
+        help="a shadow candidate (NAME@VERSION or fingerprint prefix): its paired agreement with production",
+    )
     args, overrides = p.parse_known_args(argv[1:])
-    from eval.report import interval_text
 
     cfg = load_monitor_config(args.config, overrides)
     m = monitor(cfg, compare=args.compare)
@@ -450,16 +626,23 @@ def main(argv: list[str]) -> int:
         print(f"note: {note}")
     if m["review"]:
         r = m["review"]
-        print(f"live agreement with reviewers: {interval_text(r.get('agreement'))} "
-              f"({r['n_reviewed']} reviewed items; {r['estimator']})")
+        print(
+            f"live agreement with reviewers: {interval_text(r.get('agreement'))} "
+            f"({r['n_reviewed']} reviewed items; {r['estimator']})"
+        )
     if m["compare"]:
         c = m["compare"]
-        print(f"shadow {c['candidate']} vs production: agreement {interval_text(c['agreement'])} on "
-              f"{c['n_pairs']} paired requests, Cohen's kappa {c['cohen_kappa']}")
+        print(
+            f"shadow {c['candidate']} vs production: agreement {interval_text(c['agreement'])} on "
+            f"{c['n_pairs']} paired requests, Cohen's kappa {c['cohen_kappa']}"
+        )
     print(f"wrote {paths['html']}, {paths['markdown']}, {paths['json']} and {paths['prometheus']}")
     if m["alert"]:
-        crossed = [f"{r['name']} {r['figure']:.4g} (threshold {r['op']} {r['threshold']:.4g})"
-                   for r in m["rules"] if r["status"] == FAIL]
+        crossed = [
+            f"{r['name']} {r['figure']:.4g} (threshold {r['op']} {r['threshold']:.4g})"
+            for r in m["rules"]
+            if r["status"] == FAIL
+        ]
         print(f"judgeloop monitor: ALERT for {m['judge']}: " + "; ".join(crossed), file=sys.stderr)
         return 1
     return 0

@@ -1,13 +1,14 @@
 """Serving resolves judges through the registry: registry:NAME is production, registry:NAME@V a version."""
+
 import json
 
 import pytest
 
 from data.errors import JudgeloopError, ModelError
-from data.fingerprint import fingerprint
 from data.spec import load_spec
-from eval.registry import Registry
-from serve.judge import load_judge
+from judge.fingerprint import fingerprint
+from judge.loading import load_judge
+from judge.registry import Registry
 from tests.tiny_model import save_tiny_model
 
 
@@ -16,8 +17,18 @@ def test_registry_reference_loads_the_registered_files(tmp_path, monkeypatch):
     spec = load_spec("helpfulness-pairwise")
     judge_dir = save_tiny_model(tmp_path / "judge")
     fp = fingerprint(spec, judge_dir)
-    (judge_dir / "judge.json").write_text(json.dumps({"name": spec.name, "version": "x", "spec": spec.to_dict(),
-                                                      "base_model": ".", "adapter": None, "fingerprint": fp}))
+    (judge_dir / "judge.json").write_text(
+        json.dumps(
+            {
+                "name": spec.name,
+                "version": "x",
+                "spec": spec.to_dict(),
+                "base_model": ".",
+                "adapter": None,
+                "fingerprint": fp,
+            }
+        )
+    )
     Registry().register(spec.name, "7", fp, str(judge_dir), spec=spec.name)
     judge = load_judge(f"registry:{spec.name}@7")
     assert (judge.fingerprint, judge.version, judge.model_path) == (fp, "7", str(judge_dir / "."))

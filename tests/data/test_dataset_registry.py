@@ -1,4 +1,5 @@
 """The dataset registry and converters, checked against the real files in the offline mirror."""
+
 from __future__ import annotations
 
 import csv
@@ -14,14 +15,31 @@ from pathlib import Path
 import pytest
 
 from data import converters
+from data.dataset_registry import (
+    Dataset,
+    SourceFile,
+    get_dataset,
+    is_local,
+    list_datasets,
+    load_items,
+    load_reference_verdicts,
+    resolve_file,
+)
 from data.errors import DataError, UnknownNameError
 from data.labels import aggregate
-from data.registry import (Dataset, SourceFile, get_dataset, is_local, list_datasets, load_items,
-                           load_reference_verdicts, resolve_file)
 
 # rows per source as MANIFEST.md counts them
-MANIFEST_ROWS = {"pandalm": 999, "hh-rlhf-harmless": 2312, "llmeval2": 2483, "summeval": 1600, "newsroom": 420,
-                 "topical_chat": 360, "qags_xsum": 239, "qags_cnndm": 235, "nq301": 1490}
+MANIFEST_ROWS = {
+    "pandalm": 999,
+    "hh-rlhf-harmless": 2312,
+    "llmeval2": 2483,
+    "summeval": 1600,
+    "newsroom": 420,
+    "topical_chat": 360,
+    "qags_xsum": 239,
+    "qags_cnndm": 235,
+    "nq301": 1490,
+}
 ALL_NAMES = [ds.name for ds in list_datasets()]
 REFERENCE_JUDGES = [(ds.name, judge) for ds in list_datasets() for judge in ds.reference_judges]
 
@@ -34,6 +52,7 @@ def items(mirror):
         if name not in cache:
             cache[name] = list(load_items(name))
         return cache[name]
+
     return get
 
 
@@ -55,6 +74,7 @@ def _raw_json(mirror, path):
 
 
 # ---------------------------------------------------------------- every dataset
+
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_dataset_converts_on_the_mirror(name, mirror, items):
@@ -87,13 +107,21 @@ def test_mirror_files_match_pinned_checksums(name, mirror):
 
 
 def test_known_dataset_counts():
-    expected = {"dices-990": 990, "dices-350-crowd": 350, "dices-350-expert": 350, "roscoe-cosmos": 195,
-                "roscoe-drop": 210, "roscoe-esnli": 151, "roscoe-gsm8k": 200}
+    expected = {
+        "dices-990": 990,
+        "dices-350-crowd": 350,
+        "dices-350-expert": 350,
+        "roscoe-cosmos": 195,
+        "roscoe-drop": 210,
+        "roscoe-esnli": 151,
+        "roscoe-gsm8k": 200,
+    }
     assert {n: get_dataset(n).rows for n in expected} == expected
     assert {d.kind for d in list_datasets()} == {"pairwise", "pointwise", "binary"}
 
 
 # ---------------------------------------------------------------- spot checks against the raw files
+
 
 def test_pandalm_rows_match_annotators(mirror, items):
     raw = _raw_json(mirror, "pandalm/testset-v1.json")
@@ -101,7 +129,11 @@ def test_pandalm_rows_match_annotators(mirror, items):
     first = got["pandalm-0"]
     assert (raw[0]["annotator1"], raw[0]["annotator2"], raw[0]["annotator3"]) == (2, 2, 2)
     assert first.labels == ["B", "B", "B"] and first.label == "B"
-    assert (first.instruction, first.input, first.response_a) == (raw[0]["instruction"], raw[0]["input"], raw[0]["response1"])
+    assert (first.instruction, first.input, first.response_a) == (
+        raw[0]["instruction"],
+        raw[0]["input"],
+        raw[0]["response1"],
+    )
     to_label = {1: "A", 2: "B", 0: "tie"}
     for row in raw:  # labels come from the annotator fields and nowhere else
         it = got[f"pandalm-{row['idx']}"]
@@ -196,6 +228,7 @@ def test_roscoe_fields(items):
 
 # ---------------------------------------------------------------- reference judges are never labels
 
+
 @pytest.mark.parametrize("name,judge", REFERENCE_JUDGES)
 def test_reference_verdicts_load(name, judge, items):
     ds = get_dataset(name)
@@ -244,6 +277,7 @@ def test_reference_judge_names_are_checked():
 
 # ---------------------------------------------------------------- lookup, cache and download
 
+
 def test_unknown_dataset_suggests_nearest():
     with pytest.raises(UnknownNameError) as exc:
         get_dataset("pandalmm")
@@ -261,9 +295,19 @@ def test_conversions_are_never_downloaded(no_data):
 
 def _dataset_with(url: str, path: str, sha256: str) -> Dataset:
     ds = get_dataset("qags_xsum")
-    return Dataset(name="local-test", kind="binary", description="", license="MIT", source="local@0",
-                   files={"data": SourceFile(path, url, sha256, True)}, rows=239, annotators="3",
-                   criterion="test", convert=partial(converters.qags, name="local-test", binary=True), labels=ds.labels)
+    return Dataset(
+        name="local-test",
+        kind="binary",
+        description="",
+        license="MIT",
+        source="local@0",
+        files={"data": SourceFile(path, url, sha256, True)},
+        rows=239,
+        annotators="3",
+        criterion="test",
+        convert=partial(converters.qags, name="local-test", binary=True),
+        labels=ds.labels,
+    )
 
 
 def test_failing_download_names_the_file(no_data):

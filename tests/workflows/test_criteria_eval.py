@@ -1,21 +1,41 @@
 """`judgeloop eval --all` on tiny criteria: a trained judge is validated beside its untuned base and gated,
 an untrained one is reported missing with its train command; the report has a section per criterion."""
+
 import json
 
 import pytest
 
-from eval.cli import main as eval_main
-from tests.eval.criteria_helpers import tiny_criteria
+from tests.workflows.criteria_helpers import tiny_criteria
+from workflows.validate import main as eval_main
 
 pytestmark = pytest.mark.slow  # two tiny training runs and transformers scoring: ~1 minute on 2 cores
 
 
 def test_eval_all_reports_each_criterion_against_its_base_and_the_missing_one(tiny_model_dir, tmp_path, capsys):
-    registry = tiny_criteria(tmp_path / "c", tiny_model_dir, names=("correctness", "coherence", "fluency"),
-                             train=("correctness", "coherence"))
+    registry = tiny_criteria(
+        tmp_path / "c",
+        tiny_model_dir,
+        names=("correctness", "coherence", "fluency"),
+        train=("correctness", "coherence"),
+    )
     out = tmp_path / "report"
-    assert eval_main(["eval", "--all", "--criteria", str(registry), "--engine", "transformers", "--out", str(out),
-                      "--n-boot", "200"]) == 0
+    assert (
+        eval_main(
+            [
+                "eval",
+                "--all",
+                "--criteria",
+                str(registry),
+                "--engine",
+                "transformers",
+                "--out",
+                str(out),
+                "--n-boot",
+                "200",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     summary = json.loads((out / "criteria.json").read_text())
     rows = {r["criterion"]: r for r in summary["rows"]}
@@ -26,7 +46,7 @@ def test_eval_all_reports_each_criterion_against_its_base_and_the_missing_one(ti
         assert r["status"] == "validated" and r["metric"] == metric and r["n"] == 24
         assert r["gate"] in ("PASS", "FAIL") and r["judge"]["value"] is not None and r["base"]["value"] is not None
         assert r["judge_minus_base"] is not None
-        assert r["ceiling"]["annotators"] == 3 and r["ceiling"]["base"] is not None   # 3 annotators: a ceiling
+        assert r["ceiling"]["annotators"] == 3 and r["ceiling"]["base"] is not None  # 3 annotators: a ceiling
         judge = json.loads((out / name / "judge" / "validation.json").read_text())
         base = json.loads((out / name / "base" / "validation.json").read_text())
         assert judge["judge"]["fingerprint"] != base["judge"]["fingerprint"]
@@ -40,6 +60,23 @@ def test_eval_all_reports_each_criterion_against_its_base_and_the_missing_one(ti
     assert 'id="criteria-table"' in html and "untuned base" in html and "MISSING" in md
     # a rerun reuses the verdicts scored by the same judges
     mtime = (out / "coherence" / "judge" / "verdicts.jsonl").stat().st_mtime_ns
-    assert eval_main(["eval", "--all", "--criteria", str(registry), "--engine", "transformers", "--out", str(out),
-                      "--n-boot", "200", "--only", "coherence"]) == 0
+    assert (
+        eval_main(
+            [
+                "eval",
+                "--all",
+                "--criteria",
+                str(registry),
+                "--engine",
+                "transformers",
+                "--out",
+                str(out),
+                "--n-boot",
+                "200",
+                "--only",
+                "coherence",
+            ]
+        )
+        == 0
+    )
     assert (out / "coherence" / "judge" / "verdicts.jsonl").stat().st_mtime_ns == mtime

@@ -3,6 +3,7 @@
 Stamped on every verdict, card, report and registry entry; promotion is keyed by it. Hashing
 weights is slow for big models, so a file's hash is cached by (path, size, mtime).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,6 +50,9 @@ def weights_identity(model: str | Path) -> str:
 
 
 def fingerprint(spec: JudgeSpec, base_model: str | Path, adapter: str | Path | None = None) -> str:
-    parts = {"spec": spec_hash(spec), "base": weights_identity(base_model),
-             "adapter": weights_identity(adapter) if adapter else None}
+    parts = {
+        "spec": spec_hash(spec),
+        "base": weights_identity(base_model),
+        "adapter": weights_identity(adapter) if adapter else None,
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -8,19 +8,20 @@ A pairwise spec with ``pairwise_mode: separate`` instead scores each response al
 compares the two scores (``combine_separate``): no order is ever shown, so there is none to swap.
 ``ServerUnavailable`` (no engine reachable at all) is not an item's error: it propagates.
 """
+
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-from typing import Iterable, Iterator, Protocol, Sequence, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, Union
 
 from data.errors import JudgeloopError, ServerUnavailable
 from data.labels import LabelSpace
 from data.render import Rendered, RenderError, render, render_response
 from data.schema import Item, JudgeRef, Verdict
 from data.spec import JudgeSpec
-
 
 # one prompt's answer from a backend: the distribution, or why that prompt alone failed
 LabelProbs = Union[dict[str, float], JudgeloopError]
@@ -38,8 +39,15 @@ class Backend(Protocol):
         """For each prompt, the distribution over ``spec.labels`` of the first answer token."""
 
 
-def combine(item: Item, space: LabelSpace, probs_ab: dict[str, float], probs_ba_raw: dict[str, float] | None,
-            judge: JudgeRef, latency_ms: float | None = None, truncated: dict[str, int] | None = None) -> Verdict:
+def combine(
+    item: Item,
+    space: LabelSpace,
+    probs_ab: dict[str, float],
+    probs_ba_raw: dict[str, float] | None,
+    judge: JudgeRef,
+    latency_ms: float | None = None,
+    truncated: dict[str, int] | None = None,
+) -> Verdict:
     """One verdict from one or two single-order distributions (the "ba" one in swapped terms)."""
     ab = space.normalise(probs_ab)
     order_probs = None
@@ -52,9 +60,18 @@ def combine(item: Item, space: LabelSpace, probs_ab: dict[str, float], probs_ba_
         consistent = space.argmax(ab) == space.argmax(ba)
     verdict = space.argmax(probs)
     return Verdict(
-        id=item.id, verdict=verdict, probs=probs, score=space.expected_score(probs),
-        confidence=probs[verdict], consistent=consistent, order_probs=order_probs, judge=judge,
-        latency_ms=latency_ms, truncated=truncated or None, error=None)
+        id=item.id,
+        verdict=verdict,
+        probs=probs,
+        score=space.expected_score(probs),
+        confidence=probs[verdict],
+        consistent=consistent,
+        order_probs=order_probs,
+        judge=judge,
+        latency_ms=latency_ms,
+        truncated=truncated or None,
+        error=None,
+    )
 
 
 def response_score(probs: dict[str, float]) -> float:
@@ -74,25 +91,49 @@ def separate_probs(space: LabelSpace, score_a: float, score_b: float, tie_margin
     return {"A": p_a, "B": p_b, "tie": max(0.0, 1.0 - p_a - p_b)}
 
 
-def combine_separate(item: Item, spec: JudgeSpec, probs_a: dict[str, float], probs_b: dict[str, float],
-                     judge: JudgeRef, latency_ms: float | None = None, truncated: dict[str, int] | None = None) -> Verdict:
+def combine_separate(
+    item: Item,
+    spec: JudgeSpec,
+    probs_a: dict[str, float],
+    probs_b: dict[str, float],
+    judge: JudgeRef,
+    latency_ms: float | None = None,
+    truncated: dict[str, int] | None = None,
+) -> Verdict:
     """One verdict from the yes/no distributions of the two responses, each judged alone. The judge never saw
     an order, so both "orders" are the same distribution and the verdict is consistent by construction."""
     space = spec.label_space
     probs = separate_probs(space, response_score(probs_a), response_score(probs_b), spec.tie_margin)
     verdict = space.argmax(probs)
     return Verdict(
-        id=item.id, verdict=verdict, probs=probs, score=space.expected_score(probs), confidence=probs[verdict],
-        consistent=True, order_probs={"ab": probs, "ba": probs}, judge=judge, latency_ms=latency_ms,
-        truncated=truncated or None, error=None)
+        id=item.id,
+        verdict=verdict,
+        probs=probs,
+        score=space.expected_score(probs),
+        confidence=probs[verdict],
+        consistent=True,
+        order_probs={"ab": probs, "ba": probs},
+        judge=judge,
+        latency_ms=latency_ms,
+        truncated=truncated or None,
+        error=None,
+    )
 
 
 def error_verdict(item_id: str, judge: JudgeRef, reason: str) -> Verdict:
     return Verdict(id=item_id, judge=judge, error=reason)
 
 
-def score_items(items: Iterable[Item], spec: JudgeSpec, backend: Backend, tokenizer, judge: JudgeRef, *,
-                both_orders: bool = True, batch_size: int = 64) -> Iterator[Verdict]:
+def score_items(
+    items: Iterable[Item],
+    spec: JudgeSpec,
+    backend: Backend,
+    tokenizer,
+    judge: JudgeRef,
+    *,
+    both_orders: bool = True,
+    batch_size: int = 64,
+) -> Iterator[Verdict]:
     """Verdicts for items, in input order, one per item, streaming in batches of ``batch_size`` items."""
     batch: list[Item] = []
     for item in items:
@@ -116,8 +157,9 @@ def _score_batch(items: list[Item], spec, backend, tokenizer, judge, both_orders
     return _verdicts(items, slots, prompts, dists, spec, judge, start)
 
 
-async def score_items_async(items: Sequence[Item], spec: JudgeSpec, backend: Backend, tokenizer, judge: JudgeRef, *,
-                            both_orders: bool = True) -> list[Verdict]:
+async def score_items_async(
+    items: Sequence[Item], spec: JudgeSpec, backend: Backend, tokenizer, judge: JudgeRef, *, both_orders: bool = True
+) -> list[Verdict]:
     """The same verdicts as ``score_items`` for one batch, without blocking the event loop.
 
     Rendering runs in a worker thread; a backend without ``alabel_probs`` runs in one too.
@@ -163,7 +205,9 @@ def _render_batch(items: list[Item], spec, tokenizer, both_orders) -> tuple[list
     return prompts, slots
 
 
-def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], spec: JudgeSpec, judge, start: float) -> list[Verdict]:
+def _verdicts(
+    items, slots, prompts, dists: Sequence[LabelProbs], spec: JudgeSpec, judge, start: float
+) -> list[Verdict]:
     space = spec.label_space
     per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
     out = []
@@ -172,8 +216,9 @@ def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], spec: JudgeSpe
             out.append(error_verdict(item.id, judge, slot))
             continue
         ab_i, ba_i = slot
-        failed = next((d for d in (dists[ab_i], dists[ba_i] if ba_i is not None else None)
-                       if isinstance(d, JudgeloopError)), None)
+        failed = next(
+            (d for d in (dists[ab_i], dists[ba_i] if ba_i is not None else None) if isinstance(d, JudgeloopError)), None
+        )
         if failed is not None:
             out.append(error_verdict(item.id, judge, f"backend: {failed.first.message}"))
             continue
@@ -185,6 +230,9 @@ def _verdicts(items, slots, prompts, dists: Sequence[LabelProbs], spec: JudgeSpe
         if spec.separate:
             out.append(combine_separate(item, spec, dists[ab_i], dists[ba_i], judge, per_item_ms, truncated))
         else:
-            out.append(combine(item, space, dists[ab_i], dists[ba_i] if ba_i is not None else None,
-                               judge, per_item_ms, truncated))
+            out.append(
+                combine(
+                    item, space, dists[ab_i], dists[ba_i] if ba_i is not None else None, judge, per_item_ms, truncated
+                )
+            )
     return out

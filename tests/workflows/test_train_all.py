@@ -1,11 +1,12 @@
 """`judgeloop train --all`: a criterion that stops on bad input does not stop the others; the command exits 2
 naming it, and a rerun trains only what is left."""
+
 import json
 
 import pytest
 
 from judgeloop import main as cli_main
-from tests.eval.criteria_helpers import tiny_criteria
+from tests.workflows.criteria_helpers import tiny_criteria
 
 pytestmark = pytest.mark.slow  # two tiny training runs: ~30 s on 2 cores
 

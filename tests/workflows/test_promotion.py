@@ -1,4 +1,5 @@
-"""The judge registry: promotion only with a passing gate for that exact fingerprint; rollback."""
+"""The judge registry and promotion: promotion only with a passing gate for that exact fingerprint; rollback."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ import judgeloop
 from data.errors import UnknownNameError
 from data.paths import CONFIGS_DIR
 from eval.gate import check, load_gates
-from eval.registry import Registry, RegistryError, registry_root, resolve
+from judge.registry import Registry, RegistryError, registry_root, resolve
 from tests.eval.test_gate import BREAKERS, passing_result
+from workflows import promotion
 
 FP1, FP2, FP3 = "1" * 64, "2" * 64, "3" * 64
 
@@ -35,46 +37,54 @@ def reg(tmp_path):
 
 
 def test_promote_refuses_without_a_passing_gate_for_that_fingerprint(reg, tmp_path):
-    reg.register("helpful", "1", FP1, "models/m1")
+    promotion.register(reg, "helpful", "1", FP1, "models/m1")
     with pytest.raises(RegistryError, match="no passing gate for fingerprint 1111"):
-        reg.promote("helpful", "1")
-    reg.attach("helpful", "1", validation(tmp_path, FP1, passed=False))
+        promotion.promote(reg, "helpful", "1")
+    promotion.attach(reg, "helpful", "1", validation(tmp_path, FP1, passed=False))
     with pytest.raises(RegistryError, match="refusing to promote"):
-        reg.promote("helpful", "1")
+        promotion.promote(reg, "helpful", "1")
     # a validation of another judge cannot be attached ...
     with pytest.raises(RegistryError, match="fingerprint 2222"):
-        reg.attach("helpful", "1", validation(tmp_path, FP2))
+        promotion.attach(reg, "helpful", "1", validation(tmp_path, FP2))
     # ... and a gate that was run for another fingerprint does not count
-    reg.attach("helpful", "1", validation(tmp_path, FP1, gate_for=FP2))
+    promotion.attach(reg, "helpful", "1", validation(tmp_path, FP1, gate_for=FP2))
     with pytest.raises(RegistryError):
-        reg.promote("helpful", "1")
+        promotion.promote(reg, "helpful", "1")
     assert reg.resolve("helpful", "1")["status"] == "candidate"
     with pytest.raises(RegistryError, match="no production version"):
         reg.resolve("helpful", "production")
 
 
 def test_an_edited_copy_does_not_count(reg, tmp_path):
-    reg.register("helpful", "1", FP1, "models/m1", validation=validation(tmp_path, FP1, passed=False))
+    promotion.register(reg, "helpful", "1", FP1, "models/m1", validation=validation(tmp_path, FP1, passed=False))
     stored = reg.root / reg.resolve("helpful", "1")["validations"][0]["file"]
     result = json.loads(stored.read_text())
     result["gate"]["passed"] = True
     stored.write_text(json.dumps(result))
     with pytest.raises(RegistryError):
-        reg.promote("helpful", "1")
+        promotion.promote(reg, "helpful", "1")
 
 
 def test_promote_then_rollback(reg, tmp_path):
     for version, fp in (("1", FP1), ("2", FP2), ("3", FP3)):
-        reg.register("helpful", version, fp, f"models/m{version}", adapter=f"adapters/a{version}",
-                     spec="helpfulness-pairwise", validation=validation(tmp_path, fp))
-    reg.promote("helpful", "1")
-    reg.promote("helpful", "2")
+        promotion.register(
+            reg,
+            "helpful",
+            version,
+            fp,
+            f"models/m{version}",
+            adapter=f"adapters/a{version}",
+            spec="helpfulness-pairwise",
+            validation=validation(tmp_path, fp),
+        )
+    promotion.promote(reg, "helpful", "1")
+    promotion.promote(reg, "helpful", "2")
     assert reg.resolve("helpful")["version"] == "2"
     assert reg.resolve("helpful", "1")["status"] == "retired"
     assert reg.rollback("helpful")["version"] == "1"
     assert resolve("helpful", "production", reg.root)["fingerprint"] == FP1
     assert reg.resolve("helpful", "2")["status"] == "retired"
-    reg.promote("helpful", "3")
+    promotion.promote(reg, "helpful", "3")
     assert reg.rollback("helpful")["version"] == "1"  # 2 was rolled back earlier: not a target
     with pytest.raises(RegistryError, match="nothing to roll back to"):
         reg.rollback("helpful")
@@ -86,9 +96,9 @@ def test_promote_then_rollback(reg, tmp_path):
 
 
 def test_names_versions_and_lookup(reg, tmp_path, monkeypatch):
-    reg.register("helpful", "1", FP1, "m")
+    promotion.register(reg, "helpful", "1", FP1, "m")
     with pytest.raises(RegistryError, match="already has version '1'"):
-        reg.register("helpful", "1", FP1, "m")
+        promotion.register(reg, "helpful", "1", FP1, "m")
     with pytest.raises(UnknownNameError, match="did you mean 'helpful'"):
         reg.resolve("helpfull")
     assert reg.find_fingerprint(FP1)["version"] == "1"

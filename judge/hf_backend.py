@@ -5,9 +5,10 @@ each prompt's last real position (the first answer token), which matches full lo
 a large share of the pass on small models. Distributions are the softmax over the labels'
 first tokens, which is what vLLM's guided choice returns too.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from data.errors import ModelError
 from data.render import Rendered, encode
@@ -23,8 +24,8 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
 
 
 class HFBackend:
-    def __init__(self, model, tokenizer, *, batch_tokens: int = 8192, dtype=None, logit_budget: int = 2 ** 26):
-        import torch
+    def __init__(self, model, tokenizer, *, batch_tokens: int = 8192, dtype=None, logit_budget: int = 2**26):
+        import torch  # deferred: torch takes seconds to import; only this path needs it
 
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -34,10 +35,20 @@ class HFBackend:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, model_path: str, adapter_path: str | None = None, *, dtype: str = "float32",
-             device: str | None = None, batch_tokens: int = 8192) -> "HFBackend":
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def load(
+        cls,
+        model_path: str,
+        adapter_path: str | None = None,
+        *,
+        dtype: str = "float32",
+        device: str | None = None,
+        batch_tokens: int = 8192,
+    ) -> HFBackend:
+        import torch  # deferred: torch takes seconds to import; only this path needs it
+        from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+            AutoModelForCausalLM,
+            AutoTokenizer,
+        )
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
@@ -46,11 +57,14 @@ class HFBackend:
         except (OSError, ValueError):
             tokenizer = AutoTokenizer.from_pretrained(model_path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32 if device == "cpu" else torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_path, dtype=torch.float32 if device == "cpu" else torch_dtype
+            )
         except OSError as exc:
             raise ModelError(f"cannot load model: {exc}", path=model_path) from None
         if adapter_path:
-            from peft import PeftModel
+            from peft import PeftModel  # deferred: PEFT takes seconds to import; only this path needs it
+
             model = PeftModel.from_pretrained(model, adapter_path)
         model.to(device)
         return cls(model, tokenizer, batch_tokens=batch_tokens, dtype=torch_dtype)
@@ -58,14 +72,14 @@ class HFBackend:
     def _answer_logits(self, input_ids, attention_mask, last):
         """Logits at each row's ``last`` position, through the model's own forward (so that FSDP's hooks gather
         the sharded parameters) with the output layer run only at the batch's distinct last positions."""
-        import torch
+        import torch  # deferred: torch takes seconds to import; only this path needs it
 
         keep = torch.unique(last)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
         return out.logits[torch.arange(len(last), device=last.device), torch.searchsorted(keep, last)]
 
     def label_probs(self, prompts: Sequence[Rendered], spec: JudgeSpec) -> list[dict[str, float]]:
-        import torch
+        import torch  # deferred: torch takes seconds to import; only this path needs it
 
         label_ids = torch.tensor(label_token_ids(self.tokenizer, spec.labels), device=self.device)
         order = sorted(range(len(prompts)), key=lambda i: prompts[i].n_tokens)
@@ -80,8 +94,10 @@ class HFBackend:
                 n = prompts[order[end]].n_tokens
                 more = distinct + (n != prompts[order[end - 1]].n_tokens)
                 # the chunk's tokens, and its logits (rows x distinct answer positions x vocabulary), stay bounded
-                if n * (end - start + 1) > max(self.batch_tokens, longest) or \
-                        (end - start + 1) * more * vocab > self.logit_budget:
+                if (
+                    n * (end - start + 1) > max(self.batch_tokens, longest)
+                    or (end - start + 1) * more * vocab > self.logit_budget
+                ):
                     break
                 end, distinct = end + 1, more
             chunk = order[start:end]
@@ -93,8 +109,10 @@ class HFBackend:
                 ids[row, :n] = torch.tensor(prompts[i].token_ids)
                 mask[row, :n] = 1
             last = mask.sum(1) - 1
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
-                                                        enabled=self.autocast_dtype is not None):
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None),
+            ):
                 logits = self._answer_logits(ids.to(self.device), mask.to(self.device), last.to(self.device)).float()
             probs = torch.softmax(logits[:, label_ids], dim=-1).cpu().tolist()
             for row, i in enumerate(chunk):

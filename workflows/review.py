@@ -20,6 +20,7 @@ items (the random share stands for the whole rest of the traffic). The interval 
 within each stratum. The random share's own agreement (unbiased for the untargeted traffic) is
 reported too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ import random
 import re
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -38,6 +39,11 @@ from data.errors import DataError, Problem
 from data.jsonl import read_jsonl, write_jsonl
 from data.labels import LabelSpace, aggregate
 from data.schema import RESPONSE_FIELDS, Item
+from data.spec import load_spec
+from eval.bootstrap import GroupBootstrap, interval
+from judge.agreement import human_class
+from serve.config import LiveConfig
+from serve.verdict_log import read_rows
 
 MANIFEST = "review-manifest.json"
 TASKS = "review-tasks.json"
@@ -49,6 +55,7 @@ TARGETED, RANDOM = "targeted", "random"
 
 # --- export -------------------------------------------------------------------------------------
 
+
 def select(rows: list[dict], n: int, random_share: float, seed: int) -> tuple[list[tuple[dict, str, str]], dict]:
     """(row, stratum, reason) for up to ``n`` distinct items, and each stratum's size in the window."""
     latest: dict[str, dict] = {}
@@ -59,10 +66,16 @@ def select(rows: list[dict], n: int, random_share: float, seed: int) -> tuple[li
     n = min(n, len(pool))
     n_random = round(n * random_share)
     # swap-inconsistent first, then the least confident
-    ranked = sorted(pool, key=lambda r: (r["consistent"] is not False, r["confidence"] if r["confidence"] is not None else 1.0,
-                                         r["item_hash"]))
-    targeted = ranked[:n - n_random]
-    rest = ranked[n - n_random:]
+    ranked = sorted(
+        pool,
+        key=lambda r: (
+            r["consistent"] is not False,
+            r["confidence"] if r["confidence"] is not None else 1.0,
+            r["item_hash"],
+        ),
+    )
+    targeted = ranked[: n - n_random]
+    rest = ranked[n - n_random :]
     drawn = random.Random(seed).sample(rest, min(n_random, len(rest)))
     chosen = [(r, TARGETED, "swap-inconsistent" if r["consistent"] is False else "low confidence") for r in targeted]
     chosen += [(r, RANDOM, "uniform random") for r in drawn]
@@ -78,21 +91,35 @@ def labeling_config(kind: str, labels: Sequence[str]) -> str:
     fields = ["instruction", "input", "context", "reference", *RESPONSE_FIELDS[kind]]
     shown = "\n".join(f'  <Header value="{f.replace("_", " ")}"/>\n  <Text name="{f}" value="${f}"/>' for f in fields)
     choices = "\n".join(f'    <Choice value="{lab}"/>' for lab in labels)
-    return (f"<View>\n{shown}\n  <Choices name=\"label\" toName=\"instruction\" choice=\"single\" required=\"true\">\n"
-            f"{choices}\n  </Choices>\n</View>\n")
+    return (
+        f'<View>\n{shown}\n  <Choices name="label" toName="instruction" choice="single" required="true">\n'
+        f"{choices}\n  </Choices>\n</View>\n"
+    )
 
 
-def export_review(log: str, judge: str, spec, n: int, out_dir: str | Path, *, since: float | None = None,
-                  until: float | None = None, random_share: float = 0.3, seed: int = 0) -> dict[str, Path]:
+def export_review(
+    log: str,
+    judge: str,
+    spec,
+    n: int,
+    out_dir: str | Path,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    random_share: float = 0.3,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Write the review tasks (Label Studio JSON, CSV), the labeling config and the manifest."""
-    from serve.verdict_log import read_rows
 
     rows = read_rows(log, since=since, until=until, judge=judge, roles=["production"])
     if not rows:
         raise DataError(f"no production verdicts of '{judge}' in the window", path=str(log), field="judge")
     if all(r["item"] is None for r in rows):
-        raise DataError("the verdict log holds only item hashes, no item text to review", path=str(log),
-                        hint="the server ran with live.log_items=false")
+        raise DataError(
+            "the verdict log holds only item hashes, no item text to review",
+            path=str(log),
+            hint="the server ran with live.log_items=false",
+        )
     chosen, sizes = select(rows, n, random_share, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,16 +128,36 @@ def export_review(log: str, judge: str, spec, n: int, out_dir: str | Path, *, si
     for row, stratum, reason in chosen:
         rid = review_id(row)
         item = row["item"]
-        entries[rid] = {"stratum": stratum, "reason": reason, "verdict": row["verdict"], "confidence": row["confidence"],
-                        "consistent": row["consistent"], "fingerprint": row["fingerprint"], "log_row": row["row"],
-                        "item_hash": row["item_hash"], "item": item}
+        entries[rid] = {
+            "stratum": stratum,
+            "reason": reason,
+            "verdict": row["verdict"],
+            "confidence": row["confidence"],
+            "consistent": row["consistent"],
+            "fingerprint": row["fingerprint"],
+            "log_row": row["row"],
+            "item_hash": row["item_hash"],
+            "item": item,
+        }
         data = {"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}}
         tasks.append({"data": data})
         table.append(data)
-    manifest = {"schema_version": 1, "export": export_id, "judge": judge, "spec": spec.name, "kind": spec.kind,
-                "labels": list(spec.labels), "log": str(log), "window": {"since": since, "until": until},
-                "population": sum(sizes.values()), "strata": sizes, "random_share": random_share, "seed": seed,
-                "estimator": "post-stratified (see eval/review.py)", "items": entries}
+    manifest = {
+        "schema_version": 1,
+        "export": export_id,
+        "judge": judge,
+        "spec": spec.name,
+        "kind": spec.kind,
+        "labels": list(spec.labels),
+        "log": str(log),
+        "window": {"since": since, "until": until},
+        "population": sum(sizes.values()),
+        "strata": sizes,
+        "random_share": random_share,
+        "seed": seed,
+        "estimator": "post-stratified (see workflows/review.py)",
+        "items": entries,
+    }
     paths = {"tasks": out / TASKS, "csv": out / CSV_FILE, "config": out / LABEL_CONFIG, "manifest": out / MANIFEST}
     paths["tasks"].write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     columns = ["review_id", *[f for f in TEXT_FIELDS if any(f in d for d in table)], "label"]
@@ -125,6 +172,7 @@ def export_review(log: str, judge: str, spec, n: int, out_dir: str | Path, *, si
 
 
 # --- import -------------------------------------------------------------------------------------
+
 
 def _json_line(text: str, rid: str) -> int | None:
     m = re.search(r'"review_id"\s*:\s*' + re.escape(json.dumps(rid)), text)
@@ -144,19 +192,36 @@ def read_label_studio(path: Path, space: LabelSpace, problems: list[Problem]) ->
     for i, task in enumerate(tasks):
         rid = (task.get("data") or {}).get("review_id") if isinstance(task, dict) else None
         if not isinstance(rid, str):
-            problems.append(Problem("task has no data.review_id (not exported by `judgeloop review export`?)",
-                                    str(path), None, f"[{i}].data.review_id"))
+            problems.append(
+                Problem(
+                    "task has no data.review_id (not exported by `judgeloop review export`?)",
+                    str(path),
+                    None,
+                    f"[{i}].data.review_id",
+                )
+            )
             continue
         line = _json_line(text, rid)
         labels = []
         for j, ann in enumerate(task.get("annotations") or []):
             if ann.get("was_cancelled"):
                 continue
-            choices = [c for r in ann.get("result") or [] if r.get("type") == "choices" and r.get("from_name") == "label"
-                       for c in (r.get("value") or {}).get("choices") or []]
+            choices = [
+                c
+                for r in ann.get("result") or []
+                if r.get("type") == "choices" and r.get("from_name") == "label"
+                for c in (r.get("value") or {}).get("choices") or []
+            ]
             if len(choices) != 1:
-                problems.append(Problem(f"expected one choice, got {len(choices)}", str(path), line,
-                                        f"[{i}].annotations[{j}].result", f"task {rid}"))
+                problems.append(
+                    Problem(
+                        f"expected one choice, got {len(choices)}",
+                        str(path),
+                        line,
+                        f"[{i}].annotations[{j}].result",
+                        f"task {rid}",
+                    )
+                )
                 continue
             try:
                 labels.append(space.check(choices[0]))
@@ -173,8 +238,11 @@ def read_review_csv(path: Path, space: LabelSpace, problems: list[Problem]) -> d
         reader = csv.DictReader(fh)
         columns = [c for c in reader.fieldnames or [] if c == "label" or c.startswith("label_")]
         if "review_id" not in (reader.fieldnames or []) or not columns:
-            raise DataError("expected the columns review_id and label (as `judgeloop review export` wrote them)",
-                            path=str(path), line=1)
+            raise DataError(
+                "expected the columns review_id and label (as `judgeloop review export` wrote them)",
+                path=str(path),
+                line=1,
+            )
         for row in reader:
             labels = []
             for c in columns:
@@ -189,27 +257,42 @@ def read_review_csv(path: Path, space: LabelSpace, problems: list[Problem]) -> d
     return out
 
 
-def import_review(path: str | Path, spec, out_path: str | Path, manifest_path: str | Path | None = None) -> tuple[int, int]:
+def import_review(
+    path: str | Path, spec, out_path: str | Path, manifest_path: str | Path | None = None
+) -> tuple[int, int]:
     """Reviewed labels -> canonical labelled items (``out_path``); returns (items written, tasks without a label)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=str(path))
     manifest_path = Path(manifest_path) if manifest_path else path.parent / MANIFEST
     if not manifest_path.is_file():
-        raise DataError("the review manifest is missing", path=str(manifest_path),
-                        hint="`judgeloop review export` wrote it beside the tasks; pass --manifest FILE")
+        raise DataError(
+            "the review manifest is missing",
+            path=str(manifest_path),
+            hint="`judgeloop review export` wrote it beside the tasks; pass --manifest FILE",
+        )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if manifest.get("spec") != spec.name:
-        raise DataError(f"the review was exported for spec '{manifest.get('spec')}', not '{spec.name}'",
-                        path=str(manifest_path), field="spec")
+        raise DataError(
+            f"the review was exported for spec '{manifest.get('spec')}', not '{spec.name}'",
+            path=str(manifest_path),
+            field="spec",
+        )
     space = spec.label_space
     problems: list[Problem] = []
     reader = read_review_csv if path.suffix.lower() == ".csv" else read_label_studio
     labels_by_id = reader(path, space, problems)
     for rid in labels_by_id:
         if rid not in manifest["items"]:
-            problems.append(Problem(f"review_id '{rid}' is not in the manifest", str(path), None, "review_id",
-                                    f"manifest {manifest_path}"))
+            problems.append(
+                Problem(
+                    f"review_id '{rid}' is not in the manifest",
+                    str(path),
+                    None,
+                    "review_id",
+                    f"manifest {manifest_path}",
+                )
+            )
     if problems:
         raise DataError(problems=problems)
     items, unlabelled = [], 0
@@ -219,11 +302,19 @@ def import_review(path: str | Path, spec, out_path: str | Path, manifest_path: s
             continue
         entry = manifest["items"][rid]
         meta = dict(entry["item"].get("meta") or {})
-        meta["review"] = {"export": manifest["export"], "judge": manifest["judge"], "stratum": entry["stratum"],
-                          "reason": entry["reason"], "stratum_size": manifest["strata"][entry["stratum"]],
-                          "population": manifest["population"], "verdict": entry["verdict"],
-                          "confidence": entry["confidence"], "consistent": entry["consistent"],
-                          "fingerprint": entry["fingerprint"], "item_hash": entry["item_hash"]}
+        meta["review"] = {
+            "export": manifest["export"],
+            "judge": manifest["judge"],
+            "stratum": entry["stratum"],
+            "reason": entry["reason"],
+            "stratum_size": manifest["strata"][entry["stratum"]],
+            "population": manifest["population"],
+            "verdict": entry["verdict"],
+            "confidence": entry["confidence"],
+            "consistent": entry["consistent"],
+            "fingerprint": entry["fingerprint"],
+            "item_hash": entry["item_hash"],
+        }
         base = {k: v for k, v in entry["item"].items() if k not in ("id", "group", "labels", "label", "meta")}
         items.append(Item(id=rid, group=rid, labels=labels, label=aggregate(spec.kind, labels), meta=meta, **base))
     write_jsonl(out_path, items)
@@ -234,17 +325,19 @@ def read_reviewed(path: str | Path) -> list[Item]:
     items = list(read_jsonl(path, Item))
     bad = [it.id for it in items if "review" not in it.meta]
     if bad:
-        raise DataError(f"item '{bad[0]}' has no meta.review (not from `judgeloop review import`)", path=str(path),
-                        field="meta.review")
+        raise DataError(
+            f"item '{bad[0]}' has no meta.review (not from `judgeloop review import`)",
+            path=str(path),
+            field="meta.review",
+        )
     return items
 
 
 # --- live agreement -----------------------------------------------------------------------------
 
+
 def live_agreement(items: Sequence[Item], space: LabelSpace, n_boot: int = 1000, seed: int = 0) -> dict:
     """Judge vs reviewers over the window, post-stratified by sampling stratum, with a 95% bootstrap interval."""
-    from eval.bootstrap import GroupBootstrap, interval
-    from eval.metrics import human_class
 
     several = len({it.meta["review"]["export"] for it in items}) > 1
     strata: dict[str, dict] = defaultdict(lambda: {"agree": [], "groups": [], "size": 0})
@@ -260,8 +353,13 @@ def live_agreement(items: Sequence[Item], space: LabelSpace, n_boot: int = 1000,
         s["groups"].append(it.group)
     total = sum(s["size"] for s in strata.values())
     if not strata or total == 0:
-        return {"agreement": None, "n_reviewed": 0, "strata": {}, "random_share_agreement": None,
-                "estimator": "no reviewed item has a reviewer majority"}
+        return {
+            "agreement": None,
+            "n_reviewed": 0,
+            "strata": {},
+            "random_share_agreement": None,
+            "estimator": "no reviewed item has a reviewer majority",
+        }
     value, reps = 0.0, np.zeros(n_boot)
     for k, s in enumerate(strata.values()):
         agree = np.array(s["agree"])
@@ -276,20 +374,25 @@ def live_agreement(items: Sequence[Item], space: LabelSpace, n_boot: int = 1000,
     return {
         "agreement": interval(value, reps).as_dict(),
         "n_reviewed": sum(len(s["agree"]) for s in strata.values()),
-        "strata": {key: {"size": s["size"], "n_reviewed": len(s["agree"]), "agreement": float(np.mean(s["agree"]))}
-                   for key, s in strata.items()},
+        "strata": {
+            key: {"size": s["size"], "n_reviewed": len(s["agree"]), "agreement": float(np.mean(s["agree"]))}
+            for key, s in strata.items()
+        },
         "random_share_agreement": GroupBootstrap(random_groups, n_boot, seed).mean(random_agree).as_dict()
-        if random_agree else None,
-        "estimator": ("post-stratified: each sampling stratum's agreement (judge verdict vs reviewer majority) weighted "
-                      "by its share of the window's items; the targeted stratum is the hardest items, the uniform random "
-                      "share stands for all the rest; 95% bootstrap within strata"),
+        if random_agree
+        else None,
+        "estimator": (
+            "post-stratified: each sampling stratum's agreement (judge verdict vs reviewer majority) weighted "
+            "by its share of the window's items; the targeted stratum is the hardest items, the uniform random "
+            "share stands for all the rest; 95% bootstrap within strata"
+        ),
     }
 
 
 # --- the command --------------------------------------------------------------------------------
 
+
 def main(argv: list[str]) -> int:
-    from data.spec import load_spec
 
     p = argparse.ArgumentParser(prog="judgeloop review", description="human review of live verdicts")
     sub = p.add_subparsers(dest="action", required=True)
@@ -299,8 +402,12 @@ def main(argv: list[str]) -> int:
     ex.add_argument("--n", type=int, required=True, help="items to review")
     ex.add_argument("--log", help="the verdict log: SQLAlchemy URL or SQLite file (default: `judgeloop serve`'s)")
     ex.add_argument("--window-hours", type=float, default=None, help="only the last H hours (default: all)")
-    ex.add_argument("--random-share", type=float, default=0.3,
-                    help="share of the N drawn uniformly at random (unbiased live agreement; default 0.3)")
+    ex.add_argument(
+        "--random-share",
+        type=float,
+        default=0.3,
+        help="share of the N drawn uniformly at random (unbiased live agreement; default 0.3)",
+    )
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--out", default="runs/review", help="output directory (default runs/review)")
     im = sub.add_parser("import", help="a Label Studio JSON export or the filled CSV -> labelled items JSONL")
@@ -314,19 +421,30 @@ def main(argv: list[str]) -> int:
             raise DataError("must be at least 1", field="--n")
         if not 0 <= args.random_share <= 1:
             raise DataError("must be between 0 and 1", field="--random-share")
-        from eval.monitor import _default_log
         spec = load_spec(args.spec or args.judge)
         since = time.time() - args.window_hours * 3600 if args.window_hours else None
-        paths = export_review(args.log or _default_log(), args.judge, spec, args.n, args.out, since=since,
-                              random_share=args.random_share, seed=args.seed)
+        paths = export_review(
+            args.log or LiveConfig().url(None),
+            args.judge,
+            spec,
+            args.n,
+            args.out,
+            since=since,
+            random_share=args.random_share,
+            seed=args.seed,
+        )
         manifest = json.loads(paths["manifest"].read_text())
         strata = defaultdict(int)
         for e in manifest["items"].values():
             strata[e["stratum"]] += 1
-        print(f"{len(manifest['items'])} items to review ({strata[TARGETED]} targeted, {strata[RANDOM]} uniform random) "
-              f"of {manifest['population']} distinct items in the window")
-        print(f"Label Studio: import {paths['tasks']} with the labeling interface {paths['config']}; or fill the "
-              f"'label' column of {paths['csv']}")
+        print(
+            f"{len(manifest['items'])} items to review ({strata[TARGETED]} targeted, {strata[RANDOM]} uniform random) "
+            f"of {manifest['population']} distinct items in the window"
+        )
+        print(
+            f"Label Studio: import {paths['tasks']} with the labeling interface {paths['config']}; or fill the "
+            f"'label' column of {paths['csv']}"
+        )
         print(f"then: judgeloop review import FILE --spec {spec.name} --out reviewed.jsonl")
         return 0
     spec = load_spec(args.spec)

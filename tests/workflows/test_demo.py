@@ -1,6 +1,7 @@
 """The demo's own logic: the served-equals-validated check and the summary figures."""
+
 from data.schema import JudgeRef, Verdict
-from eval.demo import _figures, _same_verdicts
+from workflows.demo import _figures, _same_verdicts
 
 J = JudgeRef(name="j", fingerprint="f" * 64)
 
@@ -24,8 +25,15 @@ def test_same_verdicts_catches_every_kind_of_difference():
 
 
 def test_figures_read_the_validation_schema():
-    result = {"metrics": {"accuracy": {"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}},
-              "bias": {"swap_consistency": 0.9},
-              "length_control": {"acc_shorter_preferred": 0.55, "acc_longer_preferred": 0.8}}
-    assert _figures(result) == {"accuracy": 0.7, "accuracy_ci": [0.6, 0.8], "swap_consistency": 0.9,
-                                "acc_shorter_preferred": 0.55, "acc_longer_preferred": 0.8}
+    result = {
+        "metrics": {"accuracy": {"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}},
+        "bias": {"swap_consistency": 0.9},
+        "length_control": {"acc_shorter_preferred": 0.55, "acc_longer_preferred": 0.8},
+    }
+    assert _figures(result) == {
+        "accuracy": 0.7,
+        "accuracy_ci": [0.6, 0.8],
+        "swap_consistency": 0.9,
+        "acc_shorter_preferred": 0.55,
+        "acc_longer_preferred": 0.8,
+    }

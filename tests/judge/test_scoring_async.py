@@ -1,10 +1,11 @@
 """The scoring core's async path and per-prompt failures (the vLLM backend reports those)."""
+
 import asyncio
 
 from data.errors import ServerError
 from data.schema import Item, JudgeRef
 from data.spec import load_spec
-from serve.scoring import score_items, score_items_async
+from judge.scoring import score_items, score_items_async
 from tests.serve.helpers import pairwise_items
 
 REF = JudgeRef(name="t", fingerprint="f")

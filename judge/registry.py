@@ -2,14 +2,17 @@
 
 Layout (``$JUDGELOOP_REGISTRY``, else ``runs/registry`` under the working directory)::
 
-    NAME/judge.json                      every version's entry, the production version, the history
+    NAME/versions.json                   every version's entry, the production version, the history
     NAME/VERSION/validation-SHA12.json   copies of the validation results attached to a version
 
-A version is promoted only if one of its attached validation results carries a passing gate
-for exactly the version's fingerprint (the gate is keyed by fingerprint, not by name or
-version: retraining, a new spec or a new base model changes the fingerprint and needs a new
-gate). The serving config asks ``resolve(NAME, "production")``.
+This module is the store: records, their locking and history, and ``resolve`` (what serving
+loads). Which validation may promote a version is decided above it, in workflows/promotion.py:
+a version is promoted only if one of its attached validation results carries a passing gate
+for exactly the version's fingerprint. Registries written before ``versions.json`` kept the
+record in ``NAME/judge.json`` (the same name as a judge directory's file); they are renamed
+on first read.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +24,10 @@ from pathlib import Path
 
 from data.errors import JudgeloopError, UnknownNameError
 from data.provenance import sha256_file
-from eval.gate import read_result
 
 STATUSES = ("candidate", "production", "retired")
+RECORD_FILE = "versions.json"
+LEGACY_RECORD_FILE = "judge.json"
 ENV = "JUDGELOOP_REGISTRY"
 
 
@@ -48,10 +52,23 @@ class Registry:
     def _file(self, name: str) -> Path:
         if not name or "/" in name or "\\" in name or name.startswith("."):  # never a path out of the registry
             raise RegistryError(f"'{name}' is not a usable judge name", field="name")
-        return self.root / name / "judge.json"
+        path = self.root / name / RECORD_FILE
+        legacy = self.root / name / LEGACY_RECORD_FILE
+        if not path.exists() and legacy.exists() and "versions" in legacy.read_text(encoding="utf-8"):
+            legacy.replace(path)  # a registry written before the record had its own name
+        return path
 
     def names(self) -> list[str]:
-        return sorted(p.parent.name for p in self.root.glob("*/judge.json")) if self.root.exists() else []
+        if not self.root.exists():
+            return []
+        return sorted(
+            {
+                p.parent.name
+                for pattern in (RECORD_FILE, LEGACY_RECORD_FILE)
+                for p in self.root.glob(f"*/{pattern}")
+                if self._file(p.parent.name).exists()
+            }
+        )
 
     def load(self, name: str) -> dict:
         path = self._file(name)
@@ -70,10 +87,13 @@ class Registry:
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             path = self._file(name)
-            record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else \
-                {"name": name, "production": None, "versions": {}, "history": []}
+            record = (
+                json.loads(path.read_text(encoding="utf-8"))
+                if path.exists()
+                else {"name": name, "production": None, "versions": {}, "history": []}
+            )
             yield record
-            tmp = path.with_name(f"judge.json.{os.getpid()}.tmp")
+            tmp = path.with_name(f"{RECORD_FILE}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             os.replace(tmp, path)
 
@@ -91,85 +111,96 @@ class Registry:
             entry["history"].append(event)
 
     # --- operations -------------------------------------------------------------------------------
-    def register(self, name: str, version: str, fingerprint: str, model: str, adapter: str | None = None,
-                 spec: str | None = None, card: str | None = None, validation: str | Path | None = None) -> dict:
-        """Add a candidate version; optionally attach its validation result at once."""
+    def register(
+        self,
+        name: str,
+        version: str,
+        fingerprint: str,
+        model: str,
+        adapter: str | None = None,
+        spec: str | None = None,
+        card: str | None = None,
+    ) -> dict:
+        """Add a candidate version."""
         if not name or "/" in name or name.startswith("."):
             raise RegistryError(f"'{name}' is not a usable judge name", field="name")
         if not version or "/" in version or version.startswith("."):
             raise RegistryError(f"'{version}' is not a usable version", field="version")
         with self._edit(name, create=True) as record:
             if version in record["versions"]:
-                raise RegistryError(f"judge '{name}' already has version '{version}'", field="version",
-                                    hint="versions are immutable: register a new version")
-            entry = {"name": name, "version": version, "fingerprint": fingerprint, "model": model, "adapter": adapter,
-                     "spec": spec, "card": card, "card_sha256": sha256_file(card) if card and Path(card).is_file() else None,
-                     "status": "candidate", "registered": _now(), "validations": [], "history": []}
+                raise RegistryError(
+                    f"judge '{name}' already has version '{version}'",
+                    field="version",
+                    hint="versions are immutable: register a new version",
+                )
+            entry = {
+                "name": name,
+                "version": version,
+                "fingerprint": fingerprint,
+                "model": model,
+                "adapter": adapter,
+                "spec": spec,
+                "card": card,
+                "card_sha256": sha256_file(card) if card and Path(card).is_file() else None,
+                "status": "candidate",
+                "registered": _now(),
+                "validations": [],
+                "history": [],
+            }
             record["versions"][version] = entry
             self._event(record, entry, "register", fingerprint=fingerprint)
-        if validation is not None:
-            entry = self.attach(name, version, validation)
         return entry
 
-    def attach(self, name: str, version: str, validation: str | Path) -> dict:
-        """Copy a validation result (usually gated) into the version's folder."""
-        result = read_result(validation)
+    def attach(self, name: str, version: str, validation: str | Path, summary: dict) -> dict:
+        """Copy a validation result into the version's folder and record ``summary`` (its headline
+        figures and gate, read by workflows/promotion.py) beside the copy's hash."""
         with self._edit(name) as record:
             entry = self._version(record, version)
-            fp = (result.get("judge") or {}).get("fingerprint")
-            if fp != entry["fingerprint"]:
-                raise RegistryError(f"the validation result is for fingerprint {str(fp)[:16]}, but {name} {version} is "
-                                    f"{entry['fingerprint'][:16]}", path=str(validation), field="judge.fingerprint",
-                                    hint="validate this exact judge (same spec, base model and adapter)")
             digest = sha256_file(validation)
             dest = self.root / name / version / f"validation-{digest[:12]}.json"
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(Path(validation).read_bytes())
-            gate = result.get("gate") or {}
-            metric = (gate.get("thresholds") or {}).get("metric", "accuracy")
-            info = {"file": str(dest.relative_to(self.root)), "sha256": digest, "attached": _now(),
-                    "source": str(validation), "dataset": result.get("dataset"), "metric": metric,
-                    "value": (result["metrics"].get(metric) or {}).get("value"),
-                    "ci_low": (result["metrics"].get(metric) or {}).get("ci_low"),
-                    "ci_high": (result["metrics"].get(metric) or {}).get("ci_high"),
-                    "gate_passed": gate.get("passed") if gate else None, "gate_fingerprint": gate.get("fingerprint")}
+            info = {
+                "file": str(dest.relative_to(self.root)),
+                "sha256": digest,
+                "attached": _now(),
+                "source": str(validation),
+                **summary,
+            }
             entry["validations"] = [v for v in entry["validations"] if v["sha256"] != digest] + [info]
-            self._event(record, entry, "attach", validation=info["file"], gate_passed=info["gate_passed"])
+            self._event(record, entry, "attach", validation=info["file"], gate_passed=info.get("gate_passed"))
         return entry
 
-    def passing_gate(self, entry: dict) -> dict | None:
-        """The newest attached validation whose stored copy has a passing gate for the entry's fingerprint."""
+    def attached(self, entry: dict) -> list[tuple[dict, Path]]:
+        """A version's attached validations, newest first, whose stored copy is unchanged since attaching."""
+        out = []
         for info in reversed(entry["validations"]):
             path = self.root / info["file"]
-            if not path.exists() or sha256_file(path) != info["sha256"]:
-                continue  # a copy changed or removed after it was attached does not count
-            result = json.loads(path.read_text(encoding="utf-8"))
-            gate = result.get("gate") or {}
-            if gate.get("passed") is True and gate.get("fingerprint") == entry["fingerprint"] \
-                    and (result.get("judge") or {}).get("fingerprint") == entry["fingerprint"]:
-                return info
-        return None
+            if path.exists() and sha256_file(path) == info["sha256"]:
+                out.append((info, path))  # a copy changed or removed after it was attached does not count
+        return out
 
-    def promote(self, name: str, version: str) -> dict:
-        """Make a version production; the previous production version is retired."""
+    def promote(self, name: str, version: str, validation: dict) -> dict:
+        """Make a version production on the strength of one attached ``validation`` (checked by the
+        caller); the previous production version is retired."""
         with self._edit(name) as record:
             entry = self._version(record, version)
             if record["production"] == version:
                 raise RegistryError(f"{name} {version} is already production")
-            gate = self.passing_gate(entry)
-            if gate is None:
-                raise RegistryError(
-                    f"refusing to promote {name} {version}: no passing gate for fingerprint {entry['fingerprint'][:16]}",
-                    hint=f"run `judgeloop gate VALIDATION.json --gates configs/gates/default.yaml`, then "
-                         f"`judgeloop promote {name} {version} --validation VALIDATION.json`")
             previous = record["production"]
             if previous:
                 record["versions"][previous]["status"] = "retired"
                 self._event(record, record["versions"][previous], "retire", replaced_by=version)
             entry["status"] = "production"
             record["production"] = version
-            self._event(record, entry, "promote", previous=previous, validation=gate["file"],
-                        fingerprint=entry["fingerprint"])
+            self._event(
+                record,
+                entry,
+                "promote",
+                previous=previous,
+                validation=validation["file"],
+                fingerprint=entry["fingerprint"],
+            )
         return entry
 
     def rollback(self, name: str) -> dict:
@@ -187,8 +218,10 @@ class Registry:
                     stack.pop()
             earlier = [v for v in reversed(stack[:-1]) if v != current]
             if not earlier:
-                raise RegistryError(f"{name} {current} is the first production version: nothing to roll back to",
-                                    hint="promote another version that passed its gate")
+                raise RegistryError(
+                    f"{name} {current} is the first production version: nothing to roll back to",
+                    hint="promote another version that passed its gate",
+                )
             target = record["versions"][earlier[0]]
             record["versions"][current]["status"] = "retired"
             self._event(record, record["versions"][current], "rollback", to=target["version"])
@@ -202,8 +235,9 @@ class Registry:
         record = self.load(name)
         if ref == "production":
             if record["production"] is None:
-                raise RegistryError(f"judge '{name}' has no production version",
-                                    hint=f"promote one: judgeloop promote {name} VERSION")
+                raise RegistryError(
+                    f"judge '{name}' has no production version", hint=f"promote one: judgeloop promote {name} VERSION"
+                )
             return record["versions"][record["production"]]
         if ref == "latest":
             return max(record["versions"].values(), key=lambda e: e["registered"])
@@ -226,9 +260,19 @@ class Registry:
         for entry in sorted(self.load(name)["versions"].values(), key=lambda e: e["registered"]):
             if entry["validations"]:
                 v = entry["validations"][-1]
-                out.append({"version": entry["version"], "status": entry["status"], "registered": entry["registered"],
-                            "fingerprint": entry["fingerprint"], "metric": v["metric"], "value": v["value"],
-                            "ci_low": v["ci_low"], "ci_high": v["ci_high"], "dataset": v["dataset"]})
+                out.append(
+                    {
+                        "version": entry["version"],
+                        "status": entry["status"],
+                        "registered": entry["registered"],
+                        "fingerprint": entry["fingerprint"],
+                        "metric": v["metric"],
+                        "value": v["value"],
+                        "ci_low": v["ci_low"],
+                        "ci_high": v["ci_high"],
+                        "dataset": v["dataset"],
+                    }
+                )
         return out
 
 

@@ -5,6 +5,7 @@ that takes production traffic is merged. The merged judge keeps the adapter judg
 it is the same judge, and the served production judge must carry the validated fingerprint.
 ``weights_sha256`` records the merged files, ``merged_from`` the run it came from.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,21 @@ import time
 from pathlib import Path
 
 from data.errors import ModelError
-from data.fingerprint import WEIGHT_SUFFIXES
+from data.paths import JUDGE_FILE
 from data.provenance import sha256_file
-from serve.judge import JUDGE_FILE, load_judge
+from judge.fingerprint import WEIGHT_SUFFIXES
+from judge.loading import load_judge
 
 
 def merge(run_dir: str | Path, out: str | Path | None = None, progress=print) -> Path:
     """Write ``out`` (default RUN_DIR/merged): merged weights (safetensors), tokenizer, judge.json."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from peft import PeftModel  # deferred: PEFT takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     run_dir = Path(run_dir)
     judge = load_judge(run_dir)
@@ -44,14 +50,23 @@ def merge(run_dir: str | Path, out: str | Path | None = None, progress=print) ->
     AutoTokenizer.from_pretrained(judge.adapter_path).save_pretrained(staging)
     meta = json.loads((run_dir / JUDGE_FILE).read_text())
     weights = {f.name: sha256_file(f) for f in sorted(staging.iterdir()) if f.suffix in WEIGHT_SUFFIXES}
-    meta.update({"base_model": ".", "adapter": None, "fingerprint": judge.fingerprint,
-                 "merged_from": str(run_dir.resolve()), "weights_sha256": weights,
-                 "merged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    meta.update(
+        {
+            "base_model": ".",
+            "adapter": None,
+            "fingerprint": judge.fingerprint,
+            "merged_from": str(run_dir.resolve()),
+            "weights_sha256": weights,
+            "merged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
     meta.pop("card", None)
     (staging / JUDGE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     if out.exists():
         out.rmdir()
     staging.rename(out)
-    progress(f"merged judge '{judge.name}' (fingerprint {judge.fingerprint[:16]}) -> {out}\n"
-             f"  a plain checkpoint: vLLM serves it without --enable-lora")
+    progress(
+        f"merged judge '{judge.name}' (fingerprint {judge.fingerprint[:16]}) -> {out}\n"
+        f"  a plain checkpoint: vLLM serves it without --enable-lora"
+    )
     return out

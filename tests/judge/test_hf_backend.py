@@ -1,9 +1,10 @@
-"""serve/hf_backend.py batching: how prompts are chunked changes the cost, never the scores."""
+"""judge/hf_backend.py batching: how prompts are chunked changes the cost, never the scores."""
+
 import pytest
 
 from data.render import render
 from data.spec import load_spec
-from serve.hf_backend import HFBackend
+from judge.hf_backend import HFBackend
 from tests.train.helpers import SPEC, pairwise_items
 
 
@@ -23,8 +24,9 @@ class ShapeLog(HFBackend):
 def test_the_logit_budget_bounds_each_chunk_and_leaves_the_scores_alone(tiny_model_dir, budget_rows):
     spec = load_spec(SPEC)
     base = HFBackend.load(str(tiny_model_dir))
-    prompts = [render(spec, item, base.tokenizer, order) for item in pairwise_items(12, "h", seed=5)
-               for order in ("ab", "ba")]
+    prompts = [
+        render(spec, item, base.tokenizer, order) for item in pairwise_items(12, "h", seed=5) for order in ("ab", "ba")
+    ]
     assert len({p.n_tokens for p in prompts}) > 3  # the prompts differ in length
     vocab = base.model.config.vocab_size
     reference = base.label_probs(prompts, spec.answer_spec())

@@ -1,5 +1,6 @@
 """Tiny criteria for the criteria tests: specs on a tiny model, labelled items, real (tiny) training runs,
 and a criteria registry file naming them."""
+
 from __future__ import annotations
 
 import random
@@ -12,8 +13,11 @@ from data.schema import Item
 from tests.serve.helpers import spec_file
 
 # criterion -> (spec like, kind)
-TINY_CRITERIA = {"correctness": ("answer-correctness", "binary"), "coherence": ("summary-coherence", "pointwise"),
-                 "fluency": ("summary-fluency", "pointwise")}
+TINY_CRITERIA = {
+    "correctness": ("answer-correctness", "binary"),
+    "coherence": ("summary-coherence", "pointwise"),
+    "fluency": ("summary-fluency", "pointwise"),
+}
 
 
 def labelled_items(kind: str, n: int, prefix: str, seed: int = 0) -> list[Item]:
@@ -29,14 +33,30 @@ def labelled_items(kind: str, n: int, prefix: str, seed: int = 0) -> list[Item]:
         else:
             label = rng.choice([4, 5]) if good else rng.choice([1, 2])
             labels = [label, label, min(5, label + 1)]
-        out.append(Item(id=f"{prefix}{i}", group=f"{prefix}g{i // 2}", kind=kind, instruction="Which animal jumps?",
-                        context="A fox jumped over a dog.", reference="the fox", response=response, labels=labels,
-                        label=label if kind == "binary" else round(sum(labels) / 3, 6)))
+        out.append(
+            Item(
+                id=f"{prefix}{i}",
+                group=f"{prefix}g{i // 2}",
+                kind=kind,
+                instruction="Which animal jumps?",
+                context="A fox jumped over a dog.",
+                reference="the fox",
+                response=response,
+                labels=labels,
+                label=label if kind == "binary" else round(sum(labels) / 3, 6),
+            )
+        )
     return out
 
 
-def tiny_criteria(root: Path, model_dir: Path, names=tuple(TINY_CRITERIA), train: tuple[str, ...] = (),
-                  n_train: int = 16, n_test: int = 24) -> Path:
+def tiny_criteria(
+    root: Path,
+    model_dir: Path,
+    names=tuple(TINY_CRITERIA),
+    train: tuple[str, ...] = (),
+    n_train: int = 16,
+    n_test: int = 24,
+) -> Path:
     """A criteria registry in ``root`` for ``names`` on ``model_dir``; the criteria in ``train`` are trained
     for real (a few steps of `judgeloop train --all`, LoRA on the last layer only). Returns the registry path."""
     root.mkdir(parents=True, exist_ok=True)
@@ -49,15 +69,28 @@ def tiny_criteria(root: Path, model_dir: Path, names=tuple(TINY_CRITERIA), train
         write_jsonl(train_file, labelled_items(kind, n_train, f"{name}-t", seed=1))
         write_jsonl(test_file, labelled_items(kind, n_test, f"{name}-x", seed=2))
         config = root / f"{name}-train.yaml"
-        config.write_text(yaml.safe_dump({
-            "spec": str(spec), "base_model": str(model_dir), "output_dir": str(root / "runs" / name),
-            "data": {"train": [str(train_file)]}, "lora": {"rank": 4, "alpha": 8, "layers": 1},
-            "max_steps": 3, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 1, "eval": {"steps": 3}}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "spec": str(spec),
+                    "base_model": str(model_dir),
+                    "output_dir": str(root / "runs" / name),
+                    "data": {"train": [str(train_file)]},
+                    "lora": {"rank": 4, "alpha": 8, "layers": 1},
+                    "max_steps": 3,
+                    "batch_size": 4,
+                    "learning_rate": 5e-3,
+                    "logging_steps": 1,
+                    "eval": {"steps": 3},
+                }
+            )
+        )
         criteria[name] = {"spec": str(spec), "train": str(config), "test": [str(test_file)]}
     path = root / "criteria.yaml"
     path.write_text(yaml.safe_dump({"runs_dir": str(root / "runs"), "criteria": criteria}, sort_keys=False))
     if train:
         from data.criteria import load_criteria
-        from train.criteria import train_all
+        from workflows.all_criteria import train_all
+
         train_all(load_criteria(path), list(train))
     return path

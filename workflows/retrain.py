@@ -7,6 +7,7 @@ production version as the incumbent when there is one), gated and registered as 
 with its gated validation attached. It is promoted only with ``--promote`` and a passing gate.
 Exit 0 when the gate passed, 1 when it failed, 2 on bad input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,24 +19,39 @@ from typing import Literal, Optional
 from data.config import field_help, load_config, option
 from data.errors import DataError, Problem
 from data.jsonl import read_jsonl
-from data.paths import CONFIGS_DIR
+from data.paths import CONFIGS_DIR, JUDGE_FILE
 from data.provenance import sha256_file
 from data.schema import Item
+from eval.gate import check, format_rules, load_gates, write_result
+from eval.harness import evaluate
+from judge.loading import load_judge
+from judge.registry import Registry, RegistryError
+from serve.verdict_log import item_hash
+from train.config import load_train_config
+from train.trainer import train
+from workflows import promotion
+from workflows.validate import verdicts_for
 
 
 @dataclass
 class RetrainConfig:
-    train: Optional[str] = option(None, help="the training config YAML of the judge (required); its data.train are the original labels")
+    train: Optional[str] = option(
+        None, help="the training config YAML of the judge (required); its data.train are the original labels"
+    )
     train_overrides: list[str] = option([], help="--key=value overrides of the training config, e.g. [--max_steps=100]")
     reviewed: list[str] = option([], help="reviewed items from `judgeloop review import`, added to data.train")
     eval_items: Optional[str] = option(None, help="held-out labelled items the candidate is validated on (required)")
     gates: str = option(str(CONFIGS_DIR / "gates" / "default.yaml"), help="the promotion gate config")
     engine: Literal["vllm", "transformers"] = option("vllm", help="engine the validation scores with (the serving one)")
-    serve_config: Optional[str] = option(None, help="serve config for the engine settings (null: configs/serve/cpu.yaml)")
+    serve_config: Optional[str] = option(
+        None, help="serve config for the engine settings (null: configs/serve/cpu.yaml)"
+    )
     name: Optional[str] = option(None, help="registry name of the judge (null: the spec name)")
     version: Optional[str] = option(None, help="version to register (null: the next integer)")
-    incumbent: Optional[str] = option("production", help="compare with this registry version (null: no comparison; "
-                                                         "'production' is skipped when there is none)")
+    incumbent: Optional[str] = option(
+        "production",
+        help="compare with this registry version (null: no comparison; 'production' is skipped when there is none)",
+    )
     registry: Optional[str] = option(None, help="registry directory (null: $JUDGELOOP_REGISTRY, else runs/registry)")
     out: str = option("runs/retrain", help="run directory: train/, validation.json")
     n_boot: int = option(1000, help="bootstrap replicates of the validation")
@@ -59,19 +75,11 @@ class RetrainConfig:
 
 
 def _content_hashes(items) -> set[str]:
-    from serve.verdict_log import item_hash
     return {item_hash(it) for it in items}
 
 
 def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = None, progress=print) -> dict:
     """Train, validate, gate and register a candidate; returns what happened (and the gate)."""
-    from eval.cli import verdicts_for
-    from eval.gate import check, load_gates, write_result
-    from eval.harness import evaluate
-    from eval.registry import Registry, RegistryError
-    from serve.judge import JUDGE_FILE, load_judge
-    from train.config import load_train_config
-    from train.trainer import train
 
     gates = load_gates(cfg.gates)  # a bad gate config fails before training
     out = Path(cfg.out)
@@ -81,8 +89,12 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
     for path in cfg.reviewed:
         leaked = _content_hashes(read_jsonl(path, Item)) & held_out
         if leaked:
-            raise DataError(f"{len(leaked)} reviewed item(s) are also in eval_items: validation would see training data",
-                            path=path, field="reviewed", hint="validate on items no reviewer labelled")
+            raise DataError(
+                f"{len(leaked)} reviewed item(s) are also in eval_items: validation would see training data",
+                path=path,
+                field="reviewed",
+                hint="validate on items no reviewer labelled",
+            )
     train_cfg.data.train = [*train_cfg.data.train, *cfg.reviewed]
     progress(f"training a candidate on {', '.join(train_cfg.data.train)}")
     run = train(train_cfg, progress=progress)
@@ -112,49 +124,87 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
     if incumbent_ref:
         incumbent_verdicts = verdicts_for(incumbent_ref, eval_items, spec, cfg.engine, cfg.serve_config)
         if incumbent_verdicts and incumbent_verdicts[0].judge.fingerprint != entry["fingerprint"]:
-            raise DataError(f"the files of {name} {entry['version']} no longer give its registered fingerprint",
-                            path=entry["model"], field="incumbent")
-    result = evaluate(eval_items, verdicts, spec, judge_info={"version": version},
-                      dataset_info={"name": Path(cfg.eval_items).parent.name, "split": Path(cfg.eval_items).stem,
-                                    "sha256": sha256_file(cfg.eval_items), "path": cfg.eval_items},
-                      incumbent_verdicts=incumbent_verdicts, incumbent_info=incumbent_info, n_boot=cfg.n_boot)
-    result["inputs"] = {"items": {"path": cfg.eval_items, "sha256": sha256_file(cfg.eval_items)},
-                        **{f"reviewed {i}": {"path": p, "sha256": sha256_file(p)} for i, p in enumerate(cfg.reviewed)}}
+            raise DataError(
+                f"the files of {name} {entry['version']} no longer give its registered fingerprint",
+                path=entry["model"],
+                field="incumbent",
+            )
+    result = evaluate(
+        eval_items,
+        verdicts,
+        spec,
+        judge_info={"version": version},
+        dataset_info={
+            "name": Path(cfg.eval_items).parent.name,
+            "split": Path(cfg.eval_items).stem,
+            "sha256": sha256_file(cfg.eval_items),
+            "path": cfg.eval_items,
+        },
+        incumbent_verdicts=incumbent_verdicts,
+        incumbent_info=incumbent_info,
+        n_boot=cfg.n_boot,
+    )
+    result["inputs"] = {
+        "items": {"path": cfg.eval_items, "sha256": sha256_file(cfg.eval_items)},
+        **{f"reviewed {i}": {"path": p, "sha256": sha256_file(p)} for i, p in enumerate(cfg.reviewed)},
+    }
     if command:
         result["provenance"]["commands"] = [command]
     result["gate"] = check(result, gates, config_path=cfg.gates)
     validation = out / "validation.json"
     write_result(validation, result)
-    entry = registry.register(name, version, candidate.fingerprint, str(run.run_dir), candidate.adapter_path,
-                              spec.name, str(run.run_dir / "card.json"), validation)
+    entry = promotion.register(
+        registry,
+        name,
+        version,
+        candidate.fingerprint,
+        str(run.run_dir),
+        candidate.adapter_path,
+        spec.name,
+        str(run.run_dir / "card.json"),
+        validation,
+    )
     passed = result["gate"]["passed"]
     promoted = False
     if promote and passed:
-        registry.promote(name, version)
+        promotion.promote(registry, name, version)
         promoted = True
-    return {"name": name, "version": version, "fingerprint": entry["fingerprint"], "run_dir": str(run.run_dir),
-            "validation": str(validation), "gate": result["gate"], "passed": passed, "promoted": promoted,
-            "registry": str(registry.root)}
+    return {
+        "name": name,
+        "version": version,
+        "fingerprint": entry["fingerprint"],
+        "run_dir": str(run.run_dir),
+        "validation": str(validation),
+        "gate": result["gate"],
+        "passed": passed,
+        "promoted": promoted,
+        "registry": str(registry.root),
+    }
 
 
 def main(argv: list[str]) -> int:
-    from eval.gate import format_rules
 
-    p = argparse.ArgumentParser(prog="judgeloop retrain", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="train a candidate on the original plus reviewed labels, validate, gate and "
-                                            "register it; exit 0 gate passed, 1 failed, 2 bad input",
-                                epilog="config keys (--key=value):\n" + "\n".join(
-                                    f"  {k}: {v}" for k, v in field_help(RetrainConfig).items()))
-    p.add_argument("config", help="retrain config YAML (see RetrainConfig in eval/retrain.py)")
+    p = argparse.ArgumentParser(
+        prog="judgeloop retrain",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="train a candidate on the original plus reviewed labels, validate, gate and "
+        "register it; exit 0 gate passed, 1 failed, 2 bad input",
+        epilog="config keys (--key=value):\n" + "\n".join(f"  {k}: {v}" for k, v in field_help(RetrainConfig).items()),
+    )
+    p.add_argument("config", help="retrain config YAML (see RetrainConfig in workflows/retrain.py)")
     p.add_argument("--promote", action="store_true", help="promote the candidate when (and only when) its gate passes")
     args, overrides = p.parse_known_args(argv[1:])
     cfg = load_config(RetrainConfig, args.config, overrides)
     done = retrain(cfg, promote=args.promote, command="judgeloop " + shlex.join(argv))
     print(format_rules(done["gate"]))
-    print(f"registered {done['name']} {done['version']} ({done['fingerprint'][:16]}) as a candidate in {done['registry']}; "
-          f"validation {done['validation']}")
+    print(
+        f"registered {done['name']} {done['version']} ({done['fingerprint'][:16]}) as a candidate in {done['registry']}; "
+        f"validation {done['validation']}"
+    )
     if done["promoted"]:
         print(f"promoted {done['name']} {done['version']} to production")
     elif args.promote:
-        print(f"not promoted: the gate failed ({', '.join(r['name'] for r in done['gate']['rules'] if r['status'] == 'FAIL')})")
+        print(
+            f"not promoted: the gate failed ({', '.join(r['name'] for r in done['gate']['rules'] if r['status'] == 'FAIL')})"
+        )
     return 0 if done["passed"] else 1

@@ -6,6 +6,7 @@ vLLM -> gate -> register, promote only on a passing gate -> serve production thr
 the judge API -> score the test items through the API -> check the served verdicts equal the
 validated ones -> report. Everything lands in ``runs/demo``; a rerun reuses what is done.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,18 +15,39 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from data import embedded_model
 from data.config import to_dict
+from data.dataset_registry import get_dataset, load_reference_verdicts, resolve_file
 from data.jsonl import JsonlAppender, read_jsonl, write_jsonl
-from data.paths import CONFIGS_DIR, REPO_ROOT
+from data.paths import CONFIGS_DIR, JUDGE_FILE
+from data.prepare import prepare
 from data.provenance import git_commit, sha256_file
 from data.schema import Item, Verdict
+from eval.gate import check, load_gates, write_result
+from eval.harness import evaluate
+from eval.report import summary, write_report
+from judge.loading import load_judge
+from judge.merge import merge
+from judge.registry import Registry
+from serve.batch import score_file
 from serve.child import free_port, judge_api_child
+from serve.client import JudgeClient
+from serve.config import load_serve_config
+from serve.service import start_judges
+from train.config import load_train_config
+from train.trainer import train
+from workflows import promotion
 
 DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
@@ -54,8 +76,6 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
 
     ``limit`` (a reduced demo, as the test runs it) keeps the first N items of each split.
     """
-    from data.cli import prepare
-    from data.registry import get_dataset, resolve_file
 
     data_dir = out / "data"
     manifest = data_dir / "manifest.json"
@@ -63,8 +83,11 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
     sources = {k: sha256_file(resolve_file(ds, k)) for k in ds.files}
     if manifest.exists():
         old = json.loads(manifest.read_text())
-        if (old.get("fractions") == list(SPLIT_FRACTIONS) and old.get("demo_limit") == limit and
-                {k: v["sha256"] for k, v in old["source_files"].items()} == sources):
+        if (
+            old.get("fractions") == list(SPLIT_FRACTIONS)
+            and old.get("demo_limit") == limit
+            and {k: v["sha256"] for k, v in old["source_files"].items()} == sources
+        ):
             print(f"reusing {data_dir} (same source files and split)")
             return data_dir
     info = prepare(DATASET, data_dir, seed=0, fractions=SPLIT_FRACTIONS)
@@ -81,24 +104,32 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
 
 def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Sequence[str] = ()) -> Path:
     """Train unless a finished run with the same resolved config and data hashes is there."""
-    from serve.judge import JUDGE_FILE
-    from train.config import load_train_config
-    from train.trainer import train
 
     run_dir = out / "train"
     # the demo's PandaLM split replaces the recipe's pandalm; other sources it mixes in stay
     mixed = [s for s in load_train_config(train_config, list(train_overrides)).data.train if s != DATASET]
-    overrides = [f"--output_dir={run_dir}", f"--data.train=[{','.join([str(data_dir / 'train.jsonl'), *mixed])}]",
-                 f"--data.dev=[{data_dir / 'dev.jsonl'}]", *train_overrides]
+    overrides = [
+        f"--output_dir={run_dir}",
+        f"--data.train=[{','.join([str(data_dir / 'train.jsonl'), *mixed])}]",
+        f"--data.dev=[{data_dir / 'dev.jsonl'}]",
+        *train_overrides,
+    ]
     cfg = load_train_config(train_config, overrides)
-    key = hashlib.sha256(json.dumps({"config": to_dict(cfg), "train": sha256_file(data_dir / "train.jsonl"),
-                                     "dev": sha256_file(data_dir / "dev.jsonl")}, sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "config": to_dict(cfg),
+                "train": sha256_file(data_dir / "train.jsonl"),
+                "dev": sha256_file(data_dir / "dev.jsonl"),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
     key_file = run_dir / "demo-key.txt"
     if (run_dir / JUDGE_FILE).exists() and key_file.exists() and key_file.read_text() == key:
         print(f"reusing the finished run {run_dir} (same config and data)")
         return run_dir
     if run_dir.exists():
-        import shutil
         shutil.rmtree(run_dir)
     train(cfg)
     key_file.write_text(key)
@@ -106,8 +137,6 @@ def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Seque
 
 
 def _merge(run_dir: Path) -> Path:
-    from serve.judge import JUDGE_FILE, load_judge
-    from train.merge import merge
 
     merged = run_dir / "merged"
     if (merged / JUDGE_FILE).exists() and load_judge(merged).fingerprint == load_judge(run_dir).fingerprint:
@@ -117,20 +146,16 @@ def _merge(run_dir: Path) -> Path:
 
 
 def _serve_config(serve_config: Path, judges: list[str], overrides: list[str] = ()):
-    from serve.config import load_serve_config
 
     return load_serve_config(serve_config, [*overrides, f"--judges=[{','.join(judges)}]", "--candidates=[]"])
 
 
 def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, serve_config: Path) -> list[Verdict]:
     """Validation scoring: the same engine (vLLM) and dtype that serves production."""
-    from serve.batch import score_file
-    from serve.service import start_judges
 
     if verdicts_path.exists():
         done = [v for v in read_jsonl(verdicts_path, Verdict, unique_ids=False)]
         if {v.id for v in done} == {i.id for i in items} and not any(v.error for v in done):
-            from serve.judge import load_judge
             if done[0].judge.fingerprint == load_judge(judge_ref).fingerprint:
                 print(f"reusing {verdicts_path}")
                 return done
@@ -140,20 +165,31 @@ def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, ser
     write_jsonl(items_path, items)
     with start_judges(cfg) as serving:
         (service,) = serving.services.values()
-        score_file(items_path, verdicts_path, lambda batch: list(service.score_stream(batch, True, len(batch))),
-                   service.ref, batch_size=32, progress=True)
+        score_file(
+            items_path,
+            verdicts_path,
+            lambda batch: list(service.score_stream(batch, True, len(batch))),
+            service.ref,
+            batch_size=32,
+            progress=True,
+        )
     return list(read_jsonl(verdicts_path, Verdict))
 
 
 def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, references=None) -> dict:
-    from eval.gate import write_result
-    from eval.harness import evaluate
-    from eval.report import summary
 
-    result = evaluate(items, verdicts, spec, judge_info={"version": name}, dataset_info={
-        "name": DATASET, "split": "test", "sha256": sha256_file(out_dir.parent / "data" / "test.jsonl")},
-        reference_verdicts=references or {}, incumbent_verdicts=incumbent,
-        incumbent_info={"version": "base"} if incumbent else None, seed=0, n_boot=1000)
+    result = evaluate(
+        items,
+        verdicts,
+        spec,
+        judge_info={"version": name},
+        dataset_info={"name": DATASET, "split": "test", "sha256": sha256_file(out_dir.parent / "data" / "test.jsonl")},
+        reference_verdicts=references or {},
+        incumbent_verdicts=incumbent,
+        incumbent_info={"version": "base"} if incumbent else None,
+        seed=0,
+        n_boot=1000,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_result(out_dir / "validation.json", result)
     for line in summary(result):
@@ -165,16 +201,15 @@ def _register(registry, name: str, version: str, fingerprint: str, model: str, s
     """Register (or on a rerun find) this exact judge; versions are immutable, so the name carries the fingerprint."""
     version = f"{version}-{fingerprint[:8]}"
     if name in registry.names() and version in registry.load(name)["versions"]:
-        registry.attach(name, version, validation)
+        promotion.attach(registry, name, version, validation)
     else:
-        registry.register(name, version, fingerprint, model, spec=spec, validation=validation)
+        promotion.register(registry, name, version, fingerprint, model, spec=spec, validation=validation)
     return version
 
 
 @contextlib.contextmanager
 def _judge_api(production: str, serve_config: Path, log_path: Path, registry_root: Path):
     """`judgeloop serve` as a child process (vLLM + the judge API); stopped, with its vLLM, on exit."""
-    import yaml
 
     api_port, vllm_port = free_port(), free_port()
     key = secrets.token_urlsafe(24)
@@ -186,15 +221,16 @@ def _judge_api(production: str, serve_config: Path, log_path: Path, registry_roo
         yield url, key
 
 
-def _score_through_api(url: str, key: str, judge_name: str, items: list[Item], out_path: Path) -> tuple[list[Verdict], float]:
-    from serve.client import JudgeClient
+def _score_through_api(
+    url: str, key: str, judge_name: str, items: list[Item], out_path: Path
+) -> tuple[list[Verdict], float]:
 
     if out_path.exists():
         out_path.unlink()
     start = time.perf_counter()
     with JudgeClient(url, api_key=key) as client, JsonlAppender(out_path) as sink:
         for i in range(0, len(items), 32):
-            for v in client.judge_batch(items[i:i + 32], judge_name, both_orders=True):
+            for v in client.judge_batch(items[i : i + 32], judge_name, both_orders=True):
                 sink.write(v)
     seconds = time.perf_counter() - start
     return list(read_jsonl(out_path, Verdict)), seconds
@@ -220,20 +256,25 @@ def _same_verdicts(served: list[Verdict], validated: list[Verdict]) -> tuple[boo
 
 def _figures(result: dict) -> dict:
     m = result["metrics"]["accuracy"]
-    return {"accuracy": m["value"], "accuracy_ci": [m["ci_low"], m["ci_high"]],
-            "swap_consistency": (result.get("bias") or {}).get("swap_consistency"),
-            "acc_shorter_preferred": ((result.get("length_control") or {}).get("acc_shorter_preferred")),
-            "acc_longer_preferred": ((result.get("length_control") or {}).get("acc_longer_preferred"))}
+    return {
+        "accuracy": m["value"],
+        "accuracy_ci": [m["ci_low"], m["ci_high"]],
+        "swap_consistency": (result.get("bias") or {}).get("swap_consistency"),
+        "acc_shorter_preferred": ((result.get("length_control") or {}).get("acc_shorter_preferred")),
+        "acc_longer_preferred": ((result.get("length_control") or {}).get("acc_longer_preferred")),
+    }
 
 
-def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path, *, limit: int | None = None,
-             train_overrides: Sequence[str] = ()) -> dict:
+def run_demo(
+    out: Path,
+    train_config: Path,
+    serve_config: Path,
+    gates: Path,
+    *,
+    limit: int | None = None,
+    train_overrides: Sequence[str] = (),
+) -> dict:
     """The whole loop; ``limit`` and ``train_overrides`` make the reduced demo (few items, few steps)."""
-    from data import embedded_model
-    from eval.gate import check, load_gates, write_result
-    from eval.registry import Registry
-    from eval.report import write_report
-    from serve.judge import load_judge
 
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(9)
@@ -254,54 +295,86 @@ def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path, *, 
         base_verdicts = _score_with_vllm(base_ref, test_items, out / "base" / "verdicts.jsonl", serve_config)
         base = _validate("base", test_items, base_verdicts, spec, out / "base")
     with stages.stage("validate_candidate", "validate the fine-tuned candidate through vLLM"):
-        from data.registry import load_reference_verdicts
         test_ids = {i.id for i in test_items}
-        references = {name: [v for v in load_reference_verdicts(DATASET, name) if v.id in test_ids]
-                      for name in REFERENCES}
+        references = {
+            name: [v for v in load_reference_verdicts(DATASET, name) if v.id in test_ids] for name in REFERENCES
+        }
         cand_verdicts = _score_with_vllm(str(merged), test_items, out / "candidate" / "verdicts.jsonl", serve_config)
-        cand = _validate(candidate.version, test_items, cand_verdicts, spec, out / "candidate",
-                         incumbent=base_verdicts, references=references)
+        cand = _validate(
+            candidate.version,
+            test_items,
+            cand_verdicts,
+            spec,
+            out / "candidate",
+            incumbent=base_verdicts,
+            references=references,
+        )
     with stages.stage("gate", f"gate the candidate ({gates}), register it, promote only on a pass"):
         cand["gate"] = check(cand, load_gates(gates), config_path=str(gates))
         write_result(out / "candidate" / "validation.json", cand)
         for rule in cand["gate"]["rules"]:
-            print(f"  {rule['status']:<4} {rule['name']:<22} {rule.get('figure')!s:<24} {rule['op']} {rule['threshold']}")
+            print(
+                f"  {rule['status']:<4} {rule['name']:<22} {rule.get('figure')!s:<24} {rule['op']} {rule['threshold']}"
+            )
         registry = Registry(out / "registry")
         name = spec.name
-        base_version = _register(registry, name, "base", base["judge"]["fingerprint"], load_judge(base_ref).model_path,
-                                 spec.name, out / "base" / "validation.json")
-        cand_version = _register(registry, name, candidate.version, candidate.fingerprint, str(merged), spec.name,
-                                 out / "candidate" / "validation.json")
+        base_version = _register(
+            registry,
+            name,
+            "base",
+            base["judge"]["fingerprint"],
+            load_judge(base_ref).model_path,
+            spec.name,
+            out / "base" / "validation.json",
+        )
+        cand_version = _register(
+            registry,
+            name,
+            candidate.version,
+            candidate.fingerprint,
+            str(merged),
+            spec.name,
+            out / "candidate" / "validation.json",
+        )
         passed = cand["gate"]["passed"]
         if passed:
-            registry.promote(name, cand_version)
+            promotion.promote(registry, name, cand_version)
         production_entry = registry.resolve(name, "production") if passed else None
         production = f"registry:{name}" if passed else base_ref  # serving resolves production through the registry
         validated = cand_verdicts if passed else base_verdicts
-        print(f"  gate {'PASSED: promoted ' + candidate.version if passed else 'FAILED: the candidate is not promoted'}; "
-              f"production serves {'the candidate' if passed else 'the untuned base (incumbent)'}")
+        print(
+            f"  gate {'PASSED: promoted ' + candidate.version if passed else 'FAILED: the candidate is not promoted'}; "
+            f"production serves {'the candidate' if passed else 'the untuned base (incumbent)'}"
+        )
     with stages.stage("serve", "serve production with vLLM + the judge API, score the test items through the API"):
         with _judge_api(production, serve_config, out / "serve.log", registry.root) as (url, key):
             served, seconds = _score_through_api(url, key, name, test_items, out / "served_verdicts.jsonl")
         matches, why = _same_verdicts(served, validated)
         per_s = 2 * len(served) / seconds  # a judgment = one order of one pair
-        print(f"  {len(served)} verdicts through the API in {seconds:.1f} s ({per_s:.1f} judgments/s); "
-              f"served == validated: {matches}{'' if matches else ' (' + why + ')'}")
+        print(
+            f"  {len(served)} verdicts through the API in {seconds:.1f} s ({per_s:.1f} judgments/s); "
+            f"served == validated: {matches}{'' if matches else ' (' + why + ')'}"
+        )
     with stages.stage("report", "write the validation report"):
         paths = write_report(cand, out / "report", trend=registry.trend(name))
     summary = {
-        "base": _figures(base), "tuned": _figures(cand),
+        "base": _figures(base),
+        "tuned": _figures(cand),
         "longer_rule_accuracy": cand["baselines"].get("pick_longer"),
         "reference_judges": {k: v["metrics"]["accuracy"]["value"] for k, v in cand["reference_judges"].items()},
         "human_ceiling": ((cand.get("human_ceiling") or {}).get("metrics") or {}).get("accuracy", {}).get("value"),
-        "judge_vs_loo_majority": ((cand.get("human_ceiling") or {}).get("judge") or {}).get("accuracy", {}).get("value"),
+        "judge_vs_loo_majority": ((cand.get("human_ceiling") or {}).get("judge") or {})
+        .get("accuracy", {})
+        .get("value"),
         "gate": "pass" if passed else "fail",
         "failed_rules": [r["name"] for r in cand["gate"]["rules"] if r["status"] == "FAIL"],
-        "promoted": passed, "production": production_entry["version"] if production_entry else base_version,
-        "served_matches_validated": matches, "served_mismatch": None if matches else why,
+        "promoted": passed,
+        "production": production_entry["version"] if production_entry else base_version,
+        "served_matches_validated": matches,
+        "served_mismatch": None if matches else why,
         "served_judgments_per_s": round(per_s, 2),
-        "n_test_items": len(test_items), "fingerprints": {"base": base["judge"]["fingerprint"],
-                                                          "tuned": candidate.fingerprint},
+        "n_test_items": len(test_items),
+        "fingerprints": {"base": base["judge"]["fingerprint"], "tuned": candidate.fingerprint},
         "seconds": {**stages.seconds, "total": round(time.perf_counter() - start, 1)},
         "git_commit": git_commit(),
         "report": str(paths["html"]),
@@ -312,8 +385,6 @@ def run_demo(out: Path, train_config: Path, serve_config: Path, gates: Path, *, 
 
 
 def _print_table(s: dict, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     def acc(f):
         lo, hi = f["accuracy_ci"]
@@ -328,13 +399,20 @@ def _print_table(s: dict, out: Path) -> None:
     t.add_column("tuned (LoRA)")
     t.add_row("agreement with humans [95% CI]", acc(s["base"]), acc(s["tuned"]))
     t.add_row("swap consistency", num(s["base"]["swap_consistency"]), num(s["tuned"]["swap_consistency"]))
-    t.add_row("acc. where humans preferred the shorter", num(s["base"]["acc_shorter_preferred"]),
-              num(s["tuned"]["acc_shorter_preferred"]))
+    t.add_row(
+        "acc. where humans preferred the shorter",
+        num(s["base"]["acc_shorter_preferred"]),
+        num(s["tuned"]["acc_shorter_preferred"]),
+    )
     t.add_row("human ceiling (annotator vs others)", num(s["human_ceiling"]), num(s["human_ceiling"]))
     t.add_row("pick-the-longer rule", num(s["longer_rule_accuracy"]), num(s["longer_rule_accuracy"]))
     for name, value in s["reference_judges"].items():
         t.add_row(f"reference: {name}", num(value), num(value))
-    t.add_row("gate", "incumbent", f"{s['gate'].upper()}" + (f" ({', '.join(s['failed_rules'])})" if s["failed_rules"] else ""))
+    t.add_row(
+        "gate",
+        "incumbent",
+        f"{s['gate'].upper()}" + (f" ({', '.join(s['failed_rules'])})" if s["failed_rules"] else ""),
+    )
     t.add_row("served == validated", "", str(s["served_matches_validated"]))
     t.add_row("served judgments/s (vLLM + API)", "", f"{s['served_judgments_per_s']:.1f}")
     Console(width=140).print(t)
@@ -350,11 +428,26 @@ def main(argv: list[str]) -> int:
     p.add_argument("--train-config", default=str(CONFIGS_DIR / "train" / "smollm2-cpu.yaml"))
     p.add_argument("--serve-config", default=str(CONFIGS_DIR / "serve" / "cpu.yaml"))
     p.add_argument("--gates", default=str(CONFIGS_DIR / "gates" / "default.yaml"))
-    p.add_argument("--limit", type=int, default=None,
-                   help="a reduced demo: keep the first N items of each split (pair with --train KEY=VALUE)")
-    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
-                   help="a training config override, e.g. --train max_steps=4 (repeatable)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="a reduced demo: keep the first N items of each split (pair with --train KEY=VALUE)",
+    )
+    p.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training config override, e.g. --train max_steps=4 (repeatable)",
+    )
     args = p.parse_args(argv[1:])
-    run_demo(Path(args.out), Path(args.train_config), Path(args.serve_config), Path(args.gates), limit=args.limit,
-             train_overrides=[f"--{kv.removeprefix('--')}" for kv in args.train])
+    run_demo(
+        Path(args.out),
+        Path(args.train_config),
+        Path(args.serve_config),
+        Path(args.gates),
+        limit=args.limit,
+        train_overrides=[f"--{kv.removeprefix('--')}" for kv in args.train],
+    )
     return 0
