@@ -7,7 +7,7 @@ STAMP := $(VENV)/.judgeloop-setup
 MIRROR := $(abspath ../shared/datasets)
 export JUDGELOOP_DATA_MIRROR ?= $(if $(wildcard $(MIRROR)/MANIFEST.md),$(MIRROR),)
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup lint test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -15,11 +15,17 @@ $(STAMP): pyproject.toml scripts/setup_env.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
 	touch $(STAMP)
 
-test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The layers (import-linter contracts in pyproject.toml), ruff's lint and format check, then every test.
+lint: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not integration" --durations=10 $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m judgeloop demo
