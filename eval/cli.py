@@ -14,19 +14,19 @@ def cmd_gate(args, overrides: list[str]) -> int:
     result = read_result(args.validation)
     cfg = load_gates(args.gates, overrides)
     gate = check(result, cfg, config_path=args.gates)
-    result["gate"] = gate
+    result.gate = gate
     out = args.out or args.validation
     write_result(out, result)
     print(format_rules(gate))
     print(f"gate result written to {out}")
-    return 0 if gate["passed"] else 1
+    return 0 if gate.passed else 1
 
 
 def cmd_report(args) -> int:
     result = read_result(args.validation)
     trend = None
     registry = Registry(args.registry)
-    name = (result.get("judge") or {}).get("name")
+    name = result.judge.name
     if name and name in registry.names():
         trend = registry.trend(name)
     paths = write_report(result, args.out, trend)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from data.config import load_config, option, to_dict
-from data.errors import ConfigError, DataError, Problem
+from data.errors import ConfigError, Problem
+from eval.result import Gate, Interval, Judge, ValidationResult
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -125,17 +126,9 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
 
-def _get(d, *keys):
-    for k in keys:
-        if not isinstance(d, dict) or d.get(k) is None:
-            return None
-        d = d[k]
-    return d
-
-
-def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> dict:
+def check(result: ValidationResult, cfg: GateConfig, *, config_path: str | None = None) -> Gate:
     """Apply the gate to a validation result; returns the gate record (rules, passed, fingerprint)."""
-    metrics = result.get("metrics") or {}
+    metrics = result.metrics
     if cfg.metric not in metrics:
         raise ConfigError(
             f"the validation result has no metric '{cfg.metric}'",
@@ -143,17 +136,19 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
             field="metric",
             hint=f"it has: {', '.join(metrics) or 'none'}",
         )
-    value = _get(metrics, cfg.metric, "value")
-    ci_low = _get(metrics, cfg.metric, "ci_low")
-    kind = _get(result, "spec", "kind")
-    baselines = {k: v for k, v in (result.get("baselines") or {}).items() if v is not None}
+    value = metrics[cfg.metric].value
+    ci_low = metrics[cfg.metric].ci_low
+    kind = result.spec.kind
+    baselines = {k: v for k, v in result.baselines.items() if v is not None}
     best = max(baselines, key=baselines.get) if baselines else None
-    ceiling = result.get("human_ceiling")
-    comparison = result.get("comparison")
-    errors = _get(result, "errors", "no_verdict")
-    beyond = _get(result, "length_control", "beyond_length")
+    ceiling = result.human_ceiling
+    comparison = result.comparison
+    errors = result.errors.no_verdict
+    beyond = result.length_control.beyond_length if result.length_control else None
+    swap = result.bias.swap_consistency
+    ece = result.calibration.ece
     rules = [
-        _rule("min_n", f"{cfg.metric} is computed on at least this many items", result.get("n"), cfg.min_n, ">="),
+        _rule("min_n", f"{cfg.metric} is computed on at least this many items", result.n, cfg.min_n, ">="),
         _rule(
             "margin_over_baseline",
             f"{cfg.metric} minus the best trivial baseline ({best})",
@@ -166,42 +161,43 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
         _rule(
             "human_ceiling",
             "judge / human agreement with leave-one-out majorities",
-            _get(ceiling, "judge_to_ceiling"),
+            ceiling.judge_to_ceiling if ceiling else None,
             cfg.min_ceiling_fraction,
             ">=",
             missing=SKIP if ceiling is None else FAIL,
             note="one annotator per item: no human ceiling"
             if ceiling is None
-            else f"judge {_fmt(_get(ceiling, 'judge', 'accuracy', 'value'))} vs humans {_fmt(_get(ceiling, 'metrics', 'accuracy', 'value'))}",
+            else f"judge {_fmt(_value(ceiling.judge, 'accuracy'))} "
+            f"vs humans {_fmt(_value(ceiling.metrics, 'accuracy'))}",
         ),
         _rule(
             "incumbent",
             "lower end of the paired 95% interval of (candidate - incumbent)",
-            _get(comparison, "diff", "ci_low"),
+            comparison.diff.ci_low if comparison else None,
             None if cfg.max_incumbent_drop is None else -cfg.max_incumbent_drop,
             ">=",
             missing=SKIP if comparison is None else FAIL,
             note="no incumbent"
             if comparison is None
-            else f"difference {_fmt(_get(comparison, 'diff', 'value'))}, McNemar p = {_fmt(_get(comparison, 'mcnemar', 'p_value'))}",
+            else f"difference {_fmt(comparison.diff.value)}, McNemar p = {_fmt(comparison.mcnemar.p_value)}",
         ),
         _rule(
             "swap_consistency",
             "share of items with the same winner in both orders",
-            _get(result, "bias", "swap_consistency"),
+            swap,
             cfg.min_swap_consistency,
             ">=",
             missing=SKIP if kind != "pairwise" else FAIL,
             note="not pairwise"
             if kind != "pairwise"
             else ""
-            if _get(result, "bias", "swap_consistency") is not None
+            if swap is not None
             else "the judge was not scored in both orders",
         ),
         _rule(
             "beyond_length",
             "lower end of the 95% interval of the log-loss drop from adding the judge's odds to the length ratio",
-            _get(beyond, "gain", "ci_low"),
+            beyond.gain.ci_low if beyond else None,
             cfg.min_beyond_length,
             ">=",
             missing=SKIP,
@@ -209,71 +205,58 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
             if kind != "pairwise"
             else "no probabilities or too few items"
             if beyond is None
-            else f"gain {_fmt(_get(beyond, 'gain', 'value'))}, likelihood-ratio p = {_fmt(beyond.get('p_value'))}",
+            else f"gain {_fmt(beyond.gain.value)}, likelihood-ratio p = {_fmt(beyond.p_value)}",
         ),
         _rule(
             "ece",
             "expected calibration error of the verdict probability",
-            _get(result, "calibration", "ece"),
+            ece,
             cfg.max_ece,
             "<=",
-            note="" if _get(result, "calibration", "ece") is not None else "verdicts carry no probabilities",
+            note="" if ece is not None else "verdicts carry no probabilities",
         ),
         _rule("errors", "items without a usable verdict", errors, cfg.max_errors, "<="),
     ]
     blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
-    return {
-        "passed": all(r["pass"] for r in rules),
-        "fingerprint": _get(result, "judge", "fingerprint"),
-        "judge": result.get("judge"),
-        "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": str(config_path) if config_path else None,
-        "config_sha256": hashlib.sha256(blob).hexdigest(),
-        "thresholds": to_dict(cfg),
-        "rules": rules,
-    }
-
-
-def read_result(path: str | Path) -> dict:
-    """A validation.json, checked for the fields the gate and the report read."""
-    p = Path(path)
-    try:
-        result = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("file not found", path=str(p)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not a JSON file: {exc}", path=str(p)) from None
-    if not isinstance(result, dict):
-        raise DataError("expected a JSON object (a validation result)", path=str(p))
-    missing = [k for k in ("schema_version", "judge", "n", "metrics", "baselines", "errors") if k not in result]
-    if missing:
-        raise DataError(
-            f"not a validation result: missing {', '.join(missing)}",
-            path=str(p),
-            hint="write one with `judgeloop eval`",
-        )
-    return result
-
-
-def write_result(path: str | Path, result: dict) -> None:
-    """Rewrite a validation.json atomically."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(p)
-
-
-def format_rules(gate: dict) -> str:
-    """The gate as plain text lines: rule, figure, threshold, PASS/FAIL/SKIP."""
-    lines = []
-    for r in gate["rules"]:
-        fig = "n/a" if r["figure"] is None else f"{r['figure']:.4g}"
-        thr = "off" if r["threshold"] is None else f"{r['op']} {r['threshold']:.4g}"
-        note = f"  ({r['note']})" if r["note"] else ""
-        lines.append(f"{r['status']:<4}  {r['name']:<21} {fig:>9}  {thr:<10} {r['rule']}{note}")
-    judge = gate.get("judge") or {}
-    who = " ".join(str(x) for x in (judge.get("name"), judge.get("version")) if x)
-    lines.append(
-        f"gate {'PASSED' if gate['passed'] else 'FAILED'} for {who} (fingerprint {str(gate.get('fingerprint'))[:16]})"
+    return Gate.model_validate(
+        {
+            "passed": all(r["pass"] for r in rules),
+            "fingerprint": result.judge.fingerprint,
+            "judge": result.judge.model_dump(),
+            "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": str(config_path) if config_path else None,
+            "config_sha256": hashlib.sha256(blob).hexdigest(),
+            "thresholds": to_dict(cfg),
+            "rules": rules,
+        }
     )
+
+
+def _value(figures: dict[str, Interval], name: str) -> float | None:
+    return figures[name].value if name in figures else None
+
+
+def read_result(path: str | Path) -> ValidationResult:
+    """A validation.json (any written since schema_version 1); a problem is a DataError naming file and field."""
+    return ValidationResult.load(path)
+
+
+def write_result(path: str | Path, result: ValidationResult) -> None:
+    """Write a validation.json atomically."""
+    result.save(path)
+
+
+def format_rules(gate: Gate | dict) -> str:
+    """The gate as plain text lines: rule, figure, threshold, PASS/FAIL/SKIP (a gate record, or its JSON form)."""
+    if not isinstance(gate, Gate):
+        gate = Gate.model_validate(gate)
+    lines = []
+    for r in gate.rules:
+        fig = "n/a" if r.figure is None else f"{r.figure:.4g}"
+        thr = "off" if r.threshold is None else f"{r.op} {r.threshold:.4g}"
+        note = f"  ({r.note})" if r.note else ""
+        lines.append(f"{r.status:<4}  {r.name:<21} {fig:>9}  {thr:<10} {r.rule}{note}")
+    judge = gate.judge or Judge()
+    who = " ".join(str(x) for x in (judge.name, judge.version) if x)
+    lines.append(f"gate {'PASSED' if gate.passed else 'FAILED'} for {who} (fingerprint {str(gate.fingerprint)[:16]})")
     return "\n".join(lines)

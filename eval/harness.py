@@ -2,9 +2,9 @@
 
 Everything in the result is computed on the same items with the same seeded group bootstrap,
 so the judge, the human ceiling, the baselines, the reference judges and the incumbent are
-directly comparable and every paired comparison draws the same prompts. The schema is
-documented in eval/README.md ("validation.json"); ``SCHEMA_VERSION`` changes when a field changes
-meaning or disappears.
+directly comparable and every paired comparison draws the same prompts. The result is an
+``eval.result.ValidationResult`` (docs/validation.md says what each field means);
+``SCHEMA_VERSION`` changes when a field changes meaning or disappears.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from eval.metrics import (
     reliability_curve,
     spearman,
 )
+from eval.result import SCHEMA_VERSION, ValidationResult
 from eval.table import Table, match_verdicts
 from judge.agreement import NO_VERDICT, TIE
 
-SCHEMA_VERSION = 1
 N_BINS = 10
 
 TIE_POLICY = {
@@ -250,7 +250,7 @@ def evaluate(
     n_boot: int = 1000,
     incumbent_info: dict | None = None,
     injection: dict | None = None,
-) -> dict:
+) -> ValidationResult:
     """Validate a judge's verdicts against the human labels of ``items``; returns the validation result.
 
     ``injection``, when given, is ``eval.injection.measure``'s result: kept as the "injection" section."""
@@ -268,7 +268,7 @@ def evaluate(
         raise DataError("no item has a human label", field="label", hint="validation needs labelled items")
     boot = GroupBootstrap(table.groups, n_boot, seed)
 
-    result: dict = {
+    sections: dict = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "judge": _judge_info(verdicts, judge_info),
@@ -292,20 +292,17 @@ def evaluate(
             "seed": seed,
         },
         "metrics": {k: v.as_dict() for k, v in agreement_metrics(table, boot).items()},
+        "human_ceiling": ceiling.human_ceiling(table, boot),
+        "bias": {**bias.position_bias(table), **bias.verbosity_bias(table)} if spec.kind == "pairwise" else {},
+        "calibration": calibration(table, boot),
+        "confusion": confusion_table(table),
+        "baselines": bias.baselines(table),
+        "length_control": bias.length_control(table, boot),
+        "slices": bias.slices(table, boot),
+        "errors": bias.error_counts(table),
     }
-    result["human_ceiling"] = ceiling.human_ceiling(table, boot)
-    result["bias"] = {}
-    if spec.kind == "pairwise":
-        result["bias"] |= bias.position_bias(table)
-        result["bias"] |= bias.verbosity_bias(table)
-    result["calibration"] = calibration(table, boot)
-    result["confusion"] = confusion_table(table)
-    result["baselines"] = bias.baselines(table)
-    result["length_control"] = bias.length_control(table, boot)
-    result["slices"] = bias.slices(table, boot)
-    result["errors"] = bias.error_counts(table)
 
-    result["reference_judges"] = {}
+    references = {}
     for name, ref_verdicts in (reference_verdicts or {}).items():
         ref = table.with_verdicts(match_verdicts(items, list(ref_verdicts), what=f"'{name}' verdicts", partial=True))
         if not any(v is not None for v in ref.verdicts):
@@ -313,20 +310,23 @@ def evaluate(
                 f"reference judge '{name}' has no verdict for any of the {table.n} items",
                 hint="is it a reference for another dataset?",
             )
-        result["reference_judges"][name] = reference_summary(table, ref, boot)
+        references[name] = reference_summary(table, ref, boot)
 
-    result["comparison"] = None
+    comparison = None
     if incumbent_verdicts is not None:
         inc = table.with_verdicts(match_verdicts(items, list(incumbent_verdicts), what="incumbent verdicts"))
-        comparison = compare(table, inc, boot, table.main)
-        result["comparison"] = {
+        comparison = {
             "incumbent": _judge_info(incumbent_verdicts, incumbent_info),
             "metric": "accuracy",
             "candidate": boot.subset(table.main).mean(table.correct[table.main]).as_dict(),
             "incumbent_accuracy": boot.subset(table.main).mean(inc.correct[table.main]).as_dict(),
-            **comparison,
+            **compare(table, inc, boot, table.main),
         }
-    if injection is not None:
-        result["injection"] = injection
-    result["provenance"] = {"git_commit": git_commit(), "versions": library_versions()}
-    return result
+    if injection is not None:  # absent otherwise, as the section of a result that did not measure it
+        sections["injection"] = injection
+    return ValidationResult(
+        **sections,
+        reference_judges=references,
+        comparison=comparison,
+        provenance={"git_commit": git_commit(), "versions": library_versions()},
+    )

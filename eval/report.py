@@ -10,124 +10,135 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import jinja2
 import numpy as np
 
+from eval.result import Interval, ValidationResult
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 JUDGE, HUMAN, REFERENCE, BASELINE, INCUMBENT = "#2b6cb0", "#2f855a", "#718096", "#cbd5e0", "#dd6b20"
 LENGTH_WARNING = 0.8  # the judge agrees with "pick the longer response" on more than this share
+FIELDS = ("value", "ci_low", "ci_high")
 
 
 def pct(x, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def interval_text(d: dict | None) -> str:
-    if not d or d.get("value") is None:
+def interval_text(d: Interval | Mapping | None) -> str:
+    """An interval as 'value [ci_low, ci_high]': a result's, or its JSON form (the criteria and monitor rows)."""
+    if d is None:
         return "n/a"
-    if d.get("ci_low") is None:
-        return f"{d['value']:.3f}"
-    return f"{d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+    value, lo, hi = (d.get(k) for k in FIELDS) if isinstance(d, Mapping) else (d.value, d.ci_low, d.ci_high)
+    if value is None:
+        return "n/a"
+    if lo is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def gate_status(result: dict) -> str:
-    gate = result.get("gate")
-    return "NOT GATED" if not gate else "PASS" if gate.get("passed") else "FAIL"
+def gate_status(result: ValidationResult) -> str:
+    gate = result.gate
+    return "NOT GATED" if not gate else "PASS" if gate.passed else "FAIL"
 
 
-def failed_rules(result: dict) -> list[str]:
-    return [r["name"] for r in (result.get("gate") or {}).get("rules", []) if r["status"] == "FAIL"]
+def failed_rules(result: ValidationResult) -> list[str]:
+    return [r.name for r in (result.gate.rules if result.gate else []) if r.status == "FAIL"]
+
+
+def _accuracy(figures: dict[str, Interval]) -> float | None:
+    return figures["accuracy"].value if "accuracy" in figures else None
 
 
 # --- the answer, in sentences ---------------------------------------------------------------------
 
 
-def summary(result: dict) -> list[str]:
+def summary(result: ValidationResult) -> list[str]:
     """The findings a reviewer needs, most important first."""
     out = []
-    m = result["metrics"]
-    kind = (result.get("spec") or {}).get("kind")
-    acc = m.get("accuracy") or {}
+    m = result.metrics
+    kind = result.spec.kind
+    acc = m.get("accuracy") or Interval(value=None, ci_low=None, ci_high=None)
     what = "items humans did not call a tie" if kind == "pairwise" else "labelled items"
-    line = f"Accuracy {pct(acc.get('value'))} (95% CI {pct(acc.get('ci_low'))}-{pct(acc.get('ci_high'))}) on {result['n']} {what}"
+    line = f"Accuracy {pct(acc.value)} (95% CI {pct(acc.ci_low)}-{pct(acc.ci_high)}) on {result.n} {what}"
     if "accuracy_with_ties" in m:
-        line += f"; {pct(m['accuracy_with_ties']['value'])} over all {result.get('n_items')} items with tie as a third class"
+        line += f"; {pct(m['accuracy_with_ties'].value)} over all {result.n_items} items with tie as a third class"
     out.append(line + ".")
-    ceiling = result.get("human_ceiling")
+    ceiling = result.human_ceiling
     if ceiling:
-        h, j = ceiling["metrics"]["accuracy"]["value"], ceiling["judge"]["accuracy"]["value"]
+        h, j = ceiling.metrics["accuracy"].value, ceiling.judge["accuracy"].value
         out.append(
             f"Human ceiling: against the majority of the other annotators, annotators agree {pct(h)} of the time "
-            f"and the judge {pct(j)}: the judge reaches {pct(ceiling.get('judge_to_ceiling'), 0)} of the human ceiling."
+            f"and the judge {pct(j)}: the judge reaches {pct(ceiling.judge_to_ceiling, 0)} of the human ceiling."
         )
     else:
         out.append("Human ceiling: not available (one annotator per item).")
-    base = {k: v for k, v in (result.get("baselines") or {}).items() if v is not None}
-    if base and acc.get("value") is not None:
+    base = {k: v for k, v in result.baselines.items() if v is not None}
+    if base and acc.value is not None:
         best = max(base, key=base.get)
-        gap = 100 * (acc["value"] - base[best])
+        gap = 100 * (acc.value - base[best])
         where = "level with it" if round(gap, 1) == 0 else f"{abs(gap):.1f} points {'above' if gap > 0 else 'below'} it"
         out.append(f"Best trivial baseline: {best.replace('_', ' ')} scores {pct(base[best])}; the judge is {where}.")
-    b = result.get("bias") or {}
-    lc = result.get("length_control")
-    if lc and b:
-        warn = (b.get("agrees_with_longer_rule") or 0) > LENGTH_WARNING
+    b = result.bias
+    lc = result.length_control
+    if lc and b.measured:
+        warn = (b.agrees_with_longer_rule or 0) > LENGTH_WARNING
         out.append(
             ("WARNING: the judge mostly tracks length. " if warn else "")
-            + f"Length: humans preferred the longer response in {pct(b.get('human_longer_preferred_rate'))} of items, "
-            f"the judge in {pct(b.get('longer_preferred_rate'))}; it agrees with 'pick the longer' on "
-            f"{pct(b.get('agrees_with_longer_rule'))}. Accuracy where humans preferred the longer response "
-            f"{pct(lc.get('acc_longer_preferred'))}, the shorter {pct(lc.get('acc_shorter_preferred'))} "
-            f"(balanced {pct(lc.get('balanced'))})."
+            + f"Length: humans preferred the longer response in {pct(b.human_longer_preferred_rate)} of items, "
+            f"the judge in {pct(b.longer_preferred_rate)}; it agrees with 'pick the longer' on "
+            f"{pct(b.agrees_with_longer_rule)}. Accuracy where humans preferred the longer response "
+            f"{pct(lc.acc_longer_preferred)}, the shorter {pct(lc.acc_shorter_preferred)} "
+            f"(balanced {pct(lc.balanced)})."
         )
-    beyond = (lc or {}).get("beyond_length")
+    beyond = lc.beyond_length if lc else None
     if beyond:
-        g = beyond["gain"]
-        verdict = "it knows more than length" if g["ci_low"] > 0 else "no evidence that it knows more than length"
+        g = beyond.gain
+        verdict = "it knows more than length" if g.ci_low > 0 else "no evidence that it knows more than length"
         out.append(
             f"Beyond length: predicting the human choice from the length ratio plus the judge's odds instead of the "
-            f"length ratio alone lowers the log loss from {beyond['log_loss_length']:.3f} to "
-            f"{beyond['log_loss_length_and_judge']:.3f} per item (gain {g['value']:.3f} "
-            f"[{g['ci_low']:.3f}, {g['ci_high']:.3f}]; likelihood-ratio p = {beyond['p_value']:.2g}, "
-            f"{beyond['n']} items): {verdict}."
+            f"length ratio alone lowers the log loss from {beyond.log_loss_length:.3f} to "
+            f"{beyond.log_loss_length_and_judge:.3f} per item (gain {g.value:.3f} "
+            f"[{g.ci_low:.3f}, {g.ci_high:.3f}]; likelihood-ratio p = {beyond.p_value:.2g}, "
+            f"{beyond.n} items): {verdict}."
         )
-    if b.get("first_position_rate") is not None:
-        sc = b.get("swap_consistency")
+    if b.first_position_rate is not None:
+        sc = b.swap_consistency
         out.append(
             f"Position: swap consistency {pct(sc) if sc is not None else 'not measured (one order scored)'}; "
-            f"the first-shown response is chosen {pct(b['first_position_rate'])} of the time (50% is unbiased)."
+            f"the first-shown response is chosen {pct(b.first_position_rate)} of the time (50% is unbiased)."
         )
-    cal = result.get("calibration") or {}
-    if cal.get("ece") is not None:
-        out.append(f"Calibration: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f} on {cal['n']} items.")
-    comp = result.get("comparison")
+    cal = result.calibration
+    if cal.ece is not None:
+        out.append(f"Calibration: ECE {cal.ece:.3f}, Brier {cal.brier:.3f} on {cal.n} items.")
+    comp = result.comparison
     if comp:
-        d = comp["diff"]
-        who = " ".join(str(x) for x in (comp["incumbent"].get("name"), comp["incumbent"].get("version")) if x)
+        d = comp.diff
+        who = " ".join(str(x) for x in (comp.incumbent.name, comp.incumbent.version) if x)
         out.append(
             f"Against the incumbent ({who}): "
-            f"{100 * d['value']:+.1f} points (95% CI {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}), "
-            f"McNemar p = {comp['mcnemar']['p_value']:.3g} on {comp['n']} items."
+            f"{100 * d.value:+.1f} points (95% CI {100 * d.ci_low:+.1f} to {100 * d.ci_high:+.1f}), "
+            f"McNemar p = {comp.mcnemar.p_value:.3g} on {comp.n} items."
         )
-    refs = result.get("reference_judges") or {}
+    refs = result.reference_judges
     if refs:
-        parts = [f"{name} {pct(r['metrics'].get('accuracy', {}).get('value'))}" for name, r in refs.items()]
+        parts = [f"{name} {pct(_accuracy(r.metrics))}" for name, r in refs.items()]
         out.append("Reference judges on the same items: " + ", ".join(parts) + ".")
-    err = result.get("errors") or {}
-    inj = result.get("injection")
-    if inj and inj["flip_rate"]["value"] is not None:
-        f, t = inj["flip_rate"], inj["target_rate"]
+    err = result.errors
+    inj = result.injection
+    if inj and inj.flip_rate.value is not None:
+        f, t = inj.flip_rate, inj.target_rate
         out.append(
-            f"Injection: text in a response that tries to steer the judge flipped {pct(f['value'])} of "
-            f"{f['n']} verdicts (95% CI {pct(f['ci_low'])}-{pct(f['ci_high'])}; {pct(t['value'])} to the label "
-            f"it asked for) on {inj['n_items']} items x {len(inj['by_template'])} templates; "
-            f"{inj['outside_label_space']} verdicts outside the label space."
+            f"Injection: text in a response that tries to steer the judge flipped {pct(f.value)} of "
+            f"{f.n} verdicts (95% CI {pct(f.ci_low)}-{pct(f.ci_high)}; {pct(t.value)} to the label "
+            f"it asked for) on {inj.n_items} items x {len(inj.by_template)} templates; "
+            f"{inj.outside_label_space} verdicts outside the label space."
         )
     out.append(
-        f"Errors: {err.get('no_verdict', 0)} of {err.get('n_items')} items without a usable verdict; "
-        f"{err.get('truncated', 0)} prompts truncated."
+        f"Errors: {err.no_verdict} of {err.n_items} items without a usable verdict; {err.truncated} prompts truncated."
     )
     return out
 
@@ -153,30 +164,26 @@ def _plt():
     return plt
 
 
-def plot_agreement(result: dict) -> str:
+def plot_agreement(result: ValidationResult) -> str:
     """The judge's accuracy with its interval beside the human ceiling, the incumbent, reference judges and baselines."""
     plt = _plt()
     rows = []  # (label, value, lo, hi, colour)
 
-    def add(label, d, colour):
-        if d and d.get("value") is not None:
-            rows.append((label, d["value"], d.get("ci_low"), d.get("ci_high"), colour))
+    def add(label, d: Interval | None, colour):
+        if d and d.value is not None:
+            rows.append((label, d.value, d.ci_low, d.ci_high, colour))
 
-    add("judge", result["metrics"].get("accuracy"), JUDGE)
-    ceiling = result.get("human_ceiling")
+    add("judge", result.metrics.get("accuracy"), JUDGE)
+    ceiling = result.human_ceiling
     if ceiling:
-        add("humans vs leave-one-out majority", ceiling["metrics"]["accuracy"], HUMAN)
-        add("judge vs leave-one-out majority", ceiling["judge"]["accuracy"], JUDGE)
-    comp = result.get("comparison")
+        add("humans vs leave-one-out majority", ceiling.metrics["accuracy"], HUMAN)
+        add("judge vs leave-one-out majority", ceiling.judge["accuracy"], JUDGE)
+    comp = result.comparison
     if comp:
-        add(
-            f"incumbent {comp['incumbent'].get('version') or comp['incumbent'].get('name')}",
-            comp["incumbent_accuracy"],
-            INCUMBENT,
-        )
-    for name, ref in (result.get("reference_judges") or {}).items():
-        add(f"reference: {name}", ref["metrics"].get("accuracy"), REFERENCE)
-    for name, value in (result.get("baselines") or {}).items():
+        add(f"incumbent {comp.incumbent.version or comp.incumbent.name}", comp.incumbent_accuracy, INCUMBENT)
+    for name, ref in result.reference_judges.items():
+        add(f"reference: {name}", ref.metrics.get("accuracy"), REFERENCE)
+    for name, value in result.baselines.items():
         if value is not None:
             rows.append((f"baseline: {name.replace('_', ' ')}", value, None, None, BASELINE))
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
@@ -193,13 +200,13 @@ def plot_agreement(result: dict) -> str:
     return _png(fig)
 
 
-def plot_confusion(result: dict) -> str | None:
-    conf = result.get("confusion")
-    if not conf or not conf["counts"]:
+def plot_confusion(result: ValidationResult) -> str | None:
+    conf = result.confusion
+    if not conf.counts:
         return None
     plt = _plt()
-    counts = np.array(conf["counts"], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.1 * len(conf["columns"]) + 2, 0.9 * len(conf["rows"]) + 1.5))
+    counts = np.array(conf.counts, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(conf.columns) + 2, 0.9 * len(conf.rows) + 1.5))
     ax.imshow(counts, cmap="Blues")
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
@@ -211,51 +218,51 @@ def plot_confusion(result: dict) -> str | None:
                 va="center",
                 color="white" if counts[i, j] > counts.max() / 2 else "black",
             )
-    ax.set_xticks(range(len(conf["columns"])), conf["columns"])
-    ax.set_yticks(range(len(conf["rows"])), conf["rows"])
+    ax.set_xticks(range(len(conf.columns)), conf.columns)
+    ax.set_yticks(range(len(conf.rows)), conf.rows)
     ax.set_xlabel("judge verdict")
     ax.set_ylabel("human aggregate")
     ax.set_title("Confusion matrix (all labelled items)")
     return _png(fig)
 
 
-def plot_reliability(result: dict) -> str | None:
-    cal = result.get("calibration") or {}
-    bins = cal.get("reliability") or []
+def plot_reliability(result: ValidationResult) -> str | None:
+    cal = result.calibration
+    bins = cal.reliability
     if not bins:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
-    total = sum(b["n"] for b in bins)
+    total = sum(b.n for b in bins)
     ax.scatter(
-        [b["confidence"] for b in bins],
-        [b["accuracy"] for b in bins],
-        s=[30 + 400 * b["n"] / total for b in bins],
+        [b.confidence for b in bins],
+        [b.accuracy for b in bins],
+        s=[30 + 400 * b.n / total for b in bins],
         color=JUDGE,
         zorder=3,
         label="bins (size = items)",
     )
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=JUDGE, lw=1)
+    ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], color=JUDGE, lw=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("verdict probability")
     ax.set_ylabel("share correct")
-    ax.set_title(f"Reliability (ECE {cal['ece']:.3f})")
+    ax.set_title(f"Reliability (ECE {cal.ece:.3f})")
     ax.legend(loc="upper left", fontsize=8)
     return _png(fig)
 
 
-def plot_bias(result: dict) -> str | None:
-    b = result.get("bias") or {}
-    if not b:
+def plot_bias(result: ValidationResult) -> str | None:
+    b = result.bias
+    if not b.measured:
         return None
-    lc = result.get("length_control") or {}
+    lc = result.length_control
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 5]})
     pos = [
-        ("swap consistency", b.get("swap_consistency"), JUDGE),
-        ("first position chosen", b.get("first_position_rate"), JUDGE),
+        ("swap consistency", b.swap_consistency, JUDGE),
+        ("first position chosen", b.first_position_rate, JUDGE),
     ]
     pos = [p for p in pos if p[1] is not None]
     left.bar([p[0] for p in pos], [p[1] for p in pos], color=[p[2] for p in pos], width=0.5)
@@ -266,11 +273,11 @@ def plot_bias(result: dict) -> str | None:
     for i, p in enumerate(pos):
         left.text(i, p[1] + 0.02, pct(p[1]), ha="center", fontsize=8)
     verb = [
-        ("humans prefer\nlonger", b.get("human_longer_preferred_rate"), HUMAN),
-        ("judge prefers\nlonger", b.get("longer_preferred_rate"), JUDGE),
-        ("judge agrees with\npick-longer", b.get("agrees_with_longer_rule"), JUDGE),
-        ("accuracy where\nlonger preferred", lc.get("acc_longer_preferred"), REFERENCE),
-        ("accuracy where\nshorter preferred", lc.get("acc_shorter_preferred"), REFERENCE),
+        ("humans prefer\nlonger", b.human_longer_preferred_rate, HUMAN),
+        ("judge prefers\nlonger", b.longer_preferred_rate, JUDGE),
+        ("judge agrees with\npick-longer", b.agrees_with_longer_rule, JUDGE),
+        ("accuracy where\nlonger preferred", lc.acc_longer_preferred if lc else None, REFERENCE),
+        ("accuracy where\nshorter preferred", lc.acc_shorter_preferred if lc else None, REFERENCE),
     ]
     verb = [v for v in verb if v[1] is not None]
     right.bar(range(len(verb)), [v[1] for v in verb], color=[v[2] for v in verb], width=0.6)
@@ -282,28 +289,23 @@ def plot_bias(result: dict) -> str | None:
     return _png(fig)
 
 
-def plot_slices(result: dict) -> str | None:
-    dims = {k: v for k, v in (result.get("slices") or {}).items() if len(v) > 1}  # one value: nothing to compare
+def plot_slices(result: ValidationResult) -> str | None:
+    dims = {k: v for k, v in result.slices.items() if len(v) > 1}  # one value: nothing to compare
     if not dims:
         return None
     plt = _plt()
     heights = [max(2.0, 0.32 * len(v) + 1.0) for v in dims.values()]
     fig, axes = plt.subplots(len(dims), 1, figsize=(8, sum(heights)), gridspec_kw={"height_ratios": heights})
     axes = [axes] if len(dims) == 1 else list(axes)
-    overall = result["metrics"]["accuracy"]["value"]
+    overall = _accuracy(result.metrics)
     for ax, (dim, rows) in zip(axes, dims.items()):
         names = list(rows)[::-1]
-        vals = [rows[n]["accuracy"]["value"] or 0 for n in names]
-        lo = [
-            v - (rows[n]["accuracy"]["ci_low"] if rows[n]["accuracy"]["ci_low"] is not None else v)
-            for n, v in zip(names, vals)
-        ]
-        hi = [
-            (rows[n]["accuracy"]["ci_high"] if rows[n]["accuracy"]["ci_high"] is not None else v) - v
-            for n, v in zip(names, vals)
-        ]
+        accs = [rows[n].accuracy for n in names]
+        vals = [a.value or 0 for a in accs]
+        lo = [v - (a.ci_low if a.ci_low is not None else v) for a, v in zip(accs, vals)]
+        hi = [(a.ci_high if a.ci_high is not None else v) - v for a, v in zip(accs, vals)]
         ax.barh(range(len(names)), vals, xerr=[lo, hi], color=JUDGE, height=0.6, capsize=2, error_kw={"lw": 0.8})
-        ax.set_yticks(range(len(names)), [f"{n} (n={rows[n]['n']})" for n in names], fontsize=8)
+        ax.set_yticks(range(len(names)), [f"{n} (n={rows[n].n})" for n in names], fontsize=8)
         if overall is not None:
             ax.axvline(overall, color="black", ls="--", lw=1)
         ax.set_xlim(0, 1)
@@ -329,7 +331,7 @@ def plot_trend(trend: list[dict] | None) -> str | None:
     return _png(fig)
 
 
-def plots(result: dict, trend: list[dict] | None = None) -> list[dict]:
+def plots(result: ValidationResult, trend: list[dict] | None = None) -> list[dict]:
     """Every plot that has data: title, base64 PNG and a one-line caption."""
     specs = [
         (
@@ -362,22 +364,22 @@ def plots(result: dict, trend: list[dict] | None = None) -> list[dict]:
 # --- outputs --------------------------------------------------------------------------------------
 
 
-def context(result: dict, trend: list[dict] | None = None) -> dict:
-    metric_rows = [{"name": k, "text": interval_text(v)} for k, v in result["metrics"].items()]
+def context(result: ValidationResult, trend: list[dict] | None = None) -> dict:
+    metric_rows = [{"name": k, "text": interval_text(v)} for k, v in result.metrics.items()]
     refs = [
         {
             "name": name,
-            "n": r["n"],
-            "accuracy": interval_text(r["metrics"].get("accuracy")),
-            "with_ties": interval_text(r["metrics"].get("accuracy_with_ties")),
-            "kappa": interval_text(r["metrics"].get("cohen_kappa")),
-            "diff": interval_text(r["judge_minus_reference"]["diff"]),
-            "p": r["judge_minus_reference"]["mcnemar"]["p_value"],
-            "no_verdict": r["no_verdict"],
+            "n": r.n,
+            "accuracy": interval_text(r.metrics.get("accuracy")),
+            "with_ties": interval_text(r.metrics.get("accuracy_with_ties")),
+            "kappa": interval_text(r.metrics.get("cohen_kappa")),
+            "diff": interval_text(r.judge_minus_reference.diff),
+            "p": r.judge_minus_reference.mcnemar.p_value,
+            "no_verdict": r.no_verdict,
         }
-        for name, r in (result.get("reference_judges") or {}).items()
+        for name, r in result.reference_judges.items()
     ]
-    prov = result.get("provenance") or {}
+    prov = result.provenance
     return {
         "r": result,
         "status": gate_status(result),
@@ -385,11 +387,11 @@ def context(result: dict, trend: list[dict] | None = None) -> dict:
         "summary": summary(result),
         "metrics": metric_rows,
         "refs": refs,
-        "gate": result.get("gate"),
+        "gate": result.gate,
         "plots": plots(result, trend),
         "prov": prov,
-        "inputs": result.get("inputs") or {},
-        "commands": prov.get("commands") or [],
+        "inputs": result.inputs,
+        "commands": prov.commands,
         "trend": trend or [],
         "pct": pct,
         "interval_text": interval_text,
@@ -406,24 +408,24 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_html(result: dict, trend: list[dict] | None = None) -> str:
+def render_html(result: ValidationResult, trend: list[dict] | None = None) -> str:
     return _env().get_template("report.html.j2").render(**context(result, trend))
 
 
-def render_markdown(result: dict, trend: list[dict] | None = None) -> str:
+def render_markdown(result: ValidationResult, trend: list[dict] | None = None) -> str:
     ctx = context(result, trend)
     ctx["plots"] = []  # Markdown for a pull request carries no images
     return _env().get_template("report.md.j2").render(**ctx)
 
 
-def write_report(result: dict, out_dir: str | Path, trend: list[dict] | None = None) -> dict[str, Path]:
+def write_report(result: ValidationResult, out_dir: str | Path, trend: list[dict] | None = None) -> dict[str, Path]:
     """Write report.html, report.md and validation.json into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "markdown": out / "report.md", "json": out / "validation.json"}
     paths["html"].write_text(render_html(result, trend), encoding="utf-8")
     paths["markdown"].write_text(render_markdown(result, trend), encoding="utf-8")
-    paths["json"].write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    paths["json"].write_text(result.to_json(), encoding="utf-8")
     return paths
 
 
@@ -498,9 +500,7 @@ def plot_criteria(summary: dict) -> str | None:
 def criteria_context(crit: dict) -> dict:
     rows = [_criterion_text(r) for r in crit["rows"]]
     sections = [
-        r
-        if r["status"] == "missing"
-        else {**r, "summary": summary(r["result"]), "gate_rules": r["result"]["gate"]["rules"]}
+        r if r["status"] == "missing" else {**r, "summary": summary(r["result"]), "gate_rules": r["result"].gate.rules}
         for r in rows
     ]
     passed = sum(1 for r in rows if r.get("gate") == "PASS")

@@ -17,14 +17,20 @@ agreement with group-bootstrap intervals, length control, baselines), with pick-
 reference judges as references, so the margin over each is a paired difference with its interval.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data.splits import group_fraction  # noqa: E402
+
+if TYPE_CHECKING:
+    from eval.result import ValidationResult
 
 FOLD_SEED, DEV_SEED, DEV_FRACTION, SUBSAMPLE_SEED = 100, 101, 0.125, 102
 
@@ -51,7 +57,7 @@ def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> No
         print(f"fold {fold}: " + ", ".join(f"{s} {len(v)}" for s, v in parts.items()))
 
 
-def pool(out: Path, k: int, spec_name: str, references: list[str]) -> dict:
+def pool(out: Path, k: int, spec_name: str, references: list[str]) -> ValidationResult:
     """Every fold's test items and verdicts as one validation, by the eval harness (its metrics, group bootstrap,
     baselines and length control), with pick-the-longer as a reference judge for the paired margin."""
     from data.jsonl import read_jsonl
@@ -121,16 +127,16 @@ def main(argv: list[str]) -> int:
         make_folds(args.data, args.out, args.k, args.train_fraction)
         return 0
     r = pool(args.out, args.k, args.spec, args.reference)
-    acc = r["metrics"]["accuracy"]
+    acc = r.metrics["accuracy"]
     print(
-        f"pooled: {r['n']} items, accuracy {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]; "
-        f"where humans chose the shorter {r['length_control']['acc_shorter_preferred']:.3f}"
+        f"pooled: {r.n} items, accuracy {acc.value:.3f} [{acc.ci_low:.3f}, {acc.ci_high:.3f}]; "
+        f"where humans chose the shorter {r.length_control.acc_shorter_preferred:.3f}"
     )
-    for name, ref in r["reference_judges"].items():
-        diff = ref["judge_minus_reference"]["diff"]
+    for name, ref in r.reference_judges.items():
+        diff = ref.judge_minus_reference.diff
         print(
-            f"  {name}: {ref['metrics']['accuracy']['value']:.3f}; judge minus it {diff['value']:+.3f} "
-            f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
+            f"  {name}: {ref.metrics['accuracy'].value:.3f}; judge minus it {diff.value:+.3f} "
+            f"[{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]"
         )
     print(f"wrote {args.out / 'pooled' / 'validation.json'}")
     return 0

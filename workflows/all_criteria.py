@@ -40,6 +40,7 @@ from data.schema import Item, Verdict
 from eval.gate import check, load_gates, write_result
 from eval.harness import evaluate
 from eval.report import criteria_lines, failed_rules, gate_status, write_criteria_report, write_report
+from eval.result import ValidationResult
 from judge.loading import load_judge
 from serve.config import load_serve_config
 from serve.service import start_judges
@@ -145,8 +146,10 @@ def _score(plans: list[dict], engine: str, serve_config: str | Path | None, prog
                 p["verdicts"][role] = verdicts
 
 
-def _interval(result: dict, metric: str) -> dict | None:
-    return (result.get("metrics") or {}).get(metric)
+def _interval(result: ValidationResult, metric: str) -> dict | None:
+    """A metric's interval in its JSON form (the summary rows are written as criteria.json)."""
+    figure = result.metrics.get(metric)
+    return figure.model_dump() if figure else None
 
 
 def _row(reg: CriteriaRegistry, p: dict, seed: int, n_boot: int, command: str) -> dict:
@@ -185,35 +188,38 @@ def _row(reg: CriteriaRegistry, p: dict, seed: int, n_boot: int, command: str) -
         seed=seed,
         n_boot=n_boot,
     )
-    judge["gate"] = check(judge, gates, config_path=c.gates)
+    judge.gate = check(judge, gates, config_path=c.gates)
     for result in (base, judge):
-        result["provenance"]["commands"] = [command]
+        result.provenance.commands = [command]
     write_result(p["out"] / "base" / "validation.json", base)
     write_result(p["out"] / "judge" / "validation.json", judge)
     report = write_report(judge, p["out"] / "report")
-    ceiling = judge.get("human_ceiling")
-    comparison = judge.get("comparison") or {}
+    ceiling = judge.human_ceiling
+    comparison = judge.comparison
+    base_ceiling = base.human_ceiling
     return {
         **row,
         "status": "validated",
         "kind": spec.kind,
         "metric": gates.metric,
-        "n": judge["n"],
-        "n_items": judge["n_items"],
+        "n": judge.n,
+        "n_items": judge.n_items,
         "fingerprint": p["judge"].fingerprint,
         "judge": _interval(judge, gates.metric),
         "base": _interval(base, gates.metric),
         "judge_accuracy": _interval(judge, "accuracy"),
         "base_accuracy": _interval(base, "accuracy"),
-        "judge_minus_base": comparison.get("diff"),
+        "judge_minus_base": comparison.diff.model_dump() if comparison else None,
         "ceiling": None
         if not ceiling
         else {
-            "humans": ceiling["metrics"]["accuracy"],
-            "judge": ceiling["judge"]["accuracy"],
-            "fraction": ceiling.get("judge_to_ceiling"),
-            "annotators": ceiling.get("annotators"),
-            "base": (base.get("human_ceiling") or {}).get("judge", {}).get("accuracy"),
+            "humans": ceiling.metrics["accuracy"].model_dump(),
+            "judge": ceiling.judge["accuracy"].model_dump(),
+            "fraction": ceiling.judge_to_ceiling,
+            "annotators": ceiling.annotators,
+            "base": base_ceiling.judge["accuracy"].model_dump()
+            if base_ceiling and "accuracy" in base_ceiling.judge
+            else None,
         },
         "gate": gate_status(judge),
         "failed_rules": failed_rules(judge),

@@ -28,7 +28,7 @@ def cmd_registry(args) -> int:
     elif args.action == "register":
         fingerprint = args.fingerprint
         if not fingerprint and args.validation:
-            fingerprint = (read_result(args.validation).get("judge") or {}).get("fingerprint")
+            fingerprint = read_result(args.validation).judge.fingerprint
         if not fingerprint:
             raise JudgeloopError(
                 "a fingerprint is required",

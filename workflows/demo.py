@@ -36,7 +36,8 @@ from data.provenance import git_commit, sha256_file
 from data.schema import Item, Verdict
 from eval.gate import check, load_gates, write_result
 from eval.harness import evaluate
-from eval.report import summary, write_report
+from eval.report import failed_rules, summary, write_report
+from eval.result import ValidationResult
 from judge.loading import load_judge
 from judge.merge import merge
 from judge.registry import Registry
@@ -176,7 +177,7 @@ def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, ser
     return list(read_jsonl(verdicts_path, Verdict))
 
 
-def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, references=None) -> dict:
+def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, references=None) -> ValidationResult:
 
     result = evaluate(
         items,
@@ -254,14 +255,15 @@ def _same_verdicts(served: list[Verdict], validated: list[Verdict]) -> tuple[boo
     return not problems, "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
 
 
-def _figures(result: dict) -> dict:
-    m = result["metrics"]["accuracy"]
+def _figures(result: ValidationResult) -> dict:
+    m = result.metrics["accuracy"]
+    lc = result.length_control
     return {
-        "accuracy": m["value"],
-        "accuracy_ci": [m["ci_low"], m["ci_high"]],
-        "swap_consistency": (result.get("bias") or {}).get("swap_consistency"),
-        "acc_shorter_preferred": ((result.get("length_control") or {}).get("acc_shorter_preferred")),
-        "acc_longer_preferred": ((result.get("length_control") or {}).get("acc_longer_preferred")),
+        "accuracy": m.value,
+        "accuracy_ci": [m.ci_low, m.ci_high],
+        "swap_consistency": result.bias.swap_consistency,
+        "acc_shorter_preferred": lc.acc_shorter_preferred if lc else None,
+        "acc_longer_preferred": lc.acc_longer_preferred if lc else None,
     }
 
 
@@ -310,19 +312,17 @@ def run_demo(
             references=references,
         )
     with stages.stage("gate", f"gate the candidate ({gates}), register it, promote only on a pass"):
-        cand["gate"] = check(cand, load_gates(gates), config_path=str(gates))
+        cand.gate = check(cand, load_gates(gates), config_path=str(gates))
         write_result(out / "candidate" / "validation.json", cand)
-        for rule in cand["gate"]["rules"]:
-            print(
-                f"  {rule['status']:<4} {rule['name']:<22} {rule.get('figure')!s:<24} {rule['op']} {rule['threshold']}"
-            )
+        for rule in cand.gate.rules:
+            print(f"  {rule.status:<4} {rule.name:<22} {rule.figure!s:<24} {rule.op} {rule.threshold}")
         registry = Registry(out / "registry")
         name = spec.name
         base_version = _register(
             registry,
             name,
             "base",
-            base["judge"]["fingerprint"],
+            base.judge.fingerprint,
             load_judge(base_ref).model_path,
             spec.name,
             out / "base" / "validation.json",
@@ -336,7 +336,7 @@ def run_demo(
             spec.name,
             out / "candidate" / "validation.json",
         )
-        passed = cand["gate"]["passed"]
+        passed = cand.gate.passed
         if passed:
             promotion.promote(registry, name, cand_version)
         production_entry = registry.resolve(name, "production") if passed else None
@@ -357,24 +357,23 @@ def run_demo(
         )
     with stages.stage("report", "write the validation report"):
         paths = write_report(cand, out / "report", trend=registry.trend(name))
+    ceiling = cand.human_ceiling
     summary = {
         "base": _figures(base),
         "tuned": _figures(cand),
-        "longer_rule_accuracy": cand["baselines"].get("pick_longer"),
-        "reference_judges": {k: v["metrics"]["accuracy"]["value"] for k, v in cand["reference_judges"].items()},
-        "human_ceiling": ((cand.get("human_ceiling") or {}).get("metrics") or {}).get("accuracy", {}).get("value"),
-        "judge_vs_loo_majority": ((cand.get("human_ceiling") or {}).get("judge") or {})
-        .get("accuracy", {})
-        .get("value"),
+        "longer_rule_accuracy": cand.baselines.get("pick_longer"),
+        "reference_judges": {k: v.metrics["accuracy"].value for k, v in cand.reference_judges.items()},
+        "human_ceiling": ceiling.metrics["accuracy"].value if ceiling else None,
+        "judge_vs_loo_majority": ceiling.judge["accuracy"].value if ceiling else None,
         "gate": "pass" if passed else "fail",
-        "failed_rules": [r["name"] for r in cand["gate"]["rules"] if r["status"] == "FAIL"],
+        "failed_rules": failed_rules(cand),
         "promoted": passed,
         "production": production_entry["version"] if production_entry else base_version,
         "served_matches_validated": matches,
         "served_mismatch": None if matches else why,
         "served_judgments_per_s": round(per_s, 2),
         "n_test_items": len(test_items),
-        "fingerprints": {"base": base["judge"]["fingerprint"], "tuned": candidate.fingerprint},
+        "fingerprints": {"base": base.judge.fingerprint, "tuned": candidate.fingerprint},
         "seconds": {**stages.seconds, "total": round(time.perf_counter() - start, 1)},
         "git_commit": git_commit(),
         "report": str(paths["html"]),

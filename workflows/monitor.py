@@ -39,6 +39,7 @@ from eval.bootstrap import GroupBootstrap
 from eval.gate import FAIL, SKIP, _rule, read_result
 from eval.metrics import cohen_kappa
 from eval.report import BASELINE, HUMAN, INCUMBENT, JUDGE, _env, _plt, _png, interval_text, pct
+from eval.result import ValidationResult
 from serve.config import LiveConfig
 from serve.verdict_log import read_rows
 from workflows.review import live_agreement, read_reviewed
@@ -212,10 +213,10 @@ def baseline_rows(verdicts: Sequence[Verdict]) -> list[dict]:
     ]
 
 
-def baseline_verdicts_path(cfg: MonitorConfig, result: dict) -> Path:
+def baseline_verdicts_path(cfg: MonitorConfig, result: ValidationResult) -> Path:
     if cfg.baseline_verdicts:
         return Path(cfg.baseline_verdicts)
-    named = ((result.get("inputs") or {}).get("verdicts") or {}).get("path")
+    named = result.inputs["verdicts"].path if "verdicts" in result.inputs else None
     beside = Path(cfg.baseline).parent / "verdicts.jsonl"
     for candidate in ([Path(named)] if named else []) + [beside]:
         if candidate.is_file():
@@ -373,8 +374,8 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
     """Every figure, rule and series of the monitoring page for the configured window."""
 
     result = read_result(cfg.baseline)
-    judge = cfg.judge or (result.get("judge") or {}).get("name")
-    labels = [str(x) for x in (result.get("spec") or {}).get("labels") or []]
+    judge = cfg.judge or result.judge.name
+    labels = [str(x) for x in result.spec.labels]
     if not judge or not labels:
         raise DataError("the baseline names no judge or labels", path=cfg.baseline, field="judge")
     base_path = baseline_verdicts_path(cfg, result)
@@ -394,7 +395,7 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
     }
     rules = drift_rules(cfg, live, base, stats)
     fingerprints = sorted({r["fingerprint"] for r in production})
-    base_fp = (result.get("judge") or {}).get("fingerprint")
+    base_fp = result.judge.fingerprint
     notes = []
     if fingerprints and fingerprints != [base_fp]:
         notes.append(
@@ -426,7 +427,7 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
     }
     if cfg.reviews:
         items = [it for path in cfg.reviews for it in read_reviewed(path)]
-        out["review"] = live_agreement(items, LabelSpace(result["spec"]["kind"], labels))
+        out["review"] = live_agreement(items, LabelSpace(result.spec.kind, labels))
     if compare:
         out["compare"] = shadow_comparison(rows, compare, labels)
     return out

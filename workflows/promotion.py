@@ -9,25 +9,27 @@ retraining, a new spec or a new base model needs a new gate.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from data.errors import DataError
 from eval.gate import read_result
+from eval.result import ValidationResult
 from judge.registry import Registry, RegistryError
 
 
-def _summary(result: dict) -> dict:
-    gate = result.get("gate") or {}
-    metric = (gate.get("thresholds") or {}).get("metric", "accuracy")
-    figure = result["metrics"].get(metric) or {}
+def _summary(result: ValidationResult) -> dict:
+    """What the registry keeps beside an attached copy: the gate's metric with its interval, and the gate."""
+    gate = result.gate
+    metric = gate.thresholds.get("metric", "accuracy") if gate else "accuracy"
+    figure = result.metrics.get(metric)
     return {
-        "dataset": result.get("dataset"),
+        "dataset": result.dataset.model_dump(exclude_unset=True),
         "metric": metric,
-        "value": figure.get("value"),
-        "ci_low": figure.get("ci_low"),
-        "ci_high": figure.get("ci_high"),
-        "gate_passed": gate.get("passed") if gate else None,
-        "gate_fingerprint": gate.get("fingerprint"),
+        "value": figure.value if figure else None,
+        "ci_low": figure.ci_low if figure else None,
+        "ci_high": figure.ci_high if figure else None,
+        "gate_passed": gate.passed if gate else None,
+        "gate_fingerprint": gate.fingerprint if gate else None,
     }
 
 
@@ -35,7 +37,7 @@ def attach(registry: Registry, name: str, version: str, validation: str | Path) 
     """Attach a validation result (usually gated) to a version; it must be for the version's fingerprint."""
     result = read_result(validation)
     entry = registry.resolve(name, version)
-    fp = (result.get("judge") or {}).get("fingerprint")
+    fp = result.judge.fingerprint
     if fp != entry["fingerprint"]:
         raise RegistryError(
             f"the validation result is for fingerprint {str(fp)[:16]}, but {name} {version} is "
@@ -66,12 +68,16 @@ def register(
 def passing_gate(registry: Registry, entry: dict) -> dict | None:
     """The newest attached validation whose stored copy has a passing gate for the entry's fingerprint."""
     for info, path in registry.attached(entry):
-        result = json.loads(path.read_text(encoding="utf-8"))
-        gate = result.get("gate") or {}
+        try:
+            result = read_result(path)
+        except DataError:
+            continue  # not a validation result this code can read: it cannot vouch for the version
+        gate = result.gate
         if (
-            gate.get("passed") is True
-            and gate.get("fingerprint") == entry["fingerprint"]
-            and (result.get("judge") or {}).get("fingerprint") == entry["fingerprint"]
+            gate is not None
+            and gate.passed is True
+            and gate.fingerprint == entry["fingerprint"]
+            and result.judge.fingerprint == entry["fingerprint"]
         ):
             return info
     return None

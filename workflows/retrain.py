@@ -144,13 +144,13 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
         incumbent_info=incumbent_info,
         n_boot=cfg.n_boot,
     )
-    result["inputs"] = {
+    result.inputs = {
         "items": {"path": cfg.eval_items, "sha256": sha256_file(cfg.eval_items)},
         **{f"reviewed {i}": {"path": p, "sha256": sha256_file(p)} for i, p in enumerate(cfg.reviewed)},
     }
     if command:
-        result["provenance"]["commands"] = [command]
-    result["gate"] = check(result, gates, config_path=cfg.gates)
+        result.provenance.commands = [command]
+    result.gate = check(result, gates, config_path=cfg.gates)
     validation = out / "validation.json"
     write_result(validation, result)
     entry = promotion.register(
@@ -164,7 +164,7 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
         str(run.run_dir / "card.json"),
         validation,
     )
-    passed = result["gate"]["passed"]
+    passed = result.gate.passed
     promoted = False
     if promote and passed:
         promotion.promote(registry, name, version)
@@ -175,7 +175,7 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
         "fingerprint": entry["fingerprint"],
         "run_dir": str(run.run_dir),
         "validation": str(validation),
-        "gate": result["gate"],
+        "gate": result.gate.model_dump(by_alias=True),  # the gate record in its JSON form
         "passed": passed,
         "promoted": promoted,
         "registry": str(registry.root),

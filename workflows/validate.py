@@ -171,10 +171,10 @@ def cmd_eval(args, argv: list[str]) -> int:
         n_boot=args.n_boot,
         injection=injection["result"] if args.injection else None,
     )
-    if result["judge"].get("version") is None:
-        result["judge"]["version"] = _registered_version(result["judge"].get("fingerprint"), args.registry)
-    result["inputs"] = inputs
-    result["provenance"]["commands"] = ["judgeloop " + shlex.join(argv)]
+    if result.judge.version is None:
+        result.judge.version = _registered_version(result.judge.fingerprint, args.registry)
+    result.inputs = inputs
+    result.provenance.commands = ["judgeloop " + shlex.join(argv)]
     out.mkdir(parents=True, exist_ok=True)
     write_result(out / "validation.json", result)
     for line in summary(result):

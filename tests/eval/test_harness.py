@@ -15,6 +15,7 @@ from data.schema import Item, JudgeRef, Verdict
 from data.spec import load_spec
 from eval.harness import evaluate
 from eval.metrics import pearson, spearman
+from eval.result import ValidationResult
 from tests.eval.helpers import constant_judge, noisy_judge, pairwise_items
 from workflows.validate import verdicts_for
 
@@ -45,21 +46,21 @@ def test_pandalm_gpt35_reproduces_the_published_figure(gpt35):
     three-way split); a verdict the file cannot parse ("garbage", 25 items) counts as wrong.
     Over all 999 items with tie as a third class gpt-3.5 scores 697/999 = 69.8%; on the 894 items
     whose majority is A or B (a gpt-3.5 'Tie' there is wrong) it scores 692/894 = 77.4%."""
-    m = gpt35["metrics"]
-    assert gpt35["n_items"] == 999 and gpt35["n"] == 894
-    assert m["accuracy_with_ties"]["value"] == pytest.approx(697 / 999, abs=1e-6)
-    assert round(m["accuracy_with_ties"]["value"], 3) == 0.698
-    assert m["accuracy"]["value"] == pytest.approx(692 / 894, abs=1e-6)
-    assert m["accuracy"]["ci_low"] < m["accuracy"]["value"] < m["accuracy"]["ci_high"]
-    assert gpt35["errors"]["no_verdict"] == 25
-    assert gpt35["reference_judges"]["pandalm-7b"]["metrics"]["accuracy"]["value"] == pytest.approx(0.7103, abs=1e-4)
+    m = gpt35.metrics
+    assert gpt35.n_items == 999 and gpt35.n == 894
+    assert m["accuracy_with_ties"].value == pytest.approx(697 / 999, abs=1e-6)
+    assert round(m["accuracy_with_ties"].value, 3) == 0.698
+    assert m["accuracy"].value == pytest.approx(692 / 894, abs=1e-6)
+    assert m["accuracy"].ci_low < m["accuracy"].value < m["accuracy"].ci_high
+    assert gpt35.errors.no_verdict == 25
+    assert gpt35.reference_judges["pandalm-7b"].metrics["accuracy"].value == pytest.approx(0.7103, abs=1e-4)
     # PLATFORM.md: humans preferred the longer response in 67.5% of PandaLM's non-tie items
-    assert gpt35["bias"]["human_longer_preferred_rate"] == pytest.approx(0.675, abs=0.001)
-    assert gpt35["baselines"]["pick_longer"] == pytest.approx(0.676, abs=0.002)
-    ceiling = gpt35["human_ceiling"]
-    assert ceiling["annotators"] == 3
-    assert ceiling["metrics"]["accuracy"]["value"] > ceiling["judge"]["accuracy"]["value"]
-    assert json.loads(json.dumps(gpt35, allow_nan=False)) == gpt35
+    assert gpt35.bias.human_longer_preferred_rate == pytest.approx(0.675, abs=0.001)
+    assert gpt35.baselines["pick_longer"] == pytest.approx(0.676, abs=0.002)
+    ceiling = gpt35.human_ceiling
+    assert ceiling.annotators == 3
+    assert ceiling.metrics["accuracy"].value > ceiling.judge["accuracy"].value
+    assert ValidationResult.model_validate_json(gpt35.to_json()) == gpt35
 
 
 def test_result_has_the_documented_schema(gpt35):
@@ -80,29 +81,29 @@ def test_result_has_the_documented_schema(gpt35):
         "comparison",
         "tie_policy",
     ):
-        assert key in gpt35
-    assert set(gpt35["judge"]) >= {"name", "version", "fingerprint"}
-    assert set(gpt35["dataset"]) >= {"name", "split", "sha256"}
+        assert key in gpt35.model_fields_set
+    assert gpt35.judge.model_fields_set >= {"name", "version", "fingerprint"}
+    assert gpt35.dataset.model_fields_set >= {"name", "split", "sha256"}
     for name in ("accuracy", "cohen_kappa", "macro_f1", "krippendorff_alpha"):
-        assert set(gpt35["metrics"][name]) == {"value", "ci_low", "ci_high"}
-    assert set(gpt35["bias"]) >= {
+        assert gpt35.metrics[name].model_fields_set == {"value", "ci_low", "ci_high"}
+    assert gpt35.bias.model_fields_set >= {
         "swap_consistency",
         "first_position_rate",
         "longer_preferred_rate",
         "human_longer_preferred_rate",
     }
-    assert set(gpt35["calibration"]) >= {"ece", "brier"}
-    assert set(gpt35["length_control"]) >= {"acc_longer_preferred", "acc_shorter_preferred", "balanced"}
+    assert gpt35.calibration.model_fields_set >= {"ece", "brier"}
+    assert gpt35.length_control.model_fields_set >= {"acc_longer_preferred", "acc_shorter_preferred", "balanced"}
 
 
 def test_a_length_tracking_judge_is_visible():
     items = pairwise_items(120, seed=1)
     longer = lambda it: "A" if len(it.response_a) >= len(it.response_b) else "B"  # noqa: E731
     result = evaluate(items, constant_judge(items, lambda it: (longer(it), longer(it))), PAIRWISE_SPEC, n_boot=100)
-    lc, bias = result["length_control"], result["bias"]
-    assert lc["acc_longer_preferred"] == 1.0 and lc["acc_shorter_preferred"] == 0.0 and lc["balanced"] == 0.5
-    assert bias["longer_preferred_rate"] == 1.0 and bias["agrees_with_longer_rule"] == 1.0
-    assert result["metrics"]["accuracy"]["value"] == pytest.approx(result["baselines"]["pick_longer"])
+    lc, bias = result.length_control, result.bias
+    assert lc.acc_longer_preferred == 1.0 and lc.acc_shorter_preferred == 0.0 and lc.balanced == 0.5
+    assert bias.longer_preferred_rate == 1.0 and bias.agrees_with_longer_rule == 1.0
+    assert result.metrics["accuracy"].value == pytest.approx(result.baselines["pick_longer"])
 
 
 def _length_driven_items(n: int, seed: int) -> tuple[list[Item], np.ndarray]:
@@ -150,24 +151,24 @@ def test_beyond_length_tells_a_length_detector_from_a_judge_that_knows_quality()
         PAIRWISE_SPEC,
         n_boot=200,
     )
-    d, k = detector["length_control"]["beyond_length"], knows["length_control"]["beyond_length"]
-    assert d["n"] == k["n"] > 300
-    assert d["gain"]["value"] == pytest.approx(0, abs=1e-4) and d["gain"]["ci_low"] <= 0 and d["p_value"] > 0.5
-    assert d["log_loss_length"] == pytest.approx(k["log_loss_length"])  # the same length-only model
-    assert k["gain"]["ci_low"] > 0.01 and k["p_value"] < 1e-6
-    assert detector["metrics"]["accuracy"]["value"] > 0.6  # the detector is no fool on these items, just no judge
+    d, k = detector.length_control.beyond_length, knows.length_control.beyond_length
+    assert d.n == k.n > 300
+    assert d.gain.value == pytest.approx(0, abs=1e-4) and d.gain.ci_low <= 0 and d.p_value > 0.5
+    assert d.log_loss_length == pytest.approx(k.log_loss_length)  # the same length-only model
+    assert k.gain.ci_low > 0.01 and k.p_value < 1e-6
+    assert detector.metrics["accuracy"].value > 0.6  # the detector is no fool on these items, just no judge
     # judges without probabilities (a reference judge's bare labels) get no such test
     bare = [v.model_copy(update={"probs": None}) for v in _odds_judge(items, quality)]
-    assert evaluate(items, bare, PAIRWISE_SPEC, n_boot=50)["length_control"]["beyond_length"] is None
+    assert evaluate(items, bare, PAIRWISE_SPEC, n_boot=50).length_control.beyond_length is None
 
 
 def test_a_first_position_judge_is_visible():
     items = pairwise_items(90, seed=2)
     # picks whatever is shown first: A in the "ab" pass, B in the "ba" pass (in item terms)
     result = evaluate(items, constant_judge(items, lambda it: ("A", "B")), PAIRWISE_SPEC, n_boot=100)
-    assert result["bias"]["swap_consistency"] == 0.0
-    assert result["bias"]["first_position_rate"] == 1.0
-    assert result["bias"]["n_both_orders"] == 90
+    assert result.bias.swap_consistency == 0.0
+    assert result.bias.first_position_rate == 1.0
+    assert result.bias.n_both_orders == 90
 
 
 def test_human_ceiling_by_hand():
@@ -185,33 +186,33 @@ def test_human_ceiling_by_hand():
 
     items = [item(0, ["A", "A", "A"]), item(1, ["A", "A", "B"]), item(2, ["B", "B", "B"])]
     result = evaluate(items, constant_judge(items, lambda it: ("A", "A")), PAIRWISE_SPEC, n_boot=50)
-    ceiling = result["human_ceiling"]
+    ceiling = result.human_ceiling
     # item 0: 3 pairs, target A, all agree. item 1: slots 0,1 target split A/B = tie (left out of accuracy);
     # slot 2 target A, annotator says B. item 2: 3 pairs, target B, all agree. -> humans 6/7, judge (A) 4/7
-    assert ceiling["n_pairs"] == 7
-    assert ceiling["metrics"]["accuracy"]["value"] == pytest.approx(6 / 7, abs=1e-6)
-    assert ceiling["judge"]["accuracy"]["value"] == pytest.approx(4 / 7, abs=1e-6)
-    assert ceiling["judge_to_ceiling"] == pytest.approx(4 / 6, abs=1e-6)
+    assert ceiling.n_pairs == 7
+    assert ceiling.metrics["accuracy"].value == pytest.approx(6 / 7, abs=1e-6)
+    assert ceiling.judge["accuracy"].value == pytest.approx(4 / 7, abs=1e-6)
+    assert ceiling.judge_to_ceiling == pytest.approx(4 / 6, abs=1e-6)
     # with ties: 9 pairs; humans: item 1 slots 0,1 say A vs target tie -> 6/9; judge: 4/9
-    assert ceiling["metrics"]["accuracy_with_ties"]["value"] == pytest.approx(6 / 9, abs=1e-6)
+    assert ceiling.metrics["accuracy_with_ties"].value == pytest.approx(6 / 9, abs=1e-6)
 
 
 def test_single_annotator_data_has_no_ceiling():
     items = pairwise_items(30, seed=4, annotators=1)
     result = evaluate(items, noisy_judge(items), PAIRWISE_SPEC, n_boot=50)
-    assert result["human_ceiling"] is None
+    assert result.human_ceiling is None
 
 
 def test_incumbent_comparison_is_paired():
     items = pairwise_items(150, seed=5)
     cand = noisy_judge(items, skill=2.5, seed=1)
-    same = evaluate(items, cand, PAIRWISE_SPEC, incumbent_verdicts=cand, n_boot=200)["comparison"]
-    assert same["diff"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
-    assert same["mcnemar"]["p_value"] == 1.0
+    same = evaluate(items, cand, PAIRWISE_SPEC, incumbent_verdicts=cand, n_boot=200).comparison
+    assert same.diff.model_dump() == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert same.mcnemar.p_value == 1.0
     worse = noisy_judge(items, skill=0.0, seed=2, fingerprint="0" * 64, name="old")
-    comp = evaluate(items, cand, PAIRWISE_SPEC, incumbent_verdicts=worse, n_boot=200)["comparison"]
-    assert comp["incumbent"]["fingerprint"] == "0" * 64
-    assert comp["diff"]["ci_low"] > 0 and comp["mcnemar"]["p_value"] < 0.01
+    comp = evaluate(items, cand, PAIRWISE_SPEC, incumbent_verdicts=worse, n_boot=200).comparison
+    assert comp.incumbent.fingerprint == "0" * 64
+    assert comp.diff.ci_low > 0 and comp.mcnemar.p_value < 0.01
 
 
 def test_pointwise_and_binary_kinds():
@@ -244,15 +245,15 @@ def test_pointwise_and_binary_kinds():
             )
         )
     result = evaluate(items, verdicts, spec, n_boot=100)
-    m = result["metrics"]
+    m = result.metrics
     assert set(m) == {"accuracy", "weighted_kappa", "spearman", "kendall", "pearson", "krippendorff_alpha"}
     scores = [v.score for v in verdicts]
     means = [it.label for it in items]
-    assert m["spearman"]["value"] == pytest.approx(spearman(scores, means), abs=1e-6)
-    assert m["pearson"]["value"] == pytest.approx(pearson(scores, means), abs=1e-6)
-    assert result["human_ceiling"]["annotators"] == 3 and "weighted_kappa" in result["human_ceiling"]["metrics"]
-    assert result["calibration"]["n"] == 80
-    json.dumps(result, allow_nan=False)
+    assert m["spearman"].value == pytest.approx(spearman(scores, means), abs=1e-6)
+    assert m["pearson"].value == pytest.approx(pearson(scores, means), abs=1e-6)
+    assert result.human_ceiling.annotators == 3 and "weighted_kappa" in result.human_ceiling.metrics
+    assert result.calibration.n == 80
+    result.to_json()  # allow_nan=False: no NaN anywhere
 
     binary = load_spec("answer-correctness")
     items = [
@@ -269,8 +270,8 @@ def test_pointwise_and_binary_kinds():
     ]
     verdicts = [Verdict(id=str(i), verdict="yes", judge=JudgeRef(name="b", fingerprint="b" * 64)) for i in range(30)]
     result = evaluate(items, verdicts, binary, n_boot=50)
-    assert result["metrics"]["accuracy"]["value"] == pytest.approx(result["baselines"]["always_yes"])
-    assert result["bias"] == {} and result["length_control"] is None
+    assert result.metrics["accuracy"].value == pytest.approx(result.baselines["always_yes"])
+    assert result.bias.model_dump(exclude_unset=True) == {} and result.length_control is None
 
 
 # --- bad input --------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ import pytest
 import judgeloop
 from data.paths import REPO_ROOT
 from data.spec import load_spec
-from eval.gate import check, load_gates
+from eval.gate import check, load_gates, write_result
 from eval.harness import evaluate
 from eval.report import render_html, render_markdown, write_report
+from eval.result import Interval, ValidationResult
 from judge.registry import Registry
 from tests.eval.helpers import noisy_judge, pairwise_items
 from workflows import promotion
@@ -28,7 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def result() -> dict:
+def result() -> ValidationResult:
     items = pairwise_items(240, seed=11)
     refs = {"reference-judge": noisy_judge(items, skill=1.0, seed=5, name="ref")}
     incumbent = noisy_judge(items, skill=1.2, seed=6, fingerprint="0" * 64, name="helpful")
@@ -42,7 +43,7 @@ def result() -> dict:
         incumbent_verdicts=incumbent,
         n_boot=200,
     )
-    out["provenance"]["commands"] = ["judgeloop eval --verdicts v.jsonl --items test.jsonl --spec helpfulness-pairwise"]
+    out.provenance.commands = ["judgeloop eval --verdicts v.jsonl --items test.jsonl --spec helpfulness-pairwise"]
     return out
 
 
@@ -60,9 +61,9 @@ def _not_blank(img: np.ndarray) -> bool:
 def test_gate_verdict_leads_and_every_plot_is_an_image(result):
     html = render_html(result)
     assert "Gate: NOT GATED" in html
-    gated = dict(result, gate=check(result, load_gates(DEFAULT_GATES)))
+    gated = result.model_copy(update={"gate": check(result, load_gates(DEFAULT_GATES))})
     html = render_html(gated)
-    status = "PASS" if gated["gate"]["passed"] else "FAIL"
+    status = "PASS" if gated.gate.passed else "FAIL"
     assert html.index(f"Gate: {status}") < html.index("The answer") < html.index("Agreement metrics")
     images = _images(html)
     assert len(images) == 5  # agreement, confusion, reliability, bias, slices (no trend without history)
@@ -73,7 +74,7 @@ def test_gate_verdict_leads_and_every_plot_is_an_image(result):
         "reference-judge",
         "Against the incumbent",
         "Reproduce",
-        result["judge"]["fingerprint"],
+        result.judge.fingerprint,
         "d" * 64,
     ):
         assert text in html
@@ -85,20 +86,20 @@ def test_gate_verdict_leads_and_every_plot_is_an_image(result):
 def test_report_cli_adds_the_version_trend(result, tmp_path):
     reg = Registry(tmp_path / "reg")
     for version, value in (("1", 0.7), ("2", 0.75), ("3", 0.8)):
-        v = dict(result, judge=dict(result["judge"], fingerprint=version * 64))
-        v["metrics"] = dict(v["metrics"], accuracy={"value": value, "ci_low": value - 0.04, "ci_high": value + 0.04})
+        v = result.model_copy(update={"judge": result.judge.model_copy(update={"fingerprint": version * 64})})
+        v.metrics = {**v.metrics, "accuracy": Interval(value=value, ci_low=value - 0.04, ci_high=value + 0.04)}
         path = tmp_path / f"v{version}.json"
-        path.write_text(json.dumps(v))
+        write_result(path, v)
         promotion.register(reg, "helpful", version, version * 64, "m", validation=path)
     path = tmp_path / "validation.json"
-    path.write_text(json.dumps(result))
+    write_result(path, result)
     assert (
         judgeloop.main(["report", str(path), "--out", str(tmp_path / "rep"), "--registry", str(tmp_path / "reg")]) == 0
     )
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "Version trend" in html and len(_images(html)) == 6
     assert (tmp_path / "rep" / "report.md").exists()
-    assert json.loads((tmp_path / "rep" / "validation.json").read_text())["n"] == result["n"]
+    assert json.loads((tmp_path / "rep" / "validation.json").read_text())["n"] == result.n
 
 
 def _chromium() -> str:
@@ -110,7 +111,7 @@ def _chromium() -> str:
 
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(result, tmp_path):
-    gated = dict(result, gate=check(result, load_gates(DEFAULT_GATES)))
+    gated = result.model_copy(update={"gate": check(result, load_gates(DEFAULT_GATES))})
     paths = write_report(gated, tmp_path / "report")
     shot = tmp_path / "shot.png"
     cmd = [
@@ -135,7 +136,7 @@ def test_report_renders_in_headless_chromium(result, tmp_path):
     assert _not_blank(img)
     # the gate banner is the first thing on the page, in its colour (green PASS, red FAIL)
     banner = img[30, 400, :3]
-    if gated["gate"]["passed"]:
+    if gated.gate.passed:
         assert banner[1] > banner[0] and banner[1] > banner[2]
     else:
         assert banner[0] > banner[1] and banner[0] > banner[2]
@@ -150,8 +151,8 @@ def test_report_renders_in_headless_chromium(result, tmp_path):
 def test_the_baseline_sentence_says_above_or_below(result, judge_acc, words):
     from eval.report import summary
 
-    r = json.loads(json.dumps(result))
-    r["metrics"]["accuracy"]["value"] = judge_acc
-    r["baselines"] = {"pick_longer": 0.65, "always_first": 0.5}
+    r = result.model_copy(deep=True)
+    r.metrics["accuracy"].value = judge_acc
+    r.baselines = {"pick_longer": 0.65, "always_first": 0.5}
     line = next(s for s in summary(r) if s.startswith("Best trivial baseline"))
     assert line.endswith(f"pick longer scores 65.0%; the judge is {words}.")

@@ -54,9 +54,9 @@ def test_measured_on_a_real_engine_and_shown_in_the_report(serving):
     injection = measure(items, clean, lambda b: list(service.score_stream(b)), service.spec)
     assert injection["errors"] == 0 and injection["outside_label_space"] == 0
     result = evaluate(items, clean, service.spec, n_boot=20, injection=injection)
-    assert result["injection"] is injection
+    assert result.injection.model_dump() == injection
     html, md = render_html(result), render_markdown(result)
     assert 'id="injection"' in html and "fake-rubric" in html and "Injection: text in a response" in html
     assert "| injection template |" in md
     without = evaluate(items, clean, service.spec, n_boot=20)
-    assert "injection" not in without and 'id="injection"' not in render_html(without)
+    assert "injection" not in without.model_fields_set and 'id="injection"' not in render_html(without)

@@ -1,7 +1,12 @@
 """The demo's own logic: the served-equals-validated check and the summary figures."""
 
+from pathlib import Path
+
 from data.schema import JudgeRef, Verdict
+from eval.result import Interval, ValidationResult
 from workflows.demo import _figures, _same_verdicts
+
+GOLDEN = Path(__file__).parent.parent / "eval" / "golden" / "validation-pairwise-v1.json"
 
 J = JudgeRef(name="j", fingerprint="f" * 64)
 
@@ -25,11 +30,11 @@ def test_same_verdicts_catches_every_kind_of_difference():
 
 
 def test_figures_read_the_validation_schema():
-    result = {
-        "metrics": {"accuracy": {"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}},
-        "bias": {"swap_consistency": 0.9},
-        "length_control": {"acc_shorter_preferred": 0.55, "acc_longer_preferred": 0.8},
-    }
+    result = ValidationResult.load(GOLDEN)
+    result.metrics["accuracy"] = Interval(value=0.7, ci_low=0.6, ci_high=0.8)
+    result.bias.swap_consistency = 0.9
+    result.length_control.acc_shorter_preferred = 0.55
+    result.length_control.acc_longer_preferred = 0.8
     assert _figures(result) == {
         "accuracy": 0.7,
         "accuracy_ci": [0.6, 0.8],

@@ -9,7 +9,7 @@ import pytest
 import judgeloop
 from data.errors import UnknownNameError
 from data.paths import CONFIGS_DIR
-from eval.gate import check, load_gates
+from eval.gate import check, load_gates, write_result
 from judge.registry import Registry, RegistryError, registry_root, resolve
 from tests.eval.test_gate import BREAKERS, passing_result
 from workflows import promotion
@@ -20,14 +20,14 @@ FP1, FP2, FP3 = "1" * 64, "2" * 64, "3" * 64
 def validation(tmp_path, fingerprint: str, passed: bool = True, gate_for: str | None = None, name="v") -> str:
     """A gated validation.json for ``fingerprint`` (its gate recorded for ``gate_for`` if given)."""
     result = passing_result()
-    result["judge"]["fingerprint"] = fingerprint
+    result.judge.fingerprint = fingerprint
     if not passed:
         BREAKERS["ece"](result)
-    result["gate"] = check(result, load_gates(CONFIGS_DIR / "gates" / "default.yaml"))
+    result.gate = check(result, load_gates(CONFIGS_DIR / "gates" / "default.yaml"))
     if gate_for:
-        result["gate"]["fingerprint"] = gate_for
+        result.gate.fingerprint = gate_for
     path = tmp_path / f"{name}-{fingerprint[:4]}-{passed}.json"
-    path.write_text(json.dumps(result))
+    write_result(path, result)
     return str(path)
 
 
