@@ -81,9 +81,7 @@ def mean_intervals(scores: np.ndarray, weights: np.ndarray, alpha: float = ALPHA
     return [Interval(float(point[i]), float(lo[i]), float(hi[i]), int(n[i])) for i in range(len(point))]
 
 
-def paired_differences(
-    scores: np.ndarray, weights: np.ndarray, names: list[str], alpha: float = ALPHA
-) -> list[dict]:
+def paired_differences(scores: np.ndarray, weights: np.ndarray, names: list[str], alpha: float = ALPHA) -> list[dict]:
     """Every pair of systems (i < j): mean of (score_i - score_j) over the prompts both have, with
     the bootstrap interval and the share of replicates in which the difference is <= 0."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -196,9 +194,7 @@ def _ranks(strengths: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- correction for the judge's errors
 
 
-def ppi_mean(
-    human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np.ndarray, alpha: float = ALPHA
-) -> dict:
+def ppi_mean(human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np.ndarray, alpha: float = ALPHA) -> dict:
     """PPI++ estimate of the mean of the human value from the judge's values on every item and the human
     values on a random labelled subset (``human`` and ``judge_labelled`` are the same items, in order;
     ``judge_unlabelled`` are the other items). Beside it the human-only (classical) interval and the
