@@ -91,7 +91,7 @@ def human_labels_for(path: Path, responses: Path, frac: float = 0.3, seed: int =
             if s == "v1" or rng.random() > frac:
                 continue
             a, b = _orient(p, s, "v1")
-            d = 2.0 * (QUALITY[a] - QUALITY[b])
+            d = 2.0 * (QUALITY.get(a, 0.5) - QUALITY.get(b, 0.5))
             pa = 1 / (1 + math.exp(-d))
             u = rng.random()
             label = "A" if u < 0.85 * pa else ("tie" if u < 0.85 * pa + 0.15 else "B")
