@@ -207,8 +207,11 @@ def ppi_mean(human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np
     n = len(y)
     if n < 2 or len(fu) < 1:
         return {"corrected": None, "human": _human_only(y, alpha) if n >= 2 else None, "n_labelled": n}
-    est = float(np.ravel(ppi_mean_pointestimate(y, f, fu))[0])
-    lo, hi = (float(np.ravel(x)[0]) for x in ppi_mean_ci(y, f, fu, alpha=alpha))
+    # a judge whose values never vary carries no information: lambda = 0 (the human-only estimate);
+    # ppi-python's tuning would divide 0 by 0 there
+    lam = 0.0 if np.var(np.concatenate([f, fu])) == 0 else None
+    est = float(np.ravel(ppi_mean_pointestimate(y, f, fu, lam=lam))[0])
+    lo, hi = (float(np.ravel(x)[0]) for x in ppi_mean_ci(y, f, fu, alpha=alpha, lam=lam))
     human = _human_only(y, alpha, classical_mean_ci)
     z = stats.norm.ppf(1 - alpha / 2)
     se_ppi = (hi - lo) / (2 * z)

@@ -183,3 +183,10 @@ def test_corrected_mean_scores_cover_the_truth_for_a_biased_pointwise_judge():
         cover_judge += j.lo <= truth <= j.hi
     assert 0.93 <= cover_ppi / REPS <= 0.97, cover_ppi / REPS
     assert cover_judge / REPS < 0.05
+
+
+def test_ppi_mean_with_a_constant_judge_is_the_human_only_estimate():
+    y = np.array([1.0, 0.0, 1.0, 0.5, 1.0])
+    out = est.ppi_mean(y, np.full(5, 0.5), np.full(20, 0.5))
+    assert out["corrected"]["estimate"] == pytest.approx(y.mean())
+    assert np.isfinite(out["corrected"]["lo"]) and np.isfinite(out["corrected"]["hi"])
