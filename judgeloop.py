@@ -27,6 +27,7 @@ COMMANDS = {
     "registry": ("workflows.cli", "list and register judge versions"),
     "promote": ("workflows.cli", "promote a judge version that passed its gate"),
     "rollback": ("workflows.cli", "return production to the previous version"),
+    "evaluate": ("workflows.evaluate.cli", "evaluate systems with judges, corrected with human labels; history"),
     "monitor": ("workflows.monitor", "compare live verdicts with the validation baseline (drift; exit 1 on alert)"),
     "review": ("workflows.review", "export live items for human review, import the labels back"),
     "retrain": ("workflows.retrain", "train on original + reviewed labels, validate, gate, register"),

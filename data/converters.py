@@ -479,3 +479,48 @@ def roscoe(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
             meta={"source": name, "criterion": ROSCOE_METRIC, "scale": [1, 5], "n_annotators": len(scores)},
             **fields,
         )
+
+
+# ---------------------------------------------------------------- vicuna80-human
+
+
+def vicuna80_human(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
+    """PRD's Vicuna-80 crowd votes (one row per vote, converted in the mirror): the votes on the same two
+    answers to the same question become one item's ``labels``. ``meta.source`` is ``NAME/<system of
+    response_a>/<system of response_b>``; nine systems answer the same questions, so the items rank them."""
+    path = paths["votes"]
+    order: list[tuple[str, str]] = []
+    pairs: dict[tuple[str, str], dict] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            row = json.loads(raw)
+            parts = str(row.get("source", "")).split("/")
+            if len(parts) != 3:
+                raise DataError(
+                    f"expected 'prd_vicuna80/<system a>/<system b>', got {row.get('source')!r}",
+                    path=str(path),
+                    line=lineno,
+                    field="source",
+                )
+            key = (row["group"], row["source"])
+            if key not in pairs:
+                order.append(key)
+                pairs[key] = {"row": row, "systems": parts[1:], "labels": []}
+            label = _map({"A": "A", "B": "B", "tie": "tie"}, row["label"], path, "label", lineno)
+            pairs[key]["labels"].append(label)
+    for key in order:
+        p = pairs[key]
+        row, (a, b) = p["row"], p["systems"]
+        yield Item(
+            id=f"{name}-{row['group']}-{a}-{b}",
+            group=_group(name, row["instruction"]),
+            kind="pairwise",
+            instruction=row["instruction"],
+            response_a=row["response_a"],
+            response_b=row["response_b"],
+            labels=p["labels"],
+            label=aggregate("pairwise", p["labels"]),
+            meta={"source": f"{name}/{a}/{b}", "system_a": a, "system_b": b, "question": row["group"]},
+        )

@@ -227,6 +227,7 @@ BARTSCORE = ("neulab/BARTScore", "248f511cb34ae3753fc81f7d7a945de5bfe33458")
 UNIEVAL = ("maszhongming/UniEval", "d33e7b6cfebe97b2bafe435adbd818230d5a416a")
 OPENQA = ("ehsk/OpenQA-eval", "8b9317d0f0c92b52e1c71c0168dff74b5f76a5f4")
 JUDGE_BENCH = ("dmg-illc/JUDGE-BENCH", "5a0bf500325029efb5dc8adff2c1e991996f0e78")
+PRD = ("bcdnlp/PRD", "35fb99e5")  # the commit as MANIFEST.md names it
 
 PAIRWISE_TIE = ("A", "B", "tie")
 YES_NO = ("yes", "no")
@@ -586,6 +587,33 @@ def _build() -> dict[str, Dataset]:
                 _scale(1, 5),
             )
         )
+
+    out.append(
+        Dataset(
+            "vicuna80-human",
+            "pairwise",
+            "PRD's Vicuna-80 crowd votes (MTurk): a question and two of nine systems' answers (GPT-4, ChatGPT, Bard, "
+            "Claude, Vicuna-13B, Guanaco 7-65B); A, B or tie, the votes on a pair as its labels (aggregate: "
+            "majority, a split is a tie). For ranking systems with a judge against ranking them by human votes "
+            "(judgeloop evaluate); no training recipe uses it",
+            "MIT",
+            _source(PRD),
+            {
+                "votes": _github(
+                    *PRD,
+                    "data/vicuna80/ratings-human",
+                    "vicuna80-human/vicuna80-human.jsonl.gz",
+                    "776163f0dc19fb8f7a32c77c10aad906dff02ec983b60cdb50bcbb75286abd71",
+                    same=False,
+                )
+            },
+            2360,
+            "1-3 (crowd)",
+            "helpfulness",
+            partial(conv.vicuna80_human, name="vicuna80-human"),
+            PAIRWISE_TIE,
+        )
+    )
 
     return {ds.name: ds for ds in out}
 

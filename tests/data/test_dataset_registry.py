@@ -371,3 +371,15 @@ def test_a_changed_local_file_is_rejected(no_data, mirror):
     placed.write_bytes(b"[]")
     with pytest.raises(DataError, match="checksum mismatch"):
         resolve_file(ds, "data")
+
+
+def test_vicuna80_votes_become_one_item_per_pair(items):
+    got = items("vicuna80-human")
+    assert sum(len(it.labels) for it in got) == 6490  # every vote of the mirror, once
+    systems = {s for it in got for s in (it.meta["system_a"], it.meta["system_b"])}
+    assert systems == {
+        "bard", "claude", "gpt35", "gpt4", "guanaco-13b", "guanaco-33b", "guanaco-65b", "guanaco-7b", "vicuna-13b"
+    }  # fmt: skip
+    assert len({it.meta["question"] for it in got}) == 74
+    three = next(it for it in got if len(it.labels) == 3)
+    assert three.label == aggregate("pairwise", three.labels)

@@ -1,0 +1,182 @@
+"""`judgeloop evaluate`: evaluate systems with judges; `judgeloop evaluate history`: the recorded runs.
+
+    judgeloop evaluate --responses R.jsonl --judge helpfulness-pairwise --baseline v1 [--labels L.jsonl]
+    judgeloop evaluate --responses R.jsonl --judge J --baseline v1 --against last --system v2 --max-drop 0.02
+    judgeloop evaluate history [--system S]
+
+``add_arguments(parser)`` defines the arguments (for the one parser tree), ``run(args) -> int`` runs
+them; ``main(argv)`` is the wrapper the current dispatcher in judgeloop.py calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from data.errors import JudgeloopError
+from workflows.evaluate import history as hist
+from workflows.evaluate.run import RunOptions, check_options, evaluate_run, load_responses, open_judges
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="evaluate_command")
+    h = sub.add_parser("history", help="list the recorded evaluation runs")
+    h.add_argument("--db", help=f"SQLAlchemy URL or SQLite path (default {hist.DEFAULT_DB})")
+    h.add_argument("--system", help="only runs that evaluated this system")
+
+    p.add_argument("--responses", help="JSONL: prompt_id, system, response, instruction (+ input, context, reference)")
+    p.add_argument(
+        "--judge",
+        action="append",
+        default=[],
+        help="a judge: a spec name (its untuned base) or a judge directory; repeat for several criteria",
+    )
+    p.add_argument("--baseline", help="pairwise judges: compare every system with this one")
+    p.add_argument("--all-pairs", action="store_true", help="pairwise judges: compare all pairs (a ranking)")
+    p.add_argument(
+        "--labels", help="human labels of evaluated items (JSONL: id, label|labels, criterion): corrects the figures"
+    )
+    p.add_argument("--out", default="runs/evaluate", help="output directory (default runs/evaluate)")
+    p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm", help="engine to score with")
+    p.add_argument("--serve-config", help="serve config for the engine settings (default configs/serve/cpu.yaml)")
+    p.add_argument(
+        "--judge-score",
+        choices=["hard", "soft"],
+        default="hard",
+        help="hard: the judge's verdicts; soft: its probabilities (expected outcome or score)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    p.add_argument("--db", help=f"history: SQLAlchemy URL or SQLite path (default {hist.DEFAULT_DB})")
+    p.add_argument("--no-history", action="store_true", help="do not record this run")
+    p.add_argument(
+        "--against", metavar="RUN", help="compare --system with an earlier run (a run id, 'last', 'previous')"
+    )
+    p.add_argument("--system", help="with --against: the system to compare (default: every system)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.0,
+        help="with --against: exit 1 when a figure dropped by more than this with 95%% confidence (default 0)",
+    )
+    p.add_argument("--registry", help="registry directory, to name the data a judge was validated on")
+    p.add_argument("--no-report", action="store_true", help="write evaluation.json only")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="judgeloop evaluate", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return p
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    if getattr(args, "evaluate_command", None) == "history":
+        rows = hist.History(args.db).runs(args.system)
+        for line in hist.listing(rows):
+            print(line)
+        return 0
+    if not args.responses:
+        raise JudgeloopError("is required", field="--responses")
+    if not args.judge:
+        raise JudgeloopError("is required (a spec name or a judge directory)", field="--judge")
+    if args.n_boot < 100:
+        raise JudgeloopError("must be at least 100", field="--n-boot")
+    if args.against:
+        hist.History(args.db).get(args.against)  # a bad RUN fails before anything is scored
+    opts = RunOptions(
+        baseline=args.baseline,
+        all_pairs=args.all_pairs,
+        labels=args.labels,
+        soft=args.judge_score == "soft",
+        seed=args.seed,
+        n_boot=args.n_boot,
+        command="judgeloop evaluate " + shlex.join(argv or []),
+        registry=args.registry,
+    )
+    resp = load_responses(args.responses)  # bad responses or baseline fail before a judge is started
+    if opts.baseline is not None:
+        check_options(resp, opts, [])
+    with open_judges(args.judge, args.engine, args.serve_config) as judges:
+        evaluation, datas = evaluate_run(resp, judges, args.out, opts, progress=sys.stderr.isatty())
+    return finish(evaluation, datas, args)
+
+
+def finish(evaluation, datas, args) -> int:
+    """Report, record, compare: what follows evaluation.json (shared by tests that score with fakes)."""
+    out = Path(args.out)
+    per_prompt = {d.criterion: d.per_prompt for d in datas}
+    for line in summary_lines(evaluation):
+        print(line)
+    if not args.no_report:
+        from workflows.evaluate.report import write_report
+
+        history_rows = [] if args.no_history else hist.History(args.db).runs()
+        paths = write_report(evaluation, out / "report", history_rows)
+        print(f"report: {paths['html']}")
+    rc = 0
+    if args.against:
+        db = hist.History(args.db)
+        earlier = db.get(args.against)
+        systems = [args.system] if args.system else evaluation.dataset.systems
+        comps = [c for s in systems for c in hist.compare(per_prompt, earlier, s, n_boot=args.n_boot, seed=args.seed)]
+        if not comps:
+            print(f"against {earlier.run_id}: no shared prompts and series to compare", file=sys.stderr)
+        for c in comps:
+            d = c["difference"]
+            print(
+                f"against {earlier.run_id}: {c['criterion']} {c['series']}: {c['then']:.3f} -> {c['now']:.3f} "
+                f"(paired difference {d['estimate']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}], {c['n_shared']} prompts)"
+            )
+        bad = hist.regressions(comps, args.max_drop)
+        (out / "comparison.json").write_text(hist.dump(comps) + "\n")
+        if bad:
+            for c in bad:
+                print(
+                    f"REGRESSION: {c['criterion']} {c['series']} dropped by more than {args.max_drop} "
+                    f"with 95% confidence (upper end {c['difference']['hi']:+.3f})",
+                    file=sys.stderr,
+                )
+            rc = 1
+    if not args.no_history:
+        hist.History(args.db).record(evaluation, per_prompt)
+        print(f"recorded run {evaluation.run_id} in {hist.db_url(args.db)}")
+    print(f"wrote {out / 'evaluation.json'}")
+    return rc
+
+
+def _fmt(iv) -> str:
+    if iv is None or iv.estimate is None:
+        return "n/a"
+    lo = "?" if iv.lo is None else f"{iv.lo:.3f}"
+    hi = "?" if iv.hi is None else f"{iv.hi:.3f}"
+    return f"{iv.estimate:.3f} [{lo}, {hi}]"
+
+
+def summary_lines(ev) -> list[str]:
+    lines = [ev.notice]
+    for w in ev.warnings:
+        lines.append(f"warning: {w}")
+    for c in ev.criteria:
+        lines.append(f"{c.criterion} ({c.metric}, {c.n_prompts} prompts, judge {c.judge.name}):")
+        for s in c.systems:
+            corr = s.correction.corrected if s.correction else None
+            lines.append(f"  {s.system:<24} judge {_fmt(s.judge)}" + (f"  corrected {_fmt(corr)}" if corr else ""))
+        for w in c.win_rates:
+            corr = w.correction.corrected if w.correction else None
+            lines.append(
+                f"  {w.system} vs {w.opponent}: win rate {_fmt(w.judge)} ({w.wins}W {w.ties}T {w.losses}L)"
+                + (f"  corrected {_fmt(corr)}" if corr else "")
+            )
+        if c.ranking:
+            lines.append("  ranking (Bradley-Terry): " + " > ".join(r.system for r in c.ranking))
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    """The wrapper for judgeloop.py's dispatcher: ``argv`` starts with the command name."""
+    argv = list(argv)
+    rest = argv[1:] if argv and argv[0] == "evaluate" else argv
+    args = parser().parse_args(rest)
+    return run(args, rest)
