@@ -37,6 +37,36 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def lone_surrogate(obj, prefix: str = "") -> str | None:
+    """The dotted path of the first string (value or key) in parsed JSON that holds a lone
+    surrogate (``"\\ud800"`` is valid JSON but not Unicode text: no tokenizer, file or response
+    can encode it), else None."""
+    if isinstance(obj, str):
+        return None if _is_text(obj) else (prefix or "(value)")
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(key, str) and not _is_text(key):
+                return (prefix + "." if prefix else "") + key.encode("utf-8", "backslashreplace").decode()
+            found = lone_surrogate(value, where)
+            if found is not None:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            found = lone_surrogate(value, f"{prefix}.{i}" if prefix else str(i))
+            if found is not None:
+                return found
+    return None
+
+
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; errors name the line."""
     p = Path(path)
@@ -68,6 +98,16 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
                 raise DataError("invalid JSON: nested too deeply", path=str(p), line=lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=str(p), line=lineno)
+            if "\\u" in text:  # only a \uXXXX escape can make a lone surrogate out of valid UTF-8
+                where = lone_surrogate(obj)
+                if where is not None:
+                    raise DataError(
+                        "text with a lone surrogate (a \\ud800-\\udfff escape without its pair) is not valid Unicode",
+                        path=str(p),
+                        line=lineno,
+                        field=where,
+                        hint="fix the escape or the tool that wrote the file",
+                    )
             seen_any = True
             yield lineno, obj
     if not seen_any:

@@ -92,3 +92,19 @@ class Verdict(BaseModel):
     latency_ms: Optional[float] = None
     truncated: Optional[dict[str, int]] = Field(None, description="tokens cut from each field, if any")
     error: Optional[str] = Field(None, description="null, or why this item has no verdict")
+
+    @field_validator("verdict", "probs", "score", "confidence", "order_probs", "latency_ms", mode="after")
+    @classmethod
+    def _finite(cls, v):
+        """``1e999`` parses as infinity and NaN would follow from it: either blanks every correlation."""
+        if not _all_finite(v):
+            raise ValueError("must be a finite number, not NaN or infinity")
+        return v
+
+
+def _all_finite(v) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, dict):
+        return all(_all_finite(x) for x in v.values())
+    return True

@@ -9,15 +9,17 @@ unmeasured property is not a passed one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from data.config import load_config, option, to_dict
-from data.errors import ConfigError, Problem
+from data.config import load_config, option, parse_overrides, to_dict
+from data.errors import ConfigError, DataError, Problem
 from eval.result import Gate, Interval, Judge, ValidationResult
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -69,19 +71,39 @@ class GateConfig:
 
     def validate(self) -> list[Problem]:
         problems = []
+        non_finite = set()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                # inf/-inf would pass or fail every judge and cannot be written to JSON
+                non_finite.add(f.name)
+                problems.append(
+                    Problem(f"must be a finite number, got {value}", field=f.name, hint="null turns the rule off")
+                )
         for name in ("min_ci_low", "min_ceiling_fraction", "min_swap_consistency", "max_ece"):
             value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
+            if name not in non_finite and value is not None and not 0 <= value <= 1:
                 problems.append(Problem(f"must be between 0 and 1, got {value}", field=name))
         for name in ("min_n", "max_errors", "max_incumbent_drop"):
             value = getattr(self, name)
-            if value is not None and value < 0:
+            if name not in non_finite and value is not None and value < 0:
                 problems.append(Problem(f"must be >= 0, got {value}", field=name))
         return problems
 
 
 def load_gates(path: str | Path | None, overrides: list[str] | None = None) -> GateConfig:
-    return load_config(GateConfig, path, overrides)
+    try:
+        return load_config(GateConfig, path, overrides)
+    except ConfigError as exc:
+        # a rule broken by a --key=value override is located at the override, not at the file's line
+        try:
+            given = parse_overrides(list(overrides or []))
+        except ConfigError:
+            raise exc from None
+        for p in exc.problems:
+            if p.field in given and (p.path is None or p.path == (str(path) if path else None)):
+                p.path, p.line = f"--{p.field}", None
+        raise ConfigError(problems=exc.problems) from None
 
 
 def _rule(name: str, text: str, figure, threshold, op: str, missing: str | None = None, note: str = "") -> dict:

@@ -11,6 +11,11 @@ a version is promoted only if one of its attached validation results carries a p
 for exactly the version's fingerprint. Registries written before ``versions.json`` kept the
 record in ``NAME/judge.json`` (the same name as a judge directory's file); they are renamed
 on first read.
+
+Registration order is the order of ``versions`` in the record (entries are only ever appended,
+and the record is written back in order); each entry's ``seq`` states it too. ``registered``
+has one-second resolution, so two versions registered within a second would tie on it:
+``latest`` and the trend never order by it.
 """
 
 from __future__ import annotations
@@ -98,6 +103,12 @@ class Registry:
             os.replace(tmp, path)
 
     @staticmethod
+    def in_registration_order(record: dict) -> list[dict]:
+        """A record's versions, first registered first (records without ``seq``: their order in the file)."""
+        entries = list(record["versions"].values())
+        return [e for _, e in sorted(enumerate(entries), key=lambda ie: (ie[1].get("seq", ie[0]), ie[0]))]
+
+    @staticmethod
     def _version(record: dict, version: str) -> dict:
         if version not in record["versions"]:
             raise UnknownNameError(f"version of judge '{record['name']}'", version, record["versions"])
@@ -144,6 +155,7 @@ class Registry:
                 "card_sha256": sha256_file(card) if card and Path(card).is_file() else None,
                 "status": "candidate",
                 "registered": _now(),
+                "seq": 1 + max((e.get("seq", i) for i, e in enumerate(record["versions"].values())), default=-1),
                 "validations": [],
                 "history": [],
             }
@@ -240,7 +252,9 @@ class Registry:
                 )
             return record["versions"][record["production"]]
         if ref == "latest":
-            return max(record["versions"].values(), key=lambda e: e["registered"])
+            if not record["versions"]:
+                raise RegistryError(f"judge '{name}' has no versions", hint="register one: judgeloop registry register")
+            return self.in_registration_order(record)[-1]
         return self._version(record, ref)
 
     def find_fingerprint(self, fingerprint: str) -> dict | None:
@@ -257,7 +271,7 @@ class Registry:
     def trend(self, name: str) -> list[dict]:
         """Each version's newest attached result, in registration order (for the report's trend plot)."""
         out = []
-        for entry in sorted(self.load(name)["versions"].values(), key=lambda e: e["registered"]):
+        for entry in self.in_registration_order(self.load(name)):
             if entry["validations"]:
                 v = entry["validations"][-1]
                 out.append(

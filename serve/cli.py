@@ -63,6 +63,7 @@ def run_serve(cfg) -> None:
                 max_concurrent_requests=cfg.api.max_concurrent_requests,
                 max_queued_requests=cfg.api.max_queued_requests,
                 request_timeout_s=cfg.api.request_timeout_s,
+                allowed_hosts=cfg.api.allowed_hosts,
             )
             if live:
                 live.register_metrics(app.state.metrics.registry)

@@ -19,6 +19,8 @@ from data.paths import CONFIGS_DIR, cache_dir
 
 SERVE_CONFIGS = CONFIGS_DIR / "serve"
 DEFAULT_CONFIG = SERVE_CONFIGS / "cpu.yaml"
+MIN_API_KEY_CHARS = 16
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 @dataclass
@@ -115,6 +117,12 @@ class APIConfig:
     no_auth_on_loopback: bool = option(
         False, help="serve without an API key; allowed only when host is a loopback address"
     )
+    allowed_hosts: list[str] = option(
+        [],
+        help="without an API key the API answers only requests whose Host header names 127.0.0.1, "
+        "localhost or [::1] (421 otherwise, so a web page cannot reach it by pointing its own name at "
+        "this machine: DNS rebinding); more names to accept here, e.g. [myhost.local] (no effect with a key)",
+    )
     max_body_bytes: int = option(2_000_000, help="largest request body accepted (413 above)")
     max_batch_items: int = option(256, help="most items (times judges) in one request (413 above)")
     max_concurrent_requests: int = option(256, help="judge requests scored at once; more wait in the queue")
@@ -145,6 +153,13 @@ class APIConfig:
                 field="api.api_key_env",
                 hint="or, for a server bound to 127.0.0.1 only, --api.no_auth_on_loopback=true",
             )
+        if len(key) < MIN_API_KEY_CHARS:
+            raise ConfigError(
+                f"the API key in {self.api_key_env} is {len(key)} character(s); it must be at least "
+                f"{MIN_API_KEY_CHARS} (a short key can be guessed)",
+                field="api.api_key_env",
+                hint=f"make one with: {MAKE_A_KEY}",
+            )
         return key
 
     def validate(self) -> list[Problem]:
@@ -158,6 +173,9 @@ class APIConfig:
             )
         if not 1 <= self.port <= 65535:
             problems.append(Problem("must be a TCP port (1-65535)", field="api.port"))
+        for host in self.allowed_hosts:
+            if not host or any(c in host for c in " /@?#,"):
+                problems.append(Problem(f"'{host}' is not a host name", field="api.allowed_hosts"))
         if self.max_body_bytes < 1024:
             problems.append(Problem("must be at least 1024", field="api.max_body_bytes"))
         for name in ("max_batch_items", "max_concurrent_requests"):

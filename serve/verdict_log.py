@@ -18,10 +18,12 @@ import hashlib
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -31,6 +33,7 @@ from data.schema import Item, Verdict
 
 log = logging.getLogger("judgeloop.verdict_log")
 ROLES = ("production", "candidate", "shadow")
+SQLITE_HEADER = b"SQLite format 3\x00"
 CONTENT_FIELDS = ("kind", "instruction", "input", "context", "reference", "response", "response_a", "response_b")
 
 metadata = sa.MetaData()
@@ -91,24 +94,61 @@ def as_url(location: str | Path) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, before SQLite opens it, a file that is not an SQLite database (an empty file too:
+    SQLite would make one of it)."""
+    if not path.exists():
+        raise DataError(
+            "no verdict log here (file not found)",
+            path=str(path),
+            hint="`judgeloop serve` writes it (live.log_url, default verdicts.sqlite in log_dir)",
+        )
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise DataError(f"cannot read the verdict log: {exc.strerror}", path=str(path), field="log") from None
+    if header != SQLITE_HEADER:
+        raise DataError(
+            "not a verdict log: the file is not an SQLite database" + (" (it is empty)" if not header else ""),
+            path=str(path),
+            field="log",
+            hint="--log takes the verdicts.sqlite `judgeloop serve` writes, or a SQLAlchemy URL",
+        )
+
+
 def engine_for(url: str, *, create: bool) -> sa.Engine:
-    """An engine for the log; SQLite files get WAL (the monitor reads while the server writes) and a busy timeout."""
+    """An engine for the log. The server's (``create``) makes the file, with WAL (the monitor reads
+    while the server writes) and a busy timeout. A reader's (``create=False``) opens an SQLite file
+    read-only (``mode=ro``) after checking it is one, so a read can never change the file."""
     parsed = sa.make_url(url)
+    readonly_file = None
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            raise DataError(
-                "no verdict log here (file not found)",
-                path=str(path),
-                hint="`judgeloop serve` writes it (live.log_url, default verdicts.sqlite in log_dir)",
-            )
+        else:
+            _check_sqlite_file(path)
+            readonly_file = path.resolve()
     try:
-        engine = sa.create_engine(url)
+        if readonly_file is not None:
+            uri = f"file:{quote(str(readonly_file))}?mode=ro"
+            engine = sa.create_engine(
+                "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+            )
+        else:
+            engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise DataError(f"cannot open the verdict log '{url}': {exc}", field="log") from None
-    if engine.dialect.name == "sqlite":
+    if readonly_file is not None:
+
+        @sa.event.listens_for(engine, "connect")
+        def _busy_timeout(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    elif engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):
@@ -258,7 +298,7 @@ def read_rows(
             query = query.where(VERDICTS.c.role.in_(list(roles)))
         with engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DatabaseError as exc:  # locked, unreadable, or damaged past its header
         raise DataError(f"cannot read the verdict log: {exc.orig}", path=str(location), field="log") from None
     finally:
         engine.dispose()

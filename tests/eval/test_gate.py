@@ -155,3 +155,45 @@ def test_cli_prints_rules_exits_0_or_1_and_writes_the_gate(tmp_path, capsys):
     (tmp_path / "x.json").write_text("{}")
     assert judgeloop.main(["gate", str(tmp_path / "x.json"), "--gates", str(DEFAULT)]) == 2
     assert "not a validation result" in capsys.readouterr().err
+
+
+FLOAT_THRESHOLDS = [
+    "min_margin_over_baseline",
+    "min_ci_low",
+    "min_ceiling_fraction",
+    "max_incumbent_drop",
+    "min_swap_consistency",
+    "min_beyond_length",
+    "max_ece",
+]
+
+
+@pytest.mark.parametrize("override,yaml", [("inf", ".inf"), ("-inf", "-.inf"), ("Infinity", "inf")])
+@pytest.mark.parametrize("name", FLOAT_THRESHOLDS)
+def test_a_non_finite_threshold_is_a_located_config_error(tmp_path, name, override, yaml):
+    """inf would pass or fail every judge (and cannot be written into the gate record): refused at load."""
+    assert GateConfig.__dataclass_fields__[name].type in ("Optional[float]", "float")
+    with pytest.raises(ConfigError) as err:
+        load_gates(DEFAULT, [f"--{name}={override}"])
+    (problem,) = err.value.problems
+    assert (problem.field, problem.path, problem.line) == (name, f"--{name}", None)
+    assert "must be a finite number" in problem.message
+    path = tmp_path / "gates.yaml"
+    path.write_text(f"metric: accuracy\n{name}: {yaml}\n")
+    with pytest.raises(ConfigError) as err:
+        load_gates(path)
+    assert (
+        str(err.value)
+        == f"{path}:2: field '{name}': must be a finite number, got {float(override)} (null turns the rule off)"
+    )
+
+
+def test_the_cli_refuses_a_non_finite_threshold_with_exit_2_and_leaves_the_result_alone(tmp_path, capsys):
+    path = tmp_path / "validation.json"
+    path.write_text(json.dumps(passing_result()))
+    before = path.read_bytes()
+    for override in ("--max_ece=inf", "--min_margin_over_baseline=-inf", "--min_beyond_length=nan"):
+        assert judgeloop.main(["gate", str(path), "--gates", str(DEFAULT), override]) == 2
+        err = capsys.readouterr().err
+        assert f"{override.split('=')[0]}: field '{override[2:].split('=')[0]}'" in err and "Traceback" not in err
+    assert path.read_bytes() == before

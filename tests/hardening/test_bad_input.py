@@ -15,6 +15,7 @@ import pytest
 
 import judgeloop
 from tests.data.test_bad_input import CASES as DATA_FILE_CASES
+from tests.eval.test_gate import passing_result
 from tests.serve.helpers import pairwise_items
 from tests.serve.test_api import BAD as API_CASES_IN_SERVE_TESTS
 from tests.serve.test_api import GOOD, KEY, api, post, serving  # noqa: F401  (fixtures)
@@ -28,6 +29,7 @@ class Cli:
     expected: list[str]  # fragments of the first error line
     files: dict[str, str | bytes] = field(default_factory=dict)
     after: dict[str, str | bytes] = field(default_factory=dict)  # files that must hold exactly this afterwards
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def jsonl(*records) -> str:
@@ -47,6 +49,18 @@ SPEC = {
 }
 SCORE = ["score", "--in", "{tmp}/in.jsonl", "--out", "{tmp}/out.jsonl", "--engine", "transformers", "--no-progress"]
 LABELLED = jsonl({**ITEMS[0], "labels": ["A"], "label": "A"})
+# json.dumps writes a lone surrogate as its escape, "\ud800": valid JSON, not valid text
+LONE_SURROGATE_ITEMS = jsonl(ITEMS[0], {**ITEMS[1], "response_b": "broken \ud800 text"})
+# 1e999 parses as infinity (NaN and Infinity, the constants, are refused by the JSON reader already)
+INFINITE_VERDICT = (
+    '{"id": "p0", "verdict": "A", "probs": {"A": 1e999, "B": 0.0}, "judge": {"name": "t", "fingerprint": "f"}}\n'
+)
+VALIDATION = json.dumps(passing_result())
+BASELINE = json.dumps({**passing_result(), "spec": {"kind": "pairwise", "labels": ["A", "B", "tie"]}})
+NOT_A_DATABASE = "ts,judge,verdict\n1,x,A\n"
+MONITOR = ["monitor", "--baseline={tmp}/base/validation.json", "--out={tmp}/mon"]
+BASELINE_FILES = {"base/validation.json": BASELINE, "base/verdicts.jsonl": jsonl(VERDICT)}
+REVIEW = ["review", "export", "--judge", "t", "--spec", "helpfulness-pairwise", "--n", "5", "--out", "{tmp}/rev"]
 
 CLI_CASES = [
     # ---- data files
@@ -116,6 +130,54 @@ CLI_CASES = [
         {"t.jsonl": jsonl(ITEMS[0]) + "\n" + jsonl({**ITEMS[1], "labels": ["C"], "label": "C"})},
     ),
     Cli(
+        "score: a lone surrogate in an item (was a traceback)",
+        "data",
+        [*SCORE, "--judge", "{pairwise_spec}"],
+        ["in.jsonl:2", "field 'response_b'", "lone surrogate"],
+        {"in.jsonl": LONE_SURROGATE_ITEMS},
+    ),
+    Cli(
+        "eval: a verdict probability of 1e999 (was: every correlation silently blank)",
+        "data",
+        [
+            "eval",
+            "--verdicts",
+            "{tmp}/v.jsonl",
+            "--items",
+            "{tmp}/in.jsonl",
+            "--spec",
+            "helpfulness-pairwise",
+            "--out",
+            "{tmp}/eval",
+        ],
+        ["v.jsonl:1", "field 'probs'", "must be a finite number"],
+        {"in.jsonl": LABELLED, "v.jsonl": INFINITE_VERDICT},
+    ),
+    Cli(
+        "monitor: a --log that is not an SQLite database is left untouched",
+        "data",
+        [*MONITOR, "--log={tmp}/log.csv"],
+        ["log.csv", "field 'log'", "not an SQLite database"],
+        {**BASELINE_FILES, "log.csv": NOT_A_DATABASE},
+        after={"log.csv": NOT_A_DATABASE},
+    ),
+    Cli(
+        "monitor: an empty --log file stays empty (SQLite would make a database of it)",
+        "data",
+        [*MONITOR, "--log={tmp}/empty.sqlite"],
+        ["empty.sqlite", "field 'log'", "not an SQLite database (it is empty)"],
+        {**BASELINE_FILES, "empty.sqlite": b""},
+        after={"empty.sqlite": b""},
+    ),
+    Cli(
+        "review export: a --log that is not an SQLite database is left untouched",
+        "data",
+        [*REVIEW, "--log", "{tmp}/log.csv"],
+        ["log.csv", "field 'log'", "not an SQLite database"],
+        {"log.csv": NOT_A_DATABASE},
+        after={"log.csv": NOT_A_DATABASE},
+    ),
+    Cli(
         "report: a validation.json that is not JSON",
         "data",
         ["report", "{tmp}/v.json", "--out", "{tmp}/rep"],
@@ -160,6 +222,36 @@ CLI_CASES = [
     ),
     Cli("override without a value", "config", ["serve", "--vllm.port"], ["--vllm.port", "not of the form --key=value"]),
     Cli(
+        "gate: an infinite threshold override (was exit 1, the gate's FAIL)",
+        "config",
+        ["gate", "{tmp}/v.json", "--min_margin_over_baseline=inf"],
+        ["--min_margin_over_baseline: field 'min_margin_over_baseline'", "must be a finite number, got inf"],
+        {"v.json": VALIDATION},
+        after={"v.json": VALIDATION},
+    ),
+    Cli(
+        "gate: a -inf threshold in the gates file",
+        "config",
+        ["gate", "{tmp}/v.json", "--gates", "{tmp}/g.yaml"],
+        ["g.yaml:2: field 'max_incumbent_drop'", "must be a finite number, got -inf"],
+        {"v.json": VALIDATION, "g.yaml": "min_n: 100\nmax_incumbent_drop: -.inf\n"},
+        after={"v.json": VALIDATION},
+    ),
+    Cli(
+        "gate: a NaN threshold",
+        "config",
+        ["gate", "{tmp}/v.json", "--max_ece=nan"],
+        ["--max_ece: field 'max_ece'", "must be a number, got NaN"],
+        {"v.json": VALIDATION},
+        after={"v.json": VALIDATION},
+    ),
+    Cli(
+        "serve config: an allowed host that is a URL",
+        "config",
+        ["serve", "--api.allowed_hosts=[http://judge.internal/]"],
+        ["field 'api.allowed_hosts'", "is not a host name"],
+    ),
+    Cli(
         "no API key on a public address",
         "config",
         ["serve", "--api.host=0.0.0.0", "--api.no_auth_on_loopback=true"],
@@ -202,6 +294,13 @@ CLI_CASES = [
         "cli",
         ["serve", "--engine=transformers"],
         ["field 'api.api_key_env'", "needs an API key: set JUDGELOOP_API_KEY"],
+    ),
+    Cli(
+        "serve with a one-character API key",
+        "cli",
+        ["serve", "--engine=transformers"],
+        ["field 'api.api_key_env'", "is 1 character(s)", "at least 16", "secrets.token_urlsafe(32)"],
+        env={"JUDGELOOP_API_KEY": "k"},
     ),
     Cli(
         "score: the input file is missing",
@@ -248,6 +347,12 @@ API_CASES = [
     ),
     ("an item that is a string", {"judge": "tiny-helpfulness", "item": "judge this"}, 422, "item"),
     ("GET on the judge route", ("GET", "/v1/judge", None), 405, "Not Allowed"),
+    (
+        "a lone surrogate in a response",
+        b'{"judge": "tiny-helpfulness", "item": {"instruction": "x", "response_a": "a", "response_b": "\\udbff"}}',
+        422,
+        "item.response_b: text with a lone surrogate",
+    ),
     ("unknown route", ("POST", "/v2/judge", b"{}"), 404, "Not Found"),
 ]
 
@@ -265,7 +370,9 @@ def ctx(tmp_path, tiny_specs, tiny_model_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.name for c in CLI_CASES])
-def test_cli_bad_input_is_one_located_error_and_exit_2(case, ctx, capsys):
+def test_cli_bad_input_is_one_located_error_and_exit_2(case, ctx, capsys, monkeypatch):
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
     for name, content in case.files.items():
         path = ctx["tmp"] / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +390,8 @@ def test_cli_bad_input_is_one_located_error_and_exit_2(case, ctx, capsys):
     for fragment in case.expected:
         assert fill(fragment, ctx) in first, (fragment, first)
     for name, content in case.after.items():
-        assert (ctx["tmp"] / name).read_text() == content, f"{name} changed"
+        path = ctx["tmp"] / name
+        assert (path.read_bytes() if isinstance(content, bytes) else path.read_text()) == content, f"{name} changed"
 
 
 def test_a_bad_line_costs_nothing_scored_before_it_and_a_rerun_resumes(ctx, capsys):

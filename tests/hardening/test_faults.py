@@ -270,3 +270,81 @@ def test_the_async_client_is_bounded_too():
     with pytest.raises(ServerUnavailable):
         asyncio.run(run())
     assert time.monotonic() - start < 5
+
+
+# ------------------------------------------------------------------ what a failing engine shows a client
+VLLM_SECRET_TEXT = "CUDA error: out of memory in worker 3 at /opt/vllm/engine.py"
+
+
+class Refusing:
+    """An HTTP server that answers every request 400 with an internal error text, as a broken vLLM can."""
+
+    def __enter__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = json.dumps({"error": {"message": f"{VLLM_SECRET_TEXT} ({self.server.url})"}}).encode()
+                self.send_response(400)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = self.server.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_engine_failures_show_a_client_a_request_id_never_vllm_urls_or_errors(serving, caplog):
+    """The detail (where vLLM listens, what it said) goes to the server log under the request id."""
+    import logging
+
+    good = serving.services["tiny-helpfulness"]
+    gone_url = f"http://127.0.0.1:{free_port()}"
+    with Hanging() as hanging, Refusing() as refusing:
+        backends = {
+            "hangs": VLLMBackend([hanging.url], "m", good.tokenizer, timeout_s=0.5, retries=0),
+            "refuses": VLLMBackend([refusing.url], "m", good.tokenizer, retries=0),
+            "gone": VLLMBackend([gone_url], "m", good.tokenizer, retries=0),
+        }
+        services = {name: JudgeService(good.served, good.tokenizer, b) for name, b in backends.items()}
+        urls = (hanging.url, refusing.url, gone_url)
+        answers = {}
+        with caplog.at_level(logging.WARNING, "judgeloop.api"):
+            with APIServer(create_app(services, api_key=None)) as server:
+                for name in backends:
+                    answers[name] = httpx.post(server.url + "/v1/judge", json={**GOOD, "judge": name}, timeout=30)
+            health_services = {n: services[n] for n in ("refuses", "gone")}  # (a hanging /health takes 5 s)
+            with APIServer(create_app(health_services, api_key=None)) as server:
+                answers["health"] = httpx.get(server.url + "/health", timeout=30)
+        for b in backends.values():
+            b.close()
+    for name in ("hangs", "refuses"):  # per-item errors
+        resp = answers[name]
+        assert resp.status_code == 200, resp.text
+        (verdict,) = resp.json()["verdicts"]
+        assert verdict["verdict"] is None and verdict["error"].startswith("backend: the engine could not score")
+        assert resp.headers["x-request-id"] in verdict["error"]
+    gone = answers["gone"]
+    assert gone.status_code == 503 and "no engine can answer now" in gone.json()["error"]
+    assert gone.json()["request_id"] == gone.headers["x-request-id"]
+    assert answers["health"].status_code == 503 and set(answers["health"].json()["engines"]) == {"engine-1", "engine-2"}
+    for name, resp in answers.items():
+        for text in (*urls, "127.0.0.1", VLLM_SECRET_TEXT, "ConnectError", "timed out"):
+            assert text not in resp.text, (name, text, resp.text)
+    for name in ("hangs", "refuses", "gone"):  # ... and the server log has what happened, under the request id
+        request_id = answers[name].headers["x-request-id"]
+        assert any(request_id in r.getMessage() for r in caplog.records), name
+    assert all(url in caplog.text for url in urls) and VLLM_SECRET_TEXT in caplog.text

@@ -15,7 +15,7 @@ from serve.config import load_serve_config
 from serve.service import start_judges
 from tests.serve.helpers import APIServer, free_port_run, lora_judge, spec_file
 
-API_KEY = "integration-key"
+API_KEY = "integration-key-0123456789abcdef"
 MAX_BATCH = 64
 
 

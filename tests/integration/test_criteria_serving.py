@@ -16,7 +16,7 @@ from tests.serve.helpers import APIServer, free_port_run
 from tests.workflows.criteria_helpers import TINY_CRITERIA, tiny_criteria
 
 pytestmark = pytest.mark.integration
-KEY = "criteria-key"
+KEY = "criteria-key-0123456789abcdef"
 PROB_TOLERANCE = 1e-4
 
 

@@ -19,7 +19,7 @@ from tests.serve.helpers import POEM, binary_items, free_port, pairwise_items, p
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-KEY = "cli-test-key"
+KEY = "cli-test-key-0123456789abcdef"
 # fp32 in both engines on the real model
 HF_TOLERANCE = 1e-3
 ITEMS = {

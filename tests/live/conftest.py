@@ -11,7 +11,7 @@ from serve.live import start_live
 from serve.service import start_judges
 from tests.serve.helpers import APIServer, lora_judge
 
-KEY = "live-key"
+KEY = "live-key-0123456789abcdef"
 CANDIDATE = "tiny-helpfulness@2"
 
 

@@ -125,3 +125,50 @@ def test_live_config_defaults_to_sqlite_in_the_log_dir_and_reports_every_problem
         load_serve_config(None, ["--live.queue_size=0", "--live.log_url=verdicts.db"])
     fields = {p.field for p in exc.value.problems}
     assert {"live.queue_size", "live.log_url"} <= fields
+
+
+def test_reading_never_changes_the_file_and_a_non_database_is_one_located_error(tmp_path):
+    """`judgeloop monitor` and `review export` read the log: a file that is not one (an empty file
+    included, which SQLite would turn into a database) is refused and left byte-identical."""
+    import pytest
+    import sqlalchemy as sa
+
+    from data.errors import DataError
+    from data.schema import JudgeRef, Verdict
+    from serve.verdict_log import VERDICTS, VerdictLog, engine_for
+
+    cases = {
+        "notes.txt": b"not a database\n",
+        "empty.sqlite": b"",
+        "short.sqlite": b"SQLite form",
+        "verdicts.jsonl": b'{"id": "p0"}\n',
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        for location in (path, f"sqlite:///{path}"):
+            with pytest.raises(DataError) as err:
+                read_rows(location)
+            assert err.value.first.field == "log" and err.value.first.path == str(path)
+            assert "not an SQLite database" in err.value.first.message
+        assert path.read_bytes() == content, f"{name} changed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(cases)  # no -wal/-shm/-journal beside them
+
+    db = tmp_path / "verdicts.sqlite"
+    log = VerdictLog(f"sqlite:///{db}")
+    item = Item.model_validate({**pairwise_items(1)[0], "kind": "pairwise"})
+    log.log(
+        item, Verdict(id=item.id, verdict="A", probs={"A": 0.9, "B": 0.1}, judge=JudgeRef(name="t", fingerprint="f"))
+    )
+    log.flush()
+    log.close()
+    before = db.read_bytes()
+    assert [r["item_id"] for r in read_rows(db)] == [item.id]
+    assert db.read_bytes() == before
+    engine = engine_for(f"sqlite:///{db}", create=False)
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="readonly"), engine.begin() as conn:
+            conn.execute(VERDICTS.delete())
+    finally:
+        engine.dispose()
+    assert db.read_bytes() == before and len(read_rows(db)) == 1

@@ -1,6 +1,10 @@
 """The judge API on the in-process engine (fast): auth, every kind of bad request, limits, hooks, metrics."""
 
+import asyncio
 import json
+import logging
+import socket
+import time
 
 import httpx
 import pytest
@@ -12,7 +16,7 @@ from serve.config import load_serve_config
 from serve.service import start_judges
 from tests.serve.helpers import POEM, APIServer, binary_items, pairwise_items
 
-KEY = "test-key-123"
+KEY = "test-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,9 @@ def post(api, body, key=KEY, **kw):
     return httpx.post(api.url + "/v1/judge", json=body, headers=headers, **kw)
 
 
+LONE_SURROGATE = (
+    b'{"judge": "tiny-helpfulness", "item": {"instruction": "\\ud800", "response_a": "a", "response_b": "b"}}'
+)
 GOOD = {
     "judge": "tiny-helpfulness",
     "item": {"instruction": "Capital of France?", "response_a": "Paris.", "response_b": POEM},
@@ -90,6 +97,26 @@ BAD = [
     ("wrong kind", {"judge": "tiny-helpfulness", "item": {"instruction": "x", "response": "r"}}, 422, "response_a"),
     ("batch over the limit", {"judge": "tiny-helpfulness", "items": pairwise_items(9)}, 413, "limit of 8"),
     ("oversize body", {**GOOD, "item": {**GOOD["item"], "response_a": "x" * 30_000}}, 413, "20000 bytes"),
+    # "\ud800" is valid JSON but no text: it used to reach the tokenizer (500) and cost the connection
+    (
+        "lone surrogate in an item",
+        LONE_SURROGATE,
+        422,
+        "item.instruction: text with a lone surrogate",
+    ),
+    (
+        "lone surrogate in the judge name (echoed in a 404)",
+        b'{"judge": "tiny\\udfff", "item": {"instruction": "x", "response_a": "a", "response_b": "b"}}',
+        422,
+        "judge: text with a lone surrogate",
+    ),
+    (
+        "lone surrogate in a batch item's meta key",
+        b'{"judge": "tiny-helpfulness", "items": [{"instruction": "x", "response_a": "a", "response_b": "b"}, '
+        b'{"instruction": "x", "response_a": "a", "response_b": "b", "meta": {"\\udc00": 1}}]}',
+        422,
+        "items.1.meta",
+    ),
 ]
 
 
@@ -99,6 +126,21 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_the_server_stays_up(api, case,
     assert resp.status_code == status, resp.text
     assert reason in resp.json()["error"]
     assert post(api, GOOD).status_code == 200
+
+
+def local_port(resp: httpx.Response) -> int:
+    """The client side's port of the connection that carried ``resp`` (same port: same connection)."""
+    return resp.extensions["network_stream"].get_extra_info("client_addr")[1]
+
+
+def test_a_lone_surrogate_is_a_422_and_the_same_connection_then_gets_its_verdict(api):
+    with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
+        bad = client.post(api.url + "/v1/judge", content=LONE_SURROGATE, headers={"content-type": "application/json"})
+        assert bad.status_code == 422 and "item.instruction" in bad.json()["error"], bad.text
+        assert bad.json()["request_id"] == bad.headers["x-request-id"]
+        good = client.post(api.url + "/v1/judge", json=GOOD)
+        assert good.status_code == 200 and good.json()["verdicts"][0]["error"] is None
+        assert local_port(good) == local_port(bad)  # the server kept the connection open
 
 
 def test_form_body_is_refused_with_a_reason(api):
@@ -210,12 +252,128 @@ def test_no_key_mode(serving):
         assert httpx.post(server.url + "/v1/judge", json=GOOD).status_code == 200
 
 
+def test_without_a_key_only_loopback_host_names_are_answered(serving, api):
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends Host: evil.example."""
+    with APIServer(create_app(serving.services, api_key=None, allowed_hosts=["Judge.Internal"])) as server:
+        port = server.port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "judge.internal:8000"):
+            resp = httpx.get(server.url + "/v1/judges", headers={"Host": host})
+            assert resp.status_code == 200, (host, resp.text)
+        for host in (f"evil.example:{port}", "127.0.0.1.evil.example", f"localhost.evil.example:{port}", "[::2]"):
+            resp = httpx.get(server.url + "/v1/judges", headers={"Host": host})
+            assert resp.status_code == 421, (host, resp.text)
+            assert f"not Host '{host}'" in resp.json()["error"] and "api.allowed_hosts" in resp.json()["error"]
+        judged = httpx.post(server.url + "/v1/judge", json=GOOD, headers={"Host": "evil.example"})
+        assert judged.status_code == 421 and "verdicts" not in judged.json()
+        assert httpx.get(server.url + "/health", headers={"Host": "evil.example"}).status_code == 421
+    # with a key, the key is the guard: any Host name (a proxy's, a DNS name) is fine
+    resp = httpx.get(api.url + "/v1/judges", headers={"Host": "judge.example.com", "Authorization": f"Bearer {KEY}"})
+    assert resp.status_code == 200
+
+
+def _scope(content_length: int) -> dict:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/judge",
+        "raw_path": b"/v1/judge",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(content_length).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def test_a_request_over_the_admission_limit_is_refused_before_its_body_is_read():
+    """Memory is bounded by the queue limit: a 429 costs the server the headers, never the body."""
+    app = create_app({}, api_key=None, max_concurrent_requests=1, max_queued_requests=0)
+    body = json.dumps(GOOD).encode()
+
+    async def run():
+        release = asyncio.Event()
+        first_sent, second_sent, third_sent, second_reads = [], [], [], []
+
+        async def slow_upload():  # the first request is admitted and its body is still arriving
+            await release.wait()
+            return {"type": "http.disconnect"}
+
+        async def recorded_body():
+            second_reads.append(1)
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def whole_body():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def collect(into, message):
+            into.append(message)
+
+        first = asyncio.create_task(app(_scope(len(body)), slow_upload, lambda m: collect(first_sent, m)))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(app(_scope(len(body)), recorded_body, lambda m: collect(second_sent, m)), 5)
+        release.set()  # the first client goes away: its admission is given back
+        await asyncio.wait_for(first, 5)
+        await asyncio.wait_for(app(_scope(len(body)), whole_body, lambda m: collect(third_sent, m)), 5)
+        return first_sent, second_sent, third_sent, second_reads
+
+    first_sent, second_sent, third_sent, second_reads = asyncio.run(run())
+    assert second_sent[0]["status"] == 429 and not second_reads, "the refused request's body was read"
+    headers = dict(second_sent[0]["headers"])
+    assert headers[b"retry-after"] == b"1" and headers[b"connection"] == b"close"
+    assert "too many judge requests" in json.loads(second_sent[1]["body"])["error"]
+    assert first_sent == []  # nobody left to answer
+    assert third_sent[0]["status"] == 404  # admitted again (no judges here, so: unknown judge)
+
+
+def _raw_request(url: str, head: bytes, wait_s: float = 10) -> bytes:
+    """Send only a request's head (its body never comes) and return the start of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+        sock.sendall(head)
+        return sock.recv(65536)
+
+
+def test_429_and_413_come_at_once_while_the_body_is_still_unsent(serving):
+    app = create_app(
+        serving.services, api_key=KEY, max_body_bytes=20_000, max_concurrent_requests=1, max_queued_requests=0
+    )
+    head = (
+        "POST /v1/judge HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
+    )
+    with APIServer(app) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        oversize = _raw_request(server.url, head.format(key=KEY, n=10**9).encode())
+        assert oversize.startswith(b"HTTP/1.1 413") and b"20000 bytes" in oversize
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as holder:
+            holder.sendall(head.format(key=KEY, n=5_000).encode() + b'{"judge": ')  # admitted, body half sent
+            time.sleep(0.3)
+            start = time.monotonic()
+            refused = _raw_request(server.url, head.format(key=KEY, n=5_000).encode())
+            assert time.monotonic() - start < 5
+            assert refused.startswith(b"HTTP/1.1 429") and b"too many judge requests" in refused
+        deadline = time.monotonic() + 10  # the holder hung up: its admission is given back
+        while time.monotonic() < deadline:
+            resp = httpx.post(server.url + "/v1/judge", json=GOOD, headers={"Authorization": f"Bearer {KEY}"})
+            if resp.status_code != 429:
+                break
+            time.sleep(0.1)
+        assert resp.status_code == 200, resp.text
+
+
 class Exploding:
     def label_probs(self, prompts, spec):
         raise RuntimeError("a bug in a backend")
 
 
-def test_a_bug_is_a_500_with_a_reason_and_the_server_stays_up(serving):
+def test_a_bug_is_a_500_with_a_request_id_the_detail_only_in_the_log_and_the_connection_kept(serving, caplog):
     from serve.service import JudgeService
 
     good = serving.services["tiny-helpfulness"]
@@ -225,8 +383,13 @@ def test_a_bug_is_a_500_with_a_reason_and_the_server_stays_up(serving):
         raise OSError("disk full")
 
     app = create_app({"broken": broken, "tiny-helpfulness": good}, api_key=None, verdict_logger=failing_logger)
-    with APIServer(app) as server:
-        resp = httpx.post(server.url + "/v1/judge", json={**GOOD, "judge": "broken"})
-        assert resp.status_code == 500 and "RuntimeError" in resp.json()["error"]
-        ok = httpx.post(server.url + "/v1/judge", json=GOOD)  # the logger fails: the client still gets its verdict
+    with APIServer(app) as server, httpx.Client(timeout=60) as client, caplog.at_level(logging.ERROR, "judgeloop.api"):
+        resp = client.post(server.url + "/v1/judge", json={**GOOD, "judge": "broken"})
+        assert resp.status_code == 500 and "the server is still up" in resp.json()["error"]
+        request_id = resp.json()["request_id"]
+        assert request_id == resp.headers["x-request-id"]
+        assert "RuntimeError" not in resp.text and "a bug in a backend" not in resp.text
+        ok = client.post(server.url + "/v1/judge", json=GOOD)  # the logger fails: the client still gets its verdict
         assert ok.status_code == 200 and ok.json()["verdicts"][0]["error"] is None
+        assert local_port(ok) == local_port(resp)  # a 500 no longer costs the client its connection
+    assert f"request {request_id}" in caplog.text and "a bug in a backend" in caplog.text

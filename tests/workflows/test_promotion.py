@@ -124,3 +124,36 @@ def test_cli_promote_refuses_with_exit_2_then_promotes(tmp_path, capsys, monkeyp
     assert "gate passed" in capsys.readouterr().out
     assert judgeloop.main(["registry", "history", "helpful", "--registry", str(tmp_path / "reg")]) == 0
     assert "rollback" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("order", [["10", "9"], ["b", "a"], ["a", "b"]])
+def test_latest_is_the_last_registered_even_within_the_same_second(tmp_path, capsys, monkeypatch, order):
+    """``registered`` has one-second resolution: two versions registered in the same second tie on it."""
+    monkeypatch.setattr("judge.registry._now", lambda: "2026-12-01T12:00:00Z")
+    monkeypatch.setenv("JUDGELOOP_REGISTRY", str(tmp_path / "reg"))
+    for version, fingerprint in zip(order, (FP1, FP2)):
+        argv = ["registry", "register", "helpful", version, "--model", "m", "--fingerprint", fingerprint]
+        assert judgeloop.main(argv) == 0
+    capsys.readouterr()
+    assert judgeloop.main(["registry", "show", "helpful", "latest"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["version"], shown["fingerprint"]) == (order[1], FP2)
+    reg = Registry(tmp_path / "reg")
+    for version in order:
+        promotion.attach(reg, "helpful", version, validation(tmp_path, FP1 if version == order[0] else FP2))
+    assert [t["version"] for t in reg.trend("helpful")] == order
+
+
+def test_a_record_written_before_seq_keeps_its_order(reg):
+    """Records without ``seq`` (written before it existed): the order of the versions in the file."""
+    for version, fp in (("2", FP1), ("1", FP2)):
+        promotion.register(reg, "helpful", version, fp, "m")
+    path = reg.root / "helpful" / "versions.json"
+    record = json.loads(path.read_text())
+    for entry in record["versions"].values():
+        entry.pop("seq")
+        entry["registered"] = "2026-12-01T12:00:00Z"
+    path.write_text(json.dumps(record))
+    assert reg.resolve("helpful", "latest")["version"] == "1"
+    promotion.register(reg, "helpful", "0", FP3, "m")  # a new version after the old ones
+    assert reg.resolve("helpful", "0")["seq"] == 2 and reg.resolve("helpful", "latest")["version"] == "0"
