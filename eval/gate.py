@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from data.config import load_config, option, parse_overrides, to_dict
-from data.errors import ConfigError, DataError, Problem
+from data.errors import ConfigError, Problem
 from eval.result import Gate, Interval, Judge, ValidationResult
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"

@@ -190,7 +190,7 @@ def test_a_non_finite_threshold_is_a_located_config_error(tmp_path, name, overri
 
 def test_the_cli_refuses_a_non_finite_threshold_with_exit_2_and_leaves_the_result_alone(tmp_path, capsys):
     path = tmp_path / "validation.json"
-    path.write_text(json.dumps(passing_result()))
+    path.write_text(passing_result().to_json())
     before = path.read_bytes()
     for override in ("--max_ece=inf", "--min_margin_over_baseline=-inf", "--min_beyond_length=nan"):
         assert judgeloop.main(["gate", str(path), "--gates", str(DEFAULT), override]) == 2

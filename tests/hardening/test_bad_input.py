@@ -55,8 +55,8 @@ LONE_SURROGATE_ITEMS = jsonl(ITEMS[0], {**ITEMS[1], "response_b": "broken \ud800
 INFINITE_VERDICT = (
     '{"id": "p0", "verdict": "A", "probs": {"A": 1e999, "B": 0.0}, "judge": {"name": "t", "fingerprint": "f"}}\n'
 )
-VALIDATION = json.dumps(passing_result())
-BASELINE = json.dumps({**passing_result(), "spec": {"kind": "pairwise", "labels": ["A", "B", "tie"]}})
+VALIDATION = passing_result().to_json()
+BASELINE = passing_result().to_json()  # a pairwise spec with labels A, B, tie
 NOT_A_DATABASE = "ts,judge,verdict\n1,x,A\n"
 MONITOR = ["monitor", "--baseline={tmp}/base/validation.json", "--out={tmp}/mon"]
 BASELINE_FILES = {"base/validation.json": BASELINE, "base/verdicts.jsonl": jsonl(VERDICT)}
