@@ -9,7 +9,6 @@ unmeasured property is not a passed one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Optional
 
 from data.config import load_config, option, to_dict
 from data.errors import ConfigError, DataError, Problem
+from data.provenance import sha256_json
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -172,7 +172,8 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
             missing=SKIP if ceiling is None else FAIL,
             note="one annotator per item: no human ceiling"
             if ceiling is None
-            else f"judge {_fmt(_get(ceiling, 'judge', 'accuracy', 'value'))} vs humans {_fmt(_get(ceiling, 'metrics', 'accuracy', 'value'))}",
+            else f"judge {_fmt(_get(ceiling, 'judge', 'accuracy', 'value'))} "
+            f"vs humans {_fmt(_get(ceiling, 'metrics', 'accuracy', 'value'))}",
         ),
         _rule(
             "incumbent",
@@ -183,7 +184,8 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
             missing=SKIP if comparison is None else FAIL,
             note="no incumbent"
             if comparison is None
-            else f"difference {_fmt(_get(comparison, 'diff', 'value'))}, McNemar p = {_fmt(_get(comparison, 'mcnemar', 'p_value'))}",
+            else f"difference {_fmt(_get(comparison, 'diff', 'value'))}, "
+            f"McNemar p = {_fmt(_get(comparison, 'mcnemar', 'p_value'))}",
         ),
         _rule(
             "swap_consistency",
@@ -221,14 +223,13 @@ def check(result: dict, cfg: GateConfig, *, config_path: str | None = None) -> d
         ),
         _rule("errors", "items without a usable verdict", errors, cfg.max_errors, "<="),
     ]
-    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
     return {
         "passed": all(r["pass"] for r in rules),
         "fingerprint": _get(result, "judge", "fingerprint"),
         "judge": result.get("judge"),
         "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": str(config_path) if config_path else None,
-        "config_sha256": hashlib.sha256(blob).hexdigest(),
+        "config_sha256": sha256_json(to_dict(cfg), ensure_ascii=True),
         "thresholds": to_dict(cfg),
         "rules": rules,
     }

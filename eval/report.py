@@ -51,9 +51,11 @@ def summary(result: dict) -> list[str]:
     kind = (result.get("spec") or {}).get("kind")
     acc = m.get("accuracy") or {}
     what = "items humans did not call a tie" if kind == "pairwise" else "labelled items"
-    line = f"Accuracy {pct(acc.get('value'))} (95% CI {pct(acc.get('ci_low'))}-{pct(acc.get('ci_high'))}) on {result['n']} {what}"
+    ci = f"95% CI {pct(acc.get('ci_low'))}-{pct(acc.get('ci_high'))}"
+    line = f"Accuracy {pct(acc.get('value'))} ({ci}) on {result['n']} {what}"
     if "accuracy_with_ties" in m:
-        line += f"; {pct(m['accuracy_with_ties']['value'])} over all {result.get('n_items')} items with tie as a third class"
+        with_ties = pct(m["accuracy_with_ties"]["value"])
+        line += f"; {with_ties} over all {result.get('n_items')} items with tie as a third class"
     out.append(line + ".")
     ceiling = result.get("human_ceiling")
     if ceiling:
@@ -154,7 +156,8 @@ def _plt():
 
 
 def plot_agreement(result: dict) -> str:
-    """The judge's accuracy with its interval beside the human ceiling, the incumbent, reference judges and baselines."""
+    """The judge's accuracy with its interval beside the human ceiling, the incumbent, reference judges and
+    baselines."""
     plt = _plt()
     rows = []  # (label, value, lo, hi, colour)
 
