@@ -99,7 +99,8 @@ def scoring_table(r: dict) -> list[str]:
     out = [
         f"### Scoring ({r['n_judgments']} judgments = PandaLM test pairs x 2 orders; fewer where noted)",
         "",
-        "| system | judgments | judgments/s | p50 ms | p99 ms | parse failures | agreement | same verdicts as vllm_merged |",
+        "| system | judgments | judgments/s | p50 ms | p99 ms | parse failures | agreement "
+        "| same verdicts as vllm_merged |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name in ("naive_generate", "hf_batched", "vllm_merged", "vllm_lora", "judge_api"):
@@ -119,9 +120,10 @@ def scoring_table(r: dict) -> list[str]:
         f"**{100 * ratios['judge_api_overhead']:.1f}%** (target <= 5%)",
         f"- measured matmul peak: {peak['fp32'] / 1e9:.0f} GFLOP/s fp32, {peak['bf16'] / 1e9:.0f} GFLOP/s bf16; "
         f"vllm_merged (float32) did {r['model_flops_per_s_vllm_merged'] / 1e9:.1f} GFLOP/s "
-        f"(2 x {r['n_params'] / 1e6:.1f}M params x {r['vllm_merged_tokens']['computed_tokens']} computed prompt tokens "
-        f"/ {r['vllm_merged_tokens']['seconds']} s; {r['vllm_merged_tokens']['prefix_cache_hit_tokens']} more came from "
-        f"the prefix cache): **{100 * r['efficiency_vllm_merged']:.0f}% of the fp32 peak** "
+        f"(2 x {r['n_params'] / 1e6:.1f}M params x {r['vllm_merged_tokens']['computed_tokens']} "
+        f"computed prompt tokens / {r['vllm_merged_tokens']['seconds']} s; "
+        f"{r['vllm_merged_tokens']['prefix_cache_hit_tokens']} more came from the prefix cache): "
+        f"**{100 * r['efficiency_vllm_merged']:.0f}% of the fp32 peak** "
         f"({100 * r['efficiency_vllm_merged_vs_bf16_peak']:.0f}% of bf16) (target >= 50%)"
         + (
             f"; counting only the {r['n_params_non_embedding'] / 1e6:.1f}M matmul (non-embedding) parameters: "

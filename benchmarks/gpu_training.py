@@ -223,8 +223,8 @@ def mfu(tokens_per_s: float | None, params: int, peak: float, checkpointing: boo
 
 def adapter_difference(a: Path, b: Path) -> dict:
     """Largest relative difference between two adapters' tensors (same names), and the tensor counts."""
-    from safetensors.torch import (
-        load_file,  # deferred: safetensors (torch) takes seconds to import; only this path needs it
+    from safetensors.torch import (  # deferred: safetensors (torch) takes seconds to import; only this path needs it
+        load_file,
     )
 
     ta, tb = load_file(str(a / "adapter_model.safetensors")), load_file(str(b / "adapter_model.safetensors"))

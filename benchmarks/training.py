@@ -4,12 +4,13 @@ Both train one epoch on the same PandaLM training pairs (the first ``train_items
 both orders, the label swapped with the responses), on the embedded model with the same LoRA
 settings (train.trainer.lora_config of the same config), each in its own process so its peak
 memory is its own (``os.wait4``). ``judgeloop`` is `judgeloop train configs/train/smollm2-cpu.yaml`
-on that subset for one epoch (without length balancing, which would drop items); ``trl_default`` is what the TRL docs show: a conversational
-prompt/completion dataset of the same rendered messages and ``SFTConfig(output_dir, use_cpu=True,
-num_train_epochs=1)`` (``use_cpu`` because TRL's default ``bf16=True`` refuses a CPU-only machine
-without it). Real tokens are the non-padding tokens each trainer counted. Dev agreement of both
-adapters is measured afterwards by the same code (judge/hf_backend.py + the scoring core, float32,
-both orders) on the first ``dev_items`` non-tie dev pairs.
+on that subset for one epoch (without length balancing, which would drop items); ``trl_default``
+is what the TRL docs show: a conversational prompt/completion dataset of the same rendered
+messages and ``SFTConfig(output_dir, use_cpu=True, num_train_epochs=1)`` (``use_cpu`` because
+TRL's default ``bf16=True`` refuses a CPU-only machine without it). Real tokens are the
+non-padding tokens each trainer counted. Dev agreement of both adapters is measured afterwards by
+the same code (judge/hf_backend.py + the scoring core, float32, both orders) on the first
+``dev_items`` non-tie dev pairs.
 """
 
 from __future__ import annotations

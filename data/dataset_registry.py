@@ -9,7 +9,6 @@ checked, so it is refused: such files come from the mirror or are placed in the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from data.converters import Prediction
 from data.errors import DataError, UnknownNameError
 from data.labels import LabelSpace
 from data.paths import cache_dir, data_mirror
+from data.provenance import sha256_file
 from data.schema import Item, JudgeRef, Verdict
 
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -83,14 +83,6 @@ def _cache_path(sf: SourceFile) -> Path:
     return cache_dir() / "datasets" / sf.path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 _verified: dict[Path, tuple[int, int]] = {}
 
 
@@ -99,7 +91,7 @@ def _checked(path: Path, sf: SourceFile) -> Path:
     stat = path.stat()
     if _verified.get(path) == (stat.st_size, stat.st_mtime_ns):
         return path
-    got = _sha256(path)
+    got = sha256_file(path)
     if got != sf.sha256:
         raise DataError(
             f"checksum mismatch: sha256 {got[:12]}.. but the registry pins {sf.sha256[:12]}..",
@@ -122,7 +114,6 @@ def _download(sf: SourceFile, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     tmp = Path(tmp_name)
-    digest = hashlib.sha256()
     try:
         with (
             os.fdopen(fd, "wb") as fh,
@@ -135,7 +126,6 @@ def _download(sf: SourceFile, dest: Path) -> Path:
             ) as bar:
                 for chunk in resp.iter_bytes(1 << 16):
                     fh.write(chunk)
-                    digest.update(chunk)
                     bar.update(len(chunk))
     except httpx.HTTPError as exc:
         tmp.unlink(missing_ok=True)
@@ -147,10 +137,11 @@ def _download(sf: SourceFile, dest: Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if digest.hexdigest() != sf.sha256:
+    got = sha256_file(tmp)
+    if got != sf.sha256:
         tmp.unlink()
         raise DataError(
-            f"checksum mismatch: the download has sha256 {digest.hexdigest()[:12]}.. but the "
+            f"checksum mismatch: the download has sha256 {got[:12]}.. but the "
             f"registry pins {sf.sha256[:12]}.. (nothing was kept)",
             path=sf.path,
             hint=f"from {sf.url}",
@@ -239,6 +230,28 @@ def _scale(lo: int, hi: int) -> tuple[str, ...]:
 
 def _source(repo_commit: tuple[str, str]) -> str:
     return f"{repo_commit[0]}@{repo_commit[1]}"
+
+
+def _summary_ratings(
+    family: str, title: str, raters: str, criteria: tuple[str, ...], license: str, data: SourceFile, rows: int
+) -> list[Dataset]:
+    """One pointwise dataset per criterion of a BARTScore summary-rating file (the mean of 3 ratings on 1-5)."""
+    return [
+        Dataset(
+            f"{family}-{criterion}",
+            "pointwise",
+            f"{title}: summary {criterion} on 1-5, the mean of {raters} (individual ratings are not in the source)",
+            license,
+            _source(BARTSCORE),
+            {"data": data},
+            rows,
+            "3 (mean only)",
+            criterion,
+            partial(conv.summaries, name=f"{family}-{criterion}", family=family, criterion=criterion),
+            _scale(1, 5),
+        )
+        for criterion in criteria
+    ]
 
 
 def _build() -> dict[str, Dataset]:
@@ -343,24 +356,15 @@ def _build() -> dict[str, Dataset]:
         "471e37ea5f2bac36b5f5d3d2d888f952d8420f8980bc96ad3891236497fa4d29",
         same=False,
     )
-    for criterion in ("coherence", "consistency", "fluency", "relevance"):
-        name = f"summeval-{criterion}"
-        out.append(
-            Dataset(
-                name,
-                "pointwise",
-                f"SummEval (CNN/DM, 100 articles x 16 systems): summary {criterion} on 1-5, the mean of 3 expert "
-                "ratings (individual ratings are not in the source)",
-                "MIT",
-                _source(BARTSCORE),
-                {"data": summeval_file},
-                1600,
-                "3 (mean only)",
-                criterion,
-                partial(conv.summaries, name=name, family="summeval", criterion=criterion),
-                _scale(1, 5),
-            )
-        )
+    out += _summary_ratings(
+        "summeval",
+        "SummEval (CNN/DM, 100 articles x 16 systems)",
+        "3 expert ratings",
+        ("coherence", "consistency", "fluency", "relevance"),
+        "MIT",
+        summeval_file,
+        1600,
+    )
 
     newsroom_file = _github(
         *BARTSCORE,
@@ -369,24 +373,15 @@ def _build() -> dict[str, Dataset]:
         "942ee6a3417519baa0f4bc58b607f2f2f4fe6644001046cf11d260deb7343949",
         same=False,
     )
-    for criterion in ("coherence", "fluency", "informativeness", "relevance"):
-        name = f"newsroom-{criterion}"
-        out.append(
-            Dataset(
-                name,
-                "pointwise",
-                f"Newsroom (60 articles x 7 systems): summary {criterion} on 1-5, the mean of 3 raters "
-                "(individual ratings are not in the source)",
-                "Apache-2.0",
-                _source(BARTSCORE),
-                {"data": newsroom_file},
-                420,
-                "3 (mean only)",
-                criterion,
-                partial(conv.summaries, name=name, family="newsroom", criterion=criterion),
-                _scale(1, 5),
-            )
-        )
+    out += _summary_ratings(
+        "newsroom",
+        "Newsroom (60 articles x 7 systems)",
+        "3 raters",
+        ("coherence", "fluency", "informativeness", "relevance"),
+        "Apache-2.0",
+        newsroom_file,
+        420,
+    )
 
     topical_file = _github(
         *UNIEVAL,

@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from data.errors import DataError, Problem
 from data.jsonl import iter_json_lines, pydantic_problems
 from data.labels import aggregate
-from data.schema import Item
+from data.schema import TEXT_FIELDS, Item
 from data.spec import JudgeSpec
 
-TEXT_FIELDS = ("id", "group", "instruction", "input", "context", "reference", "response", "response_a", "response_b")
+MAPPABLE_FIELDS = ("id", "group", *TEXT_FIELDS)  # the item fields a column can fill, besides labels and meta
 MAX_PROBLEMS = 50
 
 
@@ -34,10 +34,10 @@ def parse_mapping(pairs: list[str]) -> list[tuple[str, str]]:
         column, sep, fld = pair.partition("=")
         if not sep or not column or not fld:
             problems.append(Problem(f"'{pair}' is not column=field", field="--map"))
-        elif fld not in TEXT_FIELDS + ("labels", "label") and not fld.startswith("meta."):
+        elif fld not in MAPPABLE_FIELDS + ("labels", "label") and not fld.startswith("meta."):
             problems.append(
                 Problem(
-                    f"'{fld}' is not an item field (one of {', '.join(TEXT_FIELDS)}, labels, label, meta.NAME)",
+                    f"'{fld}' is not an item field (one of {', '.join(MAPPABLE_FIELDS)}, labels, label, meta.NAME)",
                     field="--map",
                 )
             )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import platform
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from data.paths import REPO_ROOT
@@ -41,9 +43,23 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_chunks(chunks: Iterable[bytes]) -> str:
+    """sha256 of the chunks' bytes one after another, in constant memory."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    for chunk in chunks:
+        h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    with open(path, "rb") as fh:
+        return sha256_chunks(iter(lambda: fh.read(1 << 20), b""))
+
+
+def sha256_json(obj, *, ensure_ascii: bool = False) -> str:
+    """sha256 of ``obj``'s canonical JSON (sorted keys), for ids that must not depend on key order.
+
+    ``ensure_ascii=True`` keeps the bytes of hashes first recorded that way (judge fingerprints, gate
+    configs, the demo's run key); the two agree on all-ASCII data."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=ensure_ascii).encode()).hexdigest()

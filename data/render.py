@@ -23,7 +23,7 @@ from typing import Any, Literal
 import jinja2
 
 from data.errors import DataError
-from data.schema import Item
+from data.schema import TEXT_FIELDS, Item
 from data.spec import JudgeSpec
 
 Order = Literal["ab", "ba", "a", "b"]  # "a"/"b": one response of a pair alone (pairwise_mode: separate)
@@ -49,10 +49,7 @@ class Rendered:
 
 
 def item_fields(item: Item, order: Order = "ab") -> dict[str, Any]:
-    fields = {
-        name: getattr(item, name)
-        for name in ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
-    }
+    fields = {name: getattr(item, name) for name in TEXT_FIELDS}
     if order == "ba":
         if item.kind != "pairwise":
             raise ValueError("only pairwise items have a swapped order")

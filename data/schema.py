@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Label = Union[str, int, float]
 
+PROMPT_FIELDS = ("instruction", "input", "context", "reference")  # what an item asks, in the order shown
 RESPONSE_FIELDS = {"pairwise": ("response_a", "response_b"), "pointwise": ("response",), "binary": ("response",)}
+TEXT_FIELDS = (*PROMPT_FIELDS, "response", "response_a", "response_b")  # every text field of an item
 
 
 class Item(BaseModel):

@@ -6,8 +6,6 @@ reports every problem at once; ``spec_hash`` is the spec's part of the judge fin
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,8 +17,9 @@ from data.config import build_config, load_yaml, option, parse_overrides, to_dic
 from data.errors import Problem, UnknownNameError
 from data.labels import LabelSpace
 from data.paths import CONFIGS_DIR
+from data.provenance import sha256_json
+from data.schema import RESPONSE_FIELDS, TEXT_FIELDS
 
-ITEM_FIELDS = ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
 JUDGES_DIR = CONFIGS_DIR / "judges"
 RESPONSE_LABELS = ("yes", "no")  # separate mode: is this one response good? score = logit(yes) - logit(no)
 
@@ -73,14 +72,14 @@ class JudgeSpec:
                 Problem(f"template does not compile: {exc.message} (template line {exc.lineno})", field="template")
             )
             used = set()
-        need = {"pairwise": {"response_a", "response_b"}, "pointwise": {"response"}, "binary": {"response"}}[self.kind]
+        need = set(RESPONSE_FIELDS[self.kind])
         if self.pairwise_mode == "separate":
             need = {"response"}  # one response per prompt
             problems += self._separate_problems(used)
         for name in sorted(need - used):
             problems.append(Problem(f"template never shows '{name}'", field="template"))
         for name in self.truncatable:
-            if name not in ITEM_FIELDS or name == "instruction":
+            if name not in TEXT_FIELDS or name == "instruction":
                 problems.append(
                     Problem(
                         f"'{name}' cannot be truncated (choose from item fields other than instruction)",
@@ -151,8 +150,7 @@ LATER_FIELDS = {"pairwise_mode": "joint", "tie_margin": 0.0}
 def spec_hash(spec: JudgeSpec) -> str:
     """sha256 of the spec's canonical JSON: any change to the prompt or labels changes it."""
     data = {k: v for k, v in spec.to_dict().items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
-    blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return sha256_json(data)
 
 
 def known_specs() -> dict[str, Path]:

@@ -7,11 +7,14 @@ order of the rows, and adding rows never moves an existing group.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from data.schema import Item
 
 SPLITS = ("train", "dev", "test")
+T = TypeVar("T")
 
 
 def group_fraction(group: str, seed: int) -> float:
@@ -34,3 +37,36 @@ def split_of(group: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 def assign(items: Iterable[Item], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> Iterator[tuple[str, Item]]:
     for item in items:
         yield split_of(item.group, fractions, seed), item
+
+
+# ------------------------------------------------------------------ seeded subsamples
+
+
+def seeded_sample(items: Sequence[T], n: int | None, seed: int = 0) -> list[T]:
+    """``n`` of the items drawn by ``random.Random(seed)`` (all when ``n`` is None or not fewer), in their order.
+
+    Which items a seed draws depends only on ``len(items)`` and ``n`` (it is ``random.sample`` of the
+    positions), so it matches ``random.Random(seed).sample(items, n)`` item for item, but for the order."""
+    if n is None or n >= len(items):
+        return list(items)
+    keep = set(random.Random(seed).sample(range(len(items)), n))
+    return [x for i, x in enumerate(items) if i in keep]
+
+
+def seeded_groups(items: Sequence[Item], max_items: int | None, seed: int = 0) -> list[Item]:
+    """Whole groups in a seeded order (``random.Random(seed)`` shuffles the sorted group names) until
+    at least ``max_items`` items are taken (all when ``max_items`` is None or not fewer); the items come
+    group by group in that order, each group's in their own order."""
+    if max_items is None or len(items) <= max_items:
+        return list(items)
+    groups = sorted({it.group for it in items})
+    random.Random(seed).shuffle(groups)
+    by_group: dict[str, list[Item]] = {}
+    for it in items:
+        by_group.setdefault(it.group, []).append(it)
+    chosen: list[Item] = []
+    for g in groups:
+        if len(chosen) >= max_items:
+            break
+        chosen.extend(by_group[g])
+    return chosen

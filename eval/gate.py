@@ -10,8 +10,6 @@ unmeasured property is not a passed one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Optional
 
 from data.config import load_config, option, parse_overrides, to_dict
 from data.errors import ConfigError, Problem
+from data.provenance import sha256_json
 from eval.result import Gate, Interval, Judge, ValidationResult
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -239,7 +238,6 @@ def check(result: ValidationResult, cfg: GateConfig, *, config_path: str | None 
         ),
         _rule("errors", "items without a usable verdict", errors, cfg.max_errors, "<="),
     ]
-    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
     return Gate.model_validate(
         {
             "passed": all(r["pass"] for r in rules),
@@ -247,7 +245,7 @@ def check(result: ValidationResult, cfg: GateConfig, *, config_path: str | None 
             "judge": result.judge.model_dump(),
             "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": str(config_path) if config_path else None,
-            "config_sha256": hashlib.sha256(blob).hexdigest(),
+            "config_sha256": sha256_json(to_dict(cfg), ensure_ascii=True),
             "thresholds": to_dict(cfg),
             "rules": rules,
         }

@@ -45,7 +45,10 @@ TIE_POLICY = {
         "(a judge's tie there is wrong); the '*_with_ties' metrics are over all labelled items with "
         "tie as a third class. Krippendorff's alpha keeps ties as a category."
     ),
-    "binary": "No ties: every item with a human majority counts; items whose annotators split evenly have no aggregate and are left out.",
+    "binary": (
+        "No ties: every item with a human majority counts; items whose annotators split evenly have no "
+        "aggregate and are left out."
+    ),
     "pointwise": (
         "'accuracy' and 'weighted_kappa' compare the judge's label with the scale label nearest the human "
         "mean; correlations compare the judge's score (expected value of its distribution, else its label) "

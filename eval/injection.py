@@ -13,7 +13,6 @@ decoding makes that 0). The validation report shows the result (``validation.jso
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 
 from scipy.stats import binomtest
@@ -113,11 +112,3 @@ def measure(
             "clean verdict did not give; flip = the verdict differs from the clean verdict; 95% Clopper-Pearson"
         ),
     }
-
-
-def sample(items: Sequence[Item], n: int, seed: int = 0) -> list[Item]:
-    """A seeded sample of ``n`` items (all when fewer), in their file order."""
-    if n >= len(items):
-        return list(items)
-    keep = set(random.Random(seed).sample(range(len(items)), n))
-    return [it for i, it in enumerate(items) if i in keep]

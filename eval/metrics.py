@@ -21,16 +21,16 @@ import numpy as np
 
 
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
-    from sklearn.metrics import (
-        accuracy_score,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    from sklearn.metrics import (  # deferred: scikit-learn takes seconds to import; only this path needs it
+        accuracy_score,
     )
 
     return float(accuracy_score(list(y_true), list(y_pred))) if len(y_true) else float("nan")
 
 
 def cohen_kappa(y_true: Sequence, y_pred: Sequence) -> float:
-    from sklearn.metrics import (
-        cohen_kappa_score,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    from sklearn.metrics import (  # deferred: scikit-learn takes seconds to import; only this path needs it
+        cohen_kappa_score,
     )
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -41,8 +41,8 @@ def cohen_kappa(y_true: Sequence, y_pred: Sequence) -> float:
 def weighted_kappa(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> float:
     """Quadratic-weighted kappa for ordinal labels; ``labels`` in scale order (a label outside
     them, such as NO_VERDICT, must be mapped by the caller)."""
-    from sklearn.metrics import (
-        cohen_kappa_score,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    from sklearn.metrics import (  # deferred: scikit-learn takes seconds to import; only this path needs it
+        cohen_kappa_score,
     )
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -213,8 +213,8 @@ def ece(confidence, correct, n_bins: int = 10, weights=None) -> float | np.ndarr
 def brier(y_true: Sequence, probs: np.ndarray, labels: Sequence) -> float:
     """sklearn's Brier score over the label distribution: two labels, mean (p - y)^2 of one
     label; three or more, mean of the sum over labels of (p_k - y_k)^2."""
-    from sklearn.metrics import (
-        brier_score_loss,  # deferred: scikit-learn takes seconds to import; only this path needs it
+    from sklearn.metrics import (  # deferred: scikit-learn takes seconds to import; only this path needs it
+        brier_score_loss,
     )
 
     return float(brier_score_loss(list(y_true), np.asarray(probs, dtype=float), labels=list(labels)))

@@ -63,9 +63,11 @@ def summary(result: ValidationResult) -> list[str]:
     kind = result.spec.kind
     acc = m.get("accuracy") or Interval(value=None, ci_low=None, ci_high=None)
     what = "items humans did not call a tie" if kind == "pairwise" else "labelled items"
-    line = f"Accuracy {pct(acc.value)} (95% CI {pct(acc.ci_low)}-{pct(acc.ci_high)}) on {result.n} {what}"
+    ci = f"95% CI {pct(acc.ci_low)}-{pct(acc.ci_high)}"
+    line = f"Accuracy {pct(acc.value)} ({ci}) on {result.n} {what}"
     if "accuracy_with_ties" in m:
-        line += f"; {pct(m['accuracy_with_ties'].value)} over all {result.n_items} items with tie as a third class"
+        with_ties = pct(m["accuracy_with_ties"].value)
+        line += f"; {with_ties} over all {result.n_items} items with tie as a third class"
     out.append(line + ".")
     ceiling = result.human_ceiling
     if ceiling:
@@ -165,7 +167,8 @@ def _plt():
 
 
 def plot_agreement(result: ValidationResult) -> str:
-    """The judge's accuracy with its interval beside the human ceiling, the incumbent, reference judges and baselines."""
+    """The judge's accuracy with its interval beside the human ceiling, the incumbent, reference judges and
+    baselines."""
     plt = _plt()
     rows = []  # (label, value, lo, hi, colour)
 

@@ -6,13 +6,12 @@ weights is slow for big models, so a file's hash is cached by (path, size, mtime
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from data.paths import cache_dir
-from data.provenance import sha256_file
+from data.provenance import sha256_chunks, sha256_file, sha256_json
 from data.spec import JudgeSpec, spec_hash
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -43,10 +42,7 @@ def weights_identity(model: str | Path) -> str:
     files = sorted(f for f in p.iterdir() if f.suffix in WEIGHT_SUFFIXES)
     if not files:
         return "id:" + str(model)
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\x00" + _cached_sha256(f).encode() + b"\x00")
-    return h.hexdigest()
+    return sha256_chunks(f.name.encode() + b"\x00" + _cached_sha256(f).encode() + b"\x00" for f in files)
 
 
 def fingerprint(spec: JudgeSpec, base_model: str | Path, adapter: str | Path | None = None) -> str:
@@ -55,4 +51,4 @@ def fingerprint(spec: JudgeSpec, base_model: str | Path, adapter: str | Path | N
         "base": weights_identity(base_model),
         "adapter": weights_identity(adapter) if adapter else None,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return sha256_json(parts, ensure_ascii=True)

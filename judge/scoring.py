@@ -58,6 +58,20 @@ def combine(
         probs = {lab: (ab[lab] + ba[lab]) / 2 for lab in space.labels}
         order_probs = {"ab": ab, "ba": ba}
         consistent = space.argmax(ab) == space.argmax(ba)
+    return _verdict(item, space, probs, consistent, order_probs, judge, latency_ms, truncated)
+
+
+def _verdict(
+    item: Item,
+    space: LabelSpace,
+    probs: dict[str, float],
+    consistent: bool | None,
+    order_probs: dict[str, dict[str, float]] | None,
+    judge: JudgeRef,
+    latency_ms: float | None,
+    truncated: dict[str, int] | None,
+) -> Verdict:
+    """The verdict of a final distribution: its argmax, expected score and the argmax's probability."""
     verdict = space.argmax(probs)
     return Verdict(
         id=item.id,
@@ -104,20 +118,7 @@ def combine_separate(
     an order, so both "orders" are the same distribution and the verdict is consistent by construction."""
     space = spec.label_space
     probs = separate_probs(space, response_score(probs_a), response_score(probs_b), spec.tie_margin)
-    verdict = space.argmax(probs)
-    return Verdict(
-        id=item.id,
-        verdict=verdict,
-        probs=probs,
-        score=space.expected_score(probs),
-        confidence=probs[verdict],
-        consistent=True,
-        order_probs={"ab": probs, "ba": probs},
-        judge=judge,
-        latency_ms=latency_ms,
-        truncated=truncated or None,
-        error=None,
-    )
+    return _verdict(item, space, probs, True, {"ab": probs, "ba": probs}, judge, latency_ms, truncated)
 
 
 def error_verdict(item_id: str, judge: JudgeRef, reason: str) -> Verdict:

@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from data.jsonl import read_jsonl  # noqa: E402
+from data.schema import Item, JudgeRef, Verdict  # noqa: E402
+from data.spec import load_spec  # noqa: E402
 from data.splits import group_fraction  # noqa: E402
+from eval.gate import write_result  # noqa: E402
 
 if TYPE_CHECKING:
     from eval.result import ValidationResult
@@ -60,12 +64,8 @@ def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> No
 def pool(out: Path, k: int, spec_name: str, references: list[str]) -> ValidationResult:
     """Every fold's test items and verdicts as one validation, by the eval harness (its metrics, group bootstrap,
     baselines and length control), with pick-the-longer as a reference judge for the paired margin."""
-    from data.jsonl import read_jsonl
-    from data.schema import Item, JudgeRef, Verdict
-    from data.spec import load_spec
-    from eval.gate import write_result
-    from eval.harness import evaluate
-    from workflows.validate import load_reference
+    from eval.harness import evaluate  # deferred: takes seconds to import (SciPy, scikit-learn); only `pool` needs it
+    from workflows.validate import load_reference  # deferred: takes seconds to import; only `pool` needs it
 
     items, verdicts = [], []
     for fold in range(k):

@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data.jsonl import read_jsonl, write_jsonl  # noqa: E402
+from data.prepare import prepare  # noqa: E402
 from data.schema import Item  # noqa: E402
 from train.data import longer_preferred  # noqa: E402
 
@@ -29,8 +30,6 @@ def main() -> None:
     args = p.parse_args()
     folder = Path(args.prepared)
     if not (folder / "manifest.json").exists():
-        from data.prepare import prepare
-
         prepare("llmeval2", folder, seed=0)
     items = [
         i

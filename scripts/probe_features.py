@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from data.dataset_registry import load_items  # noqa: E402
 from data.embedded_model import resolve_model  # noqa: E402
 
 torch.set_num_threads(2)
@@ -41,8 +42,6 @@ def items(path):
 
 
 def extra_items():
-    from data.dataset_registry import load_items
-
     return [i.model_dump() for i in load_items("llmeval2") if i.kind == "pairwise"]
 
 

@@ -51,6 +51,7 @@ def run_serve(cfg) -> None:
         with sigterm_as_interrupt():
             serving = start_judges(cfg)
             if cfg.live.log:
+                # deferred: SQLAlchemy (the verdict log) would add ~0.5 s to every `judgeloop serve`/`score` start
                 from serve.live import start_live
 
                 live = start_live(cfg.live, serving.services, cfg.log_dir)

@@ -8,20 +8,23 @@
 
 Items are dicts (or ``data.schema.Item``); ``id``, ``group`` and ``kind`` may be left out.
 A request the API refuses raises ``ServerError`` with the API's reason; connection failures
-and 429/502/503/504 are retried with backoff first; then an unreachable API, a 429 or a 503 raises
-``ServerUnavailable`` (a ``ServerError``). Every call has a timeout (``timeout_s``). Per-item failures are not exceptions: such a
-verdict has ``error`` set.
+and 429/502/503/504 are retried first, after the ``Retry-After`` the API sends (seconds or an
+HTTP date) or else an exponential backoff; then an unreachable API, a 429 or a 503 raises
+``ServerUnavailable`` (a ``ServerError``). A ``Retry-After`` longer than ``timeout_s`` is not
+waited for: the call gives up at once. Every call has a timeout (``timeout_s``). Per-item
+failures are not exceptions: such a verdict has ``error`` set.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, retry_if_result
 
 from data.errors import ServerError, ServerUnavailable
 from data.schema import Item, Verdict
@@ -60,6 +63,24 @@ def _raise_for(resp: httpx.Response) -> None:
     raise error(f"judge API answered HTTP {resp.status_code}: {reason}")
 
 
+def retry_after_s(resp: httpx.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (delay-seconds or an HTTP date); None without a usable one."""
+    value = resp.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds)
+
+
 class _Base:
     def __init__(
         self,
@@ -77,11 +98,29 @@ class _Base:
         self.retries = retries
         self.backoff_s = backoff_s
 
-    def _failed(self, attempt: int, exc_or_resp) -> float | None:
-        """Seconds to wait before the next attempt, or None to stop retrying."""
-        if isinstance(exc_or_resp, httpx.Response) and exc_or_resp.status_code not in RETRY_STATUS:
-            return None
-        return self.backoff_s * 2**attempt if attempt < self.retries else None
+    def _retry_policy(self) -> dict[str, Any]:
+        """The one retry policy of both clients (tenacity's ``Retrying``/``AsyncRetrying`` arguments): a
+        connection failure or a 429/502/503/504 is tried again up to ``retries`` times, after the answer's
+        ``Retry-After`` or else ``backoff_s * 2**n``; a wait longer than ``timeout_s`` is not made. Giving
+        up returns the last answer (the caller raises for it) or raises ``ServerUnavailable``."""
+        return {
+            "retry": retry_if_exception_type(httpx.TransportError)
+            | retry_if_result(lambda resp: resp.status_code in RETRY_STATUS),
+            "wait": self._wait_s,
+            "stop": lambda rs: rs.attempt_number > self.retries or self._wait_s(rs) > self.timeout_s,
+            "retry_error_callback": self._give_up,
+        }
+
+    def _wait_s(self, rs: RetryCallState) -> float:
+        outcome = rs.outcome
+        asked = None if outcome is None or outcome.failed else retry_after_s(outcome.result())
+        return asked if asked is not None else self.backoff_s * 2 ** (rs.attempt_number - 1)
+
+    def _give_up(self, rs: RetryCallState) -> httpx.Response:
+        outcome = rs.outcome
+        if outcome.failed:
+            raise ServerUnavailable(f"cannot reach the judge API at {self.url}: {outcome.exception()}") from None
+        return outcome.result()
 
 
 class JudgeClient(_Base):
@@ -92,19 +131,7 @@ class JudgeClient(_Base):
         self._http = httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout_s)
 
     def _request(self, method: str, path: str, **kw) -> httpx.Response:
-        for attempt in range(self.retries + 1):
-            try:
-                resp = self._http.request(method, path, **kw)
-            except httpx.TransportError as exc:
-                wait = self._failed(attempt, exc)
-                if wait is None:
-                    raise ServerUnavailable(f"cannot reach the judge API at {self.url}: {exc}") from None
-            else:
-                wait = self._failed(attempt, resp)
-                if wait is None:
-                    return resp
-            time.sleep(wait)
-        raise AssertionError("unreachable")
+        return Retrying(**self._retry_policy())(self._http.request, method, path, **kw)
 
     def judge(self, item: ItemLike, judge: str | None = None, *, both_orders: bool = True) -> Verdict:
         """One item, one judge (``judge`` may be omitted when the API serves only one)."""
@@ -152,19 +179,7 @@ class AsyncJudgeClient(_Base):
         )
 
     async def _request(self, method: str, path: str, **kw) -> httpx.Response:
-        for attempt in range(self.retries + 1):
-            try:
-                resp = await self._http.request(method, path, **kw)
-            except httpx.TransportError as exc:
-                wait = self._failed(attempt, exc)
-                if wait is None:
-                    raise ServerUnavailable(f"cannot reach the judge API at {self.url}: {exc}") from None
-            else:
-                wait = self._failed(attempt, resp)
-                if wait is None:
-                    return resp
-            await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        return await AsyncRetrying(**self._retry_policy())(self._http.request, method, path, **kw)
 
     async def judge(self, item: ItemLike, judge: str | None = None, *, both_orders: bool = True) -> Verdict:
         return (await self.judge_batch([item], judge, both_orders=both_orders))[0]

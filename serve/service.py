@@ -3,7 +3,8 @@
 ``start_judges(cfg)`` is what `judgeloop serve` and `judgeloop score --judge` run: load the
 configured judges (merging production adapters on CPU), launch the vLLM servers they need (or
 use ``vllm.endpoints`` already running, or the in-process transformers engine), and return a
-``JudgeService`` per judge key; launched servers are restarted if they exit (``serve.supervisor``). Every service scores through the one scoring core.
+``JudgeService`` per judge key; launched servers are restarted if they exit (``serve.supervisor``).
+Every service scores through the one scoring core.
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ verdict and counts it, as does a failed write; both counters are Prometheus metr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import queue
 import sqlite3
@@ -29,12 +27,13 @@ import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from data.errors import DataError
-from data.schema import Item, Verdict
+from data.provenance import sha256_json
+from data.schema import TEXT_FIELDS, Item, Verdict
 
 log = logging.getLogger("judgeloop.verdict_log")
 ROLES = ("production", "candidate", "shadow")
 SQLITE_HEADER = b"SQLite format 3\x00"
-CONTENT_FIELDS = ("kind", "instruction", "input", "context", "reference", "response", "response_a", "response_b")
+CONTENT_FIELDS = ("kind", *TEXT_FIELDS)
 
 metadata = sa.MetaData()
 VERDICTS = sa.Table(
@@ -85,7 +84,7 @@ def queued_batches(q: queue.Queue, batch_size: int):
 def item_hash(item: Item) -> str:
     """sha256 of what is judged (kind, prompt fields, responses): the same content hashes the same, whatever its id."""
     content = {k: getattr(item, k) for k in CONTENT_FIELDS if getattr(item, k) is not None}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return sha256_json(content)
 
 
 def as_url(location: str | Path) -> str:

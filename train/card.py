@@ -154,8 +154,8 @@ def card_markdown(card: dict) -> str:
         else "- kept checkpoint: the last",
         *(
             [
-                f"- scores follow response length: r = {t['score_length_corr']:.2f} within an instruction over the last "
-                "quarter of training (0 = length-blind; `score_length_corr` in the loss curve)"
+                f"- scores follow response length: r = {t['score_length_corr']:.2f} within an instruction "
+                "over the last quarter of training (0 = length-blind; `score_length_corr` in the loss curve)"
             ]
             if t.get("score_length_corr") is not None
             else []

@@ -15,8 +15,9 @@ USAGE = """usage: judgeloop train CONFIG [--key=value ...] [--resume]
 Fine-tune a LoRA judge on human labels. CONFIG is a YAML file (configs/train/*.yaml); any field
 can be overridden with --key=value (nested with dots: --lora.rank=8). --resume continues the run
 in output_dir from its last checkpoint. `judgeloop train --all [--only A,B] [--gpu] [--dry-run]`
-trains every criterion of configs/criteria.yaml not trained yet, one at a time. Several processes: torchrun --nproc_per_node N -m judgeloop
-train CONFIG (CPU), or accelerate launch --config_file configs/accelerate/ddp.yaml -m judgeloop ... (GPU).
+trains every criterion of configs/criteria.yaml not trained yet, one at a time. Several processes:
+torchrun --nproc_per_node N -m judgeloop train CONFIG (CPU), or
+accelerate launch --config_file configs/accelerate/ddp.yaml -m judgeloop ... (GPU).
 
 fields:
 """

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from data.errors import ConfigError, DataError, JudgeloopError, ModelError
 from data.paths import JUDGE_FILE
 from data.schema import Item, JudgeRef
 from data.spec import JudgeSpec, load_spec
+from data.splits import seeded_sample
 from judge.agreement import headline, human_class
 from judge.fingerprint import fingerprint
 from judge.hf_backend import HFBackend
@@ -78,16 +78,16 @@ def effective_spec(cfg: TrainConfig, tokenizer, base_ref: str) -> tuple[JudgeSpe
 
 def load_model(cfg: TrainConfig, base_path: str):
     import torch  # deferred: torch takes seconds to import; only this path needs it
-    from transformers import (
-        AutoModelForCausalLM,  # deferred: transformers takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        AutoModelForCausalLM,
     )
 
     cuda = torch.cuda.is_available()
     kwargs: dict = {"dtype": torch.bfloat16 if cfg.bf16 and cuda else torch.float32}
     if cfg.lora.qlora:
         from accelerate import PartialState  # deferred: accelerate takes seconds to import; only this path needs it
-        from transformers import (
-            BitsAndBytesConfig,  # deferred: transformers takes seconds to import; only this path needs it
+        from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+            BitsAndBytesConfig,
         )
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -102,8 +102,8 @@ def load_model(cfg: TrainConfig, base_path: str):
     except OSError as exc:
         raise ModelError(f"cannot load the base model: {exc}", path=base_path, field="base_model") from None
     if cfg.lora.qlora:
-        from peft import (
-            prepare_model_for_kbit_training,  # deferred: PEFT takes seconds to import; only this path needs it
+        from peft import (  # deferred: PEFT takes seconds to import; only this path needs it
+            prepare_model_for_kbit_training,
         )
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
@@ -169,8 +169,8 @@ class JudgeCollator:
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
-        from trl.trainer.sft_trainer import (
-            DataCollatorForLanguageModeling,  # deferred: TRL takes seconds to import; only this path needs it
+        from trl.trainer.sft_trainer import (  # deferred: TRL takes seconds to import; only this path needs it
+            DataCollatorForLanguageModeling,
         )
 
         self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=False)
@@ -365,10 +365,9 @@ class DevScorer:
 def _trainer_class():
     """The SFTTrainer subclass (built lazily: importing TRL takes seconds)."""
     import torch  # deferred: torch takes seconds to import; only this path needs it
-    from transformers.trainer_pt_utils import (  # deferred: transformers takes seconds to import; only this path needs it
-        LengthGroupedSampler,
-        get_length_grouped_indices,
-    )
+
+    # deferred: transformers takes seconds to import; only this path needs it
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
     from trl import SFTTrainer  # deferred: TRL takes seconds to import; only this path needs it
 
     class SeededLengthGroupedSampler(LengthGroupedSampler):
@@ -522,13 +521,6 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
             )
 
 
-def _sample_dev(items: list[Item], limit: int | None, seed: int) -> list[Item]:
-    if limit is None or len(items) <= limit:
-        return items
-    chosen = set(random.Random(seed).sample(range(len(items)), limit))
-    return [it for i, it in enumerate(items) if i in chosen]
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -571,8 +563,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     Every user mistake (data, model, run directory) surfaces here, before anything is written.
     """
     import torch  # deferred: torch takes seconds to import; only this path needs it
-    from transformers import (
-        EarlyStoppingCallback,  # deferred: transformers takes seconds to import; only this path needs it
+    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
+        EarlyStoppingCallback,
     )
     from trl import SFTConfig  # deferred: TRL takes seconds to import; only this path needs it
 
@@ -653,7 +645,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         made, report = tdata.build_examples(source, spec, tokenizer, cfg.data, max_length, both_orders=False)
         dev_examples.extend(made)
         reports.append(report)
-    dev_items = _sample_dev(dev_items, cfg.data.max_dev_items, cfg.seed)
+    dev_items = seeded_sample(dev_items, cfg.data.max_dev_items, cfg.seed)
     table = tdata.report_table(reports, spec, cfg.data)
     say(table)
     if not examples:
@@ -733,12 +725,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
             step = json.loads((Path(run.last_checkpoint) / "trainer_state.json").read_text())["global_step"]
             _truncate_log(run_dir / LOG_FILE, step)
         if importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import (
-                SummaryWriter,  # deferred: torch takes seconds to import; only this path needs it
+            from torch.utils.tensorboard import (  # deferred: torch takes seconds to import; only this path needs it
+                SummaryWriter,
             )
-            from transformers.integrations import (
-                TensorBoardCallback,  # deferred: transformers takes seconds to import; only this path needs it
-            )
+
+            # deferred: transformers takes seconds to import; only this path needs it
+            from transformers.integrations import TensorBoardCallback
 
             trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
     say(

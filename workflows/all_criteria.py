@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import shlex
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from data.errors import JudgeloopError, Problem
 from data.jsonl import read_jsonl, write_jsonl
 from data.paths import CONFIGS_DIR, JUDGE_FILE
 from data.schema import Item, Verdict
+from data.splits import seeded_groups
 from eval.gate import check, load_gates, write_result
 from eval.harness import evaluate
 from eval.report import criteria_lines, failed_rules, gate_status, write_criteria_report, write_report
@@ -58,19 +58,7 @@ def test_items(c: Criterion, max_items: int | None, seed: int, progress=print) -
     names = list(c.test or c.datasets)
     opts = load_train_config(repo_path(c.train)).data  # the training run's split seed and prepared folder
     sources = load_sources(names, "test", opts, progress)
-    items = [it for s in sources for it in s.items]
-    if max_items is not None and len(items) > max_items:
-        groups = sorted({it.group for it in items})
-        random.Random(seed).shuffle(groups)
-        by_group: dict[str, list[Item]] = {}
-        for it in items:
-            by_group.setdefault(it.group, []).append(it)
-        chosen: list[Item] = []
-        for g in groups:
-            if len(chosen) >= max_items:
-                break
-            chosen.extend(by_group[g])
-        items = chosen
+    items = seeded_groups([it for s in sources for it in s.items], max_items, seed)
     digest = hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest()
     info = {
         "name": "+".join(s.name if not c.test else Path(s.name).stem for s in sources),

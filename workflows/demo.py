@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -32,7 +31,7 @@ from data.dataset_registry import get_dataset, load_reference_verdicts, resolve_
 from data.jsonl import JsonlAppender, read_jsonl, write_jsonl
 from data.paths import CONFIGS_DIR, JUDGE_FILE
 from data.prepare import prepare
-from data.provenance import git_commit, sha256_file
+from data.provenance import git_commit, sha256_file, sha256_json
 from data.schema import Item, Verdict
 from eval.gate import check, load_gates, write_result
 from eval.harness import evaluate
@@ -116,16 +115,14 @@ def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Seque
         *train_overrides,
     ]
     cfg = load_train_config(train_config, overrides)
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "config": to_dict(cfg),
-                "train": sha256_file(data_dir / "train.jsonl"),
-                "dev": sha256_file(data_dir / "dev.jsonl"),
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+    key = sha256_json(
+        {
+            "config": to_dict(cfg),
+            "train": sha256_file(data_dir / "train.jsonl"),
+            "dev": sha256_file(data_dir / "dev.jsonl"),
+        },
+        ensure_ascii=True,
+    )
     key_file = run_dir / "demo-key.txt"
     if (run_dir / JUDGE_FILE).exists() and key_file.exists() and key_file.read_text() == key:
         print(f"reusing the finished run {run_dir} (same config and data)")

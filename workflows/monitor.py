@@ -155,7 +155,8 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def chi_square(expected_shares: np.ndarray, live_counts: np.ndarray) -> dict:
-    """Goodness of fit of the live counts to the baseline shares (labels the baseline never gave get the floor share)."""
+    """Goodness of fit of the live counts to the baseline shares (labels the baseline never gave get the
+    floor share)."""
     from scipy.stats import chisquare  # deferred: SciPy takes seconds to import; only this path needs it
 
     exp = np.maximum(expected_shares, PSI_FLOOR)
@@ -551,7 +552,10 @@ def plots(m: dict) -> list[dict]:
         {
             "title": "Quality over time",
             "png": _png(fig),
-            "caption": "Per time bucket: mean verdict probability, swap-inconsistency rate, error rate, PSI against the baseline.",
+            "caption": (
+                "Per time bucket: mean verdict probability, swap-inconsistency rate, error rate, "
+                "PSI against the baseline."
+            ),
         }
     )
 

@@ -198,13 +198,15 @@ def main(argv: list[str]) -> int:
     done = retrain(cfg, promote=args.promote, command="judgeloop " + shlex.join(argv))
     print(format_rules(done["gate"]))
     print(
-        f"registered {done['name']} {done['version']} ({done['fingerprint'][:16]}) as a candidate in {done['registry']}; "
+        f"registered {done['name']} {done['version']} ({done['fingerprint'][:16]}) "
+        f"as a candidate in {done['registry']}; "
         f"validation {done['validation']}"
     )
     if done["promoted"]:
         print(f"promoted {done['name']} {done['version']} to production")
     elif args.promote:
         print(
-            f"not promoted: the gate failed ({', '.join(r['name'] for r in done['gate']['rules'] if r['status'] == 'FAIL')})"
+            "not promoted: the gate failed "
+            f"({', '.join(r['name'] for r in done['gate']['rules'] if r['status'] == 'FAIL')})"
         )
     return 0 if done["passed"] else 1

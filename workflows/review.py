@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import random
 import re
 import time
 from collections import defaultdict
@@ -38,8 +37,9 @@ import numpy as np
 from data.errors import DataError, Problem
 from data.jsonl import read_jsonl, write_jsonl
 from data.labels import LabelSpace, aggregate
-from data.schema import RESPONSE_FIELDS, Item
+from data.schema import PROMPT_FIELDS, RESPONSE_FIELDS, TEXT_FIELDS, Item
 from data.spec import load_spec
+from data.splits import seeded_sample
 from eval.bootstrap import GroupBootstrap, interval
 from judge.agreement import human_class
 from serve.config import LiveConfig
@@ -49,7 +49,6 @@ MANIFEST = "review-manifest.json"
 TASKS = "review-tasks.json"
 CSV_FILE = "review.csv"
 LABEL_CONFIG = "labeling-config.xml"
-TEXT_FIELDS = ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
 TARGETED, RANDOM = "targeted", "random"
 
 
@@ -76,7 +75,7 @@ def select(rows: list[dict], n: int, random_share: float, seed: int) -> tuple[li
     )
     targeted = ranked[: n - n_random]
     rest = ranked[n - n_random :]
-    drawn = random.Random(seed).sample(rest, min(n_random, len(rest)))
+    drawn = seeded_sample(rest, n_random, seed)  # in rank order
     chosen = [(r, TARGETED, "swap-inconsistent" if r["consistent"] is False else "low confidence") for r in targeted]
     chosen += [(r, RANDOM, "uniform random") for r in drawn]
     return chosen, {TARGETED: len(targeted), RANDOM: len(rest)}
@@ -88,7 +87,7 @@ def review_id(row: dict) -> str:
 
 def labeling_config(kind: str, labels: Sequence[str]) -> str:
     """A Label Studio labeling interface for the item kind: the texts, one required single choice."""
-    fields = ["instruction", "input", "context", "reference", *RESPONSE_FIELDS[kind]]
+    fields = [*PROMPT_FIELDS, *RESPONSE_FIELDS[kind]]
     shown = "\n".join(f'  <Header value="{f.replace("_", " ")}"/>\n  <Text name="{f}" value="${f}"/>' for f in fields)
     choices = "\n".join(f'    <Choice value="{lab}"/>' for lab in labels)
     return (

@@ -8,7 +8,6 @@ which is why this workflow sits above serve/ and eval/.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 from collections.abc import Sequence
@@ -18,12 +17,13 @@ from data import dataset_registry
 from data.errors import DataError, JudgeloopError
 from data.jsonl import read_jsonl, write_jsonl
 from data.paths import CONFIGS_DIR
-from data.provenance import sha256_file
+from data.provenance import sha256_chunks, sha256_file
 from data.schema import Item, Verdict
 from data.spec import JudgeSpec, load_spec
+from data.splits import seeded_sample
 from eval.gate import write_result
 from eval.harness import evaluate
-from eval.injection import measure, sample
+from eval.injection import measure
 from eval.report import summary
 from eval.table import match_verdicts
 from judge.registry import Registry
@@ -55,7 +55,7 @@ def verdicts_for(
         verdicts = list(service.score_stream(items))
         if injection:
             injection["result"] = measure(
-                sample(items, injection["n"]), verdicts, lambda batch: list(service.score_stream(batch)), spec
+                seeded_sample(items, injection["n"]), verdicts, lambda batch: list(service.score_stream(batch)), spec
             )
         return verdicts
 
@@ -78,10 +78,7 @@ def load_items_arg(items: str | None, dataset: str | None) -> tuple[list[Item], 
 
 
 def _items_hash(items: Sequence[Item]) -> str:
-    h = hashlib.sha256()
-    for it in items:
-        h.update(it.model_dump_json(exclude_none=True).encode() + b"\n")
-    return h.hexdigest()
+    return sha256_chunks(it.model_dump_json(exclude_none=True).encode() + b"\n" for it in items)
 
 
 def load_reference(arg: str) -> tuple[str, list[Verdict], dict]:
@@ -181,7 +178,8 @@ def cmd_eval(args, argv: list[str]) -> int:
         print(line)
     also = f" and the verdicts, {kept}," if args.judge else ""
     print(
-        f"wrote {out / 'validation.json'}{also}; next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml"
+        f"wrote {out / 'validation.json'}{also}; "
+        f"next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml"
     )
     return 0
 

@@ -1,4 +1,5 @@
 import json
+import random
 import tracemalloc
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from data.errors import DataError
 from data.jsonl import JsonlAppender, read_jsonl, write_jsonl
 from data.schema import Item, JudgeRef, Verdict
-from data.splits import assign, split_of
+from data.splits import assign, seeded_groups, seeded_sample, split_of
 
 
 def make_items(n, per_group=3):
@@ -82,6 +83,24 @@ def test_splits_are_deterministic_grouped_and_order_free():
     counts = {s: list(first.values()).count(s) for s in ("train", "dev", "test")}
     assert 0.75 < counts["train"] / 3000 < 0.85 and 0.07 < counts["test"] / 3000 < 0.13
     assert {i.id: s for s, i in assign(items, seed=8)} != first, "the seed changes the split"
+
+
+def test_a_seeded_sample_draws_what_random_sample_draws_in_the_items_order():
+    for n_items, n, seed in [(20, 5, 0), (100, 37, 7), (5, 4, 1), (1000, 1, 3)]:
+        items = [f"x{i}" for i in range(n_items)]
+        got = seeded_sample(items, n, seed)
+        assert set(got) == set(random.Random(seed).sample(items, n))
+        assert got == sorted(got, key=items.index)
+    assert seeded_sample(list(range(20)), 5, 0) == [1, 8, 12, 13, 15]  # pinned: saved runs and figures rely on it
+    assert seeded_sample([3, 1, 2], 3, 0) == seeded_sample([3, 1, 2], None, 0) == [3, 1, 2]
+
+
+def test_seeded_groups_take_whole_groups_until_enough():
+    items = make_items(30)  # ten groups of three
+    got = seeded_groups(items, 7, 3)
+    assert [i.id for i in got] == ["i3", "i4", "i5", "i15", "i16", "i17", "i18", "i19", "i20"]  # pinned
+    assert seeded_groups(items, 7, 3) == got and seeded_groups(items, 7, 4) != got
+    assert seeded_groups(items, 30, 3) == seeded_groups(items, None, 3) == items
 
 
 def test_bad_fractions():

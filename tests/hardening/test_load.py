@@ -21,7 +21,8 @@ from tests.serve.test_api import KEY, serving  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 # the committed figures are rewritten only on request, never by a plain test run:
-#   JUDGELOOP_LOAD_RESULTS=benchmarks/results/load.json pytest tests/hardening/test_load.py tests/hardening/test_vllm_faults.py
+#   JUDGELOOP_LOAD_RESULTS=benchmarks/results/load.json \
+#     pytest tests/hardening/test_load.py tests/hardening/test_vllm_faults.py
 RESULTS_ENV = "JUDGELOOP_LOAD_RESULTS"
 N = 1000
 

@@ -20,7 +20,7 @@ from data.errors import JudgeloopError
 from data.jsonl import JsonlAppender, iter_json_lines, read_jsonl
 from data.labels import KINDS, LabelSpace, aggregate
 from data.render import RenderError, render
-from data.schema import Item, JudgeRef, Verdict
+from data.schema import TEXT_FIELDS, Item, JudgeRef, Verdict
 from data.spec import load_spec
 from eval import metrics
 from judge import agreement
@@ -101,13 +101,7 @@ def test_renderer_answers_or_raises_a_render_error(tokenizer, case):
     # judged text is data: it never adds a special token (a forged turn) or is run as a template
     clean = render(
         spec,
-        item.model_copy(
-            update={
-                k: "x"
-                for k in ("instruction", "input", "context", "reference", "response", "response_a", "response_b")
-                if getattr(item, k) is not None
-            }
-        ),
+        item.model_copy(update={k: "x" for k in TEXT_FIELDS if getattr(item, k) is not None}),
         tokenizer,
         order,
     )

@@ -209,44 +209,22 @@ def test_review_export_and_a_label_studio_export_round_trips(traffic, tiny_specs
         assert it.meta["review"]["stratum"] == entry["stratum"] and it.meta["review"]["verdict"] == entry["verdict"]
 
     # the CLI, and the same labels through the CSV, with one bad cell
+    def import_csv(rows: list[dict]) -> int:
+        with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        spec_arg, out_arg = f"--spec={tiny_specs['pairwise']}", f"--out={tmp_path / 'from-csv.jsonl'}"
+        return judgeloop.main(["review", "import", str(paths["csv"]), spec_arg, out_arg])
+
     rows = list(csv.DictReader(open(paths["csv"], encoding="utf-8")))
     for i, row in enumerate(rows):
         row["label"] = "maybe" if i == 2 else "A"
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    assert (
-        judgeloop.main(
-            [
-                "review",
-                "import",
-                str(paths["csv"]),
-                f"--spec={tiny_specs['pairwise']}",
-                f"--out={tmp_path / 'from-csv.jsonl'}",
-            ]
-        )
-        == 2
-    )
+    assert import_csv(rows) == 2
     assert f"{paths['csv']}:4: field 'label': label 'maybe' is not one of A, B, tie" in capsys.readouterr().err
     assert not (tmp_path / "from-csv.jsonl").exists()  # nothing half-written
     rows[2]["label"] = "tie"
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    assert (
-        judgeloop.main(
-            [
-                "review",
-                "import",
-                str(paths["csv"]),
-                f"--spec={tiny_specs['pairwise']}",
-                f"--out={tmp_path / 'from-csv.jsonl'}",
-            ]
-        )
-        == 0
-    )
+    assert import_csv(rows) == 0
     assert len(list(read_jsonl(tmp_path / "from-csv.jsonl", Item))) == 12
 
     # a bad label in the Label Studio export names the file, line and task

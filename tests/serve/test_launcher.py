@@ -165,7 +165,10 @@ def test_stop_ends_the_whole_process_group(tmp_path):
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(600)"
+    )
     child = ChildProcess([sys.executable, "-c", code], log_path=tmp_path / "c.log").start()
     while "ready" not in child.log_path.read_text():
         time.sleep(0.05)
@@ -174,12 +177,15 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
     assert wait_gone(child.pid) and time.monotonic() - start < 10
 
 
+def launcher_script(log_path, then: str = "") -> str:
+    """A Python program that starts a sleeping ChildProcess, prints its pid, then runs ``then``."""
+    child = f"ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(log_path)!r})"
+    head = "import sys, time\nfrom serve.launcher import ChildProcess\n"
+    return f"{head}c = {child}.start()\nprint(c.pid, flush=True)\n{then}"
+
+
 def test_child_dies_when_its_launcher_is_killed(tmp_path):
-    launcher = (
-        "import sys, time\nfrom serve.launcher import ChildProcess\n"
-        f"c = ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(tmp_path / 'c.log')!r}).start()\n"
-        "print(c.pid, flush=True)\ntime.sleep(600)\n"
-    )
+    launcher = launcher_script(tmp_path / "c.log", then="time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=REPO, stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
     assert running(child_pid)
@@ -189,11 +195,7 @@ def test_child_dies_when_its_launcher_is_killed(tmp_path):
 
 
 def test_child_stopped_at_exit(tmp_path):
-    launcher = (
-        "import sys\nfrom serve.launcher import ChildProcess\n"
-        f"c = ChildProcess([sys.executable, '-c', 'import time; time.sleep(600)'], log_path={str(tmp_path / 'c.log')!r}).start()\n"
-        "print(c.pid, flush=True)\n"
-    )
+    launcher = launcher_script(tmp_path / "c.log")
     done = subprocess.run([sys.executable, "-c", launcher], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert wait_gone(int(done.stdout.split()[0]))
 
