@@ -48,27 +48,85 @@ def field_help(cls) -> dict[str, str]:
     return out
 
 
-def _yaml_with_lines(text: str, path: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML and return the data plus the line of every (dotted) key."""
+class _Refused(yaml.MarkedYAMLError):
+    """A YAML construct judgeloop does not accept, with where it is (``field``: the dotted key, if any)."""
+
+    def __init__(self, problem: str, mark, field: str | None = None, hint: str | None = None):
+        super().__init__(problem=problem, problem_mark=mark)
+        self.field, self.hint = field, hint
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader without aliases: an alias (``*name``, ``<<: *name``) is refused where it
+    stands, so a file of nested aliases (a "billion laughs" bomb: 871 bytes that expand beyond any
+    memory) fails at its first alias instead of hanging every loader. No judgeloop file needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                f"YAML aliases are not allowed (*{event.anchor})",
+                event.start_mark,
+                hint="write the value out where it is used",
+            )
+        return super().compose_node(parent, index)
+
+
+def _check_keys(node, prefix: str, lines: dict[str, int]) -> None:
+    """Record the line of every dotted mapping key; refuse a key given twice in one mapping (PyYAML keeps
+    the last silently, so a second ``min_agreement:`` further down would loosen a gate unnoticed)."""
+    stack = [(node, prefix, True)]
+    while stack:  # iterative: nesting depth is bounded by the parser, not by Python's recursion limit
+        n, pre, keyed = stack.pop()  # keyed: reached through mapping keys only (errors name those lines)
+        if isinstance(n, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in n.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    continue
+                key, line = f"{pre}{k.value}", k.start_mark.line + 1
+                if k.value in first:
+                    raise _Refused(
+                        f"duplicate key '{k.value}' on lines {first[k.value]} and {line}",
+                        k.start_mark,
+                        field=key,
+                        hint="keep one of them",
+                    )
+                first[k.value] = line
+                if keyed:
+                    lines[key] = line
+                stack.append((v, key + ".", keyed))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend((v, f"{pre}{i}.", False) for i, v in enumerate(n.value))
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with the ``StrictLoader`` rules (no aliases, no duplicate keys)."""
+    return _yaml_with_lines(text, None)[0]
+
+
+def _yaml_with_lines(text: str, path: str | None) -> tuple[Any, dict[str, int]]:
+    """Parse YAML and return the data plus the line of every (dotted) key (mapping keys only)."""
+    loader = StrictLoader(text)
+    lines: dict[str, int] = {}
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+        _check_keys(node, "", lines)
+        data = loader.construct_document(node)
+    except _Refused as exc:
+        raise ConfigError(
+            exc.problem, path=path, line=exc.problem_mark.line + 1, field=exc.field, hint=exc.hint
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
             f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, line=mark.line + 1 if mark else None
         ) from None
-    lines: dict[str, int] = {}
-
-    def walk(n, prefix):
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-
-    if node is not None:
-        walk(node, "")
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", path=path) from None
+    finally:
+        loader.dispose()
     return data, lines
 
 
@@ -85,6 +143,15 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
     if problems:
         raise ConfigError(problems=problems)
     return out
+
+
+def _load_override(text: str) -> Any:
+    """An override's YAML value (``--labels=[a, b]``); a refused or invalid one is a ValueError (named
+    by its override)."""
+    try:
+        return safe_load(text)
+    except ConfigError as exc:
+        raise ValueError(exc.first.message) from None
 
 
 def _coerce(value: Any, tp: Any, from_string: bool) -> Any:
@@ -118,14 +185,14 @@ def _coerce(value: Any, tp: Any, from_string: bool) -> Any:
     if origin in (list, tuple):
         (item_tp, *_) = get_args(tp) or (Any,)
         if from_string:
-            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+            value = _load_override(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
             from_string = False
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"must be a list, got {value!r}")
         return [_coerce(v, item_tp, from_string) for v in value]
     if origin is dict or tp is dict:
         if from_string:
-            value = yaml.safe_load(value)
+            value = _load_override(value)
         if not isinstance(value, dict):
             raise ValueError(f"must be a mapping, got {value!r}")
         return dict(value)

@@ -6,12 +6,16 @@ reports every problem at once; ``spec_hash`` is the spec's part of the judge fin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jinja2
 import jinja2.meta
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from data.config import build_config, load_yaml, option, parse_overrides, to_dict
 from data.errors import Problem, UnknownNameError
@@ -22,6 +26,112 @@ from data.schema import RESPONSE_FIELDS, TEXT_FIELDS
 
 JUDGES_DIR = CONFIGS_DIR / "judges"
 RESPONSE_LABELS = ("yes", "no")  # separate mode: is this one response good? score = logit(yes) - logit(no)
+
+
+# --- templates: compiled and rendered only in Jinja's sandbox ---------------------------------------
+# A spec's template is code from whoever wrote the spec (shared judge directories, other teams), so it
+# runs in ``ImmutableSandboxedEnvironment``: no private or internal attributes (``__globals__``,
+# ``__class__``, ``mro``, ...), no mutating methods, ``range`` capped. ``validate`` refuses an unsafe
+# template at load; rendering refuses it again (a spec built without validation).
+UNSAFE_NAMES = frozenset(
+    {"mro", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "func_globals", "func_code"}
+    | {"f_globals", "f_locals", "f_builtins", "f_back", "f_code", "tb_frame", "tb_next", "co_code"}
+)
+# filters that look an attribute up by the name given as an argument (``attr('__class__')``, ``map(attribute=...)``)
+_ATTRIBUTE_FILTERS = frozenset(
+    {"attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"}
+)
+MAX_SEQUENCE = 1_000_000  # longest string or list a template may build with ``*``
+MAX_EXPONENT = 1_024
+
+
+class TemplateSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, plus ``*`` and ``**`` that cannot build a gigabyte (``{{ 'a' * 10**10 }}`` would hang
+    compiling: Jinja folds constant expressions unless the operator is intercepted)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is above {MAX_EXPONENT}")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
+                    raise SecurityError(f"'*' would build a sequence over {MAX_SEQUENCE:,} long")
+        return super().call_binop(context, operator, left, right)
+
+
+TEMPLATE_ENV = TemplateSandbox(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_template(source: str) -> jinja2.Template:
+    """A spec's template compiled once in the sandbox (compiling took ~3 ms a render, most of a render's time)."""
+    return TEMPLATE_ENV.from_string(source)
+
+
+def template_values(fields: dict[str, Any], spec: JudgeSpec) -> dict[str, Any]:
+    """Everything a template sees: the item's fields plus the spec's rubric and labels."""
+    return {
+        **fields,
+        "criteria": spec.criteria.strip(),
+        "labels": spec.labels,
+        "label_descriptions": spec.label_descriptions,
+        "kind": spec.kind,
+    }
+
+
+def _reached_names(ast: nodes.Template) -> list[tuple[str, int]]:
+    """(name, template line) of every private or internal attribute the template names: ``x.__class__``,
+    ``x['__globals__']``, ``x|attr('mro')``, ``map(attribute='__class__')``, or a string constant holding
+    a dunder fragment (``'__in' ~ 'it__'``). Found statically, so a branch the placeholder render does not
+    take is refused too; what no static look can see (a name computed some other way) the sandbox still
+    refuses when it runs."""
+
+    def private(name: Any) -> bool:  # what the sandbox refuses as an attribute
+        return isinstance(name, str) and (name.startswith("_") or name in UNSAFE_NAMES)
+
+    def dunder(value: Any) -> bool:  # a constant that can only be meant as (part of) an internal name
+        return isinstance(value, str) and ("__" in value or value in UNSAFE_NAMES)
+
+    found = []
+    for node in ast.find_all((nodes.Getattr, nodes.Filter, nodes.Const)):
+        if isinstance(node, nodes.Getattr):
+            names = [node.attr] if private(node.attr) else []
+        elif isinstance(node, nodes.Filter):
+            args = [*node.args, *(kw.value for kw in node.kwargs)] if node.name in _ATTRIBUTE_FILTERS else []
+            names = [a.value for a in args if isinstance(a, nodes.Const) and private(a.value)]
+        else:
+            names = [node.value] if dunder(node.value) else []
+        found += [(name, node.lineno) for name in names]
+    return found
+
+
+def template_problems(spec: JudgeSpec, ast: nodes.Template) -> list[Problem]:
+    """Why a template that compiles may not be used: it reaches for private or internal attributes, or
+    rendering it once with placeholder fields in the sandbox fails (an unsafe call, an undefined name)."""
+    reached = _reached_names(ast)
+    if reached:
+        names = ", ".join(f"'{name}'" for name in dict.fromkeys(name for name, _ in reversed(reached)))
+        line = min(line for _, line in reached)
+        return [
+            Problem(
+                f"template reaches for {names} (template line {line}): private and internal attributes are refused",
+                field="template",
+                hint="a template shows the item fields, criteria, labels and label_descriptions; nothing else",
+            )
+        ]
+    placeholders = {name: f"<{name}>" for name in TEXT_FIELDS}
+    try:
+        compile_template(spec.template).render(**template_values(placeholders, spec))
+    except SecurityError as exc:
+        return [Problem(f"template is unsafe: {exc}", field="template")]
+    except jinja2.TemplateError as exc:
+        return [Problem(f"template fails to render with placeholder fields: {exc}", field="template")]
+    except Exception as exc:  # any failure of the spec's own template is the spec's problem
+        message = f"template fails to render with placeholder fields ({type(exc).__name__}: {exc})"
+        return [Problem(message, field="template")]
+    return []
 
 
 @dataclass
@@ -65,13 +175,15 @@ class JudgeSpec:
         except ValueError as exc:
             problems.append(Problem(str(exc), field="labels"))
         try:
-            ast = jinja2.Environment().parse(self.template)
+            ast = TEMPLATE_ENV.parse(self.template)
             used = jinja2.meta.find_undeclared_variables(ast)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(
                 Problem(f"template does not compile: {exc.message} (template line {exc.lineno})", field="template")
             )
             used = set()
+        else:
+            problems += template_problems(self, ast)
         need = set(RESPONSE_FIELDS[self.kind])
         if self.pairwise_mode == "separate":
             need = {"response"}  # one response per prompt

@@ -5,21 +5,38 @@ A judge directory (written by `judgeloop train` and `judgeloop merge`) holds ``j
 with paths relative to the directory. A spec name or file alone means the untuned base model.
 ``registry:NAME`` is the production version of NAME in the judge registry (``registry:NAME@VERSION``
 a given version), so serving configs resolve "production" through the registry.
+
+A judge directory is checked as it loads (so registry resolution, serving, merging and validation
+all get a judge whose files are the ones its fingerprint names):
+
+- its adapter must lie inside the directory, and its base model inside the directory, in the
+  embedded/cached models (judgeloop's cache, the Hugging Face cache: a hub id) or under a directory
+  declared trusted in ``$JUDGELOOP_TRUSTED_MODELS`` (``os.pathsep``-separated);
+- its weights must be the ones fingerprinted (``verify_weights``): the fingerprint is recomputed from
+  the files (a merged judge, which carries its adapter judge's fingerprint, is checked against the
+  ``weights_sha256`` recorded at merge). File hashes are cached by path, size and mtime, so an unchanged
+  judge costs a stat per weight file. Measured on the embedded SmolLM2-135M (538 MB of safetensors, 2
+  CPU cores, file in the page cache): the first check hashes it in 0.65-0.9 s (about 1.5 s per GB; a
+  7B model's 15 GB take ~25 s, once), each later check 0.4 ms (``load_judge`` as a whole ~8 ms, most
+  of it validating the spec).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.embedded_model import resolve_model
-from data.errors import ModelError
-from data.paths import JUDGE_FILE
+from data.errors import ConfigError, ModelError
+from data.paths import JUDGE_FILE, cache_dir
 from data.schema import JudgeRef
 from data.spec import JudgeSpec, load_spec, spec_from_dict
-from judge.fingerprint import fingerprint
+from judge.fingerprint import fingerprint, weights_hashes
 from judge.registry import resolve
+
+TRUSTED_MODELS_ENV = "JUDGELOOP_TRUSTED_MODELS"
 
 
 @dataclass
@@ -77,6 +94,75 @@ def base_judge(spec: JudgeSpec, model: str | None = None) -> Judge:
 
 
 REGISTRY_PREFIX = "registry:"
+REVALIDATE = "the judge's files changed after it was fingerprinted: restore them, or re-validate and re-register it"
+
+
+def trusted_model_roots() -> list[Path]:
+    """Where a judge directory's base model may live outside the directory: judgeloop's model cache (the
+    embedded model), the Hugging Face hub cache, and each directory in ``$JUDGELOOP_TRUSTED_MODELS``."""
+    hf_home = os.environ.get("HF_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    )
+    roots = [cache_dir() / "models", Path(os.environ.get("HF_HUB_CACHE") or Path(hf_home) / "hub")]
+    return roots + [Path(p) for p in os.environ.get(TRUSTED_MODELS_ENV, "").split(os.pathsep) if p]
+
+
+def _base_model_path(directory: Path, base: str, judge_file: Path) -> str:
+    """What a judge directory's ``base_model`` loads: a path inside the directory, the embedded model or a
+    hub id (both in the caches), or a path under a trusted root; anything else is refused."""
+    inside = directory / base
+    path = inside if inside.exists() else Path(resolve_model(base))  # the embedded name -> its cached copy
+    if not path.exists():
+        if Path(base).is_absolute() or base.startswith("."):
+            raise ModelError(f"the judge's base model '{base}' is missing", path=str(judge_file), field="base_model")
+        return str(path)  # a hub id: loaded from the Hugging Face cache (fingerprinted over its snapshot's files)
+    real = path.resolve()
+    if not any(real.is_relative_to(root.resolve()) for root in [directory, *trusted_model_roots()]):
+        raise ModelError(
+            f"the judge's base model '{base}' is outside its judge directory and the model caches",
+            path=str(judge_file),
+            field="base_model",
+            hint=f"declare its location trusted ({TRUSTED_MODELS_ENV}={real.parent}), "
+            "or keep the model inside the judge directory",
+        )
+    return str(path)
+
+
+def verify_weights(judge: Judge, meta: dict, judge_file: Path) -> None:
+    """Refuse a judge directory whose weights are not the ones its fingerprint was computed from (weights
+    swapped under a validated fingerprint). A merged judge is checked against ``weights_sha256`` (its
+    fingerprint is its adapter judge's); any other against its fingerprint recomputed from its files."""
+    recorded = meta.get("weights_sha256")
+    if isinstance(recorded, dict) and judge.adapter_path is None:
+        current = weights_hashes(judge.model_path)
+        changed = sorted(name for name in recorded.keys() | current.keys() if recorded.get(name) != current.get(name))
+        if changed:
+            raise ModelError(
+                f"the merged weights are not the ones recorded at merge ({', '.join(changed)}), so fingerprint "
+                f"{judge.fingerprint[:16]} does not describe them",
+                path=str(judge_file),
+                field="fingerprint",
+                hint=REVALIDATE,
+            )
+        return
+    found = fingerprint(judge.spec, judge.model_path, judge.adapter_path)
+    if found != judge.fingerprint:
+        raise ModelError(
+            f"the judge's files give fingerprint {found[:16]}, not the {str(judge.fingerprint)[:16]} it carries",
+            path=str(judge_file),
+            field="fingerprint",
+            hint=REVALIDATE,
+        )
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """A JSON object whose keys are all different (json keeps the last of a repeated key silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key '{twice}' is given twice")
+    return out
 
 
 def registry_judge(ref: str) -> Judge:
@@ -108,7 +194,7 @@ def load_judge(ref: str | Path, model: str | None = None) -> Judge:
     p = Path(ref)
     if (p / JUDGE_FILE).exists():
         try:
-            meta = json.loads((p / JUDGE_FILE).read_text(encoding="utf-8"))
+            meta = json.loads((p / JUDGE_FILE).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
             missing = [k for k in ("spec", "base_model", "fingerprint") if k not in meta]
         except (ValueError, TypeError) as exc:
             raise ModelError(
@@ -121,9 +207,14 @@ def load_judge(ref: str | Path, model: str | None = None) -> Judge:
                 field=missing[0],
                 hint="a judge directory is written by `judgeloop train` or `judgeloop merge`",
             )
-        spec = spec_from_dict(meta["spec"])
-        base = meta["base_model"]
-        base_path = str(p / base) if (p / base).exists() else resolve_model(base)
+        try:
+            spec = spec_from_dict(meta["spec"])
+        except ConfigError as exc:  # name the file the spec came from (an unsafe template, a bad field)
+            for problem in exc.problems:
+                problem.path = problem.path or str(p / JUDGE_FILE)
+                problem.field = f"spec.{problem.field}" if problem.field else "spec"
+            raise ConfigError(problems=exc.problems) from None
+        base_path = _base_model_path(p, str(meta["base_model"]), p / JUDGE_FILE)
         adapter = str(p / meta["adapter"]) if meta.get("adapter") else None
         if adapter and not Path(adapter).resolve().is_relative_to(p.resolve()):
             # adapters load only from the judge directories the config names: no ../, absolute path or symlink out
@@ -135,7 +226,9 @@ def load_judge(ref: str | Path, model: str | None = None) -> Judge:
             )
         if adapter and not Path(adapter).exists():
             raise ModelError("the judge's adapter directory is missing", path=adapter)
-        return Judge(spec, base_path, adapter, meta["fingerprint"], str(meta.get("version", "1")), p)
+        judge = Judge(spec, base_path, adapter, meta["fingerprint"], str(meta.get("version", "1")), p)
+        verify_weights(judge, meta, p / JUDGE_FILE)
+        return judge
     if p.is_dir():
         raise ModelError(
             f"not a judge directory (no {JUDGE_FILE})",

@@ -3,7 +3,10 @@
 On CPU, vLLM serves a LoRA adapter ~10x slower than a merged model (PLATFORM.md), so the judge
 that takes production traffic is merged. The merged judge keeps the adapter judge's fingerprint:
 it is the same judge, and the served production judge must carry the validated fingerprint.
-``weights_sha256`` records the merged files, ``merged_from`` the run it came from.
+``weights_sha256`` records the merged files (``judge.fingerprint.weight_files``: the same files a
+fingerprint covers), ``merged_from`` the run it came from; loading the merged judge checks its files
+against ``weights_sha256`` (``judge.loading.verify_weights``), so swapped weights do not keep the
+validated fingerprint.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from data.errors import ModelError
 from data.paths import JUDGE_FILE
 from data.provenance import sha256_file
-from judge.fingerprint import WEIGHT_SUFFIXES
+from judge.fingerprint import weight_files
 from judge.loading import load_judge
 
 
@@ -49,7 +52,7 @@ def merge(run_dir: str | Path, out: str | Path | None = None, progress=print) ->
     merged.save_pretrained(staging, safe_serialization=True)
     AutoTokenizer.from_pretrained(judge.adapter_path).save_pretrained(staging)
     meta = json.loads((run_dir / JUDGE_FILE).read_text())
-    weights = {f.name: sha256_file(f) for f in sorted(staging.iterdir()) if f.suffix in WEIGHT_SUFFIXES}
+    weights = {f.name: sha256_file(f) for f in weight_files(staging)}
     meta.update(
         {
             "base_model": ".",

@@ -7,12 +7,21 @@ input id exactly once. Items that could not be scored get a verdict with ``error
 not retried by a rerun; when no engine is reachable at all the run stops instead (exit 2), keeping
 what it wrote, so a rerun scores the rest. Two batches are in flight at once, so rendering one overlaps scoring
 the other; verdicts are still written in input order.
+
+An output file holds one judge's verdicts: resuming into a file another judge wrote (another
+fingerprint) is refused, and the output is claimed with an ``fcntl`` lock on a sidecar
+``OUT.lock`` file for the whole run, so two runs never append to one file. ``claim_output`` does
+both, and `judgeloop score` calls it before any model loads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.errors import JudgeloopError, ServerUnavailable
+from data.errors import DataError, JudgeloopError, ServerUnavailable
 from data.jsonl import JsonlAppender, read_jsonl
 from data.schema import Item, JudgeRef, Verdict
 
@@ -60,6 +69,82 @@ class ScoreSummary:
         return "\n".join(lines)
 
 
+LOCK_SUFFIX = ".lock"
+_held: set[str] = set()  # outputs this process has claimed (a claim inside a claim is the same claim)
+_held_lock = threading.Lock()
+
+
+def lock_path(out_path: str | Path) -> Path:
+    out = Path(out_path)
+    return out.with_name(out.name + LOCK_SUFFIX)
+
+
+def check_output_judge(out_path: str | Path, judge: JudgeRef) -> None:
+    """Refuse an output that holds another judge's verdicts (streamed: constant memory). Lines that are
+    not complete records are left to ``JsonlAppender`` (a torn last line is dropped, a foreign one named)."""
+    out = Path(out_path)
+    if not out.is_file():
+        return
+    with open(out, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n") or not raw.strip():
+                continue
+            try:
+                found = json.loads(raw).get("judge") or {}
+                fingerprint = found.get("fingerprint")
+            except (ValueError, RecursionError, AttributeError):
+                continue
+            if fingerprint is not None and fingerprint != judge.fingerprint:
+                raise DataError(
+                    f"holds verdicts of judge '{found.get('name')}' (fingerprint {str(fingerprint)[:16]}), "
+                    f"not of this judge '{judge.name}' ({judge.fingerprint[:16]})",
+                    path=str(out),
+                    line=lineno,
+                    field="judge.fingerprint",
+                    hint="pass another --out: a verdict file holds one judge's verdicts",
+                )
+
+
+@contextlib.contextmanager
+def claim_output(out_path: str | Path, judge: JudgeRef | None = None):
+    """Hold ``out_path`` for this run: it must be a file path (not a directory), no other process may be
+    writing it (an exclusive ``fcntl`` lock on ``OUT.lock``, released when the run ends or dies), and with
+    ``judge`` given it must hold no other judge's verdicts. Re-entrant within a process."""
+    out = Path(out_path)
+    if out.is_dir():
+        raise DataError("is a directory, not a verdict file", path=str(out), hint="pass --out DIR/verdicts.jsonl")
+    key = str(out.resolve())
+    with _held_lock:
+        nested = key in _held
+    if nested:
+        if judge is not None:
+            check_output_judge(out, judge)
+        yield out
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(out), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                "another run is writing this output",
+                path=str(out),
+                hint=f"wait for it to finish, or pass another --out (the lock is {lock_path(out).name})",
+            ) from None
+        with _held_lock:
+            _held.add(key)
+        try:
+            if judge is not None:
+                check_output_judge(out, judge)
+            yield out
+        finally:
+            with _held_lock:
+                _held.discard(key)
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def count_records(path: str | Path) -> int:
     with open(path, "rb") as fh:
         return sum(1 for line in fh if line.strip())
@@ -88,12 +173,14 @@ def score_file(
     batch_size: int = 64,
     progress: bool = True,
 ) -> ScoreSummary:
-    """Score every item of ``in_path`` not yet in ``out_path``; returns the summary of the output."""
+    """Score every item of ``in_path`` not yet in ``out_path``; returns the summary of the output.
+    The output is claimed first (``claim_output``): locked, and refused if another judge wrote it."""
 
     summary = ScoreSummary(Path(out_path))
     total_in = count_records(in_path) if Path(in_path).exists() else None
     start = time.perf_counter()
     with (
+        claim_output(out_path, judge),
         JsonlAppender(out_path) as out,
         tqdm(
             total=total_in, unit="item", desc="scoring", disable=not progress, file=sys.stderr, dynamic_ncols=True

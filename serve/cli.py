@@ -12,8 +12,9 @@ from data.config import field_help
 from data.errors import ConfigError, ServerError
 from data.jsonl import iter_json_lines
 from data.schema import JudgeRef
+from judge.loading import load_judge
 from serve.api import create_app
-from serve.batch import score_file
+from serve.batch import check_output_judge, claim_output, score_file
 from serve.client import JudgeClient
 from serve.config import ServeConfig, load_serve_config
 from serve.launcher import check_port_free
@@ -146,13 +147,17 @@ def score_main(argv: list[str]) -> int:
 
     next(iter(iter_json_lines(args.in_path)), None)  # a missing or empty input fails now, not after startup
     both = not args.one_order
-    if args.endpoint:
-        summary = _score_via_api(args, both)
-    else:
-        if args.engine:
-            overrides = [*overrides, f"--engine={args.engine}"]
-        cfg = load_serve_config(args.config, overrides)
-        summary = _score_locally(args, cfg, both)
+    # the output is checked before any model loads: a directory, another run writing it (a lock held to the
+    # end), or another judge's verdicts in it (the judge's fingerprint needs its files, not its model)
+    with claim_output(args.out_path):
+        if args.endpoint:
+            summary = _score_via_api(args, both)
+        else:
+            if args.engine:
+                overrides = [*overrides, f"--engine={args.engine}"]
+            cfg = load_serve_config(args.config, overrides)
+            check_output_judge(args.out_path, load_judge(args.judge).ref)
+            summary = _score_locally(args, cfg, both)
     print(summary.text())
     return 0
 
@@ -192,6 +197,7 @@ def _score_via_api(args, both: bool):
             )
         info = next(j for j in listed if j["name"] == name)
         ref = JudgeRef(name=info["spec"], fingerprint=info["fingerprint"])
+        check_output_judge(args.out_path, ref)
         return score_file(
             args.in_path,
             args.out_path,

@@ -3,12 +3,28 @@ from pathlib import Path
 
 import pytest
 
+from judge.loading import TRUSTED_MODELS_ENV
 from tests.tiny_model import save_tiny_model, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MIRROR = REPO.parent / "shared" / "datasets"
 if not os.environ.get("JUDGELOOP_DATA_MIRROR") and (SHARED_MIRROR / "MANIFEST.md").exists():
     os.environ["JUDGELOOP_DATA_MIRROR"] = str(SHARED_MIRROR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trusted_test_models(tmp_path_factory):
+    """Judge directories in tests name base models in pytest's temporary directories (tiny models built per
+    session): declare those trusted, as a user declares a shared model directory (judge/loading.py). Tests of
+    the confinement itself set JUDGELOOP_TRUSTED_MODELS themselves."""
+    root = str(tmp_path_factory.getbasetemp().resolve())
+    previous = os.environ.get(TRUSTED_MODELS_ENV)
+    os.environ[TRUSTED_MODELS_ENV] = root if not previous else os.pathsep.join([previous, root])
+    yield
+    if previous is None:
+        os.environ.pop(TRUSTED_MODELS_ENV, None)
+    else:
+        os.environ[TRUSTED_MODELS_ENV] = previous
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from data.config import to_dict
+from data.config import load_yaml, to_dict
 from data.embedded_model import resolve_model
 from data.errors import ConfigError, DataError, JudgeloopError, ModelError
 from data.paths import JUDGE_FILE
@@ -511,7 +511,7 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
             )
         return
     if saved.exists():
-        before, now = _flat(yaml.safe_load(saved.read_text())), _flat(to_dict(cfg))
+        before, now = _flat(load_yaml(saved)[0]), _flat(to_dict(cfg))
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
             raise ConfigError(

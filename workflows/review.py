@@ -6,7 +6,11 @@ drawn from every other item of the window. It writes a Label Studio import file
 (``review-tasks.json``, with ``labeling-config.xml`` for the project), the same tasks as CSV
 (``review.csv``, a ``label`` column to fill; add ``label_2``... for more reviewers), and
 ``review-manifest.json``: each task's item, the judge's verdict and its sampling stratum.
-The judge's verdict is never shown to reviewers.
+The judge's verdict is never shown to reviewers. A CSV cell that a spreadsheet would take for a
+formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is written with a
+leading ``'`` (OWASP's advice against CSV injection), as is a cell that starts with ``'`` itself; the
+import strips exactly that one ``'`` again, so the round trip is lossless. An export never overwrites
+an earlier one (its ``review.csv`` may hold a reviewer's labels).
 
 Import reads a Label Studio JSON export or the filled CSV back into canonical labelled items
 (labels checked against the spec's label space; every problem named by file, line and field;
@@ -50,9 +54,30 @@ TASKS = "review-tasks.json"
 CSV_FILE = "review.csv"
 LABEL_CONFIG = "labeling-config.xml"
 TARGETED, RANDOM = "targeted", "random"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet evaluates (OWASP: CSV injection)
+CSV_ESCAPE = "'"
 
 
 # --- export -------------------------------------------------------------------------------------
+
+
+def csv_cell(value: str) -> str:
+    """A text as a CSV cell no spreadsheet evaluates: a ``'`` before a formula start (and before a
+    leading ``'``, so that ``csv_text`` can strip exactly the one it added)."""
+    return CSV_ESCAPE + value if value.startswith((*FORMULA_START, CSV_ESCAPE)) else value
+
+
+def csv_text(cell: str) -> str:
+    """The text a ``csv_cell`` was written from (a reviewer's typed label passes unchanged)."""
+    return cell[len(CSV_ESCAPE) :] if cell.startswith(CSV_ESCAPE) else cell
+
+
+def write_review_csv(path: Path, columns: list[str], table: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for d in table:
+            writer.writerow({c: csv_cell(str(d.get(c, ""))) for c in columns})
 
 
 def select(rows: list[dict], n: int, random_share: float, seed: int) -> tuple[list[tuple[dict, str, str]], dict]:
@@ -108,8 +133,17 @@ def export_review(
     random_share: float = 0.3,
     seed: int = 0,
 ) -> dict[str, Path]:
-    """Write the review tasks (Label Studio JSON, CSV), the labeling config and the manifest."""
-
+    """Write the review tasks (Label Studio JSON, CSV), the labeling config and the manifest (never over an
+    earlier export: its CSV may hold a reviewer's labels)."""
+    out = Path(out_dir)
+    paths = {"csv": out / CSV_FILE, "tasks": out / TASKS, "config": out / LABEL_CONFIG, "manifest": out / MANIFEST}
+    earlier = [p for p in paths.values() if p.exists()]
+    if earlier:  # a filled review.csv is a reviewer's work: never overwrite an export
+        raise DataError(
+            "an earlier review export is here; not overwriting it",
+            path=str(earlier[0]),
+            hint="pass --out NEW_DIR, or remove the earlier export after importing its labels",
+        )
     rows = read_rows(log, since=since, until=until, judge=judge, roles=["production"])
     if not rows:
         raise DataError(f"no production verdicts of '{judge}' in the window", path=str(log), field="judge")
@@ -120,7 +154,6 @@ def export_review(
             hint="the server ran with live.log_items=false",
         )
     chosen, sizes = select(rows, n, random_share, seed)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     export_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     entries, tasks, table = {}, [], []
@@ -157,14 +190,9 @@ def export_review(
         "estimator": "post-stratified (see workflows/review.py)",
         "items": entries,
     }
-    paths = {"tasks": out / TASKS, "csv": out / CSV_FILE, "config": out / LABEL_CONFIG, "manifest": out / MANIFEST}
     paths["tasks"].write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     columns = ["review_id", *[f for f in TEXT_FIELDS if any(f in d for d in table)], "label"]
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for d in table:
-            writer.writerow({c: d.get(c, "") for c in columns})
+    write_review_csv(paths["csv"], columns, table)
     paths["config"].write_text(labeling_config(spec.kind, spec.labels), encoding="utf-8")
     paths["manifest"].write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return paths
@@ -230,29 +258,38 @@ def read_label_studio(path: Path, space: LabelSpace, problems: list[Problem]) ->
     return out
 
 
-def read_review_csv(path: Path, space: LabelSpace, problems: list[Problem]) -> dict[str, list]:
-    """review_id -> the labels in the ``label``/``label_*`` columns (empty cells are no label)."""
-    out: dict[str, list] = {}
+def label_columns(names) -> list[str]:
+    return [c for c in names if isinstance(c, str) and (c == "label" or c.startswith("label_"))]
+
+
+def read_review_table(path: Path):
+    """(line, row) for each row of a review CSV, every cell as the text it was written from (``csv_text``)."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        columns = [c for c in reader.fieldnames or [] if c == "label" or c.startswith("label_")]
-        if "review_id" not in (reader.fieldnames or []) or not columns:
+        if "review_id" not in (reader.fieldnames or []) or not label_columns(reader.fieldnames or []):
             raise DataError(
                 "expected the columns review_id and label (as `judgeloop review export` wrote them)",
                 path=str(path),
                 line=1,
             )
         for row in reader:
-            labels = []
-            for c in columns:
-                value = (row.get(c) or "").strip()
-                if not value:
-                    continue
-                try:
-                    labels.append(space.check(value))
-                except ValueError as exc:
-                    problems.append(Problem(str(exc), str(path), reader.line_num, c))
-            out[row["review_id"]] = labels
+            yield reader.line_num, {k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def read_review_csv(path: Path, space: LabelSpace, problems: list[Problem]) -> dict[str, list]:
+    """review_id -> the labels in the ``label``/``label_*`` columns (empty cells are no label)."""
+    out: dict[str, list] = {}
+    for line, row in read_review_table(path):
+        labels = []
+        for c in label_columns(row):
+            value = (row.get(c) or "").strip()
+            if not value:
+                continue
+            try:
+                labels.append(space.check(value))
+            except ValueError as exc:
+                problems.append(Problem(str(exc), str(path), line, c))
+        out[row["review_id"]] = labels
     return out
 
 

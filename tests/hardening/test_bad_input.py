@@ -30,6 +30,7 @@ class Cli:
     files: dict[str, str | bytes] = field(default_factory=dict)
     after: dict[str, str | bytes] = field(default_factory=dict)  # files that must hold exactly this afterwards
     env: dict[str, str] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)  # files that must not exist afterwards (nothing ran)
 
 
 def jsonl(*records) -> str:
@@ -39,7 +40,11 @@ def jsonl(*records) -> str:
 ITEMS = pairwise_items(2)
 BAD_THIRD_LINE = jsonl(*ITEMS) + '{"id": "p2", "group": \n'
 VERDICT = {"id": "p0", "verdict": "A", "judge": {"name": "t", "fingerprint": "f"}}
-FOREIGN_OUTPUT = jsonl(VERDICT) + "[1, 2]\n" + jsonl({**VERDICT, "id": "p1"})
+OWN_VERDICT = {**VERDICT, "judge": {"name": "tiny-helpfulness", "fingerprint": "{fingerprint}"}}  # this judge's
+FOREIGN_OUTPUT = jsonl(OWN_VERDICT) + "[1, 2]\n" + jsonl({**OWN_VERDICT, "id": "p1"})
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+)
 SPEC = {
     "name": "x",
     "kind": "pairwise",
@@ -78,6 +83,42 @@ CLI_CASES = [
         ["out.jsonl:2", "not a record with an 'id'"],
         {"in.jsonl": jsonl(*ITEMS), "out.jsonl": FOREIGN_OUTPUT},
         after={"out.jsonl": FOREIGN_OUTPUT},
+    ),
+    Cli(
+        "score: the output holds another judge's verdicts (refused before the model loads)",
+        "data",
+        [*SCORE, "--judge", "{pairwise_spec}"],
+        ["out.jsonl:1", "field 'judge.fingerprint'", "judge 't'", "pass another --out"],
+        {"in.jsonl": jsonl(*ITEMS), "out.jsonl": jsonl(VERDICT)},
+        after={"out.jsonl": jsonl(VERDICT)},
+    ),
+    Cli(
+        "judge directory whose weights were swapped after fingerprinting",
+        "data",
+        [*SCORE, "--judge", "{tmp}/judge"],
+        ["judge.json", "field 'fingerprint'", "re-validate and re-register"],
+        {
+            "in.jsonl": jsonl(*ITEMS),
+            "judge/model.safetensors": b"other weights",
+            "judge/judge.json": json.dumps({"spec": SPEC, "base_model": ".", "adapter": None, "fingerprint": "f" * 64}),
+        },
+    ),
+    Cli(
+        "judge.json with a key given twice (json would keep the last silently)",
+        "data",
+        [*SCORE, "--judge", "{tmp}/judge"],
+        ["judge.json", "not a readable judge file", "the key 'fingerprint' is given twice"],
+        {"in.jsonl": jsonl(*ITEMS), "judge/judge.json": '{"fingerprint": "a", "fingerprint": "b"}'},
+    ),
+    Cli(
+        "judge.json whose base model is outside the judge directory",
+        "data",
+        [*SCORE, "--judge", "{tmp}/judge"],
+        ["judge.json", "field 'base_model'", "outside its judge directory", "JUDGELOOP_TRUSTED_MODELS"],
+        {
+            "in.jsonl": jsonl(*ITEMS),
+            "judge/judge.json": json.dumps({"spec": SPEC, "base_model": "/usr", "adapter": None, "fingerprint": "f"}),
+        },
     ),
     Cli(
         "eval: verdicts for ids that are not items",
@@ -220,6 +261,33 @@ CLI_CASES = [
         ["spec.yaml", "field 'template'", "does not compile"],
         {"in.jsonl": jsonl(*ITEMS), "spec.yaml": json.dumps({**SPEC, "template": "{% if %}"})},
     ),
+    Cli(
+        "judge spec: a template that reaches for Python internals (never run)",
+        "config",
+        [*SCORE, "--judge", "{tmp}/spec.yaml"],
+        ["spec.yaml", "field 'template'", "reaches for", "'__globals__'"],
+        {
+            "in.jsonl": jsonl(*ITEMS),
+            "spec.yaml": json.dumps(
+                {**SPEC, "template": SPEC["template"] + "{{ cycler.__init__.__globals__.os.system('touch {tmp}/x') }}"}
+            ),
+        },
+        absent=["x"],
+    ),
+    Cli(
+        "serve config: a YAML alias bomb (refused at its first alias, not expanded)",
+        "config",
+        ["serve", "{tmp}/s.yaml"],
+        ["s.yaml:2", "YAML aliases are not allowed (*a)"],
+        {"s.yaml": ALIAS_BOMB},
+    ),
+    Cli(
+        "serve config: a key given twice (the second would silently win)",
+        "config",
+        ["serve", "{tmp}/s.yaml"],
+        ["s.yaml:3", "field 'api.port'", "duplicate key 'port' on lines 2 and 3"],
+        {"s.yaml": "api:\n  port: 8000\n  port: 9000\n"},
+    ),
     Cli("override without a value", "config", ["serve", "--vllm.port"], ["--vllm.port", "not of the form --key=value"]),
     Cli(
         "gate: an infinite threshold override (was exit 1, the gate's FAIL)",
@@ -324,6 +392,13 @@ CLI_CASES = [
     Cli(
         "score without --in", "cli", ["score", "--out", "{tmp}/o.jsonl"], ["the following arguments are required: --in"]
     ),
+    Cli(
+        "score: --out is a directory (refused before the model loads)",
+        "cli",
+        [*SCORE[:3], "--out", "{tmp}/outdir", *SCORE[5:], "--judge", "{pairwise_spec}"],
+        ["outdir", "is a directory, not a verdict file"],
+        {"in.jsonl": jsonl(*ITEMS), "outdir/keep": ""},
+    ),
 ]
 
 # (name, body or (method, path, raw bytes), status, fragment of the JSON reason)
@@ -363,10 +438,22 @@ def fill(value: str, ctx: dict) -> str:
     return value
 
 
+@pytest.fixture(scope="module")
+def pairwise_fingerprint(tiny_specs):
+    from judge.loading import load_judge
+
+    return load_judge(tiny_specs["pairwise"]).fingerprint
+
+
 @pytest.fixture
-def ctx(tmp_path, tiny_specs, tiny_model_dir, monkeypatch):
+def ctx(tmp_path, tiny_specs, tiny_model_dir, pairwise_fingerprint, monkeypatch):
     monkeypatch.delenv("JUDGELOOP_API_KEY", raising=False)
-    return {"tmp": tmp_path, "pairwise_spec": tiny_specs["pairwise"], "model": tiny_model_dir}
+    return {
+        "tmp": tmp_path,
+        "pairwise_spec": tiny_specs["pairwise"],
+        "model": tiny_model_dir,
+        "fingerprint": pairwise_fingerprint,
+    }
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.name for c in CLI_CASES])
@@ -391,7 +478,10 @@ def test_cli_bad_input_is_one_located_error_and_exit_2(case, ctx, capsys, monkey
         assert fill(fragment, ctx) in first, (fragment, first)
     for name, content in case.after.items():
         path = ctx["tmp"] / name
-        assert (path.read_bytes() if isinstance(content, bytes) else path.read_text()) == content, f"{name} changed"
+        expected = content if isinstance(content, bytes) else fill(content, ctx)
+        assert (path.read_bytes() if isinstance(content, bytes) else path.read_text()) == expected, f"{name} changed"
+    for name in case.absent:
+        assert not (ctx["tmp"] / name).exists(), f"{name} exists: something ran"
 
 
 def test_a_bad_line_costs_nothing_scored_before_it_and_a_rerun_resumes(ctx, capsys):

@@ -98,3 +98,102 @@ def test_cli_needs_a_judge_or_endpoint(tmp_path):
         main(["score", "--in", "x", "--out", "y"])
     with pytest.raises(DataError, match="file not found"):
         main(["score", "--judge", "helpfulness-pairwise", "--in", str(tmp_path / "missing.jsonl"), "--out", "y"])
+
+
+# --- one judge per output, one run per output, checked before any model loads ---------------------
+
+
+def score_argv(judge, src, out):
+    return ["score", "--judge", str(judge), "--in", str(src), "--out", str(out), "--engine", "transformers"] + [
+        "--no-progress"
+    ]
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """`judgeloop score` must fail before it starts the judge (which loads the model)."""
+    import serve.cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(serve.cli, "start_judges", refuse)
+
+
+def test_resuming_into_another_judges_output_is_refused_before_any_model_loads(tmp_path, tiny_specs, no_model_loads):
+    from judge.loading import load_judge
+
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
+    out = tmp_path / "out.jsonl"
+    other = '{"id":"p0","verdict":"A","judge":{"name":"tiny-helpfulness","fingerprint":"' + "0" * 64 + '"}}\n'
+    out.write_text(other)
+    with pytest.raises(DataError) as err:
+        main(score_argv(tiny_specs["pairwise"], src, out))
+    this = load_judge(tiny_specs["pairwise"]).fingerprint
+    line = str(err.value)
+    assert len(line.splitlines()) == 1
+    assert f"{out}:1: field 'judge.fingerprint'" in line and "0" * 16 in line and this[:16] in line
+    assert "pass another --out" in line
+    assert out.read_text() == other  # nothing appended, nothing skipped
+
+
+def test_score_file_refuses_another_judges_output_too(tmp_path):
+    """The library call (demo, benchmarks) is guarded the same way."""
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
+    out = tmp_path / "out.jsonl"
+    score_file(src, out, fake_scorer([]), REF, progress=False)
+    with pytest.raises(DataError, match="holds verdicts of judge 't'"):
+        score_file(src, out, fake_scorer([]), JudgeRef(name="t", fingerprint="g"), progress=False)
+    assert len(ids(out)) == 3
+
+
+def test_out_that_is_a_directory_fails_before_any_model_loads(tmp_path, tiny_specs, no_model_loads):
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataError, match="is a directory"):
+        main(score_argv(tiny_specs["pairwise"], src, tmp_path / "out"))
+
+
+def test_a_second_concurrent_run_on_the_same_output_is_refused(tmp_path, tiny_specs, no_model_loads):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
+    out = tmp_path / "out.jsonl"
+    holder = subprocess.Popen(  # another process claims the output, as a running `judgeloop score` does
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom serve.batch import claim_output\n"
+            f"with claim_output({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n",
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataError) as err:
+            main(score_argv(tiny_specs["pairwise"], src, out))
+        assert len(str(err.value).splitlines()) == 1
+        assert str(out) in str(err.value) and "another run is writing this output" in str(err.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not out.exists()
+    # the lock ends with its holder: a run now gets past it (and, here, to the judge)
+    with pytest.raises(AssertionError, match="model was loaded"):
+        main(score_argv(tiny_specs["pairwise"], src, out))
+
+
+def test_the_cli_turns_the_refusals_into_one_line_and_exit_2(tmp_path, tiny_specs, no_model_loads, capsys):
+    import judgeloop
+
+    src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
+    (tmp_path / "out").mkdir()
+    assert judgeloop.main(score_argv(tiny_specs["pairwise"], src, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a directory" in err[0] and "Traceback" not in err[0]
