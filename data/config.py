@@ -2,8 +2,9 @@
 
 A config class is a dataclass whose fields carry ``metadata={"help": ...}`` (see ``option``).
 Nested dataclasses are addressed with dots (``--lora.rank=8``). A class may define
-``validate(self) -> list[Problem]`` for cross-field rules. Errors name the YAML file and line
-of the offending key, or the override that caused them.
+``validate(self) -> list[Problem]`` for cross-field rules. A YAML file may start from another
+with ``base: FILE`` (``load_config``). Errors name the YAML file and line of the offending key, or
+the override that caused them.
 """
 
 from __future__ import annotations
@@ -326,12 +327,100 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[str, int]]:
     return _yaml_with_lines(text, str(p))
 
 
+BASE_KEY = "base"
+
+
+def _merge_bases(
+    base: dict,
+    child: dict,
+    prefix: str,
+    base_where: dict[str, tuple[str, int]],
+    child_where: dict[str, tuple[str, int]],
+) -> tuple[dict, dict[str, tuple[str, int]]]:
+    """Deep-merge ``child`` over ``base`` (mappings merge, anything else is replaced by the child's value).
+
+    ``*_where`` map each dotted key to the (file, line) it was written at; the result's map says, for
+    every key of the merged mapping, which file and line its value came from.
+    """
+
+    def subtree(where: dict[str, tuple[str, int]], key: str) -> dict[str, tuple[str, int]]:
+        return {k: v for k, v in where.items() if k == key or k.startswith(key + ".")}
+
+    out: dict = {}
+    where: dict[str, tuple[str, int]] = {}
+    for k, v in base.items():
+        if k not in child:
+            out[k] = v
+            where.update(subtree(base_where, prefix + str(k)))
+    for k, v in child.items():
+        key = prefix + str(k)
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            if key in child_where:
+                where[key] = child_where[key]
+            out[k], inner = _merge_bases(base[k], v, key + ".", base_where, child_where)
+            where.update(inner)
+        else:
+            out[k] = v
+            where.update(subtree(child_where, key))
+    return out, where
+
+
+def _load_with_bases(path: Path, chain: list[Path]) -> tuple[Any, dict[str, tuple[str, int]]]:
+    """A YAML file with its ``base:`` chain resolved: the data and the (file, line) of every dotted key."""
+    data, lines = load_yaml(path)
+    where = {k: (str(path), line) for k, line in lines.items()}
+    if not isinstance(data, dict) or BASE_KEY not in data:
+        return data, where
+    ref = data.pop(BASE_KEY)
+    line = lines.get(BASE_KEY)
+    where = {k: v for k, v in where.items() if k != BASE_KEY and not k.startswith(BASE_KEY + ".")}
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError(
+            f"must be the path of a YAML file, relative to this one; got {ref!r}",
+            path=path,
+            line=line,
+            field=BASE_KEY,
+        )
+    base_path = path.parent / ref
+    if not base_path.is_file():
+        raise ConfigError(
+            f"base config '{ref}' not found", path=path, line=line, field=BASE_KEY, hint=f"looked for {base_path}"
+        )
+    seen = [p.resolve() for p in chain]
+    if base_path.resolve() in seen:
+        cycle = " -> ".join(str(p) for p in [*chain[seen.index(base_path.resolve()) :], base_path])
+        raise ConfigError(f"base configs form a cycle: {cycle}", path=path, line=line, field=BASE_KEY)
+    base, base_where = _load_with_bases(base_path, [*chain, base_path])
+    if base is None:
+        base = {}
+    if not isinstance(base, dict):
+        raise ConfigError("a base config must be a mapping of keys", path=base_path, line=1)
+    return _merge_bases(base, data, "", base_where, where)
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Load a dataclass config from an optional YAML file and ``--key=value`` overrides."""
-    data, lines = load_yaml(path) if path else ({}, {})
-    return build_config(
-        cls, data or {}, path=str(path) if path else None, lines=lines, overrides=parse_overrides(overrides or [])
-    )
+    """Load a dataclass config from an optional YAML file and ``--key=value`` overrides.
+
+    A file may start from another: ``base: other.yaml`` (a path relative to the file) deep-merges
+    that file's mapping under this one's keys. This file wins; nested mappings merge key by key;
+    lists and scalars are replaced whole; a base may have a base of its own (a cycle is an error).
+    Every error names the file and line where the offending key was written, base or child.
+    """
+    if not path:
+        data, where = {}, {}
+    else:
+        data, where = _load_with_bases(Path(path), [Path(path)])
+    lines = {k: line for k, (_, line) in where.items()}
+    try:
+        return build_config(
+            cls, data or {}, path=str(path) if path else None, lines=lines, overrides=parse_overrides(overrides or [])
+        )
+    except ConfigError as err:
+        for p in err.problems:
+            # build_config names the top file; a key inherited from a base was written in the base
+            if path and p.path == str(path) and p.field in where:
+                p.path = where[p.field][0]
+        raise ConfigError(problems=err.problems) from None
 
 
 def to_dict(cfg) -> dict:
