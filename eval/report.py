@@ -427,7 +427,7 @@ def write_report(result: dict, out_dir: str | Path, trend: list[dict] | None = N
     return paths
 
 
-# --- the criteria report (`judgeloop eval --all`) -------------------------------------------------
+# --- the criteria report (`judgeloop eval all`) -------------------------------------------------
 
 
 def _criterion_text(row: dict) -> dict:

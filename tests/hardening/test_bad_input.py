@@ -45,7 +45,7 @@ SPEC = {
     "system": "s",
     "template": "{{ instruction }} {{ response_a }} {{ response_b }}",
 }
-SCORE = ["score", "--in", "{tmp}/in.jsonl", "--out", "{tmp}/out.jsonl", "--engine", "transformers", "--no-progress"]
+SCORE = ["score", "--in", "{tmp}/in.jsonl", "--out", "{tmp}/out.jsonl", "--engine=transformers", "-q"]
 LABELLED = jsonl({**ITEMS[0], "labels": ["A"], "label": "A"})
 
 CLI_CASES = [
