@@ -2,18 +2,22 @@
 
 Writes benchmarks/results/scoring.json and/or training.json, then benchmarks/results/README.md
 (the Markdown tables the project README links) from whatever results are there.
+
+The benchmarks are imported when the command runs, not here: judgeloop builds the whole parser tree
+on every call (``judgeloop --help`` too), and they import torch, transformers and vLLM's client.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
-from benchmarks import scoring, training
-from benchmarks.common import RESULTS_DIR, WORK_DIR, write_result
+from data.cli_base import add_command
+
+log = logging.getLogger("judgeloop")
 
 # sizes: (default, --quick). The defaults took 18.1 minutes on an idle 2-core box (2026-11-29, environment and
 # model already set up, benchmarks/results/NOTES.md); --quick is a few minutes.
@@ -29,9 +33,16 @@ SIZES = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="judgeloop bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("which", nargs="?", default="all", choices=("all", "scoring", "training"))
+def add_commands(commands) -> None:
+    p = add_command(
+        commands,
+        "bench",
+        help="scoring and training speed against the usual ways (benchmarks/results)",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        example="judgeloop bench scoring --quick --results /tmp/bench",
+        run=cmd_bench,
+    )
+    p.add_argument("which", nargs="?", default="all", choices=("all", "scoring", "training"), help="default all")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a few minutes): checks that it runs, not speed")
     p.add_argument("--n", type=int, help="test pairs scored by vllm_merged and judge_api (x2 judgments)")
     p.add_argument("--hf-n", type=int, help="test pairs for hf_batched (the first of the same pairs)")
@@ -45,9 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-sizes", help="items for batch scoring's memory, two comma-separated sizes")
     p.add_argument("--train-items", type=int, help="training pairs per system (x2 orders, one epoch)")
     p.add_argument("--dev-items", type=int, help="dev pairs for the trained adapters' agreement")
-    p.add_argument("--results", default=str(RESULTS_DIR), help="where the JSON results and README.md go")
-    p.add_argument("--work", default=str(WORK_DIR), help="scratch: data, runs, logs")
-    return p
+    p.add_argument("--results", help="where the JSON results and README.md go (default benchmarks/results)")
+    p.add_argument("--work", help="scratch: data, runs, logs (default runs/bench)")
 
 
 def sizes(args) -> dict:
@@ -60,15 +70,17 @@ def sizes(args) -> dict:
     return out
 
 
-def main(argv: list[str]) -> int:
+def cmd_bench(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/cli.py: spinning OpenMP waiters on a shared box
-    args = parser().parse_args(argv[1:])
+    from benchmarks import scoring, training  # deferred: module docstring
+    from benchmarks.common import RESULTS_DIR, WORK_DIR, write_result
+
     s = sizes(args)
-    work, results = Path(args.work), Path(args.results)
+    work, results = Path(args.work or WORK_DIR), Path(args.results or RESULTS_DIR)
     start = time.perf_counter()
     # training first: scoring then reuses its judgeloop run as the judge
     if args.which in ("all", "training"):
-        result = training.run(s["train_items"], s["dev_items"], work)
+        result = training.run(s["train_items"], s["dev_items"], work, progress=log.info)
         print(f"wrote {write_result('training', result, results)}")
     if args.which in ("all", "scoring"):
         result = scoring.run(
@@ -80,6 +92,7 @@ def main(argv: list[str]) -> int:
             memory_sizes=s["memory_sizes"],
             train_items=s["train_items"],
             work=work,
+            progress=log.info,
         )
         print(f"wrote {write_result('scoring', result, results)}")
     path = write_tables(results)
@@ -191,7 +204,7 @@ def gpu_training_table(r: dict) -> list[str]:
     return out
 
 
-def write_tables(results: Path = RESULTS_DIR) -> Path:
+def write_tables(results: Path) -> Path:
     lines = [
         "# Benchmark results",
         "",

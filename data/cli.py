@@ -1,23 +1,25 @@
-"""`judgeloop data list|prepare|import|validate` and `judgeloop model fetch`."""
+"""`judgeloop data list|prepare|import|validate` and `judgeloop model fetch`.
+
+The implementations are imported when a command runs, not here: judgeloop builds the whole parser
+tree on every call (``judgeloop --help`` too), and they pull in pandas, Hugging Face datasets...
+"""
 
 from __future__ import annotations
 
-import argparse
+import logging
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from data import embedded_model
-from data.dataset_registry import is_local, list_datasets
+from data.cli_base import add_command, add_group
 from data.errors import DataError
-from data.importer import import_rows, parse_mapping, validate_file
-from data.jsonl import write_jsonl
-from data.prepare import prepare
-from data.spec import load_spec
+
+log = logging.getLogger("judgeloop")
 
 
 def cmd_list(args) -> int:
+    from rich.console import Console  # deferred: module docstring
+    from rich.table import Table
+
+    from data.dataset_registry import is_local, list_datasets  # deferred: module docstring
 
     table = Table(title="datasets (human labels)")
     for col in ("name", "kind", "criterion", "rows", "annotators", "license", "local"):
@@ -31,13 +33,15 @@ def cmd_list(args) -> int:
 
 
 def cmd_prepare(args) -> int:
+    from data.prepare import prepare  # deferred: module docstring
+
     fractions = tuple(float(x) for x in args.fractions.split(","))
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
         raise DataError(
             f"--fractions must be three numbers >= 0 that sum to 1, got {args.fractions}", field="--fractions"
         )
     out = Path(args.out or f"prepared/{args.name}")
-    manifest = prepare(args.name, out, args.seed, fractions)
+    manifest = prepare(args.name, out, args.seed, fractions, progress=log.info)
     for split, info in manifest["splits"].items():
         print(f"{split:>5}: {info['items']:>5} items in {info['groups']:>5} groups")
     print("no group (prompt) is in two splits")
@@ -46,7 +50,13 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from data.importer import import_rows, parse_mapping  # deferred: module docstring
+    from data.jsonl import write_jsonl
+    from data.spec import load_spec
 
+    for pair in args.label_map:
+        if "=" not in pair:
+            raise DataError(f"'{pair}' is not RAW=LABEL", field="--label-map")
     spec = load_spec(args.spec)
     mapping = parse_mapping(args.map)
     label_map = dict(pair.split("=", 1) for pair in args.label_map)
@@ -58,6 +68,8 @@ def cmd_import(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from data.importer import validate_file  # deferred: module docstring
+    from data.spec import load_spec
 
     spec = load_spec(args.spec)
     report = validate_file(Path(args.file), spec)
@@ -66,25 +78,42 @@ def cmd_validate(args) -> int:
 
 
 def cmd_model_fetch(args) -> int:
-    path = embedded_model.fetch(force=args.force)
+    from data import embedded_model  # deferred: module docstring
+
+    path = embedded_model.fetch(force=args.force, progress=log.info)
     print(f"model '{embedded_model.NAME}' is at {path}")
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="judgeloop")
-    top = p.add_subparsers(dest="command", required=True)
-
-    data = top.add_parser("data", help="labelled data").add_subparsers(dest="action", required=True)
-    data.add_parser("list", help="registered datasets").set_defaults(func=cmd_list)
-    prep = data.add_parser("prepare", help="canonical JSONL with grouped train/dev/test splits")
-    prep.add_argument("name")
+def add_commands(commands) -> None:
+    data = add_group(commands, "data", help="list, prepare, import and validate labelled data")
+    add_command(
+        data,
+        "list",
+        help="the registered datasets of human labels",
+        example="judgeloop data list",
+        run=cmd_list,
+    )
+    prep = add_command(
+        data,
+        "prepare",
+        help="a registered dataset as canonical JSONL with grouped train/dev/test splits",
+        example="judgeloop data prepare pandalm --out prepared/pandalm",
+        run=cmd_prepare,
+    )
+    prep.add_argument("name", help="a registered dataset (judgeloop data list)")
     prep.add_argument("--out", help="output directory (default prepared/NAME)")
-    prep.add_argument("--seed", type=int, default=0)
-    prep.add_argument("--fractions", default="0.8,0.1,0.1", help="train,dev,test")
-    prep.set_defaults(func=cmd_prepare)
-    imp = data.add_parser("import", help="your own CSV/TSV/JSONL/Parquet labels -> canonical items")
-    imp.add_argument("file")
+    prep.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    prep.add_argument("--fractions", default="0.8,0.1,0.1", help="train,dev,test (default 0.8,0.1,0.1)")
+    imp = add_command(
+        data,
+        "import",
+        help="your own CSV/TSV/JSONL/Parquet labels -> canonical items",
+        example="judgeloop data import labels.csv --spec helpfulness-pairwise --map prompt=instruction \\\n"
+        "    --map a=response_a --map b=response_b --map rater1=labels --label-map 1=A --label-map 2=B",
+        run=cmd_import,
+    )
+    imp.add_argument("file", help="CSV, TSV, JSONL or Parquet file")
     imp.add_argument("--spec", required=True, help="judge spec name or path")
     imp.add_argument(
         "--map",
@@ -101,23 +130,22 @@ def parser() -> argparse.ArgumentParser:
         help="translate raw label values, e.g. 1=A 2=B 0=tie",
     )
     imp.add_argument("--out", help="output JSONL (default FILE.items.jsonl)")
-    imp.set_defaults(func=cmd_import)
-    val = data.add_parser("validate", help="check a canonical item file against a judge spec")
-    val.add_argument("file")
-    val.add_argument("--spec", required=True)
-    val.set_defaults(func=cmd_validate)
+    val = add_command(
+        data,
+        "validate",
+        help="check a canonical item file against a judge spec",
+        example="judgeloop data validate prepared/pandalm/test.jsonl --spec helpfulness-pairwise",
+        run=cmd_validate,
+    )
+    val.add_argument("file", help="canonical items JSONL")
+    val.add_argument("--spec", required=True, help="judge spec name or path")
 
-    model = top.add_parser("model", help="models").add_subparsers(dest="action", required=True)
-    fetch = model.add_parser("fetch", help="materialise the embedded SmolLM2-135M-Instruct")
-    fetch.add_argument("--force", action="store_true")
-    fetch.set_defaults(func=cmd_model_fetch)
-    return p
-
-
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "data" and args.action == "import":
-        for pair in args.label_map:
-            if "=" not in pair:
-                raise DataError(f"'{pair}' is not RAW=LABEL", field="--label-map")
-    return args.func(args)
+    model = add_group(commands, "model", help="fetch the embedded default model (model fetch)")
+    fetch = add_command(
+        model,
+        "fetch",
+        help="materialise the embedded SmolLM2-135M-Instruct",
+        example="judgeloop model fetch",
+        run=cmd_model_fetch,
+    )
+    fetch.add_argument("--force", action="store_true", help="fetch again even when it is there")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from pathlib import Path
@@ -129,6 +130,45 @@ def _yaml_with_lines(text: str, path: str | None) -> tuple[Any, dict[str, int]]:
     finally:
         loader.dispose()
     return data, lines
+
+
+def _is_mapping(tp: Any) -> bool:
+    return tp is dict or get_origin(tp) is dict
+
+
+def _with_entries(value: Any, entries: dict[str, str]) -> Any:
+    """A mapping with dotted entries set (``{"lora.rank": "8"}`` -> ``value["lora"]["rank"] = "8"``)."""
+    if not entries:
+        return value
+    out = _copy_mapping(value if isinstance(value, dict) else {})
+    for dotted, entry in entries.items():
+        *parents, last = dotted.split(".")
+        node = out
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[last] = entry
+    return out
+
+
+def _copy_mapping(value: dict) -> dict:
+    return {k: _copy_mapping(v) if isinstance(v, dict) else v for k, v in value.items()}
+
+
+def overrides_from(mapping: dict, prefix: str = "") -> list[str]:
+    """A (nested) mapping of config fields as ``--key=value`` overrides, the inverse of ``parse_overrides``:
+    ``{"max_steps": 100, "lora": {"rank": 8}, "data": {"dev": ["a", "b"]}}`` ->
+    ``["--max_steps=100", "--lora.rank=8", '--data.dev=["a", "b"]']``."""
+    out = []
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out += overrides_from(value, f"{prefix}{key}.")
+        elif isinstance(value, str):
+            out.append(f"--{prefix}{key}={value}")
+        else:  # YAML flow text: null, true, 5e-3, ["a", "b"]
+            out.append(f"--{prefix}{key}={json.dumps(value, default=str)}")
+    return out
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -281,16 +321,22 @@ def build_config(
             if dataclasses.is_dataclass(tp):
                 kwargs[name] = build(tp, raw.get(name), dotted + ".")
                 continue
+            # --field.key=value: one entry of a mapping field, set over the field's whole value
+            entries = [k for k in overrides if k.startswith(dotted + ".")] if _is_mapping(tp) else []
+            entries = {k[len(dotted) + 1 :]: overrides.pop(k) for k in entries}
             if dotted in overrides:
                 source, from_string, line, where = overrides.pop(dotted), True, None, f"--{dotted}"
             elif name in raw:
                 source, from_string, line, where = raw[name], False, lines.get(dotted), path
             else:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if entries:
+                    factory = f.default_factory
+                    kwargs[name] = _with_entries(f.default if factory is dataclasses.MISSING else factory(), entries)
+                elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     problems.append(Problem("is required", path, None, dotted, f.metadata.get("help") or None))
                 continue
             try:
-                kwargs[name] = _coerce(source, tp, from_string)
+                kwargs[name] = _with_entries(_coerce(source, tp, from_string), entries)
             except ValueError as exc:
                 problems.append(Problem(str(exc), where, line, dotted))
         try:

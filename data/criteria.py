@@ -2,8 +2,8 @@
 
 A criterion names its judge spec, the registered datasets whose human labels train and validate
 it, its CPU training config, its gate config and, for the shared GPU recipe, the overrides it
-needs. Its trained judge is the run directory ``runs_dir/<criterion>``. `judgeloop train --all`,
-`judgeloop eval --all` and a serve config's ``criteria`` all read this one list.
+needs. Its trained judge is the run directory ``runs_dir/<criterion>``. `judgeloop train all`,
+`judgeloop eval all` and a serve config's ``criteria`` all read this one list.
 Relative paths are read from the working directory, else from the repository root.
 """
 
@@ -53,7 +53,7 @@ class CriteriaRegistry:
         "runs/criteria", help="a criterion's trained judge is the run directory RUNS_DIR/<criterion>"
     )
     gpu_train: Optional[str] = option(None, help="the GPU training recipe every criterion shares")
-    gpu_runs_dir: str = option("runs/criteria-gpu", help="where `train --all --gpu` writes the GPU runs")
+    gpu_runs_dir: str = option("runs/criteria-gpu", help="where `train all --gpu` writes the GPU runs")
     criteria: dict = option({}, help="criterion name -> its spec, datasets, train config, gates (see Criterion)")
     path: str = option("", help="(the file this registry was read from)")
 

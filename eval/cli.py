@@ -1,18 +1,27 @@
-"""`judgeloop gate | report`: check a validation result against the promotion gate; write its report."""
+"""`judgeloop gate | report`: check a validation result against the promotion gate; write its report.
+
+The implementations are imported when a command runs, not here: judgeloop builds the whole parser
+tree on every call (``judgeloop --help`` too), and the report imports matplotlib and Jinja.
+"""
 
 from __future__ import annotations
 
-import argparse
-
+from data.cli_base import add_command
 from data.paths import CONFIGS_DIR
-from eval.gate import check, format_rules, load_gates, read_result, write_result
-from eval.report import gate_status, write_report
-from judge.registry import Registry
 
 
-def cmd_gate(args, overrides: list[str]) -> int:
+def gate_fields() -> dict[str, str]:
+    from data.config import field_help  # deferred: module docstring
+    from eval.gate import GateConfig
+
+    return field_help(GateConfig)
+
+
+def cmd_gate(args) -> int:
+    from eval.gate import check, format_rules, load_gates, read_result, write_result  # deferred: module docstring
+
     result = read_result(args.validation)
-    cfg = load_gates(args.gates, overrides)
+    cfg = load_gates(args.gates, args.overrides)
     gate = check(result, cfg, config_path=args.gates)
     result.gate = gate
     out = args.out or args.validation
@@ -23,6 +32,10 @@ def cmd_gate(args, overrides: list[str]) -> int:
 
 
 def cmd_report(args) -> int:
+    from eval.gate import read_result  # deferred: module docstring
+    from eval.report import gate_status, write_report
+    from judge.registry import Registry
+
     result = read_result(args.validation)
     trend = None
     registry = Registry(args.registry)
@@ -35,35 +48,35 @@ def cmd_report(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="judgeloop")
-    top = p.add_subparsers(dest="command", required=True)
-    gate = top.add_parser(
+def add_commands(commands) -> None:
+    gate = add_command(
+        commands,
         "gate",
-        help="check validation.json against the gate; exit 0 pass, 1 fail",
-        epilog="Override a threshold with --KEY=VALUE, e.g. --min_n=500 or --max_ece=null.",
+        help="check a validation result against the promotion gate (exit 1 when it fails)",
+        description="Check validation.json against the promotion gate and write the gated result; "
+        "exit 0 pass, 1 fail. Override a threshold with --key=value; null turns a rule off.",
+        example="judgeloop gate runs/eval/validation.json --gates configs/gates/default.yaml \\\n"
+        "    --min_n=500 --max_ece=null",
+        run=cmd_gate,
+        overrides=True,
+        config_help=gate_fields,
     )
-    gate.add_argument("validation")
+    gate.add_argument("validation", metavar="VALIDATION", help="a validation.json from `judgeloop eval`")
     gate.add_argument(
         "--gates",
         default=str(CONFIGS_DIR / "gates" / "default.yaml"),
+        metavar="CONFIG",
         help="gate config (YAML; default configs/gates/default.yaml)",
     )
     gate.add_argument("--out", help="write the gated result here instead of back into the validation file")
 
-    rep = top.add_parser("report", help="HTML + Markdown + JSON report of a validation result")
-    rep.add_argument("validation")
+    rep = add_command(
+        commands,
+        "report",
+        help="write the validation report (HTML, Markdown, JSON)",
+        example="judgeloop report runs/eval/validation.json --out runs/report",
+        run=cmd_report,
+    )
+    rep.add_argument("validation", metavar="VALIDATION", help="a validation.json (gated or not)")
     rep.add_argument("--out", default="runs/report", help="output directory (default runs/report)")
     rep.add_argument("--registry", help="registry directory (default $JUDGELOOP_REGISTRY, else runs/registry)")
-
-    return p
-
-
-def main(argv: list[str]) -> int:
-    if argv and argv[0] == "gate":
-        args, rest = parser().parse_known_args(argv)
-        bad = [a for a in rest if not (a.startswith("--") and "=" in a)]
-        if bad:
-            parser().parse_args(argv)  # argparse's own message and exit 2 for a real unknown argument
-        return cmd_gate(args, rest)
-    return cmd_report(parser().parse_args(argv))

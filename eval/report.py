@@ -432,7 +432,7 @@ def write_report(result: ValidationResult, out_dir: str | Path, trend: list[dict
     return paths
 
 
-# --- the criteria report (`judgeloop eval --all`) -------------------------------------------------
+# --- the criteria report (`judgeloop eval all`) -------------------------------------------------
 
 
 def _criterion_text(row: dict) -> dict:

@@ -1,56 +1,51 @@
-"""`judgeloop serve [CONFIG] [--key=value ...]` and `judgeloop score ... --in ITEMS --out VERDICTS`."""
+"""`judgeloop serve [CONFIG] [--key=value ...]` and `judgeloop score --judge NAME --in ITEMS --out VERDICTS`.
+
+The implementations are imported when a command runs, not here: judgeloop builds the whole parser
+tree on every call (``judgeloop --help`` too), and serving imports FastAPI, uvicorn, torch... (seconds).
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import logging
 import os
 import signal
-import sys
 
-from data.config import field_help
+from data.cli_base import add_command
 from data.errors import ConfigError, ServerError
-from data.jsonl import iter_json_lines
-from data.schema import JudgeRef
-from judge.loading import load_judge
-from serve.api import create_app
-from serve.batch import check_output_judge, claim_output, score_file
-from serve.client import JudgeClient
-from serve.config import ServeConfig, load_serve_config
-from serve.launcher import check_port_free
-from serve.service import start_judges
+
+log = logging.getLogger("judgeloop")
 
 
-def _config_help() -> str:
+def serve_fields() -> dict[str, str]:
+    from data.config import field_help  # deferred: module docstring
+    from serve.config import ServeConfig
 
-    return "config keys (--key=value):\n" + "\n".join(f"  {k}: {v}" for k, v in field_help(ServeConfig).items())
+    return field_help(ServeConfig)
 
 
-def serve_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="judgeloop serve",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="start vLLM for the configured judges, then the judge API; Ctrl-C or SIGTERM stops both",
-        epilog=_config_help(),
-    )
-    p.add_argument("config", nargs="?", help="serve config YAML (default configs/serve/cpu.yaml)")
-    args, overrides = p.parse_known_args(argv)
+def cmd_serve(args) -> int:
+    from serve.config import load_serve_config  # deferred: module docstring
 
-    cfg = load_serve_config(args.config, overrides)
-    run_serve(cfg)
+    cfg = load_serve_config(args.config, args.overrides)
+    run_serve(cfg, quiet=args.quiet)
     return 0
 
 
-def run_serve(cfg) -> None:
+def run_serve(cfg, quiet: bool = False) -> None:
     """Start vLLM (or the in-process engine), then the judge API; stop both on SIGINT/SIGTERM."""
     import uvicorn  # deferred: uvicorn takes seconds to import; only this path needs it
+
+    from serve.api import create_app  # deferred: module docstring
+    from serve.launcher import check_port_free
+    from serve.service import start_judges
 
     api_key = cfg.api.api_key()  # fail before spending a minute on vLLM
     check_port_free(cfg.api.port, cfg.api.host, field="api.port")
     serving = live = None
     try:
         with sigterm_as_interrupt():
-            serving = start_judges(cfg)
+            serving = start_judges(cfg, progress=log.info)
             if cfg.live.log:
                 # deferred: SQLAlchemy (the verdict log) would add ~0.5 s to every `judgeloop serve`/`score` start
                 from serve.live import start_live
@@ -91,7 +86,7 @@ def run_serve(cfg) -> None:
                     app,
                     host=cfg.api.host,
                     port=cfg.api.port,
-                    log_level="info",
+                    log_level="warning" if quiet else "info",
                     timeout_graceful_shutdown=30,
                     backlog=backlog,
                 )
@@ -102,9 +97,9 @@ def run_serve(cfg) -> None:
         if live is not None:
             live.close()  # writes what is still queued
         if serving is not None:
-            print("stopping vLLM ...", file=sys.stderr, flush=True)
+            log.info("stopping vLLM ...")
             serving.close()
-    print("judgeloop serve: stopped", file=sys.stderr)
+    log.info("judgeloop serve: stopped")
 
 
 @contextlib.contextmanager
@@ -121,41 +116,33 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def score_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="judgeloop score",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="score an item JSONL file into a verdict JSONL file (append-only; "
-        "a rerun resumes where the last one stopped)",
-        epilog=_config_help(),
-    )
-    p.add_argument("--judge", help="judge: spec name or judge directory; with --endpoint, its name on the API")
-    p.add_argument("--endpoint", help="URL of a running judge API (`judgeloop serve`) to score through")
-    p.add_argument("--in", dest="in_path", required=True, help="items JSONL")
-    p.add_argument("--out", dest="out_path", required=True, help="verdicts JSONL (appended to; resumable)")
-    p.add_argument("--config", help="serve config for the vLLM settings (default configs/serve/cpu.yaml)")
-    p.add_argument("--engine", choices=["vllm", "transformers"], help="override the config's engine")
-    p.add_argument("--batch-size", type=int, default=64, help="items per batch (default 64)")
-    p.add_argument("--one-order", action="store_true", help="pairwise: score only the given order")
-    p.add_argument("--api-key-env", default="JUDGELOOP_API_KEY", help="with --endpoint: env var holding the API key")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args, overrides = p.parse_known_args(argv)
+def cmd_score(args) -> int:
+    from data.jsonl import iter_json_lines  # deferred: module docstring
+
     if not args.judge and not args.endpoint:
         raise ConfigError("give --judge NAME|DIR, or --endpoint URL of a judge API")
     if args.batch_size < 1:
         raise ConfigError("must be at least 1", field="--batch-size")
+    if args.endpoint and (args.overrides or args.serve_config):
+        raise ConfigError(
+            "a serve config and its --key=value fields set up a local engine: not used with --endpoint",
+            field=args.overrides[0] if args.overrides else "--serve-config",
+        )
 
     next(iter(iter_json_lines(args.in_path)), None)  # a missing or empty input fails now, not after startup
     both = not args.one_order
+    from judge.loading import load_judge  # deferred: module docstring
+    from serve.batch import check_output_judge, claim_output
+
     # the output is checked before any model loads: a directory, another run writing it (a lock held to the
     # end), or another judge's verdicts in it (the judge's fingerprint needs its files, not its model)
     with claim_output(args.out_path):
         if args.endpoint:
             summary = _score_via_api(args, both)
         else:
-            if args.engine:
-                overrides = [*overrides, f"--engine={args.engine}"]
-            cfg = load_serve_config(args.config, overrides)
+            from serve.config import load_serve_config  # deferred: module docstring
+
+            cfg = load_serve_config(args.serve_config, args.overrides)
             check_output_judge(args.out_path, load_judge(args.judge).ref)
             summary = _score_locally(args, cfg, both)
     print(summary.text())
@@ -163,27 +150,29 @@ def score_main(argv: list[str]) -> int:
 
 
 def _score_locally(args, cfg, both: bool):
+    from serve.batch import score_file  # deferred: module docstring
+    from serve.service import start_judges
 
     with (
         sigterm_as_interrupt(),
-        start_judges(cfg, judges=[args.judge], candidates=[], progress=lambda m: print(m, file=sys.stderr)) as serving,
+        start_judges(cfg, judges=[args.judge], candidates=[], progress=log.info) as serving,
     ):
         (service,) = serving.services.values()
-        print(
-            f"judge {service.key} (fingerprint {service.ref.fingerprint[:16]}, {service.served.served_as})",
-            file=sys.stderr,
-        )
+        log.info(f"judge {service.key} (fingerprint {service.ref.fingerprint[:16]}, {service.served.served_as})")
         return score_file(
             args.in_path,
             args.out_path,
             lambda batch: list(service.score_stream(batch, both, batch_size=len(batch))),
             service.ref,
             batch_size=args.batch_size,
-            progress=not args.no_progress,
+            progress=not args.quiet,
         )
 
 
 def _score_via_api(args, both: bool):
+    from data.schema import JudgeRef  # deferred: module docstring
+    from serve.batch import check_output_judge, score_file
+    from serve.client import JudgeClient
 
     with JudgeClient(args.endpoint, api_key=os.environ.get(args.api_key_env)) as client:
         listed = client.judges()
@@ -204,14 +193,48 @@ def _score_via_api(args, both: bool):
             lambda batch: client.judge_batch(batch, name, both_orders=both),
             ref,
             batch_size=args.batch_size,
-            progress=not args.no_progress,
+            progress=not args.quiet,
         )
 
 
-def main(argv: list[str]) -> int:
-    command, rest = argv[0], argv[1:]
-    if command == "serve":
-        return serve_main(rest)
-    if command == "score":
-        return score_main(rest)
-    raise SystemExit(f"serve.cli: unknown command {command!r}")
+def add_commands(commands) -> None:
+    serve = add_command(
+        commands,
+        "serve",
+        help="serve judges with vLLM and the judge API",
+        description="Start vLLM for the configured judges, then the judge API; Ctrl-C or SIGTERM stops both. "
+        "The API key is read from the variable api.api_key_env names (JUDGELOOP_API_KEY).",
+        example="JUDGELOOP_API_KEY=... judgeloop serve configs/serve/cpu.yaml --api.port=9000",
+        run=cmd_serve,
+        overrides=True,
+        config_help=serve_fields,
+    )
+    serve.add_argument("config", nargs="?", metavar="CONFIG", help="serve config YAML (default configs/serve/cpu.yaml)")
+
+    score = add_command(
+        commands,
+        "score",
+        help="score an item file (batch, resumable)",
+        description="Score an item JSONL file into a verdict JSONL file (append-only; a rerun resumes where the "
+        "last one stopped), on a local engine set up by a serve config (--key=value: its fields) or "
+        "through a running judge API (--endpoint).",
+        example="judgeloop score --judge helpfulness-pairwise --in items.jsonl --out verdicts.jsonl \\\n"
+        "    --engine=transformers",
+        run=cmd_score,
+        overrides=True,
+        config_help=serve_fields,
+    )
+    score.add_argument("--judge", help="judge: spec name or judge directory; with --endpoint, its name on the API")
+    score.add_argument("--endpoint", help="URL of a running judge API (`judgeloop serve`) to score through")
+    score.add_argument("--in", dest="in_path", required=True, metavar="ITEMS", help="items JSONL")
+    score.add_argument(
+        "--out", dest="out_path", required=True, metavar="VERDICTS", help="verdicts JSONL (appended to; resumable)"
+    )
+    score.add_argument(
+        "--serve-config", metavar="CONFIG", help="serve config for the engine settings (default configs/serve/cpu.yaml)"
+    )
+    score.add_argument("--batch-size", type=int, default=64, help="items per batch (default 64)")
+    score.add_argument("--one-order", action="store_true", help="pairwise: score only the given order")
+    score.add_argument(
+        "--api-key-env", default="JUDGELOOP_API_KEY", help="with --endpoint: env var holding the API key"
+    )

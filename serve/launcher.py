@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from data.errors import ConfigError, ModelError, ServerError
+from data.errors import ConfigError, ModelError, ServerError, ServerUnavailable
 from data.paths import JUDGE_FILE, cache_dir
 from judge.loading import Judge, load_judge
 from judge.merge import merge
@@ -346,11 +346,11 @@ class VLLMServer:
         return self
 
     def wait_healthy(self, timeout_s: float) -> None:
-        """Poll ``/health`` until it answers 200; on exit or timeout, ServerError with the log tail."""
+        """Poll ``/health`` until it answers 200; on exit or timeout, ServerUnavailable with the log tail."""
         deadline = time.monotonic() + timeout_s
         while True:
-            if not self.child.alive():
-                raise ServerError(
+            if not self.child.alive():  # ServerUnavailable: the engine cannot start (judgeloop exits 3)
+                raise ServerUnavailable(
                     f"vLLM exited with code {self.child.proc.returncode} while starting "
                     f"(log {self.child.log_path}):\n{self.child.log_tail()}"
                 )
@@ -362,7 +362,7 @@ class VLLMServer:
             if time.monotonic() > deadline:
                 tail = self.child.log_tail()
                 self.stop()
-                raise ServerError(
+                raise ServerUnavailable(
                     f"vLLM did not become healthy within {timeout_s:g}s (log {self.child.log_path}):\n{tail}",
                     hint="raise vllm.startup_timeout_s, or read the log",
                 )

@@ -1,6 +1,6 @@
-"""Every criterion at once: `judgeloop train --all` and `judgeloop eval --all`.
+"""Every criterion at once: `judgeloop train all` and `judgeloop eval all` (their flags: workflows/cli.py).
 
-## train --all
+## train all
 Each criterion's CPU config (``--gpu``: the shared GPU recipe with the criterion's overrides) is
 trained into ``runs_dir/<criterion>`` exactly as `judgeloop train CONFIG --output_dir=...` would
 (each command is printed first); criteria already trained are skipped, so a rerun finishes the
@@ -8,7 +8,7 @@ rest. The wall time of each run is recorded in ``RUNS_DIR/train_times.json``. A 
 bad input (a dataset that cannot be read, a config error) does not stop the others: each is reported
 at the end, and the command exits 2.
 
-## eval --all
+## eval all
 For each criterion of the registry (``configs/criteria.yaml``): the test split of its datasets
 (prepared with its training config's split options), its trained judge (``runs_dir/<criterion>``)
 and the untuned base model answering the same spec (the run's own ``spec.yaml``: same prompt and
@@ -23,9 +23,10 @@ and every adapter as a LoRA module (as configs/serve/criteria-cpu.yaml serves th
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import logging
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ from train.data import load_sources
 from train.trainer import train
 
 DEFAULT_SERVE_CONFIG = CONFIGS_DIR / "serve" / "criteria-cpu.yaml"
+log = logging.getLogger("judgeloop")
 
 
 def test_items(c: Criterion, max_items: int | None, seed: int, progress=print) -> tuple[list[Item], dict]:
@@ -227,7 +229,7 @@ def validate_all(
     max_items: int | None = None,
     seed: int = 0,
     n_boot: int = 1000,
-    command: str = "judgeloop eval --all",
+    command: str = "judgeloop eval all",
     progress=print,
 ) -> dict:
     """Validate every chosen criterion; writes OUT/<criterion>/... and the criteria report in OUT."""
@@ -251,30 +253,8 @@ def validate_all(
     return summary
 
 
-def eval_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="judgeloop eval --all", description=__doc__.split("\n\n")[0])
-    p.add_argument("--all", action="store_true", required=True, help="every criterion of the registry")
-    p.add_argument("--criteria", help="criteria registry (default configs/criteria.yaml)")
-    p.add_argument("--only", help="comma-separated criteria to validate (default: all)")
-    p.add_argument("--out", help="output directory (default RUNS_DIR/report)")
-    p.add_argument(
-        "--engine",
-        choices=["vllm", "transformers"],
-        default="vllm",
-        help="the engine to score with (default vllm, the serving engine)",
-    )
-    p.add_argument(
-        "--serve-config", help="serve config for the engine settings (default configs/serve/criteria-cpu.yaml)"
-    )
-    p.add_argument(
-        "--max-items",
-        type=int,
-        help="validate on a seeded sample of whole groups of about this many "
-        "test items per criterion (to bound CPU time; default all)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap and sampling seed")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
-    args = p.parse_args(argv[1:])
+def cmd_eval_all(args) -> int:
+    """`judgeloop eval all`."""
     reg = load_criteria(args.criteria)
     out = Path(args.out) if args.out else Path(reg.runs_dir) / "report"
     names = [n for n in (args.only or "").split(",") if n]
@@ -287,7 +267,8 @@ def eval_main(argv: list[str]) -> int:
         max_items=args.max_items,
         seed=args.seed,
         n_boot=args.n_boot,
-        command="judgeloop " + shlex.join(argv),
+        command=args.command_line,
+        progress=log.info,
     )
     for line in criteria_lines(summary):
         print(line)
@@ -295,7 +276,7 @@ def eval_main(argv: list[str]) -> int:
     return 0
 
 
-# --- train --all ----------------------------------------------------------------------------------
+# --- train all ------------------------------------------------------------------------------------
 
 
 def train_all(
@@ -317,7 +298,7 @@ def train_all(
             continue
         start = time.perf_counter()
         try:
-            train(load_train_config(repo_path(args[0]), args[1:]))
+            train(load_train_config(repo_path(args[0]), args[1:]), progress=progress)
         except JudgeloopError as exc:
             progress(f"{c.name}: not trained: {exc}")
             failed += [
@@ -339,7 +320,7 @@ def train_all(
             problems=failed
             + [
                 Problem(
-                    f"{len(seconds)} criteria trained by this call; fix the above and rerun `judgeloop train --all` "
+                    f"{len(seconds)} criteria trained by this call; fix the above and rerun `judgeloop train all` "
                     "(trained criteria are skipped)"
                 )
             ]
@@ -347,14 +328,15 @@ def train_all(
     return seconds
 
 
-def train_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="judgeloop train --all", description=__doc__.split("\n\n")[0])
-    p.add_argument("--all", action="store_true", required=True, help="every criterion of the registry")
-    p.add_argument("--criteria", help="criteria registry (default configs/criteria.yaml)")
-    p.add_argument("--only", help="comma-separated criteria (default: all)")
-    p.add_argument("--gpu", action="store_true", help="the shared GPU recipe (gpu_train) instead of the CPU configs")
-    p.add_argument("--dry-run", action="store_true", help="print the commands only")
-    args = p.parse_args(argv[1:])
+def cmd_train_all(args) -> int:
+    """`judgeloop train all`."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see train/cli.py
     reg = load_criteria(args.criteria)
-    train_all(reg, [n for n in (args.only or "").split(",") if n] or None, gpu=args.gpu, dry_run=args.dry_run)
+    train_all(
+        reg,
+        [n for n in (args.only or "").split(",") if n] or None,
+        gpu=args.gpu,
+        dry_run=args.dry_run,
+        progress=print if args.dry_run else log.info,  # a dry run's commands are its output
+    )
     return 0

@@ -9,9 +9,9 @@ validated ones -> report. Everything lands in ``runs/demo``; a rerun reuses what
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -53,6 +53,7 @@ DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
 REFERENCES = ("gpt-3.5-turbo", "pandalm-7b")
 PROB_TOLERANCE = 1e-4  # served vs validated probabilities (same engine, same dtype)
+log = logging.getLogger("judgeloop")
 
 
 class Stages:
@@ -64,11 +65,11 @@ class Stages:
     @contextlib.contextmanager
     def stage(self, name: str, what: str):
         self.done += 1
-        print(f"\n[{self.done}/{self.total}] {what}", flush=True)
+        log.info(f"\n[{self.done}/{self.total}] {what}")
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 1)
-        print(f"[{self.done}/{self.total}] {name}: done in {self.seconds[name]:.0f} s", flush=True)
+        log.info(f"[{self.done}/{self.total}] {name}: done in {self.seconds[name]:.0f} s")
 
 
 def _prepare_data(out: Path, limit: int | None = None) -> Path:
@@ -88,16 +89,16 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
             and old.get("demo_limit") == limit
             and {k: v["sha256"] for k, v in old["source_files"].items()} == sources
         ):
-            print(f"reusing {data_dir} (same source files and split)")
+            log.info(f"reusing {data_dir} (same source files and split)")
             return data_dir
-    info = prepare(DATASET, data_dir, seed=0, fractions=SPLIT_FRACTIONS)
+    info = prepare(DATASET, data_dir, seed=0, fractions=SPLIT_FRACTIONS, progress=log.info)
     for split, s in info["splits"].items():
-        print(f"  {split:>5}: {s['items']:>4} items in {s['groups']:>3} instruction groups")
+        log.info(f"  {split:>5}: {s['items']:>4} items in {s['groups']:>3} instruction groups")
     if limit:
         for split in info["splits"]:
             path = data_dir / f"{split}.jsonl"
             write_jsonl(path, list(read_jsonl(path, Item))[:limit])
-        print(f"  reduced demo: the first {limit} items of each split")
+        log.info(f"  reduced demo: the first {limit} items of each split")
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "demo_limit": limit}, indent=2) + "\n")
     return data_dir
 
@@ -125,11 +126,11 @@ def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Seque
     )
     key_file = run_dir / "demo-key.txt"
     if (run_dir / JUDGE_FILE).exists() and key_file.exists() and key_file.read_text() == key:
-        print(f"reusing the finished run {run_dir} (same config and data)")
+        log.info(f"reusing the finished run {run_dir} (same config and data)")
         return run_dir
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    train(cfg)
+    train(cfg, progress=log.info)
     key_file.write_text(key)
     return run_dir
 
@@ -138,9 +139,9 @@ def _merge(run_dir: Path) -> Path:
 
     merged = run_dir / "merged"
     if (merged / JUDGE_FILE).exists() and load_judge(merged).fingerprint == load_judge(run_dir).fingerprint:
-        print(f"reusing {merged}")
+        log.info(f"reusing {merged}")
         return merged
-    return merge(run_dir, merged)
+    return merge(run_dir, merged, progress=log.info)
 
 
 def _serve_config(serve_config: Path, judges: list[str], overrides: list[str] = ()):
@@ -155,13 +156,13 @@ def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, ser
         done = [v for v in read_jsonl(verdicts_path, Verdict, unique_ids=False)]
         if {v.id for v in done} == {i.id for i in items} and not any(v.error for v in done):
             if done[0].judge.fingerprint == load_judge(judge_ref).fingerprint:
-                print(f"reusing {verdicts_path}")
+                log.info(f"reusing {verdicts_path}")
                 return done
         verdicts_path.unlink()
     cfg = _serve_config(serve_config, [judge_ref], [f"--vllm.port={free_port()}"])  # never a busy fixed port
     items_path = verdicts_path.with_name("items.jsonl")
     write_jsonl(items_path, items)
-    with start_judges(cfg) as serving:
+    with start_judges(cfg, progress=log.info) as serving:
         (service,) = serving.services.values()
         score_file(
             items_path,
@@ -169,7 +170,7 @@ def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, ser
             lambda batch: list(service.score_stream(batch, True, len(batch))),
             service.ref,
             batch_size=32,
-            progress=True,
+            progress=log.isEnabledFor(logging.INFO),  # the bar is progress: off with --quiet
         )
     return list(read_jsonl(verdicts_path, Verdict))
 
@@ -191,7 +192,7 @@ def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, r
     out_dir.mkdir(parents=True, exist_ok=True)
     write_result(out_dir / "validation.json", result)
     for line in summary(result):
-        print("  " + line)
+        log.info("  " + line)
     return result
 
 
@@ -279,7 +280,7 @@ def run_demo(
     stages = Stages(9)
     start = time.perf_counter()
     with stages.stage("model", "fetch the embedded default model (SmolLM2-135M-Instruct)"):
-        print(f"  {embedded_model.fetch()}")
+        log.info(f"  {embedded_model.fetch(progress=log.info)}")
     with stages.stage("data", f"prepare {DATASET} with splits grouped by instruction"):
         data_dir = _prepare_data(out, limit)
     test_items = list(read_jsonl(data_dir / "test.jsonl", Item))
@@ -312,7 +313,7 @@ def run_demo(
         cand.gate = check(cand, load_gates(gates), config_path=str(gates))
         write_result(out / "candidate" / "validation.json", cand)
         for rule in cand.gate.rules:
-            print(f"  {rule.status:<4} {rule.name:<22} {rule.figure!s:<24} {rule.op} {rule.threshold}")
+            log.info(f"  {rule.status:<4} {rule.name:<22} {rule.figure!s:<24} {rule.op} {rule.threshold}")
         registry = Registry(out / "registry")
         name = spec.name
         base_version = _register(
@@ -339,7 +340,7 @@ def run_demo(
         production_entry = registry.resolve(name, "production") if passed else None
         production = f"registry:{name}" if passed else base_ref  # serving resolves production through the registry
         validated = cand_verdicts if passed else base_verdicts
-        print(
+        log.info(
             f"  gate {'PASSED: promoted ' + candidate.version if passed else 'FAILED: the candidate is not promoted'}; "
             f"production serves {'the candidate' if passed else 'the untuned base (incumbent)'}"
         )
@@ -348,7 +349,7 @@ def run_demo(
             served, seconds = _score_through_api(url, key, name, test_items, out / "served_verdicts.jsonl")
         matches, why = _same_verdicts(served, validated)
         per_s = 2 * len(served) / seconds  # a judgment = one order of one pair
-        print(
+        log.info(
             f"  {len(served)} verdicts through the API in {seconds:.1f} s ({per_s:.1f} judgments/s); "
             f"served == validated: {matches}{'' if matches else ' (' + why + ')'}"
         )
@@ -415,35 +416,17 @@ def _print_table(s: dict, out: Path) -> None:
     print(f"total {s['seconds']['total'] / 60:.1f} min; report: {s['report']}; summary: {out / 'summary.json'}")
 
 
-def main(argv: list[str]) -> int:
+def cmd_demo(args) -> int:
+    """`judgeloop demo` (its flags: workflows/cli.py); ``args.overrides``: training config fields."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see train/cli.py
     # a SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so every server the demo started is stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    p = argparse.ArgumentParser(prog="judgeloop demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--train-config", default=str(CONFIGS_DIR / "train" / "smollm2-cpu.yaml"))
-    p.add_argument("--serve-config", default=str(CONFIGS_DIR / "serve" / "cpu.yaml"))
-    p.add_argument("--gates", default=str(CONFIGS_DIR / "gates" / "default.yaml"))
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="a reduced demo: keep the first N items of each split (pair with --train KEY=VALUE)",
-    )
-    p.add_argument(
-        "--train",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a training config override, e.g. --train max_steps=4 (repeatable)",
-    )
-    args = p.parse_args(argv[1:])
     run_demo(
         Path(args.out),
-        Path(args.train_config),
-        Path(args.serve_config),
-        Path(args.gates),
+        Path(args.train_config or CONFIGS_DIR / "train" / "smollm2-cpu.yaml"),
+        Path(args.serve_config or CONFIGS_DIR / "serve" / "cpu.yaml"),
+        Path(args.gates or CONFIGS_DIR / "gates" / "default.yaml"),
         limit=args.limit,
-        train_overrides=[f"--{kv.removeprefix('--')}" for kv in args.train],
+        train_overrides=args.overrides,
     )
     return 0

@@ -15,7 +15,6 @@ The baseline is the validation verdicts: the file ``validation.json`` names in `
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -29,7 +28,7 @@ from typing import Optional
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from data.config import field_help, load_config, option, to_dict
+from data.config import load_config, option, to_dict
 from data.errors import ConfigError, DataError, Problem
 from data.jsonl import read_jsonl
 from data.labels import LabelSpace
@@ -604,23 +603,9 @@ def write_outputs(m: dict, out_dir: str | Path) -> dict[str, Path]:
 # --- the command --------------------------------------------------------------------------------
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="judgeloop monitor",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="compare a window of live verdicts with the validation baseline; "
-        "exit 0 OK, 1 when a threshold is crossed, 2 on bad input",
-        epilog="config keys (--key=value):\n" + "\n".join(f"  {k}: {v}" for k, v in field_help(MonitorConfig).items()),
-    )
-    p.add_argument("config", nargs="?", help="monitor config YAML (default configs/monitor/default.yaml)")
-    p.add_argument(
-        "--compare",
-        metavar="CANDIDATE",
-        help="a shadow candidate (NAME@VERSION or fingerprint prefix): its paired agreement with production",
-    )
-    args, overrides = p.parse_known_args(argv[1:])
-
-    cfg = load_monitor_config(args.config, overrides)
+def cmd_monitor(args) -> int:
+    """`judgeloop monitor` (its flags: workflows/cli.py)."""
+    cfg = load_monitor_config(args.config, args.overrides)
     m = monitor(cfg, compare=args.compare)
     paths = write_outputs(m, cfg.out)
     live = m["live"]

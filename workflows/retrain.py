@@ -10,13 +10,13 @@ Exit 0 when the gate passed, 1 when it failed, 2 on bad input.
 
 from __future__ import annotations
 
-import argparse
-import shlex
+import difflib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from data.config import field_help, load_config, option
+from data.config import field_help, load_config, option, overrides_from
 from data.errors import DataError, Problem
 from data.jsonl import read_jsonl
 from data.paths import CONFIGS_DIR, JUDGE_FILE
@@ -27,10 +27,12 @@ from eval.harness import evaluate
 from judge.loading import load_judge
 from judge.registry import Registry, RegistryError
 from serve.verdict_log import item_hash
-from train.config import load_train_config
+from train.config import TrainConfig, load_train_config
 from train.trainer import train
 from workflows import promotion
 from workflows.validate import verdicts_for
+
+log = logging.getLogger("judgeloop")
 
 
 @dataclass
@@ -38,7 +40,11 @@ class RetrainConfig:
     train: Optional[str] = option(
         None, help="the training config YAML of the judge (required); its data.train are the original labels"
     )
-    train_overrides: list[str] = option([], help="--key=value overrides of the training config, e.g. [--max_steps=100]")
+    train_overrides: dict[str, Any] = option(
+        {},
+        help="fields of the training config to override, as in its YAML (a mapping, e.g. {max_steps: 100}); "
+        "on the command line one at a time: --train_overrides.max_steps=100 --train_overrides.lora.rank=8",
+    )
     reviewed: list[str] = option([], help="reviewed items from `judgeloop review import`, added to data.train")
     eval_items: Optional[str] = option(None, help="held-out labelled items the candidate is validated on (required)")
     gates: str = option(str(CONFIGS_DIR / "gates" / "default.yaml"), help="the promotion gate config")
@@ -71,6 +77,18 @@ class RetrainConfig:
             problems.append(Problem(f"file '{self.gates}' not found", field="gates"))
         if self.n_boot < 100:
             problems.append(Problem("must be at least 100", field="n_boot"))
+        known = field_help(TrainConfig)
+        for arg in overrides_from(self.train_overrides):
+            key = arg[2:].split("=", 1)[0]
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                problems.append(
+                    Problem(
+                        "not a field of the training config",
+                        field=f"train_overrides.{key}",
+                        hint=f"did you mean '{close[0]}'?" if close else "judgeloop train --help lists them",
+                    )
+                )
         return problems
 
 
@@ -83,7 +101,7 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
 
     gates = load_gates(cfg.gates)  # a bad gate config fails before training
     out = Path(cfg.out)
-    train_cfg = load_train_config(cfg.train, [*cfg.train_overrides, f"--output_dir={out / 'train'}"])
+    train_cfg = load_train_config(cfg.train, [*overrides_from(cfg.train_overrides), f"--output_dir={out / 'train'}"])
     eval_items = list(read_jsonl(cfg.eval_items, Item))
     held_out = _content_hashes(eval_items)
     for path in cfg.reviewed:
@@ -120,9 +138,11 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
             if cfg.incumbent != "production":
                 raise
     progress(f"validating {name} {version} on {cfg.eval_items} ({len(eval_items)} items, engine {cfg.engine})")
-    verdicts = verdicts_for(str(run.run_dir), eval_items, spec, cfg.engine, cfg.serve_config)
+    verdicts = verdicts_for(str(run.run_dir), eval_items, spec, cfg.engine, cfg.serve_config, progress=progress)
     if incumbent_ref:
-        incumbent_verdicts = verdicts_for(incumbent_ref, eval_items, spec, cfg.engine, cfg.serve_config)
+        incumbent_verdicts = verdicts_for(
+            incumbent_ref, eval_items, spec, cfg.engine, cfg.serve_config, progress=progress
+        )
         if incumbent_verdicts and incumbent_verdicts[0].judge.fingerprint != entry["fingerprint"]:
             raise DataError(
                 f"the files of {name} {entry['version']} no longer give its registered fingerprint",
@@ -182,20 +202,10 @@ def retrain(cfg: RetrainConfig, *, promote: bool = False, command: str | None = 
     }
 
 
-def main(argv: list[str]) -> int:
-
-    p = argparse.ArgumentParser(
-        prog="judgeloop retrain",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="train a candidate on the original plus reviewed labels, validate, gate and "
-        "register it; exit 0 gate passed, 1 failed, 2 bad input",
-        epilog="config keys (--key=value):\n" + "\n".join(f"  {k}: {v}" for k, v in field_help(RetrainConfig).items()),
-    )
-    p.add_argument("config", help="retrain config YAML (see RetrainConfig in workflows/retrain.py)")
-    p.add_argument("--promote", action="store_true", help="promote the candidate when (and only when) its gate passes")
-    args, overrides = p.parse_known_args(argv[1:])
-    cfg = load_config(RetrainConfig, args.config, overrides)
-    done = retrain(cfg, promote=args.promote, command="judgeloop " + shlex.join(argv))
+def cmd_retrain(args) -> int:
+    """`judgeloop retrain` (its flags: workflows/cli.py)."""
+    cfg = load_config(RetrainConfig, args.config, args.overrides)
+    done = retrain(cfg, promote=args.promote, command=args.command_line, progress=log.info)
     print(format_rules(done["gate"]))
     print(
         f"registered {done['name']} {done['version']} ({done['fingerprint'][:16]}) "

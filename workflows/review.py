@@ -27,7 +27,6 @@ reported too.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -428,61 +427,42 @@ def live_agreement(items: Sequence[Item], space: LabelSpace, n_boot: int = 1000,
 # --- the command --------------------------------------------------------------------------------
 
 
-def main(argv: list[str]) -> int:
-
-    p = argparse.ArgumentParser(prog="judgeloop review", description="human review of live verdicts")
-    sub = p.add_subparsers(dest="action", required=True)
-    ex = sub.add_parser("export", help="pick logged items for people to label (Label Studio JSON + CSV)")
-    ex.add_argument("--judge", required=True, help="judge (spec name) whose production verdicts to review")
-    ex.add_argument("--spec", help="judge spec name or path (default: the judge name)")
-    ex.add_argument("--n", type=int, required=True, help="items to review")
-    ex.add_argument("--log", help="the verdict log: SQLAlchemy URL or SQLite file (default: `judgeloop serve`'s)")
-    ex.add_argument("--window-hours", type=float, default=None, help="only the last H hours (default: all)")
-    ex.add_argument(
-        "--random-share",
-        type=float,
-        default=0.3,
-        help="share of the N drawn uniformly at random (unbiased live agreement; default 0.3)",
+def cmd_export(args) -> int:
+    """`judgeloop review export` (its flags: workflows/cli.py)."""
+    if args.n < 1:
+        raise DataError("must be at least 1", field="--n")
+    if not 0 <= args.random_share <= 1:
+        raise DataError("must be between 0 and 1", field="--random-share")
+    spec = load_spec(args.spec or args.judge)
+    since = time.time() - args.window_hours * 3600 if args.window_hours else None
+    paths = export_review(
+        args.log or LiveConfig().url(None),
+        args.judge,
+        spec,
+        args.n,
+        args.out,
+        since=since,
+        random_share=args.random_share,
+        seed=args.seed,
     )
-    ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--out", default="runs/review", help="output directory (default runs/review)")
-    im = sub.add_parser("import", help="a Label Studio JSON export or the filled CSV -> labelled items JSONL")
-    im.add_argument("file", help="Label Studio export (.json) or the review CSV (.csv)")
-    im.add_argument("--spec", required=True, help="judge spec name or path (its labels are checked)")
-    im.add_argument("--manifest", help=f"the export's {MANIFEST} (default: beside FILE)")
-    im.add_argument("--out", required=True, help="labelled items JSONL to write")
-    args = p.parse_args(argv[1:])
-    if args.action == "export":
-        if args.n < 1:
-            raise DataError("must be at least 1", field="--n")
-        if not 0 <= args.random_share <= 1:
-            raise DataError("must be between 0 and 1", field="--random-share")
-        spec = load_spec(args.spec or args.judge)
-        since = time.time() - args.window_hours * 3600 if args.window_hours else None
-        paths = export_review(
-            args.log or LiveConfig().url(None),
-            args.judge,
-            spec,
-            args.n,
-            args.out,
-            since=since,
-            random_share=args.random_share,
-            seed=args.seed,
-        )
-        manifest = json.loads(paths["manifest"].read_text())
-        strata = defaultdict(int)
-        for e in manifest["items"].values():
-            strata[e["stratum"]] += 1
-        print(
-            f"{len(manifest['items'])} items to review ({strata[TARGETED]} targeted, {strata[RANDOM]} uniform random) "
-            f"of {manifest['population']} distinct items in the window"
-        )
-        print(
-            f"Label Studio: import {paths['tasks']} with the labeling interface {paths['config']}; or fill the "
-            f"'label' column of {paths['csv']}"
-        )
-        print(f"then: judgeloop review import FILE --spec {spec.name} --out reviewed.jsonl")
-        return 0
+    manifest = json.loads(paths["manifest"].read_text())
+    strata = defaultdict(int)
+    for e in manifest["items"].values():
+        strata[e["stratum"]] += 1
+    print(
+        f"{len(manifest['items'])} items to review ({strata[TARGETED]} targeted, {strata[RANDOM]} uniform random) "
+        f"of {manifest['population']} distinct items in the window"
+    )
+    print(
+        f"Label Studio: import {paths['tasks']} with the labeling interface {paths['config']}; or fill the "
+        f"'label' column of {paths['csv']}"
+    )
+    print(f"then: judgeloop review import FILE --spec {spec.name} --out reviewed.jsonl")
+    return 0
+
+
+def cmd_import(args) -> int:
+    """`judgeloop review import` (its flags: workflows/cli.py)."""
     spec = load_spec(args.spec)
     n, unlabelled = import_review(args.file, spec, args.out, args.manifest)
     print(f"wrote {n} reviewed items to {args.out}" + (f" ({unlabelled} tasks had no label yet)" if unlabelled else ""))

@@ -7,9 +7,8 @@ which is why this workflow sits above serve/ and eval/.
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from eval.table import match_verdicts
 from judge.registry import Registry
 from serve.config import load_serve_config
 from serve.service import start_judges
-from workflows.all_criteria import eval_main
+
+log = logging.getLogger("judgeloop")
 
 
 def verdicts_for(
@@ -39,6 +39,7 @@ def verdicts_for(
     engine: str = "vllm",
     serve_config: str | None = None,
     injection: dict | None = None,
+    progress=print,
 ) -> list[Verdict]:
     """Score ``items`` with a judge (spec name = untuned base, or a judge directory) through the scoring core,
     on the engine that serves it (vLLM by default, so the validated verdicts are the served ones).
@@ -46,7 +47,7 @@ def verdicts_for(
     ``injection={"n": N}``: also measure the injection corpus on N of the items (eval/injection.py) with
     the same engine; the result is stored in that dict under "result"."""
     cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}"])
-    with start_judges(cfg, judges=[judge], candidates=[]) as serving:
+    with start_judges(cfg, judges=[judge], candidates=[], progress=progress) as serving:
         (service,) = serving.services.values()
         if service.spec.name != spec.name:
             raise JudgeloopError(
@@ -110,7 +111,8 @@ def _registered_version(fingerprint: str | None, root: str | None) -> str | None
     return entry["version"] if entry else None
 
 
-def cmd_eval(args, argv: list[str]) -> int:
+def cmd_eval(args) -> int:
+    """`judgeloop eval` (its flags: workflows/cli.py)."""
     if args.injection < 0 or (args.injection and not args.judge):
         raise JudgeloopError(
             "must be a positive number of items, with --judge (it scores injected variants)", field="--injection"
@@ -133,9 +135,9 @@ def cmd_eval(args, argv: list[str]) -> int:
         match_verdicts(items, verdicts, path=args.verdicts)  # name the file if they do not line up
     elif args.injection:
         injection = {"n": args.injection}
-        verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config, injection)
+        verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config, injection, log.info)
     else:
-        verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config)
+        verdicts = verdicts_for(args.judge, items, spec, args.engine, args.serve_config, progress=log.info)
     if args.judge:  # keep what was scored: `eval --verdicts` on this file reproduces the result without the model
         out.mkdir(parents=True, exist_ok=True)
         write_jsonl(kept, verdicts)
@@ -171,7 +173,7 @@ def cmd_eval(args, argv: list[str]) -> int:
     if result.judge.version is None:
         result.judge.version = _registered_version(result.judge.fingerprint, args.registry)
     result.inputs = inputs
-    result.provenance.commands = ["judgeloop " + shlex.join(argv)]
+    result.provenance.commands = [args.command_line]
     out.mkdir(parents=True, exist_ok=True)
     write_result(out / "validation.json", result)
     for line in summary(result):
@@ -182,62 +184,3 @@ def cmd_eval(args, argv: list[str]) -> int:
         f"next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml"
     )
     return 0
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="judgeloop")
-    top = p.add_subparsers(dest="command", required=True)
-    ev = top.add_parser(
-        "eval",
-        help="validate a judge against human labels; writes DIR/validation.json",
-        epilog="judgeloop eval --all [--criteria configs/criteria.yaml] [--only A,B] [--max-items N]: "
-        "validate every criterion's judge beside its untuned base, gate each, and write the "
-        "criteria report (judgeloop eval --all --help)",
-    )
-    who = ev.add_mutually_exclusive_group(required=True)
-    who.add_argument("--verdicts", help="the judge's verdicts (JSONL, one per item)")
-    who.add_argument("--judge", help="score with a judge: a spec name (its untuned base model) or a judge directory")
-    what = ev.add_mutually_exclusive_group(required=True)
-    what.add_argument("--items", help="labelled items (canonical JSONL, e.g. prepared/pandalm/test.jsonl)")
-    what.add_argument("--dataset", help="all items of a registered dataset")
-    ev.add_argument("--spec", required=True, help="judge spec name or path")
-    ev.add_argument(
-        "--engine",
-        choices=["vllm", "transformers"],
-        default="vllm",
-        help="with --judge: the engine to score with (default vllm, the serving engine)",
-    )
-    ev.add_argument(
-        "--serve-config", help="with --judge: serve config for the engine settings (default configs/serve/cpu.yaml)"
-    )
-    ev.add_argument("--split", help="split name to record (default: the items file's name)")
-    ev.add_argument(
-        "--reference",
-        action="append",
-        default=[],
-        metavar="DATASET:JUDGE|NAME=FILE",
-        help="a reference judge to score on the same items (repeatable)",
-    )
-    ev.add_argument("--incumbent", help="the incumbent judge's verdicts on the same items (paired comparison)")
-    ev.add_argument("--judge-version", help="version to record (default: looked up in the registry by fingerprint)")
-    ev.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
-    ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ev.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
-    ev.add_argument(
-        "--injection",
-        type=int,
-        default=0,
-        metavar="N",
-        help="with --judge: also measure the verdict-flip rate under the injection corpus on N of the "
-        "items (eval/injection.py; shown in the report)",
-    )
-
-    ev.add_argument("--registry", help="registry directory (default $JUDGELOOP_REGISTRY, else runs/registry)")
-    return p
-
-
-def main(argv: list[str]) -> int:
-    argv = list(argv)
-    if "--all" in argv:  # every criterion of configs/criteria.yaml (workflows/all_criteria.py)
-        return eval_main(argv)
-    return cmd_eval(parser().parse_args(argv), argv)

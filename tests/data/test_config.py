@@ -73,3 +73,28 @@ def test_invalid_yaml_names_line(tmp_path):
 def test_help_for_every_field():
     helps = field_help(Demo)
     assert helps["lora.rank"] == "LoRA rank" and helps["name"] == "run name"
+
+
+@dataclass
+class WithMapping:
+    extra: dict = option({}, help="fields of another config")
+
+
+def test_dotted_overrides_set_entries_of_a_mapping_field(tmp_path):
+    from data.config import overrides_from
+
+    p = write(tmp_path, "extra:\n  lora: {alpha: 16}\n  seed: 1\n")
+    cfg = load_config(WithMapping, p, ["--extra.lora.rank=8", "--extra.data.dev=[a,b]"])
+    assert cfg.extra == {"lora": {"alpha": 16, "rank": "8"}, "seed": 1, "data": {"dev": "[a,b]"}}
+    assert load_config(WithMapping, None, ["--extra.max_steps=5"]).extra == {"max_steps": "5"}
+    # the inverse, for the config the mapping is meant for: one --key=value per entry, YAML flow values
+    assert overrides_from({"lora": {"rank": 8}, "bf16": True, "dev": ["a", "b"], "max_steps": None}) == [
+        "--lora.rank=8",
+        "--bf16=true",
+        '--dev=["a", "b"]',
+        "--max_steps=null",
+    ]
+    cfg = load_config(
+        Demo, None, overrides_from({"name": "x", "lora": {"rank": 4}, "modules": ["a", "b"], "steps": None})
+    )
+    assert (cfg.name, cfg.lora.rank, cfg.modules, cfg.steps) == ("x", 4, ["a", "b"], None)

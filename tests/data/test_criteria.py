@@ -46,7 +46,7 @@ def test_shipped_registry_covers_every_criterion_with_consistent_configs(tmp_pat
         spec = load_spec(c.spec)
         cfg = load_train_config(c.train)
         assert cfg.spec == c.spec and sorted(cfg.data.train) == sorted(c.datasets), c.name
-        assert cfg.run_dir(spec.name) == reg.run_dir(c), "the config trains where eval --all and serve look"
+        assert cfg.run_dir(spec.name) == reg.run_dir(c), "the config trains where eval all and serve look"
         assert all(get_dataset(d).kind == spec.kind for d in c.datasets)
         # the GPU recipe is the shared config plus this criterion's spec and data
         gpu = load_train_config(reg.gpu_train_args(c)[0], reg.gpu_train_args(c)[1:])

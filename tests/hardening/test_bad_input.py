@@ -52,7 +52,7 @@ SPEC = {
     "system": "s",
     "template": "{{ instruction }} {{ response_a }} {{ response_b }}",
 }
-SCORE = ["score", "--in", "{tmp}/in.jsonl", "--out", "{tmp}/out.jsonl", "--engine", "transformers", "--no-progress"]
+SCORE = ["score", "--in", "{tmp}/in.jsonl", "--out", "{tmp}/out.jsonl", "--engine=transformers", "-q"]
 LABELLED = jsonl({**ITEMS[0], "labels": ["A"], "label": "A"})
 # json.dumps writes a lone surrogate as its escape, "\ud800": valid JSON, not valid text
 LONE_SURROGATE_ITEMS = jsonl(ITEMS[0], {**ITEMS[1], "response_b": "broken \ud800 text"})

@@ -61,11 +61,10 @@ def test_sigkill_during_batch_scoring_then_rerun_loses_and_duplicates_nothing(ti
         str(src),
         "--out",
         str(out),
-        "--engine",
-        "transformers",
+        "--engine=transformers",
         "--batch-size",
         "8",
-        "--no-progress",
+        "-q",
     ]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(first, lambda: line_count(out) >= 100)

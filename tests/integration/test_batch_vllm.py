@@ -39,7 +39,7 @@ def test_killed_batch_resumes_with_every_id_exactly_once(stack, tiny_specs, tmp_
         str(out),
         "--batch-size",
         "16",
-        "--no-progress",
+        "-q",
         f"--vllm.endpoints=[{endpoint}]",
     ]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -6,6 +6,7 @@ API, served == validated, report, summary.json); only the split sizes and the st
 """
 
 import json
+import logging
 
 import psutil
 import pytest
@@ -44,7 +45,8 @@ def _our_children(out, model_dir) -> list[str]:
     return found
 
 
-def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mirror, smollm2_dir, capsys):
+def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mirror, smollm2_dir, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="judgeloop")  # the stages are progress: the judgeloop logger
     out = tmp_path / "demo"
     summary = run_demo(
         out,
@@ -60,7 +62,8 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
             "--data.balance_length=false",
         ],
     )
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().out + caplog.text
+    caplog.clear()
     assert SUMMARY_KEYS <= summary.keys() and json.loads((out / "summary.json").read_text()) == summary
     for who in ("base", "tuned"):
         assert FIGURE_KEYS <= summary[who].keys()
@@ -98,5 +101,5 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
             "--data.balance_length=false",
         ],
     )
-    again = capsys.readouterr().out
+    again = capsys.readouterr().out + caplog.text
     assert "reusing the finished run" in again and again.count("reusing") >= 4

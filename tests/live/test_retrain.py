@@ -92,7 +92,7 @@ def test_retrain_registers_a_gated_candidate_and_promotes_only_on_a_pass(tiny_sp
     (tmp_path / "two").mkdir()
     strict = {"min_n": 200}
     second = write_configs(tmp_path / "two", tiny_specs["pairwise"], serve_model_dir, strict, "2")
-    assert judgeloop.main(["retrain", str(second), "--promote", "--train_overrides=[--seed=1]"]) == 1
+    assert judgeloop.main(["retrain", str(second), "--promote", "--train_overrides.seed=1"]) == 1
     out = capsys.readouterr().out
     assert "not promoted: the gate failed (min_n" in out
     record = registry.load("tiny-helpfulness")

@@ -6,8 +6,8 @@ import pytest
 
 from data.errors import DataError, ServerError
 from data.schema import Item, JudgeRef
+from judgeloop import main
 from serve.batch import score_file
-from serve.cli import main
 from tests.serve.helpers import pairwise_items, write_jsonl
 
 REF = JudgeRef(name="t", fingerprint="f")
@@ -76,11 +76,10 @@ def test_cli_scores_with_the_in_process_engine(tmp_path, tiny_specs, capsys):
         str(src),
         "--out",
         str(out),
-        "--engine",
-        "transformers",
+        "--engine=transformers",
         "--batch-size",
         "3",
-        "--no-progress",
+        "-q",
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -91,47 +90,47 @@ def test_cli_scores_with_the_in_process_engine(tmp_path, tiny_specs, capsys):
     assert main(argv) == 0 and "7 already in the output were skipped" in capsys.readouterr().out
 
 
-def test_cli_needs_a_judge_or_endpoint(tmp_path):
-    from data.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="--judge"):
-        main(["score", "--in", "x", "--out", "y"])
-    with pytest.raises(DataError, match="file not found"):
-        main(["score", "--judge", "helpfulness-pairwise", "--in", str(tmp_path / "missing.jsonl"), "--out", "y"])
+def test_cli_needs_a_judge_or_endpoint(tmp_path, capsys):
+    assert main(["score", "--in", "x", "--out", "y"]) == 2
+    assert "give --judge" in capsys.readouterr().err
+    assert (
+        main(["score", "--judge", "helpfulness-pairwise", "--in", str(tmp_path / "missing.jsonl"), "--out", "y"]) == 2
+    )
+    assert "file not found" in capsys.readouterr().err
 
 
 # --- one judge per output, one run per output, checked before any model loads ---------------------
 
 
 def score_argv(judge, src, out):
-    return ["score", "--judge", str(judge), "--in", str(src), "--out", str(out), "--engine", "transformers"] + [
-        "--no-progress"
-    ]
+    return ["-q", "score", "--judge", str(judge), "--in", str(src), "--out", str(out), "--engine=transformers"]
 
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """`judgeloop score` must fail before it starts the judge (which loads the model)."""
-    import serve.cli
+    import serve.service
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(serve.cli, "start_judges", refuse)
+    monkeypatch.setattr(serve.service, "start_judges", refuse)
 
 
-def test_resuming_into_another_judges_output_is_refused_before_any_model_loads(tmp_path, tiny_specs, no_model_loads):
+def test_resuming_into_another_judges_output_is_refused_before_any_model_loads(
+    tmp_path, tiny_specs, no_model_loads, capsys
+):
     from judge.loading import load_judge
 
     src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
     out = tmp_path / "out.jsonl"
     other = '{"id":"p0","verdict":"A","judge":{"name":"tiny-helpfulness","fingerprint":"' + "0" * 64 + '"}}\n'
     out.write_text(other)
-    with pytest.raises(DataError) as err:
-        main(score_argv(tiny_specs["pairwise"], src, out))
+    assert main(score_argv(tiny_specs["pairwise"], src, out)) == 2
     this = load_judge(tiny_specs["pairwise"]).fingerprint
-    line = str(err.value)
-    assert len(line.splitlines()) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    line = lines[0]
     assert f"{out}:1: field 'judge.fingerprint'" in line and "0" * 16 in line and this[:16] in line
     assert "pass another --out" in line
     assert out.read_text() == other  # nothing appended, nothing skipped
@@ -147,14 +146,14 @@ def test_score_file_refuses_another_judges_output_too(tmp_path):
     assert len(ids(out)) == 3
 
 
-def test_out_that_is_a_directory_fails_before_any_model_loads(tmp_path, tiny_specs, no_model_loads):
+def test_out_that_is_a_directory_fails_before_any_model_loads(tmp_path, tiny_specs, no_model_loads, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", pairwise_items(3))
     (tmp_path / "out").mkdir()
-    with pytest.raises(DataError, match="is a directory"):
-        main(score_argv(tiny_specs["pairwise"], src, tmp_path / "out"))
+    assert main(score_argv(tiny_specs["pairwise"], src, tmp_path / "out")) == 2
+    assert "is a directory" in capsys.readouterr().err
 
 
-def test_a_second_concurrent_run_on_the_same_output_is_refused(tmp_path, tiny_specs, no_model_loads):
+def test_a_second_concurrent_run_on_the_same_output_is_refused(tmp_path, tiny_specs, no_model_loads, capsys):
     import subprocess
     import sys
 
@@ -176,10 +175,10 @@ def test_a_second_concurrent_run_on_the_same_output_is_refused(tmp_path, tiny_sp
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(DataError) as err:
-            main(score_argv(tiny_specs["pairwise"], src, out))
-        assert len(str(err.value).splitlines()) == 1
-        assert str(out) in str(err.value) and "another run is writing this output" in str(err.value)
+        assert main(score_argv(tiny_specs["pairwise"], src, out)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1
+        assert str(out) in err[0] and "another run is writing this output" in err[0]
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)

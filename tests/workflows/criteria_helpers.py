@@ -58,7 +58,7 @@ def tiny_criteria(
     n_test: int = 24,
 ) -> Path:
     """A criteria registry in ``root`` for ``names`` on ``model_dir``; the criteria in ``train`` are trained
-    for real (a few steps of `judgeloop train --all`, LoRA on the last layer only). Returns the registry path."""
+    for real (a few steps of `judgeloop train all`, LoRA on the last layer only). Returns the registry path."""
     root.mkdir(parents=True, exist_ok=True)
     criteria = {}
     for name in names:

@@ -1,12 +1,12 @@
-"""`judgeloop eval --all` on tiny criteria: a trained judge is validated beside its untuned base and gated,
+"""`judgeloop eval all` on tiny criteria: a trained judge is validated beside its untuned base and gated,
 an untrained one is reported missing with its train command; the report has a section per criterion."""
 
 import json
 
 import pytest
 
+from judgeloop import main as cli_main
 from tests.workflows.criteria_helpers import tiny_criteria
-from workflows.validate import main as eval_main
 
 pytestmark = pytest.mark.slow  # two tiny training runs and transformers scoring: ~1 minute on 2 cores
 
@@ -20,10 +20,10 @@ def test_eval_all_reports_each_criterion_against_its_base_and_the_missing_one(ti
     )
     out = tmp_path / "report"
     assert (
-        eval_main(
+        cli_main(
             [
                 "eval",
-                "--all",
+                "all",
                 "--criteria",
                 str(registry),
                 "--engine",
@@ -61,10 +61,10 @@ def test_eval_all_reports_each_criterion_against_its_base_and_the_missing_one(ti
     # a rerun reuses the verdicts scored by the same judges
     mtime = (out / "coherence" / "judge" / "verdicts.jsonl").stat().st_mtime_ns
     assert (
-        eval_main(
+        cli_main(
             [
                 "eval",
-                "--all",
+                "all",
                 "--criteria",
                 str(registry),
                 "--engine",

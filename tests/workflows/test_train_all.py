@@ -1,4 +1,4 @@
-"""`judgeloop train --all`: a criterion that stops on bad input does not stop the others; the command exits 2
+"""`judgeloop train all`: a criterion that stops on bad input does not stop the others; the command exits 2
 naming it, and a rerun trains only what is left."""
 
 import json
@@ -18,7 +18,7 @@ def test_a_broken_criterion_is_reported_and_the_others_train(tiny_model_dir, tmp
     lines[2] = lines[2].replace('"label":', '"lable":')  # line 3: a typo in a field name
     broken.write_text("\n".join(lines) + "\n")
 
-    assert cli_main(["train", "--all", "--criteria", str(registry)]) == 2
+    assert cli_main(["train", "all", "--criteria", str(registry)]) == 2
     err = capsys.readouterr().err
     assert "criterion 'correctness' not trained" in err and f"{broken}:3" in err
     assert "1 criteria trained by this call" in err
@@ -27,6 +27,6 @@ def test_a_broken_criterion_is_reported_and_the_others_train(tiny_model_dir, tmp
     assert set(json.loads((runs / "train_times.json").read_text())) == {"coherence"}
 
     broken.write_text("\n".join(l.replace('"lable":', '"label":') for l in lines) + "\n")
-    assert cli_main(["train", "--all", "--criteria", str(registry)]) == 0
-    out = capsys.readouterr().out
-    assert "coherence: already trained" in out and (runs / "correctness" / "judge.json").exists()
+    assert cli_main(["train", "all", "--criteria", str(registry)]) == 0
+    progress = capsys.readouterr().err  # progress goes to the judgeloop logger (stderr)
+    assert "coherence: already trained" in progress and (runs / "correctness" / "judge.json").exists()

@@ -4,14 +4,13 @@
     judgeloop evaluate --responses R.jsonl --judge J --baseline v1 --against last --system v2 --max-drop 0.02
     judgeloop evaluate history [--system S]
 
-``add_arguments(parser)`` defines the arguments (for the one parser tree), ``run(args) -> int`` runs
-them; ``main(argv)`` is the wrapper the current dispatcher in judgeloop.py calls.
+The arguments are defined with the other workflow commands in workflows/cli.py; ``run(args) -> int`` runs
+them.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -20,58 +19,7 @@ from workflows.evaluate import history as hist
 from workflows.evaluate.run import RunOptions, check_options, evaluate_run, load_responses, open_judges
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="evaluate_command")
-    h = sub.add_parser("history", help="list the recorded evaluation runs")
-    h.add_argument("--db", help=f"SQLAlchemy URL or SQLite path (default {hist.DEFAULT_DB})")
-    h.add_argument("--system", help="only runs that evaluated this system")
-
-    p.add_argument("--responses", help="JSONL: prompt_id, system, response, instruction (+ input, context, reference)")
-    p.add_argument(
-        "--judge",
-        action="append",
-        default=[],
-        help="a judge: a spec name (its untuned base) or a judge directory; repeat for several criteria",
-    )
-    p.add_argument("--baseline", help="pairwise judges: compare every system with this one")
-    p.add_argument("--all-pairs", action="store_true", help="pairwise judges: compare all pairs (a ranking)")
-    p.add_argument(
-        "--labels", help="human labels of evaluated items (JSONL: id, label|labels, criterion): corrects the figures"
-    )
-    p.add_argument("--out", default="runs/evaluate", help="output directory (default runs/evaluate)")
-    p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm", help="engine to score with")
-    p.add_argument("--serve-config", help="serve config for the engine settings (default configs/serve/cpu.yaml)")
-    p.add_argument(
-        "--judge-score",
-        choices=["hard", "soft"],
-        default="hard",
-        help="hard: the judge's verdicts; soft: its probabilities (expected outcome or score)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
-    p.add_argument("--db", help=f"history: SQLAlchemy URL or SQLite path (default {hist.DEFAULT_DB})")
-    p.add_argument("--no-history", action="store_true", help="do not record this run")
-    p.add_argument(
-        "--against", metavar="RUN", help="compare --system with an earlier run (a run id, 'last', 'previous')"
-    )
-    p.add_argument("--system", help="with --against: the system to compare (default: every system)")
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        default=0.0,
-        help="with --against: exit 1 when a figure dropped by more than this with 95%% confidence (default 0)",
-    )
-    p.add_argument("--registry", help="registry directory, to name the data a judge was validated on")
-    p.add_argument("--no-report", action="store_true", help="write evaluation.json only")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="judgeloop evaluate", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    return p
-
-
-def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     if getattr(args, "evaluate_command", None) == "history":
         rows = hist.History(args.db).runs(args.system)
         for line in hist.listing(rows):
@@ -92,7 +40,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         soft=args.judge_score == "soft",
         seed=args.seed,
         n_boot=args.n_boot,
-        command="judgeloop evaluate " + shlex.join(argv or []),
+        command=args.command_line,
         registry=args.registry,
     )
     resp = load_responses(args.responses)  # bad responses or baseline fail before a judge is started
@@ -172,11 +120,3 @@ def summary_lines(ev) -> list[str]:
         if c.ranking:
             lines.append("  ranking (Bradley-Terry): " + " > ".join(r.system for r in c.ranking))
     return lines
-
-
-def main(argv: list[str]) -> int:
-    """The wrapper for judgeloop.py's dispatcher: ``argv`` starts with the command name."""
-    argv = list(argv)
-    rest = argv[1:] if argv and argv[0] == "evaluate" else argv
-    args = parser().parse_args(rest)
-    return run(args, rest)

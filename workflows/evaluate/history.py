@@ -15,10 +15,11 @@ from sqlalchemy import JSON, Column, DateTime, Integer, String, Text, create_eng
 from sqlalchemy.orm import Session, declarative_base
 
 from data.errors import JudgeloopError
+from workflows.evaluate import EVALUATION_HISTORY
 from workflows.evaluate import estimators as est
 from workflows.evaluate.result import Evaluation
 
-DEFAULT_DB = "runs/evaluate/history.db"
+DEFAULT_DB = EVALUATION_HISTORY
 
 Base = declarative_base()
 
