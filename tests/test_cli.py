@@ -50,14 +50,14 @@ def test_exit_0_ok_version_and_help(capsys):
 
 def test_exit_1_a_gate_that_fails(tmp_path, capsys):
     path = tmp_path / "validation.json"
-    path.write_text(json.dumps(passing_result()))
+    path.write_text(passing_result().to_json())
     assert judgeloop.main(["gate", str(path), "--gates", str(DEFAULT), "--min_n=600"]) == 1
     assert "FAIL  min_n" in capsys.readouterr().out
 
 
 def test_exit_2_user_errors_every_problem_located_and_usage_errors(tmp_path, capsys):
     path = tmp_path / "validation.json"
-    path.write_text(json.dumps(passing_result()))
+    path.write_text(passing_result().to_json())
     # unknown --key=value: the config loader's located error, every one at once
     assert judgeloop.main(["gate", str(path), "--min_nn=600", "--max_ece=lots"]) == 2
     err = capsys.readouterr().err.splitlines()

@@ -192,7 +192,7 @@ def test_a_killed_run_resumes_and_scores_only_the_rest(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(cli, "open_judges", fake_open)
     r = write_responses(tmp_path / "r.jsonl", n_prompts=100)  # 300 items
-    assert _run(tmp_path, "--responses", str(r), "--judge", "summary-coherence") == 2
+    assert _run(tmp_path, "--responses", str(r), "--judge", "summary-coherence") == 3  # engine unavailable
     assert "no engine reachable" in capsys.readouterr().err
     (vfile,) = (tmp_path / "out" / "verdicts").glob("*.jsonl")  # beside it: the output lock
     kept = len(vfile.read_text().splitlines())
