@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from data.config import load_config, option, parse_overrides, to_dict
+from data.config import build_config, load_config, load_yaml, option, parse_overrides, to_dict
 from data.errors import ConfigError, Problem
+from data.paths import CONFIGS_DIR, REPO_ROOT
 from data.provenance import sha256_json
 from eval.result import Gate, Interval, Judge, ValidationResult
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+DEFAULT_GATES = CONFIGS_DIR / "gates" / "default.yaml"
+CRITERIA = CONFIGS_DIR / "criteria.yaml"
 
 
 @dataclass
@@ -238,6 +241,7 @@ def check(result: ValidationResult, cfg: GateConfig, *, config_path: str | None 
         ),
         _rule("errors", "items without a usable verdict", errors, cfg.max_errors, "<="),
     ]
+    loosened, baseline = loosened_rules(cfg, result.spec.name)
     return Gate.model_validate(
         {
             "passed": all(r["pass"] for r in rules),
@@ -245,11 +249,89 @@ def check(result: ValidationResult, cfg: GateConfig, *, config_path: str | None 
             "judge": result.judge.model_dump(),
             "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": str(config_path) if config_path else None,
-            "config_sha256": sha256_json(to_dict(cfg), ensure_ascii=True),
+            "config_sha256": config_sha256(to_dict(cfg)),
             "thresholds": to_dict(cfg),
             "rules": rules,
+            "baseline": baseline,
+            "loosened": loosened,
+            "external_verdicts": external_verdicts(result),
         }
     )
+
+
+def config_sha256(thresholds: dict) -> str:
+    """The hash of a gate config as applied (a gate record's ``thresholds``): sha256 of its canonical JSON."""
+    return sha256_json(thresholds, ensure_ascii=True)
+
+
+def config_from_thresholds(thresholds: dict, path: str | None = None) -> GateConfig:
+    """The GateConfig a gate record applied, rebuilt from its ``thresholds`` (checked like a config file)."""
+    return build_config(GateConfig, dict(thresholds), path=path)
+
+
+# --- what a gate may not do without an override ---------------------------------------------------
+
+# config field -> (rule name, +1 when a larger threshold is stricter, -1 when a smaller one is)
+STRICTER = {
+    "min_n": ("min_n", +1),
+    "min_margin_over_baseline": ("margin_over_baseline", +1),
+    "min_ci_low": ("ci_low", +1),
+    "min_ceiling_fraction": ("human_ceiling", +1),
+    "max_incumbent_drop": ("incumbent", -1),
+    "min_swap_consistency": ("swap_consistency", +1),
+    "min_beyond_length": ("beyond_length", +1),
+    "max_ece": ("ece", -1),
+    "max_errors": ("errors", -1),
+}
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def default_gates(spec: str | None) -> tuple[GateConfig, str]:
+    """The default gate for a judge spec, and where it came from: the gate config configs/criteria.yaml
+    names for the criterion whose spec this is, else configs/gates/default.yaml (the built-in defaults,
+    which are the same, where the repository's configs are not installed). Read from the repository,
+    never from the working directory."""
+    path = DEFAULT_GATES
+    if spec and CRITERIA.is_file():
+        data, _ = load_yaml(CRITERIA)
+        criteria = data.get("criteria") if isinstance(data, dict) else None
+        for body in (criteria or {}).values():
+            if isinstance(body, dict) and body.get("spec") == spec and body.get("gates"):
+                given = Path(str(body["gates"]))
+                path = given if given.is_absolute() else REPO_ROOT / given
+                break
+    if not path.is_file():
+        return GateConfig(), "the built-in gate defaults (eval/gate.py)"
+    return load_gates(path), _shown(path)
+
+
+def loosened_rules(cfg: GateConfig, spec: str | None) -> tuple[list[str], str]:
+    """The rules ``cfg`` switches off or sets looser than the spec's default gate ('metric' when it reads
+    another metric), and which default that is."""
+    default, where = default_gates(spec)
+    out = ["metric"] if cfg.metric != default.metric else []
+    for name, (rule, direction) in STRICTER.items():
+        base, given = getattr(default, name), getattr(cfg, name)
+        if base is None:
+            continue  # off by default: nothing to loosen
+        if given is None or (given - base) * direction < 0:
+            out.append(rule)
+    return out, where
+
+
+def external_verdicts(result: ValidationResult) -> bool:
+    """True when the result's verdicts were read from a file judgeloop did not score (`judgeloop eval
+    --verdicts`): its ``inputs`` name a verdicts file without the engine that scored it. (Results
+    computed in Python by the demo or retrain, which score through the serving engine themselves,
+    record no verdicts file.)"""
+    verdicts = result.inputs.get("verdicts")
+    return verdicts is not None and not verdicts.scored_with
 
 
 def _value(figures: dict[str, Interval], name: str) -> float | None:

@@ -3,6 +3,10 @@
 It leads with the answer (the gate verdict and a few sentences a reviewer can check in two
 minutes), then the evidence: plots (inline base64 PNG, matplotlib Agg), tables and a
 reproduce section (commands, data hashes, versions, git commit, fingerprint).
+
+Every name, path and string in a report comes from data, so the templates render in the sandboxed,
+autoescaping environment of eval/rendering.py, and the Markdown templates pass every data value
+through ``md_escape``.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-import jinja2
 import numpy as np
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from eval.rendering import environment
 from eval.result import Interval, ValidationResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -161,6 +166,9 @@ def _plt():
     import matplotlib  # deferred: matplotlib takes seconds to import; only this path needs it
 
     matplotlib.use("Agg")
+    # labels carry names from the data (slices, reference judges, labels): '$...$' in one is text, not
+    # mathtext (which would fail to parse and take the report down with it)
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt  # deferred: matplotlib takes seconds to import; only this path needs it
 
     return plt
@@ -401,14 +409,10 @@ def context(result: ValidationResult, trend: list[dict] | None = None) -> dict:
     }
 
 
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+def _env() -> ImmutableSandboxedEnvironment:
+    """The report templates' environment (eval/rendering.py): sandboxed, HTML autoescaped, Markdown
+    values through ``md_escape``. workflows/monitor.py renders its templates with it too."""
+    return environment(TEMPLATES)
 
 
 def render_html(result: ValidationResult, trend: list[dict] | None = None) -> str:

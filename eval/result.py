@@ -414,8 +414,19 @@ class Gate(Section):
     """The gate config file (null: the defaults)."""
     config_sha256: str
     thresholds: dict[str, Any]
-    """The gate config as applied (an open set of keys: eval.gate.GateConfig)."""
+    """The gate config as applied (an open set of keys: eval.gate.GateConfig); config_sha256 is the hash
+    of its canonical JSON, which the registry seals when the result is attached."""
     rules: list[GateRule]
+    baseline: Optional[str] = None
+    """The default gate config the thresholds were compared with: configs/gates/default.yaml, or the
+    criterion's gate config in configs/criteria.yaml for its spec (absent in gates checked before it
+    existed)."""
+    loosened: Optional[list[str]] = None
+    """Rules switched off or loosened against ``baseline`` ('metric' when the metric differs): promotion
+    then needs an explicit, logged override (absent in gates checked before it existed)."""
+    external_verdicts: Optional[bool] = None
+    """True when the verdicts were read from a file (`judgeloop eval --verdicts`), not scored by judgeloop:
+    promotion then needs an explicit, logged override (absent in gates checked before it existed)."""
 
 
 # --- the result -----------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ Layout (``$JUDGELOOP_REGISTRY``, else ``runs/registry`` under the working direct
 This module is the store: records, their locking and history, and ``resolve`` (what serving
 loads). Which validation may promote a version is decided above it, in workflows/promotion.py:
 a version is promoted only if one of its attached validation results carries a passing gate
-for exactly the version's fingerprint. Registries written before ``versions.json`` kept the
-record in ``NAME/judge.json`` (the same name as a judge directory's file); they are renamed
-on first read.
+for exactly the version's fingerprint. Attaching seals what was gated: the sha256 of the stored
+copy and of the gate config its gate applied are kept in the version entry, and promotion
+re-verifies both (a copy changed after attaching never counts). Registries written before
+``versions.json`` kept the record in ``NAME/judge.json`` (the same name as a judge directory's
+file); they are renamed on first read.
 
 Registration order is the order of ``versions`` in the record (entries are only ever appended,
 and the record is written back in order); each entry's ``seq`` states it too. ``registered``
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -163,18 +166,34 @@ class Registry:
             self._event(record, entry, "register", fingerprint=fingerprint)
         return entry
 
-    def attach(self, name: str, version: str, validation: str | Path, summary: dict) -> dict:
+    def attach(
+        self,
+        name: str,
+        version: str,
+        validation: str | Path,
+        summary: dict,
+        *,
+        content: bytes | None = None,
+        gate_config_sha256: str | None = None,
+    ) -> dict:
         """Copy a validation result into the version's folder and record ``summary`` (its headline
-        figures and gate, read by workflows/promotion.py) beside the copy's hash."""
+        figures and gate, read by workflows/promotion.py) beside the seal of what was gated: the
+        copy's sha256 and ``gate_config_sha256`` (the hash of the gate config its gate applied, null
+        when it is not gated). ``content``: the file's bytes as the caller read and checked them (the
+        copy is of those bytes, not of the file read again)."""
+        data = Path(validation).read_bytes() if content is None else content
+        digest = hashlib.sha256(data).hexdigest()
         with self._edit(name) as record:
             entry = self._version(record, version)
-            digest = sha256_file(validation)
             dest = self.root / name / version / f"validation-{digest[:12]}.json"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(Path(validation).read_bytes())
+            tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
             info = {
                 "file": str(dest.relative_to(self.root)),
                 "sha256": digest,
+                "gate_config_sha256": gate_config_sha256,
                 "attached": _now(),
                 "source": str(validation),
                 **summary,
@@ -192,9 +211,10 @@ class Registry:
                 out.append((info, path))  # a copy changed or removed after it was attached does not count
         return out
 
-    def promote(self, name: str, version: str, validation: dict) -> dict:
+    def promote(self, name: str, version: str, validation: dict, overrides: dict | None = None) -> dict:
         """Make a version production on the strength of one attached ``validation`` (checked by the
-        caller); the previous production version is retired."""
+        caller); the previous production version is retired. ``overrides`` (what the caller let pass
+        and the reason given) are recorded in the promote event of the history."""
         with self._edit(name) as record:
             entry = self._version(record, version)
             if record["production"] == version:
@@ -212,6 +232,7 @@ class Registry:
                 previous=previous,
                 validation=validation["file"],
                 fingerprint=entry["fingerprint"],
+                **(overrides or {}),
             )
         return entry
 

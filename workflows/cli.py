@@ -180,7 +180,23 @@ def cmd_promote(args) -> int:
     from workflows import promotion
 
     reg = Registry(args.registry)
-    entry = promotion.promote(reg, args.name, args.version, args.validation)
+    entry = promotion.promote(
+        reg,
+        args.name,
+        args.version,
+        args.validation,
+        override_loosened_gate=args.override_loosened_gate,
+        allow_external_verdicts=args.allow_external_verdicts,
+        reason=args.reason,
+    )
+    event = entry["history"][-1]
+    if "reason" in event:  # an override was used: say so, with the reason the history keeps
+        used = []
+        if "override_loosened_gate" in event:
+            used.append(f"loosened gate ({', '.join(event['override_loosened_gate'])})")
+        if "allow_external_verdicts" in event:
+            used.append("verdicts not scored by judgeloop")
+        print(f"OVERRIDE: promoted despite {' and '.join(used)}; reason recorded: {event['reason']}")
     print(f"{entry['name']} {entry['version']} ({entry['fingerprint'][:16]}) is now production")
     return 0
 
@@ -263,6 +279,17 @@ def _add_registry_commands(commands) -> None:
     pr.add_argument("name")
     pr.add_argument("version")
     pr.add_argument("--validation", help="attach this gated validation.json first")
+    pr.add_argument(
+        "--override-loosened-gate",
+        action="store_true",
+        help="promote although the gate switched off or loosened rules of the default gate (needs --reason)",
+    )
+    pr.add_argument(
+        "--allow-external-verdicts",
+        action="store_true",
+        help="promote although the verdicts were read from a file, not scored by judgeloop (needs --reason)",
+    )
+    pr.add_argument("--reason", help="why an override is used; recorded in the registry history")
     _registry_flag(pr)
     rb = add_command(
         commands,

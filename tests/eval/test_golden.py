@@ -54,15 +54,23 @@ def test_old_files_read_by_attribute():
     assert binary.gate is None and binary.inputs == {} and binary.errors.error_kinds == {"timeout": 1}
 
 
+NEWER = {"checked", "baseline", "loosened", "external_verdicts"}  # the timestamp; fields added since v1
+
+
 def test_the_gate_rules_as_before():
     result = read_result(golden("pairwise"))
     old = result.gate
     again = check(result, GateConfig(**old.thresholds), config_path=old.config)
-    assert again.model_dump(exclude={"checked"}) == old.model_dump(exclude={"checked"})
+    assert again.model_dump(exclude=NEWER) == old.model_dump(exclude=NEWER)
+    # v1 gated it with --min_n=20 on a file of verdicts: both are recorded now
+    assert again.loosened == ["min_n"] and again.baseline == "configs/gates/default.yaml"
+    assert again.external_verdicts is True
 
     binary = read_result(golden("binary"))
     old = Gate.model_validate_json((GOLDEN / "gate-binary-v1.json").read_text())
-    assert check(binary, GateConfig()).model_dump(exclude={"checked"}) == old.model_dump(exclude={"checked"})
+    again = check(binary, GateConfig())
+    assert again.model_dump(exclude=NEWER) == old.model_dump(exclude=NEWER)
+    assert again.loosened == [] and again.external_verdicts is False  # the defaults; no inputs recorded
 
 
 def test_the_gate_cli_on_an_old_file(tmp_path, capsys):
@@ -113,15 +121,17 @@ def test_the_current_code_writes_what_the_old_code_wrote(tmp_path, monkeypatch):
     make_v1.binary(out)
     for kind in KINDS:
         new, old = (json.loads((d / f"validation-{kind}-v1.json").read_text()) for d in (out, GOLDEN))
-        _same(new, old, (".created", ".provenance", ".gate.checked", ".gate.config_sha256", ".gate.thresholds"))
+        newer = (".gate.baseline", ".gate.loosened", ".gate.external_verdicts")  # added since v1
+        _same(new, old, (".created", ".provenance", ".gate.checked", ".gate.config_sha256", ".gate.thresholds", *newer))
         assert json.loads((out / f"summary-{kind}-v1.json").read_text()) == json.loads(
             (GOLDEN / f"summary-{kind}-v1.json").read_text()
         )
         new, old = ((d / f"report-{kind}-v1.md").read_text().splitlines() for d in (out, GOLDEN))
-        provenance = ("- git commit ", "- versions: ")
-        assert [x for x in new if not x.startswith(provenance)] == [x for x in old if not x.startswith(provenance)]
+        # provenance changes; the notes on a loosened gate and on verdicts from a file were added since v1
+        skip = ("- git commit ", "- versions: ", "Gate loosened against ", "The verdicts were read from a file")
+        assert [x for x in new if x and not x.startswith(skip)] == [x for x in old if x and not x.startswith(skip)]
     new, old = (json.loads((d / "gate-binary-v1.json").read_text()) for d in (out, GOLDEN))
-    _same(new, old, (".checked", ".config_sha256", ".thresholds"))
+    _same(new, old, (".checked", ".config_sha256", ".thresholds", ".baseline", ".loosened", ".external_verdicts"))
 
 
 def test_the_committed_schema_is_the_models():

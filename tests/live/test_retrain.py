@@ -1,5 +1,6 @@
 """`judgeloop retrain` on the tiny model: original + reviewed labels -> a registered, gated candidate;
-promoted only with --promote and a passing gate."""
+promoted only with --promote and a passing gate (a gate loosened against the default gate only with
+`judgeloop promote --override-loosened-gate --reason`, logged)."""
 
 import json
 
@@ -77,11 +78,17 @@ def test_retrain_registers_a_gated_candidate_and_promotes_only_on_a_pass(tiny_sp
     registry = Registry(tmp_path / "registry")
     (tmp_path / "one").mkdir()
     first = write_configs(tmp_path / "one", tiny_specs["pairwise"], serve_model_dir, OPEN_GATE, "1")
-    assert judgeloop.main(["retrain", str(first), "--promote"]) == 0
-    out = capsys.readouterr().out
-    assert "promoted tiny-helpfulness 1 to production" in out
+    # ten items pass only a gate with its rules off: registered, but not promoted without a logged override
+    assert judgeloop.main(["retrain", str(first), "--promote"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to promote tiny-helpfulness 1: its gate was loosened against configs/gates/default.yaml" in err
+    candidate = registry.resolve("tiny-helpfulness", "1")
+    assert candidate["status"] == "candidate" and promotion.passing_gate(registry, candidate) is None
+    promote = ["promote", "tiny-helpfulness", "1", "--registry", str(registry.root), "--override-loosened-gate"]
+    assert judgeloop.main([*promote, "--reason", "tiny model: ten held-out items"]) == 0
+    assert "is now production" in capsys.readouterr().out
     entry = registry.resolve("tiny-helpfulness", "production")
-    assert entry["version"] == "1" and promotion.passing_gate(registry, entry) is not None
+    assert entry["version"] == "1" and entry["history"][-1]["reason"] == "tiny model: ten held-out items"
     card = json.loads((tmp_path / "one" / "out" / "train" / "card.json").read_text())
     assert "reviewed.jsonl" in json.dumps(card)  # the reviewed labels were trained on
     validation = json.loads((tmp_path / "one" / "out" / "validation.json").read_text())

@@ -18,9 +18,11 @@ FP1, FP2, FP3 = "1" * 64, "2" * 64, "3" * 64
 
 
 def validation(tmp_path, fingerprint: str, passed: bool = True, gate_for: str | None = None, name="v") -> str:
-    """A gated validation.json for ``fingerprint`` (its gate recorded for ``gate_for`` if given)."""
+    """A gated validation.json for ``fingerprint`` (its gate recorded for ``gate_for`` if given), its
+    verdicts scored by judgeloop (`judgeloop eval --judge` records the engine)."""
     result = passing_result()
     result.judge.fingerprint = fingerprint
+    result.inputs["verdicts"].scored_with = "vllm"
     if not passed:
         BREAKERS["ece"](result)
     result.gate = check(result, load_gates(CONFIGS_DIR / "gates" / "default.yaml"))

@@ -2,8 +2,8 @@
 
 Leaderboard with intervals (corrected and judge-only side by side), a per-criterion scorecard, the
 pairwise win-rate matrix and each system's trend across runs. Whether the figures are corrected is
-said first. Templates render in a sandboxed Jinja2 environment; HTML autoescapes every value and the
-Markdown escapes table cells, so text from the data cannot change the page.
+said first. Templates render in the sandboxed Jinja2 environment of eval/rendering.py; HTML autoescapes
+every value and the Markdown escapes each one (``md``), so text from the data cannot change the page.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import io
 import json
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from eval.rendering import environment, md_escape
 from workflows.evaluate.result import Evaluation
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -233,17 +233,10 @@ def context(ev: Evaluation, history_rows=(), plots: bool = True) -> dict:
     return {"ev": ev, "crits": crits, "scorecard": scorecard, "iv": _iv, "fmt": _fmt}
 
 
-def _env() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "html.j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["md"] = lambda s: (
-        str(s).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
-    )
+def _env() -> ImmutableSandboxedEnvironment:
+    """The report environment shared with eval/report.py (eval/rendering.py); ``md`` is its ``md_escape``."""
+    env = environment(TEMPLATES)
+    env.filters["md"] = md_escape
     return env
 
 
