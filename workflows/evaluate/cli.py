@@ -58,7 +58,7 @@ def finish(evaluation, datas, args) -> int:
     for line in summary_lines(evaluation):
         print(line)
     if not args.no_report:
-        from workflows.evaluate.report import write_report
+        from workflows.evaluate.report import write_report  # deferred: matplotlib takes seconds to import
 
         history_rows = [] if args.no_history else hist.History(args.db).runs()
         paths = write_report(evaluation, out / "report", history_rows)

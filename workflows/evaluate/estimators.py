@@ -230,7 +230,7 @@ def ppi_mean(human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np
 
 def _human_only(y: np.ndarray, alpha: float, classical=None) -> Interval:
     if classical is None:
-        from ppi_py import classical_mean_ci as classical
+        from ppi_py import classical_mean_ci as classical  # deferred: ppi-python imports statsmodels (seconds)
     lo, hi = (float(np.ravel(x)[0]) for x in classical(y, alpha=alpha))
     return Interval(float(np.mean(y)), lo, hi, len(y))
 

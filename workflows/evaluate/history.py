@@ -8,6 +8,7 @@ outcomes against an opponent), so a later run can be compared with it on the sam
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,6 @@ class History:
         Base.metadata.create_all(self.engine)
 
     def record(self, evaluation: Evaluation, per_prompt: dict[str, dict[str, dict[str, float]]]) -> None:
-        from datetime import datetime
 
         with Session(self.engine) as s:
             s.add(

@@ -13,6 +13,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from eval.rendering import environment, md_escape
@@ -141,7 +142,6 @@ def plot_leaderboard(c, rows: list[dict]) -> str:
 
 
 def plot_matrix(c, systems: list[str]) -> str | None:
-    import numpy as np
 
     m = np.full((len(systems), len(systems)), np.nan)
     for i, row in enumerate(win_matrix(c, systems)):
