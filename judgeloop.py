@@ -138,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         except JudgeloopError as exc:
             _report(exc)
             return USER_ERROR
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: a bug or the machine, keep the traceback
+                raise
+            # a path the user named that cannot be used as asked: a directory where a file is expected, an
+            # output under a regular file, a missing or unreadable file
+            print(f"judgeloop: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return USER_ERROR
         except KeyboardInterrupt:
             print("judgeloop: interrupted", file=sys.stderr)
             return INTERRUPTED

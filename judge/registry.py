@@ -52,6 +52,21 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _read_record(path: Path) -> dict:
+    """A judge's record, or a located error when the file was damaged (it is never rewritten then)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(
+            f"not a readable registry record ({exc})",
+            path=str(path),
+            hint="restore it from a backup; the registry does not rewrite a damaged record",
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("versions"), dict):
+        raise RegistryError("not a registry record (no 'versions' mapping)", path=str(path), field="versions")
+    return record
+
+
 class Registry:
     def __init__(self, root: str | Path | None = None):
         self.root = registry_root(root)
@@ -82,7 +97,7 @@ class Registry:
         path = self._file(name)
         if not path.exists():
             raise UnknownNameError("judge", name, self.names(), path=str(self.root))
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _read_record(path)
 
     @contextlib.contextmanager
     def _edit(self, name: str, create: bool = False):
@@ -96,7 +111,7 @@ class Registry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             path = self._file(name)
             record = (
-                json.loads(path.read_text(encoding="utf-8"))
+                _read_record(path)
                 if path.exists()
                 else {"name": name, "production": None, "versions": {}, "history": []}
             )

@@ -192,3 +192,56 @@ def test_retrain_takes_training_fields_as_dotted_overrides(tmp_path, capsys):
     assert err.endswith(
         "field 'train_overrides.max_stpes': not a field of the training config (did you mean 'max_steps'?)"
     )
+
+
+def _one_located_line(capsys, *fragments) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    for fragment in fragments:
+        assert fragment in err[0], (fragment, err[0])
+
+
+def test_paths_that_cannot_be_used_as_asked_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("")
+    Path("v.json").write_text(passing_result().to_json())
+    # a directory where a file is expected
+    assert judgeloop.main(["eval", "--verdicts", "d", "--items", "d", "--spec", "helpfulness-pairwise"]) == 2
+    _one_located_line(capsys, "d:", "directory")
+    assert judgeloop.main(["gate", "v.json", "--gates", "d"]) == 2
+    _one_located_line(capsys, "d:", "directory")
+    # an output under a regular file
+    assert judgeloop.main(["report", "v.json", "--out", "f/report"]) == 2
+    _one_located_line(capsys, "f/report", "Not a directory")
+
+
+def test_a_damaged_registry_record_is_named_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "reg" / "helpful").mkdir(parents=True)
+    (tmp_path / "reg" / "helpful" / "versions.json").write_text("{damaged")
+    assert judgeloop.main(["registry", "show", "helpful", "--registry", str(tmp_path / "reg")]) == 2
+    _one_located_line(capsys, "versions.json", "not a readable registry record")
+
+
+def test_an_item_label_outside_the_label_space_names_file_line_and_field(tmp_path, capsys):
+    items = [
+        {
+            "id": f"i{i}",
+            "group": f"g{i}",
+            "kind": "pairwise",
+            "instruction": "q",
+            "response_a": "a",
+            "response_b": "b",
+            "label": lab,
+        }
+        for i, lab in enumerate(["A", "tie", "Z", "B"])
+    ]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(it) + "\n" for it in items))
+    verdicts = tmp_path / "v.jsonl"
+    ref = {"name": "helpfulness-pairwise", "fingerprint": "f" * 64}
+    verdicts.write_text("".join(json.dumps({"id": it["id"], "verdict": "A", "judge": ref}) + "\n" for it in items))
+    argv = ["eval", "--verdicts", str(verdicts), "--items", str(path), "--spec", "helpfulness-pairwise"]
+    assert judgeloop.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    _one_located_line(capsys, f"{path}:3: field 'label'", "'Z'")
+    assert not (tmp_path / "o" / "validation.json").exists()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from data import dataset_registry
 from data.errors import DataError, JudgeloopError
-from data.jsonl import read_jsonl, write_jsonl
+from data.importer import MAX_PROBLEMS, check_item
+from data.jsonl import read_jsonl, read_jsonl_lines, write_jsonl
 from data.paths import CONFIGS_DIR
 from data.provenance import sha256_chunks, sha256_file
 from data.schema import Item, Verdict
@@ -78,6 +79,30 @@ def load_items_arg(items: str | None, dataset: str | None) -> tuple[list[Item], 
     return loaded, info, {"items": {"path": str(path), "sha256": info["sha256"]}}
 
 
+def _is_tie(label) -> bool:
+    return isinstance(label, str) and label.strip().lower() == "tie"
+
+
+def check_items_fit(path: str, spec: JudgeSpec) -> None:
+    """Every item fits the spec (its kind, labels in its label space), or one located line each (file:line:
+    field) before anything is scored. A pairwise human tie is kept even where the judge has no tie label."""
+
+    def no_ties(item: Item) -> Item:
+        if item.kind != "pairwise":
+            return item
+        tie = lambda lab: isinstance(lab, str) and lab.strip().lower() == "tie"  # noqa: E731
+        return item.model_copy(
+            update={
+                "labels": [lab for lab in item.labels if not tie(lab)],
+                "label": None if tie(item.label) else item.label,
+            }
+        )
+
+    problems = [p for line, item in read_jsonl_lines(path, Item) for p in check_item(no_ties(item), spec, path, line)]
+    if problems:
+        raise DataError(problems=problems[:MAX_PROBLEMS])
+
+
 def _items_hash(items: Sequence[Item]) -> str:
     return sha256_chunks(it.model_dump_json(exclude_none=True).encode() + b"\n" for it in items)
 
@@ -127,6 +152,8 @@ def cmd_eval(args) -> int:
         )
     spec = load_spec(args.spec)
     items, dataset_info, inputs = load_items_arg(args.items, args.dataset)
+    if args.items:
+        check_items_fit(args.items, spec)
     if args.split:
         dataset_info["split"] = args.split
     if args.verdicts:
