@@ -219,3 +219,14 @@ def lazy(module: str, function: str) -> Callable:
 
     run.__qualname__ = f"lazy({module}:{function})"
     return run
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (bootstrap replicates, items): a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

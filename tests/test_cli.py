@@ -245,3 +245,9 @@ def test_an_item_label_outside_the_label_space_names_file_line_and_field(tmp_pat
     assert judgeloop.main([*argv, "--out", str(tmp_path / "o")]) == 2
     _one_located_line(capsys, f"{path}:3: field 'label'", "'Z'")
     assert not (tmp_path / "o" / "validation.json").exists()
+
+
+def test_a_negative_count_is_a_usage_error(capsys):
+    argv = ["eval", "--verdicts", "v.jsonl", "--items", "i.jsonl", "--spec", "helpfulness-pairwise", "--n-boot", "-5"]
+    assert judgeloop.main(argv) == 2
+    assert "--n-boot: must be at least 1, got -5" in capsys.readouterr().err

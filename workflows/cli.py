@@ -13,7 +13,7 @@ import argparse
 import importlib
 import json
 
-from data.cli_base import add_command, add_group, lazy, moved_flag
+from data.cli_base import add_command, add_group, lazy, moved_flag, positive_int
 from data.errors import JudgeloopError
 from workflows.evaluate import EVALUATION_HISTORY
 
@@ -63,7 +63,7 @@ def add_eval_commands(commands) -> None:
     ev.add_argument("--judge-version", help="version to record (default: looked up in the registry by fingerprint)")
     ev.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ev.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    ev.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap replicates (default 1000)")
     ev.add_argument(
         "--injection",
         type=int,
@@ -94,7 +94,7 @@ def add_eval_commands(commands) -> None:
         "test items per criterion (to bound CPU time; default all)",
     )
     every.add_argument("--seed", type=int, default=0, help="bootstrap and sampling seed")
-    every.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    every.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap replicates (default 1000)")
 
     train_all = commands.choices["train"].add_subcommand(
         "all",
@@ -339,7 +339,7 @@ def _evaluate_arguments(p) -> None:
         help="hard: the judge's verdicts; soft: its probabilities (expected outcome or score)",
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap replicates")
     p.add_argument("--db", help=f"history: SQLAlchemy URL or SQLite path (default {EVALUATION_HISTORY})")
     p.add_argument("--no-history", action="store_true", help="do not record this run")
     p.add_argument(
