@@ -65,6 +65,16 @@ def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0) -> flo
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        # a CPU without bf16 math emulates it ~100x slower: one 2048^3 matmul would take minutes, so
+        # shrink the matrices until one product takes at most ~1 s (the peak is a rate: FLOP/s)
+        while size > 256:
+            probe = torch.randn(size // 4, size // 4).to(dt)
+            start = time.perf_counter()
+            torch.matmul(probe, probe)
+            if (time.perf_counter() - start) * 64 <= 1.0:
+                break
+            size //= 2
     a = torch.randn(size, size, device=device).to(dt)
     b = torch.randn(size, size, device=device).to(dt)
     out = torch.empty(size, size, device=device, dtype=dt)

@@ -17,6 +17,7 @@ from data.paths import JUDGE_FILE
 from data.provenance import git_commit, library_versions
 from data.spec import JudgeSpec
 from judge.fingerprint import weights_identity
+from judge.precision import hardware, resolve_bf16, resolve_dtype
 
 
 def dev_curve(log_history: Sequence[dict]) -> list[dict]:
@@ -119,6 +120,11 @@ def write_run_files(
             "tokens_per_s": tokens_per_s,
             "wall_s": round(wall_s, 1),
             "peak_gpu_gib": peak_gpu_gib,
+            "precision": {
+                "bf16": resolve_bf16(cfg.bf16),
+                "dev_dtype": resolve_dtype(cfg.eval.dtype),
+                "hardware": hardware(),
+            },
             "kept_checkpoint": kept,
             "score_length_corr": length_following(log_history),
         },

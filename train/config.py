@@ -18,6 +18,7 @@ from data.config import load_config, option
 from data.dataset_registry import get_dataset
 from data.errors import JudgeloopError, Problem, UnknownNameError
 from data.spec import load_spec
+from judge.precision import BF16Setting, DTypeSetting
 
 # PEFT matches a target name against the end of each module's dotted name
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
@@ -151,9 +152,10 @@ class EvalOptions:
         "rank checkpoints, e.g. 48 items move agreement in steps of 0.02, and "
         "the schedule decays to the end)",
     )
-    dtype: Literal["float32", "bfloat16"] = option(
+    dtype: DTypeSetting = option(
         "float32",
-        help="precision of the dev scoring pass (bfloat16 is ~1.8x faster on CPU; near-tie verdicts can flip)",
+        help="precision of the dev scoring pass: float32, bfloat16 (~1.8x faster on a CPU with bf16 math; "
+        "near-tie verdicts can flip), or auto (bfloat16 where the hardware has bf16 math, else float32)",
     )
     batch_tokens: int = option(8192, help="tokens per scoring batch (padded), as in the HF backend")
 
@@ -187,7 +189,11 @@ class TrainConfig:
         "max_length minus the longest target and is written into the run's spec, so "
         "serving truncates the same way; null = the spec's max_prompt_tokens + target",
     )
-    bf16: bool = option(False, help="bfloat16 autocast (CPU: ~1.35x faster LoRA training; GPU: standard)")
+    bf16: BF16Setting = option(
+        "auto",
+        help="bfloat16 training: true, false, or auto (on where the hardware has bf16 math: a GPU that supports "
+        "it, a CPU with AVX512-BF16 or AMX, where it is ~1.35x faster; off on other CPUs, where it is ~8x slower)",
+    )
     gradient_checkpointing: bool = option(
         False, help="recompute activations in the backward pass: less memory, ~30% slower (long prompts on a small GPU)"
     )
@@ -247,7 +253,7 @@ class TrainConfig:
                 "4-bit QLoRA needs the bitsandbytes package",
                 "pip install bitsandbytes",
             )
-        if self.bf16:
+        if self.bf16 is True:
             import torch  # deferred: torch takes seconds to import; only this path needs it
 
             if torch.cuda.is_available():

@@ -33,6 +33,7 @@ from judge.agreement import headline, human_class
 from judge.fingerprint import fingerprint
 from judge.hf_backend import HFBackend
 from judge.loading import load_tokenizer
+from judge.precision import hardware, resolve_bf16, resolve_dtype
 from judge.scoring import score_items
 from train import data as tdata
 from train.card import write_run_files
@@ -83,7 +84,7 @@ def load_model(cfg: TrainConfig, base_path: str):
     )
 
     cuda = torch.cuda.is_available()
-    kwargs: dict = {"dtype": torch.bfloat16 if cfg.bf16 and cuda else torch.float32}
+    kwargs: dict = {"dtype": torch.bfloat16 if resolve_bf16(cfg.bf16) and cuda else torch.float32}
     if cfg.lora.qlora:
         from accelerate import PartialState  # deferred: accelerate takes seconds to import; only this path needs it
         from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
@@ -582,7 +583,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
         seed=cfg.seed,
         data_seed=cfg.seed,
         use_cpu=not cuda,
-        bf16=cfg.bf16,
+        bf16=resolve_bf16(cfg.bf16),
         fp16=False,
         gradient_checkpointing=cfg.gradient_checkpointing,
         per_device_train_batch_size=cfg.batch_size,
@@ -660,7 +661,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
 
     # ---- model and trainer
     model = load_model(cfg, base_path)
-    dev_scorer = DevScorer(dev_items, spec, tokenizer, cfg.eval.dtype, cfg.eval.batch_tokens) if has_dev else None
+    dev_dtype = resolve_dtype(cfg.eval.dtype)
+    dev_scorer = DevScorer(dev_items, spec, tokenizer, dev_dtype, cfg.eval.batch_tokens) if has_dev else None
     extra = [_callbacks()(run_dir / LOG_FILE), *callbacks]
     if cfg.eval.early_stopping_patience:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.early_stopping_patience))
@@ -735,8 +737,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
             trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
     say(
         f"training {len(run.examples)} examples from {', '.join(cfg.data.train)} on {run.base_ref} "
-        f"({trainer.args.device.type}, {state.num_processes} process(es)); run directory {run_dir}"
+        f"({trainer.args.device.type}, {state.num_processes} process(es), "
+        f"{'bf16' if resolve_bf16(cfg.bf16) else 'float32'} on {hardware()}); run directory {run_dir}"
     )
+    if cfg.bf16 is True and not resolve_bf16("auto") and trainer.args.device.type == "cpu":
+        say("warning: bf16: true on a CPU without bf16 math is ~8x slower than float32; bf16: auto uses float32")
     try:
         result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
     except (torch.OutOfMemoryError, RuntimeError) as exc:

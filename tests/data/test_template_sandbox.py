@@ -106,7 +106,7 @@ def test_score_with_the_attack_spec_exits_2_before_running_anything(tmp_path, ca
     (tmp_path / "in.jsonl").write_text(ITEM.model_dump_json() + "\n")
     code = judgeloop.main(
         ["score", "--judge", str(tmp_path / "spec.yaml"), "--in", str(tmp_path / "in.jsonl")]
-        + ["--out", str(tmp_path / "out.jsonl"), "--engine", "transformers", "--no-progress"]
+        + ["--out", str(tmp_path / "out.jsonl"), "--engine=transformers", "-q"]
     )
     err = capsys.readouterr().err
     assert code == 2 and "spec.yaml" in err and "field 'template'" in err and "Traceback" not in err

@@ -138,3 +138,14 @@ def test_shipped_configs_are_valid(name, smollm2_dir):
     assert text.startswith("#"), "a config starts with a header saying what it is for and how long it runs"
     cfg = load_config(TrainConfig, path, ["--lora.qlora=false"])
     assert cfg.data.train and cfg.lora.rank > 0
+
+
+def test_bf16_takes_auto_true_or_false_and_names_a_bad_value(tmp_path, items_file):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"spec: helpfulness-pairwise\ndata:\n  train: [{items_file}]\nbf16: auto\neval:\n  dtype: auto\n")
+    cfg = load_train_config(path, [])
+    assert cfg.bf16 == "auto" and cfg.eval.dtype == "auto"
+    assert load_train_config(path, ["--bf16=false"]).bf16 is False
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path, ["--bf16=sometimes"])
+    assert "bf16" in str(err.value) and "auto" in str(err.value)
