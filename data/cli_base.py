@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import difflib
 import importlib
+import math
 import shutil
 import sys
 import textwrap
@@ -229,4 +230,15 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_hours(text: str) -> float:
+    """An argparse ``type`` for a time window: a positive, finite number of hours."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of hours") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of hours, got {text}")
     return value

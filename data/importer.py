@@ -155,8 +155,28 @@ def row_to_item(
         col_of = {fld: col for col, fld in mapping}
         probs = pydantic_problems(exc, path, line)
         for p in probs:
+            if p.field in col_of and _blank(row.get(col_of[p.field])):  # the column is there, this row's cell is blank
+                p.message = "is empty: this row needs a value in that column"
+            elif p.message == "is missing" and p.field not in col_of:
+                p.message = f"is missing: no column is named {p.field} or mapped to it (--map COLUMN={p.field})"
             p.field = col_of.get(p.field, p.field) if p.field else p.field
         raise DataError(problems=probs) from None
+
+
+def with_named_columns(mapping: list[tuple[str, str]], row: dict) -> list[tuple[str, str]]:
+    """``mapping`` plus each column named like an item field (``instruction``, ``label``...) that no
+    ``--map`` already maps and whose field no ``--map`` already fills: a file in the item's own words
+    imports without any ``--map``."""
+    mapped_columns = {c for c, _ in mapping}
+    filled = {f for _, f in mapping}
+    if filled & {"label", "labels"}:
+        filled |= {"label", "labels"}
+    extra = [
+        (c, c)
+        for c in row
+        if isinstance(c, str) and c in MAPPABLE_FIELDS + ("label",) and c not in mapped_columns and c not in filled
+    ]
+    return mapping + extra
 
 
 def import_rows(
@@ -164,6 +184,8 @@ def import_rows(
 ) -> Iterator[Item]:
     seen: dict[str, int] = {}
     for line, row in read_rows(path):
+        if not seen:
+            mapping = with_named_columns(mapping, row)
         item = row_to_item(row, mapping, spec, label_map, str(path), line, f"{path.stem}-{line}")
         if item.id in seen:
             raise DataError(

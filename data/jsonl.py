@@ -149,11 +149,15 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(dumps(rec) + "\n")
-            n += 1
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:  # records may be a generator that stops on bad input: no .tmp is left behind
+                fh.write(dumps(rec) + "\n")
+                n += 1
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n
 
 

@@ -251,3 +251,12 @@ def test_a_negative_count_is_a_usage_error(capsys):
     argv = ["eval", "--verdicts", "v.jsonl", "--items", "i.jsonl", "--spec", "helpfulness-pairwise", "--n-boot", "-5"]
     assert judgeloop.main(argv) == 2
     assert "--n-boot: must be at least 1, got -5" in capsys.readouterr().err
+
+
+def test_the_installed_command_works_outside_the_repository(tmp_path):
+    # users run `judgeloop` from their own project: every package it imports must be installed
+    script = Path(sys.executable).parent / "judgeloop"
+    assert script.exists(), "pip install -e . installs the judgeloop console script"
+    for argv in (["--version"], ["data", "list"], ["bench", "--help"]):
+        done = subprocess.run([str(script), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (argv, done.stderr[-2000:])

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import json
 
-from data.cli_base import add_command, add_group, lazy, moved_flag, positive_int
+from data.cli_base import add_command, add_group, lazy, moved_flag, positive_hours, positive_int
 from data.errors import JudgeloopError
 from workflows.evaluate import EVALUATION_HISTORY
 
@@ -404,7 +404,7 @@ def add_commands(commands) -> None:
     ex.add_argument("--spec", help="judge spec name or path (default: the judge name)")
     ex.add_argument("--n", type=int, required=True, help="items to review")
     ex.add_argument("--log", help="the verdict log: SQLAlchemy URL or SQLite file (default: `judgeloop serve`'s)")
-    ex.add_argument("--window-hours", type=float, default=None, help="only the last H hours (default: all)")
+    ex.add_argument("--window-hours", type=positive_hours, default=None, help="only the last H hours (default: all)")
     ex.add_argument(
         "--random-share",
         type=float,

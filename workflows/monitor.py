@@ -102,8 +102,10 @@ class MonitorConfig:
             )
         elif not Path(self.baseline).is_file():
             problems.append(Problem(f"file '{self.baseline}' not found", field="baseline"))
-        if self.window_hours <= 0:
-            problems.append(Problem("must be positive", field="window_hours"))
+        if not 0 < self.window_hours < math.inf:
+            problems.append(
+                Problem(f"must be a positive, finite number of hours, got {self.window_hours}", field="window_hours")
+            )
         if self.buckets < 1 or self.min_n < 1:
             problems.append(Problem("must be at least 1", field="buckets" if self.buckets < 1 else "min_n"))
         for name in ("min_chi2_p", "max_ks", "max_error_rate"):

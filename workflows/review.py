@@ -28,6 +28,7 @@ reported too.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import time
@@ -205,9 +206,41 @@ def _json_line(text: str, rid: str) -> int | None:
     return text.count("\n", 0, m.start()) + 1 if m else None
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")  # bytes: a CR inside a quoted CSV cell stays a CR
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start})", path=str(path)) from None
+
+
+def _choices(ann, where: str, rid: str, path: Path, line, problems: list[Problem]) -> list | None:
+    """The ``label`` choices of one Label Studio annotation, or None (a problem recorded) when malformed."""
+    if not isinstance(ann, dict):
+        problems.append(Problem("an annotation must be an object", str(path), line, where, f"task {rid}"))
+        return None
+    results = ann.get("result") or []
+    if not isinstance(results, list):
+        problems.append(Problem("must be a list of results", str(path), line, f"{where}.result", f"task {rid}"))
+        return None
+    choices = []
+    for k, r in enumerate(results):
+        if not isinstance(r, dict) or r.get("type") != "choices" or r.get("from_name") != "label":
+            continue
+        got = r.get("value").get("choices") if isinstance(r.get("value"), dict) else None
+        if not isinstance(got, list):
+            field = f"{where}.result[{k}].value.choices"
+            problems.append(Problem("must be a list of labels", str(path), line, field, f"task {rid}"))
+            return None
+        choices.extend(got)
+    return choices
+
+
 def read_label_studio(path: Path, space: LabelSpace, problems: list[Problem]) -> dict[str, list]:
-    """review_id -> the reviewers' labels, from a Label Studio JSON export (cancelled annotations skipped)."""
-    text = path.read_text(encoding="utf-8")
+    """review_id -> the reviewers' labels, from a Label Studio JSON export (cancelled annotations skipped).
+
+    The export is untrusted: anything that is not the shape Label Studio writes is a located problem.
+    """
+    text = _read_text(path)
     try:
         tasks = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -216,7 +249,8 @@ def read_label_studio(path: Path, space: LabelSpace, problems: list[Problem]) ->
         raise DataError("expected a Label Studio JSON export (a list of tasks)", path=str(path))
     out: dict[str, list] = {}
     for i, task in enumerate(tasks):
-        rid = (task.get("data") or {}).get("review_id") if isinstance(task, dict) else None
+        data = task.get("data") if isinstance(task, dict) else None
+        rid = data.get("review_id") if isinstance(data, dict) else None
         if not isinstance(rid, str):
             problems.append(
                 Problem(
@@ -228,31 +262,29 @@ def read_label_studio(path: Path, space: LabelSpace, problems: list[Problem]) ->
             )
             continue
         line = _json_line(text, rid)
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list):
+            problems.append(Problem("must be a list", str(path), line, f"[{i}].annotations", f"task {rid}"))
+            continue
         labels = []
-        for j, ann in enumerate(task.get("annotations") or []):
-            if ann.get("was_cancelled"):
+        for j, ann in enumerate(annotations):
+            where = f"[{i}].annotations[{j}]"
+            if isinstance(ann, dict) and ann.get("was_cancelled"):
                 continue
-            choices = [
-                c
-                for r in ann.get("result") or []
-                if r.get("type") == "choices" and r.get("from_name") == "label"
-                for c in (r.get("value") or {}).get("choices") or []
-            ]
+            choices = _choices(ann, where, rid, path, line, problems)
+            if choices is None:
+                continue
             if len(choices) != 1:
                 problems.append(
                     Problem(
-                        f"expected one choice, got {len(choices)}",
-                        str(path),
-                        line,
-                        f"[{i}].annotations[{j}].result",
-                        f"task {rid}",
+                        f"expected one choice, got {len(choices)}", str(path), line, f"{where}.result", f"task {rid}"
                     )
                 )
                 continue
             try:
                 labels.append(space.check(choices[0]))
-            except ValueError as exc:
-                problems.append(Problem(str(exc), str(path), line, f"[{i}].annotations[{j}].result", f"task {rid}"))
+            except (TypeError, ValueError) as exc:
+                problems.append(Problem(str(exc), str(path), line, f"{where}.result", f"task {rid}"))
         out[rid] = labels
     return out
 
@@ -263,8 +295,8 @@ def label_columns(names) -> list[str]:
 
 def read_review_table(path: Path):
     """(line, row) for each row of a review CSV, every cell as the text it was written from (``csv_text``)."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
         if "review_id" not in (reader.fieldnames or []) or not label_columns(reader.fieldnames or []):
             raise DataError(
                 "expected the columns review_id and label (as `judgeloop review export` wrote them)",
@@ -272,7 +304,16 @@ def read_review_table(path: Path):
                 line=1,
             )
         for row in reader:
+            if not isinstance(row.get("review_id"), str) or None in row:
+                raise DataError(
+                    "a row with a different number of cells than the header",
+                    path=str(path),
+                    line=reader.line_num,
+                    field="review_id",
+                )
             yield reader.line_num, {k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
+    except csv.Error as exc:
+        raise DataError(f"not a readable CSV: {exc}", path=str(path), line=reader.line_num) from None
 
 
 def read_review_csv(path: Path, space: LabelSpace, problems: list[Problem]) -> dict[str, list]:

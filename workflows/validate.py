@@ -205,7 +205,7 @@ def cmd_eval(args) -> int:
     write_result(out / "validation.json", result)
     for line in summary(result):
         print(line)
-    also = f" and the verdicts, {kept}," if args.judge else ""
+    also = f" and the verdicts, {kept}" if args.judge else ""
     print(
         f"wrote {out / 'validation.json'}{also}; "
         f"next: judgeloop gate {out / 'validation.json'} --gates configs/gates/default.yaml"

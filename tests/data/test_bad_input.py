@@ -222,6 +222,32 @@ def test_csv_import_errors_name_line_and_column(tmp_path, capsys):
     assert not (tmp_path / "o.jsonl").exists(), "a failed import must not leave a partial output"
 
 
+def test_columns_named_like_item_fields_import_without_a_map(tmp_path, capsys):
+    src = tmp_path / "labels.csv"
+    src.write_text("instruction,response_a,response_b,label,notes\nSay hi,hi,hello,A,x\n")
+    out = tmp_path / "items.jsonl"
+    assert judgeloop.main(["data", "import", str(src), "--spec", VALIDATE, "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert (row["instruction"], row["response_b"], row["label"]) == ("Say hi", "hello", "A")
+
+
+@pytest.mark.parametrize(
+    "header, cells, message",
+    [
+        ("instruction,response_a,response_b,label", '"",x,y,A', "field 'instruction': is empty"),
+        ("prompt,response_a,response_b,label", "p,x,y,A", "no column is named instruction or mapped to it"),
+    ],
+)
+def test_a_blank_or_unmapped_instruction_says_which(header, cells, message, tmp_path, capsys):
+    src = tmp_path / "labels.csv"
+    src.write_text(f"{header}\nSay hi,a,b,A\n{cells}\n")
+    out = tmp_path / "items.jsonl"
+    assert judgeloop.main(["data", "import", str(src), "--spec", VALIDATE, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "labels.csv:" in err and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]  # no output, no .tmp left behind
+
+
 def test_failed_import_keeps_earlier_output(tmp_path):
     out = tmp_path / "items.jsonl"
     out.write_text(lines(GOOD))

@@ -111,3 +111,16 @@ def test_bad_fractions():
 def test_missing_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         list(read_jsonl(tmp_path / "nope.jsonl", Item))
+
+
+def test_a_write_that_stops_on_bad_input_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "x.items.jsonl"
+    path.write_text("old\n")
+
+    def records():
+        yield {"id": "a"}
+        raise ValueError("line 2 is bad")
+
+    with pytest.raises(ValueError):
+        write_jsonl(path, records())
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["x.items.jsonl"]

@@ -227,6 +227,27 @@ CLI_CASES = [
     ),
     # ---- configs
     Cli(
+        "monitor: --window_hours=inf behind a valid baseline is a located config error",
+        "config",
+        [*MONITOR, "--window_hours=inf"],
+        ["field 'window_hours'", "finite number of hours"],
+        BASELINE_FILES,
+        absent=["mon"],
+    ),
+    Cli(
+        "review export: --window-hours inf is a usage error",
+        "cli",
+        [*REVIEW, "--window-hours", "inf"],
+        ["--window-hours", "finite number of hours"],
+        absent=["rev"],
+    ),
+    Cli(
+        "serve: --judges=[ (an unclosed list) is a located override error",
+        "config",
+        ["serve", "--judges=["],
+        ["field 'judges'"],
+    ),
+    Cli(
         "serve config: misspelt key",
         "config",
         ["serve", "{tmp}/s.yaml"],
