@@ -7,7 +7,9 @@ memory is its own (``os.wait4``). ``judgeloop`` is `judgeloop train configs/trai
 on that subset for one epoch (without length balancing, which would drop items); ``trl_default``
 is what the TRL docs show: a conversational prompt/completion dataset of the same rendered
 messages and ``SFTConfig(output_dir, use_cpu=True, num_train_epochs=1)`` (``use_cpu`` because
-TRL's default ``bf16=True`` refuses a CPU-only machine without it). Real tokens are the
+TRL's default ``bf16=True`` refuses a CPU-only machine without it), with ``bf16`` set as judgeloop's
+``auto`` sets it: off on a CPU without bf16 math, where TRL's default would emulate it ~100x slower
+and the ratio would measure that, not the trainers. Real tokens are the
 non-padding tokens each trainer counted. Dev agreement of both adapters is measured afterwards by
 the same code (judge/hf_backend.py + the scoring core, float32, both orders) on the first
 ``dev_items`` non-tie dev pairs.
@@ -40,6 +42,7 @@ from data.schema import JudgeRef
 from data.spec import load_spec
 from judge.agreement import headline
 from judge.hf_backend import HFBackend
+from judge.precision import hardware, resolve_bf16
 from judge.scoring import score_items
 from train.config import load_train_config
 from train.trainer import lora_config
@@ -92,7 +95,9 @@ def trl_default(subset: Path, out_dir: Path) -> dict:
             )
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(out_dir / "checkpoints"), use_cpu=True, num_train_epochs=1),
+        args=SFTConfig(
+            output_dir=str(out_dir / "checkpoints"), use_cpu=True, num_train_epochs=1, bf16=resolve_bf16("auto")
+        ),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
@@ -234,6 +239,7 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
             "order": list(ABBA),
         },
         "train_config": str(TRAIN_CONFIG.relative_to(REPO_ROOT)),
+        "precision": {"bf16": resolve_bf16("auto"), "hardware": hardware()},  # both systems, as `auto` chose
         "lora": lora,
         "systems": systems,
         "ratios": {
