@@ -23,6 +23,7 @@ from data import cli as data_cli
 from data.cli_base import OVERRIDE_SYNTAX, Parser
 from data.errors import JudgeloopError, ServerUnavailable
 from eval import cli as eval_cli
+from integrations import cli as integrations_cli
 from serve import cli as serve_cli
 from train import cli as train_cli
 from workflows import cli as workflows_cli
@@ -65,7 +66,8 @@ def build_parser() -> Parser:
     serve_cli.add_commands(commands)
     workflows_cli.add_eval_commands(commands)  # eval, eval all, train all (workflows above train/ and eval/)
     eval_cli.add_commands(commands)
-    workflows_cli.add_commands(commands)
+    groups = workflows_cli.add_commands(commands)
+    integrations_cli.add_commands(commands, groups)
     benchmarks_cli.add_commands(commands)
     return root
 

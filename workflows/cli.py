@@ -356,7 +356,9 @@ def _evaluate_arguments(p) -> None:
     p.add_argument("--no-report", action="store_true", help="write evaluation.json only")
 
 
-def add_commands(commands) -> None:
+def add_commands(commands) -> dict:
+    """Adds the workflow commands; returns the command groups (``{"review": its actions}``) that the
+    integrations above workflows extend (``integrations/cli.py``)."""
     _add_registry_commands(commands)
 
     evaluate = add_command(
@@ -464,3 +466,4 @@ def add_commands(commands) -> None:
         default=None,
         help="a reduced demo: keep the first N items of each split (with e.g. --max_steps=4)",
     )
+    return {"review": review}
