@@ -4,11 +4,17 @@ Training, serving and evaluation all call ``render``, so the prompt served is by
 the prompt trained. Pairwise items render in either order ("ab" or "ba": responses exchanged), or, for a spec with
 ``pairwise_mode: separate``, one response at a time (``render_response``: "a" or "b").
 
-Truncation policy: when the prompt exceeds ``spec.max_prompt_tokens``, only the fields listed in
-``spec.truncatable`` are shortened, by water-filling (the longest field is cut first, down to
-the length of the next, and so on), keeping each cut field's head and a marker saying how many
-tokens were cut. The system message, the rubric, the label list and the answer instruction are
-never cut; if they alone exceed the budget, rendering fails with a ``RenderError``.
+Truncation policy (every item gets a verdict): when the prompt exceeds the budget
+(``spec.max_prompt_tokens``; ``null`` = the model's context, capped by the serving engine's
+``max_model_len``, less the verdict: ``prompt_budget``), item text is cut by water-filling (the longest
+field is cut first, down to the length of the next, and so on), each cut field keeping its head and its
+tail around a marker that says how many tokens were cut. First only the fields in ``spec.truncatable``
+(responses, input, context, reference), as long as each keeps at least ``MIN_KEEP`` tokens; when that
+cannot make room, every text field the template shows, the instruction included (the longest still
+first, so a 5,000-token instruction is cut before short responses are). The system message, the
+rubric, the label list and the answer instruction are never cut; only if they alone exceed the budget
+does rendering fail with a ``RenderError``. Training, serving and validation all cut this way: this is
+the only renderer.
 
 Item text is data, never format: it is not parsed as a template, and the model's special tokens in
 it are defused (``_defuse``), so a response cannot forge a chat turn.
@@ -20,18 +26,23 @@ and the like raise instead of running, and spec validation refuses such a templa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jinja2
+import jinja2.meta
 from jinja2.exceptions import SecurityError
 
 from data.errors import DataError
 from data.schema import TEXT_FIELDS, Item
-from data.spec import JudgeSpec, compile_template, template_values
+from data.spec import TEMPLATE_ENV, JudgeSpec, compile_template, template_values
 
 Order = Literal["ab", "ba", "a", "b"]  # "a"/"b": one response of a pair alone (pairwise_mode: separate)
-CUT_MARKER = " [... {n} tokens cut ...]"
+DEFAULT_BUDGET = 1024  # a spec without a budget rendered where no model context is known (a bare tokenizer)
+CUT_MARKER = " [... {n} tokens cut ...] "
+MIN_KEEP = 128  # tokens a cut response/input/context/reference keeps before the instruction is cut too
+VERDICT_TOKENS = 1  # the verdict is one generated token: the label (its distribution is read from logprobs)
 
 
 class RenderError(DataError):
@@ -115,44 +126,75 @@ def encode(tokenizer, text: str) -> list[int]:
 
 
 def _cut(tokenizer, text: str, keep: int, total: int) -> str:
+    """``text`` (``total`` tokens) cut to ``keep`` tokens: its head and its tail around the marker."""
     ids = encode(tokenizer, text)
-    head = tokenizer.decode(ids[:keep], skip_special_tokens=False) if keep > 0 else ""
-    return head + CUT_MARKER.format(n=total - keep)
+    tail = keep // 2
+    head = keep - tail
+
+    def decode(part: list[int]) -> str:
+        return tokenizer.decode(part, skip_special_tokens=False) if part else ""
+
+    return decode(ids[:head]) + CUT_MARKER.format(n=total - keep) + decode(ids[len(ids) - tail :] if tail else [])
+
+
+@functools.lru_cache(maxsize=256)
+def _shown_fields(template: str) -> frozenset[str]:
+    """The item fields a template shows (cutting a field it does not show makes no room)."""
+    try:
+        return frozenset(jinja2.meta.find_undeclared_variables(TEMPLATE_ENV.parse(template)))
+    except jinja2.TemplateError:
+        return frozenset(TEXT_FIELDS)
+
+
+def prompt_budget(spec: JudgeSpec, context: int | None, reserve: int = VERDICT_TOKENS) -> int:
+    """The prompt budget a judge renders with: ``spec.max_prompt_tokens`` if set, else the whole ``context``
+    (the model's, capped by the serving engine's ``max_model_len``) less ``reserve`` generated tokens; an
+    explicit budget is also capped by the context, so an item is never refused by the engine for length."""
+    room = None if context is None else context - reserve
+    if spec.max_prompt_tokens is None:
+        return room if room is not None else DEFAULT_BUDGET
+    return spec.max_prompt_tokens if room is None else min(spec.max_prompt_tokens, room)
 
 
 def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rendered:
-    """Render, then truncate by the spec's policy if the prompt is over budget."""
+    """Render, then cut item text by the truncation policy if the prompt is over budget."""
     fields = _defuse(item_fields(item, order), tokenizer)
     prompt = chat_prompt(tokenizer, render_messages(spec, item, order, fields))
     ids = encode(tokenizer, prompt)
-    budget = spec.max_prompt_tokens
+    budget = spec.max_prompt_tokens or DEFAULT_BUDGET
     if len(ids) <= budget:
         return Rendered(render_messages(spec, item, order, fields), prompt, ids, order)
 
     full_length = len(ids)
-    lengths = {name: len(encode(tokenizer, fields[name])) for name in spec.truncatable if fields.get(name)}
+    shown = _shown_fields(spec.template) | ({"response"} if spec.kind != "pairwise" else set())
+    lengths_all = {
+        name: len(encode(tokenizer, fields[name])) for name in TEXT_FIELDS if fields.get(name) and name in shown
+    }
+    first = {name: n for name, n in lengths_all.items() if name in spec.truncatable}
     marker_cost = len(encode(tokenizer, CUT_MARKER.format(n=99999)))
-    overflow = len(ids) - budget
-    for _attempt in range(6):
-        level = _water_level(lengths, overflow + marker_cost * len(lengths))
-        if level is None:
-            break
-        cut = {name: n for name, n in lengths.items() if n > level}
-        new_fields = dict(fields)
-        for name, n in cut.items():
-            new_fields[name] = _cut(tokenizer, fields[name], level, n)
-        messages = render_messages(spec, item, order, new_fields)
-        prompt = chat_prompt(tokenizer, messages)
-        ids = encode(tokenizer, prompt)
-        if len(ids) <= budget:
-            return Rendered(messages, prompt, ids, order, {name: n - level for name, n in cut.items()})
-        overflow += len(ids) - budget  # decoding/re-encoding merged tokens differently: cut a little more
-    fixed = full_length - sum(lengths.values())
+    stages = [first] if first == lengths_all else [first, lengths_all]
+    for stage, lengths in enumerate(stages):
+        overflow = full_length - budget
+        for _attempt in range(6):
+            level = _water_level(lengths, overflow + marker_cost * len(lengths))
+            if level is None or (stage < len(stages) - 1 and level < MIN_KEEP):
+                break  # this stage cannot make room (or would leave a response under MIN_KEEP): cut more fields
+            cut = {name: n for name, n in lengths.items() if n > level}
+            new_fields = dict(fields)
+            for name, n in cut.items():
+                new_fields[name] = _cut(tokenizer, fields[name], level, n)
+            messages = render_messages(spec, item, order, new_fields)
+            prompt = chat_prompt(tokenizer, messages)
+            ids = encode(tokenizer, prompt)
+            if len(ids) <= budget:
+                return Rendered(messages, prompt, ids, order, {name: n - level for name, n in cut.items()})
+            overflow += len(ids) - budget  # decoding/re-encoding merged tokens differently: cut a little more
+    fixed = full_length - sum(lengths_all.values())
     raise RenderError(
-        f"item '{item.id}' cannot fit in {budget} prompt tokens even with {', '.join(lengths) or 'no field'} cut "
+        f"item '{item.id}' cannot fit in {budget} prompt tokens even with every field cut "
         f"(the fixed parts alone need about {fixed})",
         field="max_prompt_tokens",
-        hint="raise max_prompt_tokens in the judge spec or add fields to truncatable",
+        hint="raise max_prompt_tokens in the judge spec (or the serving max_model_len), or shorten the rubric",
     )
 
 

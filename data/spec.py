@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import jinja2
 import jinja2.meta
@@ -149,10 +149,14 @@ class JudgeSpec:
     description: str = option("", help="one line for listings")
     base_model: str = option("smollm2-135m-instruct", help="model directory, hub id or embedded model name")
     label_descriptions: dict = option({}, help="what each label means, shown to the judge")
-    max_prompt_tokens: int = option(1024, help="prompt budget; longer inputs are truncated")
+    max_prompt_tokens: Optional[int] = option(
+        None,
+        help="prompt budget in tokens; longer items are cut (responses, input, context, reference first, the "
+        "instruction last). null: the model's context, capped by the serving engine's max_model_len",
+    )
     truncatable: list[str] = option(
         ["response_a", "response_b", "response", "context", "input", "reference"],
-        help="fields the renderer may shorten, longest first; never the answer instruction",
+        help="fields the renderer cuts first, longest first; the instruction is cut only when these cannot make room",
     )
     pairwise_mode: Literal["joint", "separate"] = option(
         "joint",
@@ -198,7 +202,7 @@ class JudgeSpec:
                         field="truncatable",
                     )
                 )
-        if self.max_prompt_tokens < 64:
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 64:
             problems.append(Problem("must be at least 64", field="max_prompt_tokens"))
         for key in self.label_descriptions:
             if str(key) not in self.labels:

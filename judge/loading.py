@@ -23,6 +23,7 @@ all get a judge whose files are the ones its fingerprint names):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from pathlib import Path
 from data.embedded_model import resolve_model
 from data.errors import ConfigError, ModelError
 from data.paths import JUDGE_FILE, cache_dir
+from data.render import VERDICT_TOKENS, prompt_budget
 from data.schema import JudgeRef
 from data.spec import JudgeSpec, load_spec, spec_from_dict
 from judge.fingerprint import fingerprint, weights_hashes
@@ -85,6 +87,35 @@ def load_tokenizer(*paths: str | None):
         path=next(filter(None, reversed(paths)), None),
         field="base_model",
     )
+
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def model_context(model_path: str) -> int | None:
+    """The model's context length in tokens (its ``config.json``; a multimodal model's text config), or
+    None where the directory does not say."""
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for cfg in (config, config.get("text_config") or {}):
+        for key in CONTEXT_KEYS:
+            value = cfg.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def budgeted(judge: Judge, max_model_len: int | None = None, reserve: int = VERDICT_TOKENS) -> Judge:
+    """The judge with its prompt budget resolved for an engine (``data.render.prompt_budget``): the spec's
+    own, else the model's context capped by the engine's ``max_model_len``, less the ``reserve`` generated
+    tokens. The fingerprint is the judge's (a spec without a budget fingerprints as such)."""
+    context = min(filter(None, (model_context(judge.model_path), max_model_len)), default=None)
+    budget = prompt_budget(judge.spec, context, reserve)
+    if budget == judge.spec.max_prompt_tokens:
+        return judge
+    return dataclasses.replace(judge, spec=dataclasses.replace(judge.spec, max_prompt_tokens=budget))
 
 
 def base_judge(spec: JudgeSpec, model: str | None = None) -> Judge:

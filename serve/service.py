@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from data.criteria import judge_refs, load_criteria
 from data.schema import Item, JudgeRef, Verdict
 from judge.hf_backend import HFBackend
-from judge.loading import Judge
+from judge.loading import Judge, budgeted
 from judge.scoring import score_items, score_items_async
 from serve.launcher import ServedJudge, VLLMServer, judge_endpoints, launch, plan_servers, serving_judges, stop_all
 from serve.supervisor import Supervisor
@@ -123,6 +123,11 @@ def start_judges(
         progress,
         merge_on_cpu=cfg.vllm.cpu_merge_production,
     )
+    # every judge renders with the budget its engine can take: the spec's, else the model's context capped by
+    # vLLM's max_model_len (so no item is refused for length: the renderer cuts it to fit)
+    max_model_len = None if cfg.engine == "transformers" else cfg.vllm.max_model_len
+    for s in served:
+        s.judge = budgeted(s.judge, max_model_len)
     tokenizers = {s.key: s.judge.tokenizer() for s in served}
     if cfg.engine == "transformers":
         backends: dict[tuple, object] = {}

@@ -26,13 +26,14 @@ from data.config import load_yaml, to_dict
 from data.embedded_model import resolve_model
 from data.errors import ConfigError, DataError, JudgeloopError, ModelError
 from data.paths import JUDGE_FILE
+from data.render import prompt_budget
 from data.schema import Item, JudgeRef
 from data.spec import JudgeSpec, load_spec
 from data.splits import seeded_sample
 from judge.agreement import headline, human_class
 from judge.fingerprint import fingerprint
 from judge.hf_backend import HFBackend
-from judge.loading import load_tokenizer
+from judge.loading import load_tokenizer, model_context
 from judge.precision import hardware, resolve_bf16, resolve_dtype
 from judge.scoring import score_items
 from train import data as tdata
@@ -61,11 +62,15 @@ class RunResult:
 # ----------------------------------------------------------------------------- pieces
 
 
-def effective_spec(cfg: TrainConfig, tokenizer, base_ref: str) -> tuple[JudgeSpec, int]:
-    """The spec this run trains and serves (base model, prompt budget) and the sequence cap."""
+def effective_spec(cfg: TrainConfig, tokenizer, base_ref: str, base_path: str | None = None) -> tuple[JudgeSpec, int]:
+    """The spec this run trains and serves (base model, prompt budget) and the sequence cap.
+
+    The prompt budget written into the run's spec is the one training rendered with: the spec's own (or,
+    without one, the base model's context), capped by ``max_length`` less the longest target."""
     spec = load_spec(cfg.spec)
     spec.base_model = base_ref
     target = tdata.longest_label_target(tokenizer, spec)
+    spec.max_prompt_tokens = prompt_budget(spec, model_context(base_path or resolve_model(base_ref)), target)
     if cfg.max_length is None:
         return spec, (sys.maxsize if cfg.data.rationale else spec.max_prompt_tokens + target)
     budget = cfg.max_length - target
@@ -572,7 +577,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     base_ref = cfg.base_model or load_spec(cfg.spec).base_model
     base_path = resolve_model(base_ref)
     tokenizer = load_tokenizer(base_path)
-    spec, max_length = effective_spec(cfg, tokenizer, base_ref)
+    spec, max_length = effective_spec(cfg, tokenizer, base_ref, base_path)
     run_dir = cfg.run_dir(spec.name)
     cfg.output_dir = str(run_dir)
     has_dev = bool(cfg.dev_sources())

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.errors import JudgeloopError
-from data.render import RenderError, render, render_messages
+from data.render import CUT_MARKER, DEFAULT_BUDGET, MIN_KEEP, RenderError, prompt_budget, render, render_messages
 from data.schema import Item
 from data.spec import known_specs, load_spec
 
@@ -76,7 +76,8 @@ def test_every_shipped_spec_loads_and_renders(tokenizer):
     for name in specs:
         spec = load_spec(name)
         kind_item = next(i for i in ITEMS.values() if i.kind == spec.kind)
-        assert render(spec, kind_item, tokenizer).n_tokens < spec.max_prompt_tokens
+        assert spec.max_prompt_tokens is None, "shipped specs take their budget from the model and the engine"
+        assert render(spec, kind_item, tokenizer).n_tokens < DEFAULT_BUDGET
 
 
 def test_truncation_keeps_instruction_labels_and_answer_line(tokenizer):
@@ -98,6 +99,83 @@ def test_fixed_parts_over_budget_is_a_render_error(tokenizer):
     spec = load_spec("helpfulness-pairwise", ["--max_prompt_tokens=64"])
     with pytest.raises(RenderError, match="cannot fit in 64 prompt tokens"):
         render(spec, ITEMS["helpfulness-pairwise"], tokenizer)
+
+
+def words(n: int, word: str) -> str:
+    return " ".join(f"{word}{i}" for i in range(n))
+
+
+def test_a_5000_token_instruction_is_cut_head_and_tail_and_the_responses_kept(tokenizer):
+    spec = load_spec("helpfulness-pairwise", ["--max_prompt_tokens=2047"])
+    instruction = "FIRST-LINE " + words(2500, "w") + " LAST-QUESTION?"
+    item = ITEMS["helpfulness-pairwise"].model_copy(update={"instruction": instruction})
+    assert len(tokenizer(instruction)["input_ids"]) >= 5000
+    rendered = render(spec, item, tokenizer)
+    assert rendered.n_tokens <= 2047 and set(rendered.truncated) == {"instruction"}
+    user = rendered.messages[1]["content"]
+    assert "FIRST-LINE" in user and "LAST-QUESTION?" in user, "the head and the tail of a cut field are kept"
+    assert item.response_a in user and item.response_b in user, "short responses are not cut for a long instruction"
+    assert user.endswith("Answer with exactly one label: A, B, tie.")
+
+
+def test_responses_are_cut_first_and_the_instruction_only_when_they_cannot_make_room(tokenizer):
+    item = ITEMS["helpfulness-pairwise"].model_copy(
+        update={"instruction": "question " * 75, "response_a": "alpha " * 80, "response_b": "beta " * 100}
+    )
+    n = {name: len(tokenizer(getattr(item, name))["input_ids"]) for name in ("instruction", "response_a", "response_b")}
+    assert min(n.values()) > 2 * MIN_KEEP
+    full = render(load_spec("helpfulness-pairwise", ["--max_prompt_tokens=4000"]), item, tokenizer).n_tokens
+
+    def cut_to(budget: int):
+        rendered = render(load_spec("helpfulness-pairwise", [f"--max_prompt_tokens={budget}"]), item, tokenizer)
+        assert rendered.n_tokens <= budget
+        return rendered, {name: n[name] - cut for name, cut in rendered.truncated.items()}
+
+    first, kept = cut_to(full - 200)
+    assert "instruction" not in first.truncated and first.truncated["response_a"] > 0, "responses are cut first"
+    tight, kept = cut_to(full - n["response_a"] - n["response_b"] + 100)  # responses alone: under MIN_KEEP each
+    assert tight.truncated["instruction"] > 0
+    assert max(kept.values()) - min(kept.values()) <= 3, "then every field is water-filled to one level"
+
+
+def test_the_budget_comes_from_the_model_and_the_engine():
+    spec = load_spec("helpfulness-pairwise")
+    assert prompt_budget(spec, 8192) == 8191  # the model's context less the 1-token verdict
+    assert prompt_budget(spec, 2048, reserve=3) == 2045
+    assert prompt_budget(spec, None) == DEFAULT_BUDGET
+    fixed = load_spec("helpfulness-pairwise", ["--max_prompt_tokens=765"])
+    assert prompt_budget(fixed, 8192) == 765 and prompt_budget(fixed, 512) == 511  # never over what the engine takes
+
+
+long_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=3000)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    fields=st.fixed_dictionaries(
+        {"instruction": long_texts, "input": long_texts, "response_a": long_texts, "response_b": long_texts}
+    ),
+    room=st.integers(0, 1500),
+    order=st.sampled_from(["ab", "ba"]),
+)
+def test_cutting_every_field_fits_the_budget_and_keeps_the_fixed_parts(tokenizer, fields, room, order):
+    """Whatever the fields' lengths, an item whose fixed parts fit the budget (with a cut marker per field)
+    gets a prompt within it, with the system message, the labels and the answer line whole."""
+    item = Item(id="x", group="g", kind="pairwise", **{k: v or "-" for k, v in fields.items()})
+    bare = Item(id="x", group="g", kind="pairwise", **{k: "-" for k in fields})
+    fixed = render(load_spec("helpfulness-pairwise", ["--max_prompt_tokens=4000"]), bare, tokenizer).n_tokens
+    marker = len(tokenizer(CUT_MARKER.format(n=99999))["input_ids"])
+    budget = fixed + len(fields) * marker + room
+    spec = load_spec("helpfulness-pairwise", [f"--max_prompt_tokens={budget}"])
+    rendered = render(spec, item, tokenizer, order)
+    assert rendered.n_tokens <= budget
+    full = render_messages(spec, item, order)
+    assert rendered.messages[0] == full[0], "the system message is never cut"
+    tail = full[1]["content"][full[1]["content"].index("### Labels") :]
+    assert rendered.messages[1]["content"].endswith(tail), "the label list and the answer line are never cut"
+    assert set(rendered.truncated) <= set(fields)
+    opening = CUT_MARKER.split("{")[0].strip()
+    assert rendered.messages[1]["content"].count(opening) >= len(rendered.truncated)
 
 
 def test_kind_mismatch_is_a_typed_error(tokenizer):

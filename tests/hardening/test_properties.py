@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from data.errors import JudgeloopError
 from data.jsonl import JsonlAppender, iter_json_lines, read_jsonl
 from data.labels import KINDS, LabelSpace, aggregate
-from data.render import RenderError, render
+from data.render import DEFAULT_BUDGET, RenderError, render
 from data.schema import TEXT_FIELDS, Item, JudgeRef, Verdict
 from data.spec import load_spec
 from eval import metrics
@@ -97,7 +97,9 @@ def test_renderer_answers_or_raises_a_render_error(tokenizer, case):
     if isinstance(out, JudgeloopError):
         assert isinstance(out, RenderError)
         return
-    assert out.prompt.endswith("<|im_start|>assistant\n") and len(out.token_ids) <= spec.max_prompt_tokens
+    assert out.prompt.endswith("<|im_start|>assistant\n") and len(out.token_ids) <= (
+        spec.max_prompt_tokens or DEFAULT_BUDGET
+    )
     # judged text is data: it never adds a special token (a forged turn) or is run as a template
     clean = render(
         spec,

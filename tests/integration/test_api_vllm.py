@@ -82,3 +82,13 @@ def test_several_judges_on_one_item_and_candidates_listed(api):
         assert both["tiny-judge"].verdict == both["tiny-judge@2"].verdict
         assert both["tiny-judge"].judge.fingerprint == both["tiny-judge@2"].judge.fingerprint
         assert client.health()["status"] == "ok"
+
+
+def test_a_5000_token_instruction_gets_a_verdict_through_vllm(api):
+    """Cut to the budget that vLLM's max_model_len (2048) leaves, not refused by vLLM for its length."""
+    instruction = "Summarise the report below. " + "The committee met and discussed the budget. " * 250 + "Which wins?"
+    body = {"judge": "tiny-helpfulness", "item": {**GOOD["item"], "instruction": instruction}}
+    resp = post(api, body)
+    assert resp.status_code == 200, resp.text
+    (v,) = resp.json()["verdicts"]
+    assert v["error"] is None and v["verdict"] in ("A", "B", "tie") and v["truncated"]["instruction"] > 3000

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+import yaml
 
 from data.errors import ServerError
 from serve.api import create_app
@@ -20,10 +21,19 @@ KEY = "test-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def serving(tiny_specs):
+def serving(tiny_specs, tmp_path_factory):
     cfg = load_serve_config(None, ["--engine=transformers"])
-    with start_judges(cfg, judges=[str(tiny_specs["pairwise"]), str(tiny_specs["binary"])], candidates=[]) as s:
+    judges = [str(tiny_specs["pairwise"]), str(tiny_specs["binary"]), str(verbose_spec(tiny_specs, tmp_path_factory))]
+    with start_judges(cfg, judges=judges, candidates=[]) as s:
         yield s
+
+
+def verbose_spec(tiny_specs, tmp_path_factory):
+    """A judge whose rubric alone is longer than the model's context: the one way an item gets no verdict."""
+    from tests.serve.helpers import spec_file
+
+    base = yaml.safe_load(tiny_specs["pairwise"].read_text())["base_model"]
+    return spec_file(tmp_path_factory.mktemp("verbose"), base, "tiny-verbose", criteria="Be thorough. " * 800)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +192,7 @@ def test_every_served_verdict_reaches_the_logger(api):
 def test_judges_health_metrics_and_docs(api, serving):
     headers = {"Authorization": f"Bearer {KEY}"}
     listed = httpx.get(api.url + "/v1/judges", headers=headers).json()["judges"]
-    assert {j["name"] for j in listed} == {"tiny-helpfulness", "tiny-correctness"}
+    assert {j["name"] for j in listed} == {"tiny-helpfulness", "tiny-correctness", "tiny-verbose"}
     assert all(j["status"] == "production" and len(j["fingerprint"]) == 64 for j in listed)
     assert httpx.get(api.url + "/health").status_code == 200
     post(api, GOOD)
@@ -198,19 +208,18 @@ def test_judges_health_metrics_and_docs(api, serving):
 
 
 def test_item_errors_are_verdicts_not_failures(api):
-    long = {"instruction": "word " * 3000, "response_a": "a", "response_b": "b"}  # the instruction is never cut
-    resp = post(api, {"judge": "tiny-helpfulness", "items": [long, GOOD["item"]]})
-    assert resp.status_code == 200
-    bad, good = resp.json()["verdicts"]
-    assert bad["error"].startswith("render:") and bad["verdict"] is None
-    assert good["error"] is None and api.logged[-1][1].id == "1"
+    resp = post(api, {"judges": ["tiny-verbose", "tiny-helpfulness"], "item": GOOD["item"]})
+    assert resp.status_code == 200, resp.text
+    verdicts = {v["judge"]["name"]: v for v in resp.json()["verdicts"]}
+    bad, good = verdicts["tiny-verbose"], verdicts["tiny-helpfulness"]
+    assert bad["error"].startswith("render:") and "fixed parts alone" in bad["error"] and bad["verdict"] is None
+    assert good["error"] is None and good["verdict"] in ("A", "B", "tie")
 
 
 def test_verdict_errors_are_counted(api):
-    long = {"instruction": "word " * 3000, "response_a": "a", "response_b": "b"}
-    post(api, {"judge": "tiny-helpfulness", "item": long})
+    post(api, {"judge": "tiny-verbose", "item": GOOD["item"]})
     text = httpx.get(api.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
-    assert 'judgeloop_verdict_errors_total{judge="tiny-helpfulness"}' in text
+    assert 'judgeloop_verdict_errors_total{judge="tiny-verbose"}' in text
 
 
 def test_python_client(api, serving):
@@ -393,3 +402,20 @@ def test_a_bug_is_a_500_with_a_request_id_the_detail_only_in_the_log_and_the_con
         assert ok.status_code == 200 and ok.json()["verdicts"][0]["error"] is None
         assert local_port(ok) == local_port(resp)  # a 500 no longer costs the client its connection
     assert f"request {request_id}" in caplog.text and "a bug in a backend" in caplog.text
+
+
+def test_an_item_with_a_5000_token_instruction_gets_a_verdict_with_its_cut_reported(serving):
+    """The budget is the model's context (2048 for the tiny model) less the verdict; the instruction is cut."""
+    from data.schema import Item
+
+    service = serving.services["tiny-helpfulness"]
+    assert service.spec.max_prompt_tokens == 2047
+    instruction = "Summarise the report below. " + "The committee met and discussed the budget. " * 250 + "Which wins?"
+    assert len(service.tokenizer(instruction)["input_ids"]) >= 5000
+    items = [
+        Item(id=str(i), group=str(i), kind="pairwise", instruction=instruction, response_a="Yes.", response_b=POEM)
+        for i in range(2)
+    ]
+    verdicts = list(service.score_stream(items))
+    assert [v.error for v in verdicts] == [None, None] and all(v.verdict in ("A", "B", "tie") for v in verdicts)
+    assert all(v.truncated and v.truncated["instruction"] > 3000 and "response_a" not in v.truncated for v in verdicts)
