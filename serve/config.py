@@ -38,6 +38,12 @@ class VLLMConfig:
         help="KV cache block (tokens); prefix caching reuses whole blocks, so "
         "blocks shorter than the shared rubric make it hit (null: vLLM's, 128 on CPU)",
     )
+    max_num_batched_tokens: Optional[int] = option(
+        None,
+        help="prompt tokens vLLM computes per scheduler step, over all requests (null: vLLM's, 2048 on CPU: one "
+        "or two long judge prompts at a time); benchmarks/batching.py measures the choice",
+    )
+    max_num_seqs: Optional[int] = option(None, help="requests vLLM runs at once (null: vLLM's, 128 on CPU)")
     cpu_reserved_cores: Optional[int] = option(
         None,
         help="CPU: cores kept free of vLLM's compute threads for its "
@@ -68,6 +74,9 @@ class VLLMConfig:
         problems = []
         if not 1 <= self.port <= 65535:
             problems.append(Problem("must be a TCP port (1-65535)", field="vllm.port"))
+        for name in ("max_num_batched_tokens", "max_num_seqs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(Problem("must be at least 1 (or null)", field=f"vllm.{name}"))
         for name in ("replicas", "tensor_parallel_size", "cpu_kvcache_space_gib"):
             if getattr(self, name) < 1:
                 problems.append(Problem("must be at least 1", field=f"vllm.{name}"))

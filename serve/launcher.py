@@ -194,6 +194,10 @@ def vllm_command(plan: ServerPlan, cfg) -> list[str]:
         cmd += ["--enforce-eager"]
     if cfg.block_size:
         cmd += ["--block-size", str(cfg.block_size)]
+    if cfg.max_num_batched_tokens:
+        cmd += ["--max-num-batched-tokens", str(cfg.max_num_batched_tokens)]
+    if cfg.max_num_seqs:
+        cmd += ["--max-num-seqs", str(cfg.max_num_seqs)]
     if plan.loras:
         rank = max(lora_rank(p) for p in plan.loras.values())
         cmd += [

@@ -3,12 +3,12 @@
 Each prompt goes to ``/v1/completions`` as the renderer's token ids, so the prompt served is
 token-identical to the prompt trained and validated (chat template and truncation included;
 ``/v1/chat/completions`` would re-render and re-tokenise it on the server). One output token
-is generated under guided choice over the labels (``structured_outputs``), and
-``logprob_token_ids`` asks for the logprob of exactly each label's first token. Guided choice
-also allows prefixes of a label ("t", "ti" for "tie") and samples those at times, so the
-sampled text is never read: the distribution is the labels' first-token probabilities,
-renormalised, which is what the in-process backend computes from the logits. A label absent
-from the answer counts as probability 0.
+is generated, and ``logprob_token_ids`` asks for the raw logprob of exactly each label's first
+token; the sampled text is never read: the distribution is the labels' first-token probabilities,
+renormalised, which is what the in-process backend computes from the logits. A label absent from
+the answer counts as probability 0. No guided decoding (``structured_outputs``): renormalising the
+raw logprobs over the labels is the same distribution that guided choice returns, and guided requests
+wait for their grammar (vLLM's "Deferred" requests) and were measured slower (benchmarks/batching.py).
 
 All HTTP runs on one event loop in a background thread, so the backend serves the judge API's
 loop (``alabel_probs``) and plain synchronous callers (``label_probs``) alike. Requests carry
@@ -158,17 +158,21 @@ class VLLMBackend:
             raise down
         return flat
 
-    async def _score_chunk(self, chunk: list[Rendered], spec: JudgeSpec, ids: list[int]) -> list[LabelProbs]:
-        body = {
+    def request_body(self, chunk: Sequence[Rendered], spec: JudgeSpec, ids: list[int]) -> dict:
+        """One /v1/completions request: the prompts' token ids, one output token, the logprobs of the labels'
+        first tokens (raw: renormalised here, so no guided decoding is needed, see the module's docstring)."""
+        return {
             "model": self.model,
             "prompt": [p.token_ids for p in chunk],
             "max_tokens": 1,
             "temperature": 0.0,
-            "structured_outputs": {"choice": list(spec.labels)},
             "logprobs": TOP_LOGPROBS,
             "logprob_token_ids": ids,
             "return_tokens_as_token_ids": True,
         }
+
+    async def _score_chunk(self, chunk: list[Rendered], spec: JudgeSpec, ids: list[int]) -> list[LabelProbs]:
+        body = self.request_body(chunk, spec, ids)
         try:
             data = await self._post(body)
         except _Rejected as exc:
