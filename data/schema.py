@@ -74,6 +74,11 @@ class JudgeRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     fingerprint: str
+    engine: Optional[str] = Field(
+        None,
+        description="what computed the verdict: engine/dtype (vllm/float32, transformers/bfloat16); the same judge "
+        "in another dtype flips near-tie verdicts, so validation and serving must name the same",
+    )
 
 
 class Verdict(BaseModel):

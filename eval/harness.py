@@ -202,6 +202,14 @@ def _judge_info(verdicts: Sequence[Verdict], given: dict | None) -> dict:
     if prints:
         info.setdefault("name", prints[0][0])
         info.setdefault("fingerprint", prints[0][1])
+    engines = sorted({v.judge.engine for v in verdicts if v.judge.engine})
+    if len(engines) > 1 and "engine" not in info:
+        raise DataError(
+            f"the verdicts were computed in {len(engines)} engines/dtypes ({', '.join(engines)})",
+            field="judge.engine",
+            hint="validate the verdicts of one engine and dtype at a time: near-tie verdicts differ between them",
+        )
+    info.setdefault("engine", engines[0] if engines else None)
     info.setdefault("version", None)
     return info
 

@@ -109,6 +109,9 @@ class Judge(Section):
     """Its version: given, or found in the registry by fingerprint; null when neither."""
     fingerprint: Optional[str] = None
     """Hash of spec, base model and adapter: what the gate and the registry are keyed by."""
+    engine: Optional[str] = None
+    """What computed the verdicts: engine/dtype (vllm/float32); production must serve in the same one, or
+    near-tie verdicts differ from the validated ones. Null for verdicts that do not say (older files)."""
 
 
 class Spec(Section):

@@ -9,6 +9,8 @@ Every service scores through the one scoring core.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +19,13 @@ from data.criteria import judge_refs, load_criteria
 from data.schema import Item, JudgeRef, Verdict
 from judge.hf_backend import HFBackend
 from judge.loading import Judge, budgeted
+from judge.precision import bf16_is_fast, hardware, resolve_dtype
 from judge.scoring import score_items, score_items_async
 from serve.launcher import ServedJudge, VLLMServer, judge_endpoints, launch, plan_servers, serving_judges, stop_all
 from serve.supervisor import Supervisor
 from serve.vllm_backend import VLLMBackend
+
+log = logging.getLogger("judgeloop")
 
 
 class _OneAtATime:
@@ -40,6 +45,7 @@ class JudgeService:
     served: ServedJudge
     tokenizer: object
     backend: object
+    engine: str | None = None  # engine/dtype, named in every verdict (JudgeRef.engine)
 
     @property
     def key(self) -> str:
@@ -55,7 +61,7 @@ class JudgeService:
 
     @property
     def ref(self) -> JudgeRef:
-        return self.served.judge.ref
+        return self.served.judge.ref.model_copy(update={"engine": self.engine})
 
     def describe(self) -> dict:
         j = self.served.judge
@@ -68,6 +74,7 @@ class JudgeService:
             "served_as": self.served.served_as,
             "kind": j.spec.kind,
             "labels": list(j.spec.labels),
+            "engine": self.engine,
             "description": j.spec.description,
         }
 
@@ -106,6 +113,15 @@ class Serving:
         self.close()
 
 
+def serving_dtype(setting: str, progress=print) -> str:
+    """The dtype judges are served in: ``auto`` is bfloat16 where the hardware has bf16 math, else float32
+    (judge/precision.py); bfloat16 asked for on a CPU without bf16 math is served, with a warning."""
+    dtype = resolve_dtype(setting) if setting in ("auto", "float32", "bfloat16") else setting
+    if dtype == "bfloat16" and setting == "bfloat16" and not bf16_is_fast():
+        log.warning("serving in bfloat16 on %s: matmuls are emulated there (~100x slower); use float32", hardware())
+    return dtype
+
+
 def start_judges(
     cfg, *, judges: list[str] | None = None, candidates: list[str] | None = None, progress=print
 ) -> Serving:
@@ -129,23 +145,25 @@ def start_judges(
     for s in served:
         s.judge = budgeted(s.judge, max_model_len)
     tokenizers = {s.key: s.judge.tokenizer() for s in served}
+    dtype = serving_dtype(cfg.vllm.dtype, progress)
+    engine = f"{cfg.engine}/{dtype}"
     if cfg.engine == "transformers":
         backends: dict[tuple, object] = {}
         services = {}
         for s in served:
             key = (s.judge.model_path, s.judge.adapter_path)
             if key not in backends:
-                dtype = "float32" if cfg.vllm.dtype == "auto" else cfg.vllm.dtype
                 backends[key] = _OneAtATime(HFBackend.load(s.judge.model_path, s.judge.adapter_path, dtype=dtype))
-            services[s.key] = JudgeService(s, tokenizers[s.key], backends[key])
+            services[s.key] = JudgeService(s, tokenizers[s.key], backends[key], engine)
         return Serving(services)
 
     servers: list[VLLMServer] = []
+    vcfg = dataclasses.replace(cfg.vllm, dtype=dtype)
     if cfg.vllm.endpoints:
         endpoints = {s.key: list(cfg.vllm.endpoints) for s in served}
     else:
-        plans = plan_servers(served, cfg.vllm)
-        servers = launch(plans, cfg.vllm, cfg.log_dir, progress)
+        plans = plan_servers(served, vcfg)
+        servers = launch(plans, vcfg, cfg.log_dir, progress)
         endpoints = judge_endpoints(served, plans)
     c = cfg.client
     services = {
@@ -162,6 +180,7 @@ def start_judges(
                 retries=c.retries,
                 backoff_s=c.backoff_s,
             ),
+            engine,
         )
         for s in served
     }

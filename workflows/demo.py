@@ -244,6 +244,8 @@ def _same_verdicts(served: list[Verdict], validated: list[Verdict]) -> tuple[boo
             problems.append(f"{v.id}: not validated")
         elif v.judge.fingerprint != w.judge.fingerprint:
             problems.append(f"{v.id}: fingerprint {v.judge.fingerprint[:12]} != {w.judge.fingerprint[:12]}")
+        elif v.judge.engine != w.judge.engine:  # another dtype flips near ties: not the validated verdicts
+            problems.append(f"{v.id}: served by {v.judge.engine}, validated on {w.judge.engine}")
         elif v.verdict != w.verdict or v.error or w.error:
             problems.append(f"{v.id}: served {v.verdict} vs validated {w.verdict}")
         elif max(abs(v.probs[k] - w.probs[k]) for k in w.probs) > PROB_TOLERANCE:

@@ -122,6 +122,7 @@ def test_the_current_code_writes_what_the_old_code_wrote(tmp_path, monkeypatch):
     for kind in KINDS:
         new, old = (json.loads((d / f"validation-{kind}-v1.json").read_text()) for d in (out, GOLDEN))
         newer = (".gate.baseline", ".gate.loosened", ".gate.external_verdicts")  # added since v1
+        newer += (".gate.judge.engine", ".judge.engine", ".comparison.incumbent.engine")
         # the shipped specs changed since v1 (their prompt budget is the model's: max_prompt_tokens null)
         # the verdict files are written by this run with today's pydantic, whose JSON differs from v1's by bytes
         # (not values): their hashes are provenance, not results
@@ -136,7 +137,11 @@ def test_the_current_code_writes_what_the_old_code_wrote(tmp_path, monkeypatch):
         skip += ("- spec ", "- verdicts: ", "- reference ref: ", "- incumbent: ")  # the hashes skipped above
         assert [x for x in new if x and not x.startswith(skip)] == [x for x in old if x and not x.startswith(skip)]
     new, old = (json.loads((d / "gate-binary-v1.json").read_text()) for d in (out, GOLDEN))
-    _same(new, old, (".checked", ".config_sha256", ".thresholds", ".baseline", ".loosened", ".external_verdicts"))
+    _same(
+        new,
+        old,
+        (".checked", ".config_sha256", ".thresholds", ".baseline", ".loosened", ".external_verdicts", ".judge.engine"),
+    )
 
 
 def test_the_committed_schema_is_the_models():
