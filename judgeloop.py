@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "judgeloop " + shlex.join(argv)  # recorded in the outputs' provenance
     with progress_output(args.quiet):
         try:
-            return int(args.run(args) or 0)
+            rc = int(args.run(args) or 0)
+            integrations_cli.after_command(args, rc)  # e.g. --mlflow: log what the command wrote
+            return rc
         except ServerUnavailable as exc:  # not the user's mistake: retry later, or fix the machine
             _report(exc)
             return UNAVAILABLE

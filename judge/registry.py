@@ -217,6 +217,14 @@ class Registry:
             self._event(record, entry, "attach", validation=info["file"], gate_passed=info.get("gate_passed"))
         return entry
 
+    def link(self, name: str, version: str, **links: str) -> dict:
+        """Records where else a version is tracked (``mlflow_run_id=...``): kept in its ``links``, with an event."""
+        with self._edit(name) as record:
+            entry = self._version(record, version)
+            entry["links"] = {**entry.get("links", {}), **{k: str(v) for k, v in links.items()}}
+            self._event(record, entry, "link", **links)
+        return entry
+
     def attached(self, entry: dict) -> list[tuple[dict, Path]]:
         """A version's attached validations, newest first, whose stored copy is unchanged since attaching."""
         out = []

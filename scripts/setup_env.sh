@@ -29,9 +29,9 @@ if [ "$ENGINE" = cpu ]; then
   if ! $PIP install ${PIP_OPTS:-} "torch==2.13.0+cpu" 2>/dev/null; then
     $PIP install ${PIP_OPTS:-} "torch==2.13.0+cpu" --extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
   fi
-  $PIP install ${PIP_OPTS:-} -e ".[cpu,dev]"
+  $PIP install ${PIP_OPTS:-} -e ".[cpu,dev,integrations]"
   $PIP uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 else
-  $PIP install ${PIP_OPTS:-} -e ".[cuda,dev]"
+  $PIP install ${PIP_OPTS:-} -e ".[cuda,dev,integrations]"
 fi
 "$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'

@@ -45,7 +45,8 @@ def cmd_train(args) -> int:
     from train.trainer import train
 
     cfg = load_train_config(args.config, args.overrides)
-    train(cfg, resume=args.resume, progress=log.info)
+    result = train(cfg, resume=args.resume, progress=log.info)
+    args.outputs = [str(result.run_dir)]  # what it wrote, for what runs after the command (judgeloop.py)
     return 0
 
 

@@ -159,6 +159,9 @@ def cmd_registry(args) -> int:
         entry = promotion.register(
             reg, args.name, args.version, fingerprint, args.model, args.adapter, args.spec, args.card, args.validation
         )
+        mlflow_run = promotion.mlflow_run_id(args.card, args.adapter, args.model)
+        if mlflow_run:  # the run was logged to MLflow (`--mlflow`): the version carries its run id
+            entry = reg.link(entry["name"], entry["version"], mlflow_run_id=mlflow_run)
         print(
             f"registered {entry['name']} {entry['version']} ({entry['fingerprint'][:16]}) as a candidate in {reg.root}"
         )

@@ -245,3 +245,19 @@ def promote(
     if overrides:
         overrides["reason"] = reason
     return registry.promote(name, version, chosen.info, overrides)
+
+
+def mlflow_run_id(*paths: str | None) -> str | None:
+    """The MLflow run id that `--mlflow` / `judgeloop mlflow log` wrote beside a judge's files (``mlflow.json``
+    in its run directory), if any: a registered version then carries it."""
+    for path in filter(None, paths):
+        for directory in (Path(path), Path(path).parent):
+            record = directory / "mlflow.json"
+            if record.is_file():
+                try:
+                    data = json.loads(record.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                if data.get("kind") == "training" and data.get("run_id"):
+                    return str(data["run_id"])
+    return None

@@ -203,6 +203,7 @@ def cmd_eval(args) -> int:
     result.provenance.commands = [args.command_line]
     out.mkdir(parents=True, exist_ok=True)
     write_result(out / "validation.json", result)
+    args.outputs = [str(out)]  # what it wrote, for what runs after the command (judgeloop.py)
     for line in summary(result):
         print(line)
     also = f" and the verdicts, {kept}" if args.judge else ""

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 def finish(evaluation, datas, args) -> int:
     """Report, record, compare: what follows evaluation.json (shared by tests that score with fakes)."""
     out = Path(args.out)
+    args.outputs = [str(out)]  # what it wrote, for what runs after the command (judgeloop.py)
     per_prompt = {d.criterion: d.per_prompt for d in datas}
     for line in summary_lines(evaluation):
         print(line)
