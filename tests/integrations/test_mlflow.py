@@ -105,3 +105,23 @@ def test_a_validation_is_logged_with_every_interval_the_gate_and_the_report(tmp_
 def test_a_missing_mlflow_store_directory_or_bad_uri_is_one_clear_line(tmp_path, capsys):
     assert judgeloop.main(["mlflow", "log", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_an_evaluation_is_logged_per_system_with_judge_only_and_corrected_intervals(tmp_path, store):
+    from tests.workflows.evaluate.helpers import FakeJudge, human_labels_for, write_responses
+    from workflows.evaluate.run import RunOptions, evaluate_run
+
+    responses = write_responses(tmp_path / "r.jsonl", systems=("v1", "v2"), n_prompts=30)
+    labels = human_labels_for(tmp_path / "labels.jsonl", responses, frac=0.4, criterion="helpfulness-pairwise")
+    judges = [FakeJudge("helpfulness-pairwise", bias=0.8).handle()]
+    out = tmp_path / "evaluation"
+    ev, _ = evaluate_run(responses, judges, out, RunOptions(baseline="v1", labels=str(labels), n_boot=100))
+    assert judgeloop.main(["mlflow", "log", str(out), f"--mlflow-uri={store}"]) == 0
+    run = run_of(store, out)
+    (crit,) = ev.criteria
+    (win,) = crit.win_rates
+    name = f"{crit.criterion}.win_rate.{win.system}_vs_{win.opponent}"
+    m = run.data.metrics
+    assert m[name] == pytest.approx(win.judge.estimate) and m[f"{name}_ci_low"] == pytest.approx(win.judge.lo)
+    assert m[f"{name}.corrected"] == pytest.approx(win.correction.corrected.estimate)
+    assert run.data.tags["judgeloop.corrected"] == "true" and run.data.params["systems"] == "v1,v2"
