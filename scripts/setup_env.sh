@@ -34,4 +34,8 @@ if [ "$ENGINE" = cpu ]; then
 else
   $PIP install ${PIP_OPTS:-} -e ".[cuda,dev,integrations]"
 fi
+# DeepEval in its own environment: its pins (click, rich) and pytest plugins clash with judgeloop's
+DEEPEVAL_VENV=${DEEPEVAL_VENV:-.venv-deepeval}
+[ -x "$DEEPEVAL_VENV/bin/python" ] || "$PY" -m venv "$DEEPEVAL_VENV"
+"$DEEPEVAL_VENV/bin/python" -m pip install ${PIP_OPTS:-} -q -r integrations/requirements-deepeval.txt
 "$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'
