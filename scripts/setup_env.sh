@@ -38,4 +38,9 @@ fi
 DEEPEVAL_VENV=${DEEPEVAL_VENV:-.venv-deepeval}
 [ -x "$DEEPEVAL_VENV/bin/python" ] || "$PY" -m venv "$DEEPEVAL_VENV"
 "$DEEPEVAL_VENV/bin/python" -m pip install ${PIP_OPTS:-} -q -r integrations/requirements-deepeval.txt
+# promptfoo (npm, pinned by integrations/promptfoo/package-lock.json) for the promptfoo grader and its test
+if [ ! -x integrations/promptfoo/node_modules/.bin/promptfoo ]; then
+  command -v npm >/dev/null 2>&1 || { echo "setup: npm is needed for promptfoo (Node.js >= 20.20)" >&2; exit 1; }
+  (cd integrations/promptfoo && npm ci --no-audit --no-fund --loglevel=error)
+fi
 "$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'
