@@ -11,7 +11,7 @@ export JUDGELOOP_DATA_MIRROR ?= $(if $(wildcard $(MIRROR)/MANIFEST.md),$(MIRROR)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup_env.sh integrations/requirements-deepeval.txt integrations/promptfoo/package-lock.json
+$(STAMP): pyproject.toml scripts/setup_env.sh integrations/requirements-deepeval.txt integrations/requirements-labelstudio.txt integrations/promptfoo/package-lock.json
 	VENV=$(VENV) bash scripts/setup_env.sh
 	touch $(STAMP)
 
@@ -34,4 +34,4 @@ bench: setup
 	$(PY) -m judgeloop bench
 
 clean:
-	rm -rf $(VENV) .venv-deepeval integrations/promptfoo/node_modules runs prepared mlruns .pytest_cache
+	rm -rf $(VENV) .venv-deepeval .venv-labelstudio integrations/promptfoo/node_modules runs prepared mlruns .pytest_cache

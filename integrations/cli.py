@@ -26,6 +26,7 @@ def add_commands(commands, groups: dict) -> None:
         parser.add_argument(
             "--mlflow-uri", metavar="URI", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else ./mlruns)"
         )
+    _review_commands(groups["review"])
     mlflow = add_group(commands, "mlflow", help="log judgeloop runs to MLflow (training, validation, evaluation)")
     p = add_command(
         mlflow,
@@ -38,6 +39,31 @@ def add_commands(commands, groups: dict) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="directories judgeloop train, eval or evaluate wrote")
     p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default $MLFLOW_TRACKING_URI, else ./mlruns)")
     p.add_argument("--experiment", default="judgeloop", help="MLflow experiment (default judgeloop)")
+
+
+def _review_commands(review) -> None:
+    """`judgeloop review push|pull`: the review export in a running Label Studio (integrations/labelstudio.py)."""
+    push = add_command(
+        review,
+        "push",
+        help="create or update a Label Studio project from a review export and import its tasks",
+        example="judgeloop review push runs/review --url http://127.0.0.1:8080 --token $LABEL_STUDIO_API_KEY",
+        run=lazy("integrations.labelstudio", "cmd_push"),
+    )
+    pull = add_command(
+        review,
+        "pull",
+        help="fetch the Label Studio project's annotations -> reviewed items JSONL (as review import)",
+        example="judgeloop review pull runs/review --spec helpfulness-pairwise --out runs/review/reviewed.jsonl",
+        run=lazy("integrations.labelstudio", "cmd_pull"),
+    )
+    for p in (push, pull):
+        p.add_argument("dir", metavar="DIR", help="the folder `judgeloop review export` wrote")
+        p.add_argument("--url", help="Label Studio's URL (default $LABEL_STUDIO_URL)")
+        p.add_argument("--token", help="a Label Studio API or personal access token (default $LABEL_STUDIO_API_KEY)")
+    push.add_argument("--title", help="the project's title (default: judgeloop review: JUDGE EXPORT)")
+    pull.add_argument("--spec", required=True, help="judge spec name or path (its labels are checked)")
+    pull.add_argument("--out", required=True, help="labelled items JSONL to write")
 
 
 def cmd_mlflow_log(args) -> int:

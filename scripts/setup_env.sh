@@ -38,6 +38,10 @@ fi
 DEEPEVAL_VENV=${DEEPEVAL_VENV:-.venv-deepeval}
 [ -x "$DEEPEVAL_VENV/bin/python" ] || "$PY" -m venv "$DEEPEVAL_VENV"
 "$DEEPEVAL_VENV/bin/python" -m pip install ${PIP_OPTS:-} -q -r integrations/requirements-deepeval.txt
+# Label Studio's server, for the review push/pull integration test, in its own environment too
+LABELSTUDIO_VENV=${LABELSTUDIO_VENV:-.venv-labelstudio}
+[ -x "$LABELSTUDIO_VENV/bin/python" ] || "$PY" -m venv "$LABELSTUDIO_VENV"
+"$LABELSTUDIO_VENV/bin/python" -m pip install ${PIP_OPTS:-} -q -r integrations/requirements-labelstudio.txt
 # promptfoo (npm, pinned by integrations/promptfoo/package-lock.json) for the promptfoo grader and its test
 if [ ! -x integrations/promptfoo/node_modules/.bin/promptfoo ]; then
   command -v npm >/dev/null 2>&1 || { echo "setup: npm is needed for promptfoo (Node.js >= 20.20)" >&2; exit 1; }

@@ -35,6 +35,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def labeling_config(kind: str, labels: Sequence[str]) -> str:
     """A Label Studio labeling interface for the item kind: the texts, one required single choice."""
     fields = [*PROMPT_FIELDS, *RESPONSE_FIELDS[kind]]
     shown = "\n".join(f'  <Header value="{f.replace("_", " ")}"/>\n  <Text name="{f}" value="${f}"/>' for f in fields)
-    choices = "\n".join(f'    <Choice value="{lab}"/>' for lab in labels)
+    choices = "\n".join(f"    <Choice value={quoteattr(str(lab))}/>" for lab in labels)  # a label is data: escaped
     return (
         f'<View>\n{shown}\n  <Choices name="label" toName="instruction" choice="single" required="true">\n'
         f"{choices}\n  </Choices>\n</View>\n"
@@ -172,7 +173,9 @@ def export_review(
             "item": item,
         }
         data = {"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}}
-        tasks.append({"data": data})
+        # Label Studio refuses a task that lacks a field its labeling interface shows: absent ones are empty
+        shown = {f: data.get(f, "") for f in (*PROMPT_FIELDS, *RESPONSE_FIELDS[spec.kind])}
+        tasks.append({"data": {"review_id": rid, **shown}})
         table.append(data)
     manifest = {
         "schema_version": 1,
