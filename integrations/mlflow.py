@@ -272,6 +272,16 @@ def _interval(prefix: str, iv: dict | None) -> dict[str, float]:
     return {_metric_name(k): float(v) for k, v in pairs if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
+def _estimates(name: str, row: dict) -> dict[str, float]:
+    """A system's score or win rate: the judge's, and the corrected and human-only ones when people labelled."""
+    corr = row.get("correction") or {}
+    return (
+        _interval(name, row.get("judge"))
+        | _interval(f"{name}.corrected", corr.get("corrected"))
+        | _interval(f"{name}.human", corr.get("human"))
+    )
+
+
 def _evaluation(directory: Path):
     """Per criterion: each system's score or pass rate, each win rate, each Bradley-Terry strength and rank, with
     their intervals (judge-only, and corrected/human-only where people labelled a sample)."""
@@ -283,17 +293,9 @@ def _evaluation(directory: Path):
         judge = crit.get("judge") or {}
         tags[f"judgeloop.judge.{_metric_name(c)}"] = f"{judge.get('name')} {judge.get('fingerprint')}"
         for row in crit.get("systems") or []:
-            name = f"{c}.{crit.get('metric', 'score')}.{row.get('system')}"
-            metrics |= _interval(name, row.get("judge"))
-            corr = row.get("correction") or {}
-            metrics |= _interval(f"{name}.corrected", corr.get("corrected"))
-            metrics |= _interval(f"{name}.human", corr.get("human"))
+            metrics |= _estimates(f"{c}.{crit.get('metric', 'score')}.{row.get('system')}", row)
         for row in crit.get("win_rates") or []:
-            name = f"{c}.win_rate.{row.get('system')}_vs_{row.get('opponent')}"
-            metrics |= _interval(name, row.get("judge"))
-            corr = row.get("correction") or {}
-            metrics |= _interval(f"{name}.corrected", corr.get("corrected"))
-            metrics |= _interval(f"{name}.human", corr.get("human"))
+            metrics |= _estimates(f"{c}.win_rate.{row.get('system')}_vs_{row.get('opponent')}", row)
         for row in crit.get("ranking") or []:
             metrics |= _interval(f"{c}.strength.{row.get('system')}", row.get("strength"))
             if isinstance(row.get("rank"), int):

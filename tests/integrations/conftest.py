@@ -26,3 +26,10 @@ def judge_api(tiny_specs, tmp_path_factory):
         with APIServer(app) as server:
             server.key = API_KEY
             yield server
+
+
+def api_items(judge: str, cases: list[dict], instruction: str, output: str, reference: str) -> list[dict]:
+    """The judge API items a framework's cases should become (pairwise: the output against the reference)."""
+    if judge == "tiny-helpfulness":
+        return [{"instruction": c[instruction], "response_a": c[output], "response_b": c[reference]} for c in cases]
+    return [{"instruction": c[instruction], "response": c[output], "reference": c[reference]} for c in cases]

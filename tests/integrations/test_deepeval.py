@@ -12,6 +12,7 @@ import pytest
 
 from serve.client import JudgeClient
 from tests.conftest import REPO
+from tests.integrations.conftest import api_items
 
 pytestmark = pytest.mark.integration
 PYTHON = REPO / ".venv-deepeval" / "bin" / "python"
@@ -56,16 +57,7 @@ def deepeval(judge_api, tmp_path, judge: str, threshold: float = 0.5) -> list[di
 def test_scores_are_the_judge_apis_verdicts(judge_api, tmp_path, judge):
     got = deepeval(judge_api, tmp_path, judge)
     with JudgeClient(judge_api.url, api_key=judge_api.key) as client:
-        if judge == "tiny-helpfulness":
-            items = [
-                {"instruction": c["input"], "response_a": c["actual_output"], "response_b": c["expected_output"]}
-                for c in CASES
-            ]
-        else:
-            items = [
-                {"instruction": c["input"], "response": c["actual_output"], "reference": c["expected_output"]}
-                for c in CASES
-            ]
+        items = api_items(judge, CASES, "input", "actual_output", "expected_output")
         verdicts = client.judge_batch(items, judge)
     for case, v in zip(CASES, verdicts):
         r = got[case["input"]]

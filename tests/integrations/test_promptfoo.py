@@ -15,6 +15,7 @@ import yaml
 
 from serve.client import JudgeClient
 from tests.conftest import REPO
+from tests.integrations.conftest import api_items
 
 pytestmark = pytest.mark.integration
 PROMPTFOO = REPO / "integrations" / "promptfoo" / "node_modules" / ".bin" / "promptfoo"
@@ -81,15 +82,7 @@ def promptfoo(judge_api, tmp_path, judge: str, threshold: float = 0.5) -> list[d
 def test_pass_fail_and_scores_are_the_judge_apis_verdicts(judge_api, tmp_path, judge):
     results = promptfoo(judge_api, tmp_path, judge)
     with JudgeClient(judge_api.url, api_key=judge_api.key) as client:
-        if judge == "tiny-helpfulness":
-            items = [
-                {"instruction": t["instruction"], "response_a": t["answer"], "response_b": t["reference"]}
-                for t in TESTS
-            ]
-        else:
-            items = [
-                {"instruction": t["instruction"], "response": t["answer"], "reference": t["reference"]} for t in TESTS
-            ]
+        items = api_items(judge, TESTS, "instruction", "answer", "reference")
         verdicts = client.judge_batch(items, judge)
     assert len(results) == 2
     for r, v in zip(results, verdicts):
