@@ -106,7 +106,7 @@ def test_curl_an_item_get_a_verdict_with_probs_and_fingerprint(served, name):
     labels = load_judge(name).spec.labels
     assert v["error"] is None and v["verdict"] in labels and list(v["probs"]) == labels
     assert abs(sum(v["probs"].values()) - 1) < 1e-9
-    assert v["judge"] == {"name": name, "fingerprint": load_judge(name).fingerprint}
+    assert v["judge"] == {"name": name, "fingerprint": load_judge(name).fingerprint, "engine": "vllm/float32"}
 
 
 def test_in_process_backend_agrees_with_served_vllm(served, smollm2_dir):
