@@ -557,9 +557,13 @@ def _vote_rows(path: Path) -> Iterator[tuple[int, dict]]:
     for lineno, row in iter_json_lines(path):
         for key in VOTE_FIELDS:
             value = row.get(key)
-            if not isinstance(value, str) or (key in ("id", "instruction") and not value.strip()):
-                got = "missing" if key not in row else f"{type(value).__name__} {value!r:.40}"
-                raise DataError(f"expected a non-empty string, got {got}", path=str(path), line=lineno, field=key)
+            need = "a non-empty string" if key in ("id", "instruction") else "a string"
+            if key not in row:
+                raise DataError("is missing", path=str(path), line=lineno, field=key)
+            if not isinstance(value, str) or (need != "a string" and not value.strip()):
+                raise DataError(
+                    f"expected {need}, got {type(value).__name__} {value!r:.40}", path=str(path), line=lineno, field=key
+                )
         annotator = row.get("annotator")
         if annotator is not None and not isinstance(annotator, str):
             raise DataError(
