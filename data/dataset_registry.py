@@ -665,7 +665,7 @@ def _build() -> dict[str, Dataset]:
             "Vicuna-80 questions) and two responses (Tulu-65B against ChatGPT, Tulu-7B or Tulu-human-only-65B; the "
             "rows do not say which); A, B or tie from 16 expert annotators, the votes on a pair as its labels "
             "(votes that saw the pair swapped are swapped back; aggregate: majority, a split is a tie). The "
-            "source's 'slightly better' counts as better",
+            "mirror's rows say A, B or tie: the source's 'slightly better' is not told apart from 'better'",
             False,
         ),
         (
