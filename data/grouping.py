@@ -155,7 +155,9 @@ def load_split_groups(path: Path = SPLIT_GROUPS_FILE) -> SplitGroups:
         raw = json.loads(path.read_text(encoding="utf-8"))
         groups = SplitGroups(dict(raw["aliases"]), set(raw["reserved"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"unreadable split groups: {exc}", path=str(path), hint="python scripts/split_groups.py")
+        raise DataError(
+            f"unreadable split groups: {exc}", path=str(path), hint="python scripts/split_groups.py"
+        ) from None
     if raw.get("normalisation") != NORMALISATION:
         raise DataError(
             f"written with normalisation {raw.get('normalisation')!r}, the code has {NORMALISATION!r}",
