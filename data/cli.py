@@ -22,11 +22,19 @@ def cmd_list(args) -> int:
     from data.dataset_registry import is_local, list_datasets  # deferred: module docstring
 
     table = Table(title="datasets (human labels)")
-    for col in ("name", "kind", "criterion", "rows", "annotators", "license", "local"):
+    for col in ("name", "kind", "criterion", "rows", "annotators", "license", "local", "use"):
         table.add_column(col)
     for ds in list_datasets():
+        use = "eval only" if ds.reserved else "train/eval"
         table.add_row(
-            ds.name, ds.kind, ds.criterion, str(ds.rows), ds.annotators, ds.license, "yes" if is_local(ds) else "no"
+            ds.name,
+            ds.kind,
+            ds.criterion,
+            str(ds.rows),
+            ds.annotators,
+            ds.license,
+            "yes" if is_local(ds) else "no",
+            use,
         )
     Console(width=140).print(table)
     return 0
@@ -43,9 +51,12 @@ def cmd_prepare(args) -> int:
     out = Path(args.out or f"prepared/{args.name}")
     manifest = prepare(args.name, out, args.seed, fractions, progress=log.info)
     for split, info in manifest["splits"].items():
-        print(f"{split:>5}: {info['items']:>5} items in {info['groups']:>5} groups")
-    print("no group (prompt) is in two splits")
-    print(f"wrote {out}/train.jsonl, dev.jsonl, test.jsonl and manifest.json")
+        print(f"{split:>8}: {info['items']:>5} items in {info['groups']:>5} groups")
+    print("no group (prompt) is in two splits, and an instruction has the same split in every registered dataset")
+    files = ", ".join(info["file"] for info in manifest["splits"].values())
+    print(f"wrote {out}/ {files} and manifest.json")
+    if "reserved" in manifest["splits"]:
+        print("reserved.jsonl: instructions kept for model evaluation (vicuna80-human's), never trained or tuned on")
     return 0
 
 

@@ -524,3 +524,113 @@ def vicuna80_human(paths: dict[str, Path], *, name: str) -> Iterator[Item]:
             label=aggregate("pairwise", p["labels"]),
             meta={"source": f"{name}/{a}/{b}", "system_a": a, "system_b": b, "question": row["group"]},
         )
+
+
+# ---------------------------------------------------------------- prompts that link sources (data.grouping)
+
+
+def hh_rlhf_prompts(item: Item) -> list[str]:
+    """hh-rlhf groups a conversation by its first human turn; that turn recurs as LLMEval2 queries."""
+    first = item.instruction.split(ASSISTANT_TAG, 1)[0].strip().removeprefix("Human:")
+    return [first]
+
+
+def llmeval2_prompts(item: Item) -> list[str]:
+    """The query, or for MT-Bench rows (empty query) the first user turn that each response repeats."""
+    if item.instruction.strip():
+        return [item.instruction]
+    for response in (item.response_a or "", item.response_b or ""):
+        if m := _FIRST_USER_TURN.match(response):
+            return [m[1]]
+    return []
+
+
+# ---------------------------------------------------------------- human pairwise votes (tulu1, lfqa, hhh, mtbench)
+
+VOTE_FIELDS = ("id", "instruction", "response_a", "response_b", "label")
+VOTE_LABELS = {"A": "A", "B": "B", "tie": "tie"}
+_SWAP = {"A": "B", "B": "A", "tie": "tie"}
+
+
+def _vote_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """The mirror's canonical pairwise vote rows (one JSON object per human vote), each field checked."""
+    for lineno, row in iter_json_lines(path):
+        for key in VOTE_FIELDS:
+            value = row.get(key)
+            need = "a non-empty string" if key in ("id", "instruction") else "a string"
+            if key not in row:
+                raise DataError("is missing", path=str(path), line=lineno, field=key)
+            if not isinstance(value, str) or (need != "a string" and not value.strip()):
+                raise DataError(
+                    f"expected {need}, got {type(value).__name__} {value!r:.40}", path=str(path), line=lineno, field=key
+                )
+        annotator = row.get("annotator")
+        if annotator is not None and not isinstance(annotator, str):
+            raise DataError(
+                f"expected a string or null, got {annotator!r:.40}", path=str(path), line=lineno, field="annotator"
+            )
+        _map(VOTE_LABELS, row["label"], path, "label", lineno)
+        yield lineno, row
+
+
+def _pairs(path: Path) -> list[dict]:
+    """The votes on each pair of responses to one instruction, in first-seen order. A vote that saw the two
+    responses the other way round counts with its label swapped (A<->B), so no vote is lost or doubled."""
+    pairs: dict[tuple[str, str, str], dict] = {}
+    for _, row in _vote_rows(path):
+        a, b = row["response_a"], row["response_b"]
+        key = (row["instruction"], *sorted((a, b)))
+        if key not in pairs:
+            pairs[key] = {"row": row, "labels": [], "annotators": [], "votes": []}
+        pair = pairs[key]
+        label = (
+            row["label"] if (a, b) == (pair["row"]["response_a"], pair["row"]["response_b"]) else _SWAP[row["label"]]
+        )
+        pair["labels"].append(label)
+        pair["annotators"].append(row.get("annotator"))
+        pair["votes"].append(row["id"])
+    return list(pairs.values())
+
+
+def pairwise_votes(paths: dict[str, Path], *, name: str, swap_half: bool = False) -> Iterator[Item]:
+    """Human pairwise votes converted in the mirror (tulu1-human, lfqa-experts, hhh-alignment, mtbench-human):
+    the votes on the same two responses to the same instruction become one item's ``labels``.
+
+    ``meta``: ``source`` (``NAME`` or ``NAME/<subset>``, e.g. ``hhh-alignment/harmless``), ``annotators`` (who
+    cast each vote, where the source says), ``votes`` (the mirror rows' ids). ``swap_half``: the source always
+    puts the preferred response first (hhh-alignment), so every other item in the order of (source, sha256 of
+    the id) is swapped (``meta.swapped``): A wins on half the items of each source (one more where odd), the
+    same items on every run of the same file.
+    """
+    path = paths["votes"]
+    items = []
+    for pair in _pairs(path):
+        row = pair["row"]
+        item_id = f"{name}-{row['id'].rsplit('-', 1)[-1]}"
+        subset = str(row.get("source") or "").partition("/")[2]
+        meta: dict[str, Any] = {"source": f"{name}/{subset}" if subset else name}
+        if any(a is not None for a in pair["annotators"]):
+            meta["annotators"] = pair["annotators"]
+        meta["votes"] = pair["votes"]
+        item = Item(
+            id=item_id,
+            group=_group(name, row["instruction"]),
+            kind="pairwise",
+            instruction=row["instruction"],
+            response_a=row["response_a"],
+            response_b=row["response_b"],
+            labels=pair["labels"],
+            label=aggregate("pairwise", pair["labels"]),
+            meta=meta,
+        )
+        if not swap_half:
+            yield item
+        else:
+            items.append(item)
+    ranked = sorted(items, key=lambda it: (it.meta["source"], hashlib.sha256(it.id.encode()).hexdigest()))
+    swapped = {it.id for it in ranked[1::2]}
+    for item in items:
+        swap = item.id in swapped
+        item = item.swapped() if swap else item
+        item.meta = {**item.meta, "swapped": swap}
+        yield item

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from data import converters as conv
 from data.converters import Prediction
-from data.errors import DataError, UnknownNameError
+from data.errors import ConfigError, DataError, UnknownNameError
+from data.grouping import Source as LinkSource
+from data.grouping import SplitGroups, default_prompts, link, load_split_groups
 from data.labels import LabelSpace
 from data.paths import cache_dir, data_mirror
 from data.provenance import sha256_file
@@ -60,6 +62,11 @@ class Dataset:
     convert: Callable[[dict[str, Path]], Iterator[Item]]
     labels: tuple[str, ...] = ()  # the label space; pointwise: the integer points of the scale
     reference_judges: dict[str, ReferenceJudge] = field(default_factory=dict)
+    # the texts that identify an item's instruction across sources (data.grouping); default: instruction+input+context
+    prompts: Callable[[Item], Sequence[str]] = default_prompts
+    # kept for model evaluation: all its items, and every item of any dataset sharing an instruction with it,
+    # go to the 'reserved' split; no training recipe may name it (check_trainable)
+    reserved: bool = False
 
     @property
     def label_space(self) -> LabelSpace:
@@ -198,6 +205,34 @@ def load_reference_verdicts(name: str, judge: str) -> Iterator[Verdict]:
     return (_verdict(p, judge_ref) for p in predictions)
 
 
+# ---------------------------------------------------------------- cross-source split groups
+
+
+@lru_cache(maxsize=1)
+def split_groups() -> SplitGroups:
+    """The committed cross-source split table (data/split_groups.json, see data.grouping)."""
+    return load_split_groups()
+
+
+def link_registry(names: Sequence[str] | None = None) -> SplitGroups:
+    """The cross-source split table computed from the registered datasets' files (all of them by default,
+    in registry order): what scripts/split_groups.py writes and the committed table must equal."""
+    chosen = [ds for ds in DATASETS.values() if names is None or ds.name in names]
+    return link(LinkSource(ds.name, load_items(ds.name), ds.prompts, ds.reserved) for ds in chosen)
+
+
+def check_trainable(name: str, field: str = "data.train") -> None:
+    """Refuse a reserved dataset (vicuna80-human) as training or dev data: it is kept for model evaluation."""
+    ds = get_dataset(name)
+    if ds.reserved:
+        raise ConfigError(
+            f"dataset '{name}' is reserved for model evaluation (judgeloop evaluate): no recipe trains or tunes on "
+            "it, and its instructions where they recur in other sources are in their 'reserved' split",
+            field=field,
+            hint="remove it from the recipe; judge it with judgeloop validate --dataset or judgeloop evaluate",
+        )
+
+
 def _verdict(p: Prediction, judge: JudgeRef) -> Verdict:
     error = p.error or (None if p.label is not None else f"unparseable: {p.raw}")
     confidence = p.probs[p.label] if p.probs and p.label is not None else None
@@ -219,6 +254,9 @@ UNIEVAL = ("maszhongming/UniEval", "d33e7b6cfebe97b2bafe435adbd818230d5a416a")
 OPENQA = ("ehsk/OpenQA-eval", "8b9317d0f0c92b52e1c71c0168dff74b5f76a5f4")
 JUDGE_BENCH = ("dmg-illc/JUDGE-BENCH", "5a0bf500325029efb5dc8adff2c1e991996f0e78")
 PRD = ("bcdnlp/PRD", "35fb99e5")  # the commit as MANIFEST.md names it
+OPEN_INSTRUCT = ("allenai/open-instruct", "e6c3044a")  # the commit as MANIFEST.md names it (so are the next two)
+PROMETHEUS = ("prometheus-eval/prometheus-eval", "dcfb4427")
+MTBENCH_AUDIT = ("Vibhanshu-555/Human-Aligned-LLM-Evaluation-Audit", "d85394d7")
 
 PAIRWISE_TIE = ("A", "B", "tie")
 YES_NO = ("yes", "no")
@@ -321,6 +359,7 @@ def _build() -> dict[str, Dataset]:
             "harmlessness",
             partial(conv.hh_rlhf, name="hh-rlhf-harmless"),
             ("A", "B"),
+            prompts=conv.hh_rlhf_prompts,
         )
     )
 
@@ -346,6 +385,7 @@ def _build() -> dict[str, Dataset]:
             "overall preference",
             partial(conv.llmeval2, name="llmeval2"),
             PAIRWISE_TIE,
+            prompts=conv.llmeval2_prompts,
         )
     )
 
@@ -607,8 +647,87 @@ def _build() -> dict[str, Dataset]:
             "helpfulness",
             partial(conv.vicuna80_human, name="vicuna80-human"),
             PAIRWISE_TIE,
+            reserved=True,
         )
     )
+
+    human_votes = (
+        (
+            "tulu1-human",
+            OPEN_INSTRUCT,
+            "human_eval/data/eval_annotations_tulu_1.xlsx",
+            "db121daa946f97d2d7fc62a16a673359668c76a8e0a9384c5369e8720ebd0021",
+            949,
+            "1-5 (16 experts)",
+            "Apache-2.0",
+            "helpfulness",
+            "Tulu 1 human evaluation (open-instruct): an instruction (Self-Instruct user-oriented, partly the "
+            "Vicuna-80 questions) and two responses (Tulu-65B against ChatGPT, Tulu-7B or Tulu-human-only-65B; the "
+            "rows do not say which); A, B or tie from 16 expert annotators, the votes on a pair as its labels "
+            "(votes that saw the pair swapped are swapped back; aggregate: majority, a split is a tie). The "
+            "mirror's rows say A, B or tie: the source's 'slightly better' is not told apart from 'better'",
+            False,
+        ),
+        (
+            "lfqa-experts",
+            PRD,
+            "data/lfqa/experts_pairwise_human_preferences.jsonl",
+            "fceac7d31fcf29da196eef5946f1bfa22b192866182e6f09f76b8c9b7a2a18c1",
+            140,
+            "1-3 (domain experts)",
+            "MIT",
+            "overall preference",
+            "Long-form QA (Xu et al. 2023, via PRD): a question and two long answers (one human-written, one "
+            "model; the rows do not say which); A or B from domain experts, no ties, the votes on a pair as its "
+            "labels (aggregate: majority, a split is a tie)",
+            False,
+        ),
+        (
+            "hhh-alignment",
+            PROMETHEUS,
+            "eval/benchmark/data/hhh_alignment_eval.json",
+            "36177ec3f4ac35f8cad441c6f51981a02841f166a1f8cbd32f6a0e469ef6456b",
+            221,
+            "1 (benchmark authors)",
+            "Apache-2.0",
+            "helpful, honest and harmless",
+            "BIG-bench HHH alignment (via prometheus-eval): a prompt and two responses, the better one written "
+            "as such by the benchmark's authors; meta.source says helpful, honest, harmless or other. The source "
+            "always puts the better response first: every other item in the order of (source, hash of the id) is "
+            "swapped (meta.swapped), so A and B are each the better response on half the items of every source",
+            True,
+        ),
+        (
+            "mtbench-human",
+            MTBENCH_AUDIT,
+            "data/processed/human_gpt_comparison.zip",
+            "9efe5fe4858b40427862ddecee9f21f81b731802d0df0292ad5b2cac7c3c4385",
+            229,
+            "1-4 (experts)",
+            "CC-BY-4.0",
+            "overall preference",
+            "MT-Bench human judgments (a partial copy of lmsys mt_bench_human_judgments): a first-turn question "
+            "and two model answers (the rows do not name the models); A, B or tie from expert annotators, the "
+            "votes on a pair as its labels (aggregate: majority, a split is a tie); more B than A by model order",
+            False,
+        ),
+    )
+    for name, repo, path, sha, rows, annotators, license, criterion, description, swap in human_votes:
+        out.append(
+            Dataset(
+                name,
+                "pairwise",
+                description,
+                license,
+                _source(repo),
+                {"votes": _github(*repo, path, f"{name}/{name}.jsonl", sha, same=False)},
+                rows,
+                annotators,
+                criterion,
+                partial(conv.pairwise_votes, name=name, swap_half=swap),
+                ("A", "B") if name == "hhh-alignment" else PAIRWISE_TIE,  # a split of A/B votes is a tie
+            )
+        )
 
     return {ds.name: ds for ds in out}
 

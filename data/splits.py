@@ -1,7 +1,10 @@
 """Deterministic train/dev/test splits grouped by prompt: no group ever lands in two splits.
 
 Each group goes to a split by a seeded hash of its name, so the split does not depend on the
-order of the rows, and adding rows never moves an existing group.
+order of the rows, and adding rows never moves an existing group. A registered dataset's groups are
+first mapped to their cross-source canonical group (``data.grouping``): one normalised instruction
+has one split in every dataset, and instructions of a reserved dataset (vicuna80-human) go to the
+``reserved`` split, never to train, dev or test.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from data.grouping import SplitGroups
 from data.schema import Item
 
 SPLITS = ("train", "dev", "test")
+RESERVED = "reserved"  # kept for model evaluation: never trained, tuned or tested on
 T = TypeVar("T")
 
 
@@ -34,9 +39,18 @@ def split_of(group: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     return "test"
 
 
-def assign(items: Iterable[Item], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> Iterator[tuple[str, Item]]:
+def assign(
+    items: Iterable[Item], fractions=(0.8, 0.1, 0.1), seed: int = 0, groups: SplitGroups | None = None
+) -> Iterator[tuple[str, Item]]:
+    """``(split, item)`` for each item: by the item's group, or with ``groups`` by its canonical group
+    (``RESERVED`` for a reserved one)."""
     for item in items:
-        yield split_of(item.group, fractions, seed), item
+        if groups is None:
+            yield split_of(item.group, fractions, seed), item
+        elif groups.is_reserved(item.group):
+            yield RESERVED, item
+        else:
+            yield split_of(groups.canonical(item.group), fractions, seed), item
 
 
 # ------------------------------------------------------------------ seeded subsamples

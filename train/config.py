@@ -15,8 +15,8 @@ from typing import Literal, Optional
 
 from data import embedded_model
 from data.config import load_config, option
-from data.dataset_registry import get_dataset
-from data.errors import JudgeloopError, Problem, UnknownNameError
+from data.dataset_registry import check_trainable, get_dataset
+from data.errors import ConfigError, JudgeloopError, Problem, UnknownNameError
 from data.spec import load_spec
 from judge.precision import BF16Setting, DTypeSetting
 
@@ -360,7 +360,8 @@ def _check_source(source: str) -> Problem | None:
         return None if Path(source).is_file() else Problem(f"item file '{source}' not found")
     try:
         get_dataset(source)
-    except UnknownNameError as exc:
+        check_trainable(source)  # vicuna80-human is kept for model evaluation
+    except (UnknownNameError, ConfigError) as exc:
         return Problem(exc.first.message, hint=exc.first.hint)
     return None
 

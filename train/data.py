@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from data.dataset_registry import check_trainable
 from data.errors import ConfigError, DataError, Problem
 from data.jsonl import read_jsonl_lines
 from data.labels import LabelSpace, aggregate
@@ -100,6 +101,8 @@ def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=p
         if is_file_source(name):
             path = Path(name)
         else:
+            if split in ("train", "dev"):
+                check_trainable(name, field=f"data.{split}")
             folder = Path(opts.prepared_dir) / name
             manifest = folder / "manifest.json"
             if not manifest.exists():
