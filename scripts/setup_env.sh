@@ -29,9 +29,18 @@ if [ "$ENGINE" = cpu ]; then
   if ! $PIP install ${PIP_OPTS:-} "torch==2.13.0+cpu" 2>/dev/null; then
     $PIP install ${PIP_OPTS:-} "torch==2.13.0+cpu" --extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
   fi
-  $PIP install ${PIP_OPTS:-} -e ".[cpu,dev]"
+  $PIP install ${PIP_OPTS:-} -e ".[cpu,dev,integrations]"
   $PIP uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 else
-  $PIP install ${PIP_OPTS:-} -e ".[cuda,dev]"
+  $PIP install ${PIP_OPTS:-} -e ".[cuda,dev,integrations]"
 fi
-"$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'
+# The Label Studio server (tests/integrations/test_labelstudio.py; `label-studio start` for a local one) pins
+# its own Django stack: its own venv, pinned, made once (rerun: nothing to do).
+LS_VENV=${JUDGELOOP_LABEL_STUDIO_VENV:-.venv-labelstudio}
+LS_VERSION=1.23.2
+if [ "$("$LS_VENV/bin/python" -c 'from importlib.metadata import version; print(version("label-studio"))' 2>/dev/null)" != "$LS_VERSION" ]; then
+  [ -x "$LS_VENV/bin/python" ] || "$PY" -m venv "$LS_VENV"
+  "$LS_VENV/bin/python" -m pip install ${PIP_OPTS:-} -q "label-studio==$LS_VERSION"
+fi
+echo "setup: label-studio $LS_VERSION in $LS_VENV"
+"$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch, label_studio_sdk; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'
