@@ -192,7 +192,11 @@ def find_project(client, url: str, ref: str):
                 return client.projects.get(id=int(ref))
             except Exception as exc:  # the SDK's NotFoundError (an ApiError)
                 if getattr(exc, "status_code", None) == 404:
-                    raise ConfigError(f"Label Studio at {url} has no project {ref}", field="--project") from None
+                    raise ConfigError(
+                        f"Label Studio at {url} has no project {ref}",
+                        field="--project",
+                        hint="name another with --project ID_OR_TITLE (push creates a project with a new title)",
+                    ) from None
                 raise
         found = [p for p in client.projects.list(title=ref) if p.title == ref]
         return client.projects.get(id=found[0].id) if found else None
@@ -207,9 +211,10 @@ def project_tasks(client, url: str, project_id: int) -> list[dict]:
         ]
 
 
-def _review_id(task: dict):
+def _review_id(task: dict) -> str | None:
     data = task.get("data")
-    return data.get("review_id") if isinstance(data, dict) else None
+    rid = data.get("review_id") if isinstance(data, dict) else None
+    return rid if isinstance(rid, str) else None
 
 
 # --- push and pull ------------------------------------------------------------------------------

@@ -34,7 +34,11 @@ from serve.child import free_port
 from serve.verdict_log import VerdictLog, as_url
 from workflows.review import MANIFEST, labeling_config
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+def live(test):
+    """A test against the real server (started once per session)."""
+    return pytest.mark.integration(pytest.mark.slow(test))
+
 
 REPO = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("JUDGELOOP_LABEL_STUDIO_VENV", REPO / ".venv-labelstudio"))
@@ -193,6 +197,7 @@ def no_label_studio_env(monkeypatch):
 # --- the loop -----------------------------------------------------------------------------------
 
 
+@live
 def test_push_annotate_pull_matches_the_file_import_and_a_rerun_adds_nothing(label_studio, sdk, tmp_path, capsys):
     log = verdict_log(tmp_path / "verdicts.sqlite", 6)
     review = tmp_path / "review"
@@ -222,8 +227,10 @@ def test_push_annotate_pull_matches_the_file_import_and_a_rerun_adds_nothing(lab
             annotate(sdk, by_id[rid], label)
     annotate(sdk, by_id[rids[4]], "", cancelled=True)
 
-    # a rerun of push (no --judge: the export is there) adds no duplicate
-    code, out, err = run(["review", "push", f"--review-dir={review}", *connection(label_studio)], capsys)
+    # a rerun of push (no --judge: the export is there) adds no duplicate; this time with a personal access
+    # token (a JWT refresh token, what Label Studio's Account & Settings hands out) instead of the legacy one
+    pat = sdk.tokens.create().token
+    code, out, err = run(["review", "push", f"--review-dir={review}", *connection(label_studio, token=pat)], capsys)
     assert code == 0, err
     assert "0 tasks added, 6 already there" in out
     assert len(tasks_of(sdk, pid)) == 6
@@ -257,6 +264,7 @@ def test_push_annotate_pull_matches_the_file_import_and_a_rerun_adds_nothing(lab
     assert reviewed.read_bytes() == before
 
 
+@live
 def test_a_pointwise_judge_round_trips(label_studio, sdk, tmp_path, capsys):
     spec = "dialogue-quality"
     vlog = VerdictLog(as_url(tmp_path / "verdicts.sqlite"))
@@ -295,6 +303,7 @@ def test_every_value_of_the_labeling_interface_is_escaped(kind):
 # --- bad input ----------------------------------------------------------------------------------
 
 
+@live
 def test_bad_input_is_one_line_and_loses_nothing_already_pulled(label_studio, sdk, tmp_path, capsys):
     log = verdict_log(tmp_path / "verdicts.sqlite", 3)
     review, reviewed = tmp_path / "review", tmp_path / "reviewed.jsonl"
