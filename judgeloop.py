@@ -33,7 +33,7 @@ EXIT_CODES = {
     OK: "ok",
     FAILED: "a gate failed (gate, retrain) or the monitor raised an alert",
     USER_ERROR: "a user error: bad input, config or arguments (each problem named: file:line: field)",
-    UNAVAILABLE: "the engine or server is unavailable: vLLM cannot start, the judge API cannot be reached",
+    UNAVAILABLE: "the engine or a server is unavailable: vLLM cannot start, the judge API or Label Studio unreachable",
     INTERRUPTED: "interrupted (Ctrl-C)",
 }
 log = logging.getLogger("judgeloop")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from data.cli_base import add_command, add_group, lazy
+from data.cli_base import add_command, add_group, lazy, positive_hours
 
 log = logging.getLogger("judgeloop")
 TRACKED = ("train", "eval", "evaluate")  # the commands that take --mlflow
@@ -26,7 +26,7 @@ def add_commands(commands, groups: dict) -> None:
         parser.add_argument(
             "--mlflow-uri", metavar="URI", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else ./mlruns)"
         )
-    _review_commands(groups["review"])
+    add_label_studio(groups["review"])
     mlflow = add_group(commands, "mlflow", help="log judgeloop runs to MLflow (training, validation, evaluation)")
     p = add_command(
         mlflow,
@@ -41,28 +41,52 @@ def add_commands(commands, groups: dict) -> None:
     p.add_argument("--experiment", default="judgeloop", help="MLflow experiment (default judgeloop)")
 
 
-def _review_commands(review) -> None:
-    """`judgeloop review push|pull`: the review export in a running Label Studio (integrations/labelstudio.py)."""
+def _label_studio_flags(p) -> None:
+    p.add_argument("--url", help="Label Studio's URL (default: $LABEL_STUDIO_URL)")
+    p.add_argument("--token", help="a Label Studio access token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument(
+        "--project",
+        help="the project's id or title (default: the one this export was pushed to, else 'judgeloop review: JUDGE')",
+    )
+    p.add_argument("--review-dir", default="runs/review", help="the review export's directory (default runs/review)")
+
+
+def add_label_studio(review) -> None:
+    """`judgeloop review push` and `judgeloop review pull` (integrations/labelstudio.py)."""
     push = add_command(
         review,
         "push",
-        help="create or update a Label Studio project from a review export and import its tasks",
-        example="judgeloop review push runs/review --url http://127.0.0.1:8080 --token $LABEL_STUDIO_API_KEY",
+        help="send a review export's tasks to a Label Studio project (created or updated; no duplicates)",
+        description="Create or update a Label Studio project (its labeling interface generated from the judge "
+        "spec) and import the review export's tasks it does not hold yet. With --judge and --n, export first "
+        "when --review-dir holds no export (the flags of judgeloop review export). Exit 2 for a refused token or "
+        "a project that no longer matches the spec, 3 when Label Studio cannot be reached.",
+        example="judgeloop review push --judge helpfulness-pairwise --n 100 --window-hours 24 --review-dir runs/review"
+        "\n"
+        "  (with LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY set, or --url URL --token TOKEN)",
         run=lazy("integrations.labelstudio", "cmd_push"),
     )
+    _label_studio_flags(push)
+    push.add_argument("--judge", help="export first: the judge (spec name) whose production verdicts to review")
+    push.add_argument("--spec", help="judge spec name or path (default: the export's, else the judge name)")
+    push.add_argument("--n", type=int, help="export first: items to review")
+    push.add_argument("--log", help="export first: the verdict log (default: `judgeloop serve`'s)")
+    push.add_argument("--window-hours", type=positive_hours, default=None, help="export first: the last H hours")
+    push.add_argument("--random-share", type=float, default=0.3, help="export first: uniform random share (0.3)")
+    push.add_argument("--seed", type=int, default=0)
     pull = add_command(
         review,
         "pull",
-        help="fetch the Label Studio project's annotations -> reviewed items JSONL (as review import)",
-        example="judgeloop review pull runs/review --spec helpfulness-pairwise --out runs/review/reviewed.jsonl",
+        help="fetch a Label Studio project's annotations -> reviewed items JSONL (as review import)",
+        description="Fetch the annotations of the review export's tasks from its Label Studio project and write "
+        "the reviewed items JSONL that judgeloop review import writes (labels checked against the spec; the "
+        "JSONL is written only when all is well). Exit 2 for a refused token, a project that no longer matches "
+        "the spec or labels outside the label space, 3 when Label Studio cannot be reached.",
+        example="judgeloop review pull --review-dir runs/review --out runs/review/reviewed.jsonl",
         run=lazy("integrations.labelstudio", "cmd_pull"),
     )
-    for p in (push, pull):
-        p.add_argument("dir", metavar="DIR", help="the folder `judgeloop review export` wrote")
-        p.add_argument("--url", help="Label Studio's URL (default $LABEL_STUDIO_URL)")
-        p.add_argument("--token", help="a Label Studio API or personal access token (default $LABEL_STUDIO_API_KEY)")
-    push.add_argument("--title", help="the project's title (default: judgeloop review: JUDGE EXPORT)")
-    pull.add_argument("--spec", required=True, help="judge spec name or path (its labels are checked)")
+    _label_studio_flags(pull)
+    pull.add_argument("--spec", help="judge spec name or path (default: the export's)")
     pull.add_argument("--out", required=True, help="labelled items JSONL to write")
 
 

@@ -47,4 +47,4 @@ if [ ! -x integrations/promptfoo/node_modules/.bin/promptfoo ]; then
   command -v npm >/dev/null 2>&1 || { echo "setup: npm is needed for promptfoo (Node.js >= 20.20)" >&2; exit 1; }
   (cd integrations/promptfoo && npm ci --no-audit --no-fund --loglevel=error)
 fi
-"$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'
+"$VENV/bin/python" -c 'import transformers, peft, trl, datasets, vllm, torch, label_studio_sdk; print("setup: ok torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)'

@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -111,11 +111,34 @@ def review_id(row: dict) -> str:
     return f"live-{row['item_hash'][:16]}"
 
 
+def xml_attr(value: str) -> str:
+    """A text as the inside of a double-quoted XML attribute: markup, both quotes and the whitespace that
+    attribute normalisation would turn into spaces are character references (a label is shown as written)."""
+    return escape(str(value), {'"': "&quot;", "'": "&apos;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def shown_fields(kind: str) -> list[str]:
+    """The item texts the labeling interface shows for the item kind (each one a ``$field`` of the task data)."""
+    return [*PROMPT_FIELDS, *RESPONSE_FIELDS[kind]]
+
+
+def label_studio_task(rid: str, item: dict, kind: str) -> dict:
+    """One Label Studio task: the review id and the item's texts. Every field the interface shows is present
+    (empty when the item has none): Label Studio refuses a task that lacks a ``$field`` of the config."""
+    data = {f: "" for f in shown_fields(kind)}
+    data.update({f: item[f] for f in TEXT_FIELDS if item.get(f) is not None})
+    return {"data": {"review_id": rid, **data}}
+
+
 def labeling_config(kind: str, labels: Sequence[str]) -> str:
-    """A Label Studio labeling interface for the item kind: the texts, one required single choice."""
-    fields = [*PROMPT_FIELDS, *RESPONSE_FIELDS[kind]]
-    shown = "\n".join(f'  <Header value="{f.replace("_", " ")}"/>\n  <Text name="{f}" value="${f}"/>' for f in fields)
-    choices = "\n".join(f"    <Choice value={quoteattr(str(lab))}/>" for lab in labels)  # a label is data: escaped
+    """A Label Studio labeling interface for the item kind: the texts, one required single choice (every value
+    escaped: a spec's label may hold any character)."""
+    fields = shown_fields(kind)
+    shown = "\n".join(
+        f'  <Header value="{xml_attr(f.replace("_", " "))}"/>\n  <Text name="{xml_attr(f)}" value="${xml_attr(f)}"/>'
+        for f in fields
+    )
+    choices = "\n".join(f'    <Choice value="{xml_attr(lab)}"/>' for lab in labels)
     return (
         f'<View>\n{shown}\n  <Choices name="label" toName="instruction" choice="single" required="true">\n'
         f"{choices}\n  </Choices>\n</View>\n"
@@ -172,11 +195,8 @@ def export_review(
             "item_hash": row["item_hash"],
             "item": item,
         }
-        data = {"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}}
-        # Label Studio refuses a task that lacks a field its labeling interface shows: absent ones are empty
-        shown = {f: data.get(f, "") for f in (*PROMPT_FIELDS, *RESPONSE_FIELDS[spec.kind])}
-        tasks.append({"data": {"review_id": rid, **shown}})
-        table.append(data)
+        tasks.append(label_studio_task(rid, item, spec.kind))
+        table.append({"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}})
     manifest = {
         "schema_version": 1,
         "export": export_id,
