@@ -319,6 +319,23 @@ def _evaluate_arguments(p) -> None:
 
     p.add_argument("--responses", help="JSONL: prompt_id, system, response, instruction (+ input, context, reference)")
     p.add_argument(
+        "--prompts",
+        help="JSONL: prompt_id, instruction (+ input, context, reference): the systems of --endpoint answer them "
+        "into OUT/responses.jsonl (resumable)",
+    )
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL[,model=M][,key_env=VAR][,max_tokens=N][,temperature=T]",
+        help="with --prompts: a system and its OpenAI-compatible endpoint (chat completions); repeat per system",
+    )
+    p.add_argument("--max-tokens", type=positive_int, default=512, help="with --endpoint: max_tokens (default 512)")
+    p.add_argument("--temperature", type=float, default=0.0, help="with --endpoint: temperature (default 0)")
+    p.add_argument(
+        "--concurrency", type=positive_int, default=8, help="with --endpoint: requests in flight per run (default 8)"
+    )
+    p.add_argument(
         "--judge",
         action="append",
         default=[],
