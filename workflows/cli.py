@@ -344,7 +344,18 @@ def _evaluate_arguments(p) -> None:
     p.add_argument("--baseline", help="pairwise judges: compare every system with this one")
     p.add_argument("--all-pairs", action="store_true", help="pairwise judges: compare all pairs (a ranking)")
     p.add_argument(
-        "--labels", help="human labels of evaluated items (JSONL: id, label|labels, criterion): corrects the figures"
+        "--labels",
+        action="append",
+        default=[],
+        help="human labels of evaluated items (JSONL: id, label|labels, criterion; or a label sample's Label Studio "
+        "export or CSV): corrects the figures; repeat for several files",
+    )
+    p.add_argument(
+        "--label-sample",
+        type=positive_int,
+        metavar="N",
+        help="export a seeded random sample of N evaluated items (stratified by criterion and system or pair) for "
+        "people to label, into OUT/label-sample/CRITERION/ (Label Studio tasks, a CSV)",
     )
     p.add_argument("--out", default="runs/evaluate", help="output directory (default runs/evaluate)")
     p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm", help="engine to score with")

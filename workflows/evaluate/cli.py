@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     opts = RunOptions(
         baseline=args.baseline,
         all_pairs=args.all_pairs,
-        labels=args.labels,
+        labels=args.labels or None,
+        label_sample=args.label_sample,
         soft=args.judge_score == "soft",
         seed=args.seed,
         n_boot=args.n_boot,
