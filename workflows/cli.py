@@ -322,6 +322,23 @@ def _evaluate_arguments(p) -> None:
 
     p.add_argument("--responses", help="JSONL: prompt_id, system, response, instruction (+ input, context, reference)")
     p.add_argument(
+        "--prompts",
+        help="JSONL: prompt_id, instruction (+ input, context, reference): the systems of --endpoint answer them "
+        "into OUT/responses.jsonl (resumable)",
+    )
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL[,model=M][,key_env=VAR][,max_tokens=N][,temperature=T]",
+        help="with --prompts: a system and its OpenAI-compatible endpoint (chat completions); repeat per system",
+    )
+    p.add_argument("--max-tokens", type=positive_int, default=512, help="with --endpoint: max_tokens (default 512)")
+    p.add_argument("--temperature", type=float, default=0.0, help="with --endpoint: temperature (default 0)")
+    p.add_argument(
+        "--concurrency", type=positive_int, default=8, help="with --endpoint: requests in flight per run (default 8)"
+    )
+    p.add_argument(
         "--judge",
         action="append",
         default=[],
@@ -330,7 +347,18 @@ def _evaluate_arguments(p) -> None:
     p.add_argument("--baseline", help="pairwise judges: compare every system with this one")
     p.add_argument("--all-pairs", action="store_true", help="pairwise judges: compare all pairs (a ranking)")
     p.add_argument(
-        "--labels", help="human labels of evaluated items (JSONL: id, label|labels, criterion): corrects the figures"
+        "--labels",
+        action="append",
+        default=[],
+        help="human labels of evaluated items (JSONL: id, label|labels, criterion; or a label sample's Label Studio "
+        "export or CSV): corrects the figures; repeat for several files",
+    )
+    p.add_argument(
+        "--label-sample",
+        type=positive_int,
+        metavar="N",
+        help="export a seeded random sample of N evaluated items (stratified by criterion and system or pair) for "
+        "people to label, into OUT/label-sample/CRITERION/ (Label Studio tasks, a CSV)",
     )
     p.add_argument("--out", default="runs/evaluate", help="output directory (default runs/evaluate)")
     p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm", help="engine to score with")

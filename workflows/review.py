@@ -145,6 +145,37 @@ def labeling_config(kind: str, labels: Sequence[str]) -> str:
     )
 
 
+def export_paths(out_dir: str | Path) -> dict[str, Path]:
+    """Where an export's files go; raises when an earlier export is there (its CSV may hold a reviewer's labels)."""
+    out = Path(out_dir)
+    paths = {"csv": out / CSV_FILE, "tasks": out / TASKS, "config": out / LABEL_CONFIG, "manifest": out / MANIFEST}
+    earlier = [p for p in paths.values() if p.exists()]
+    if earlier:  # a filled review.csv is a reviewer's work: never overwrite an export
+        raise DataError(
+            "an earlier review export is here; not overwriting it",
+            path=str(earlier[0]),
+            hint="pass --out NEW_DIR, or remove the earlier export after importing its labels",
+        )
+    return paths
+
+
+def write_export(paths: dict[str, Path], spec, manifest: dict) -> None:
+    """The review files for the manifest's items (``manifest["items"]``: review_id -> entry with the ``item``
+    dict): Label Studio tasks and the CSV (the item's texts, never the judge's verdict), the labeling config
+    for the spec's kind, and the manifest that ``import_review`` reads back."""
+    tasks, table = [], []
+    for rid, entry in manifest["items"].items():
+        item = entry["item"]
+        tasks.append(label_studio_task(rid, item, spec.kind))
+        table.append({"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}})
+    paths["manifest"].parent.mkdir(parents=True, exist_ok=True)
+    paths["tasks"].write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    columns = ["review_id", *[f for f in TEXT_FIELDS if any(f in d for d in table)], "label"]
+    write_review_csv(paths["csv"], columns, table)
+    paths["config"].write_text(labeling_config(spec.kind, spec.labels), encoding="utf-8")
+    paths["manifest"].write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def export_review(
     log: str,
     judge: str,
@@ -159,15 +190,7 @@ def export_review(
 ) -> dict[str, Path]:
     """Write the review tasks (Label Studio JSON, CSV), the labeling config and the manifest (never over an
     earlier export: its CSV may hold a reviewer's labels)."""
-    out = Path(out_dir)
-    paths = {"csv": out / CSV_FILE, "tasks": out / TASKS, "config": out / LABEL_CONFIG, "manifest": out / MANIFEST}
-    earlier = [p for p in paths.values() if p.exists()]
-    if earlier:  # a filled review.csv is a reviewer's work: never overwrite an export
-        raise DataError(
-            "an earlier review export is here; not overwriting it",
-            path=str(earlier[0]),
-            hint="pass --out NEW_DIR, or remove the earlier export after importing its labels",
-        )
+    paths = export_paths(out_dir)
     rows = read_rows(log, since=since, until=until, judge=judge, roles=["production"])
     if not rows:
         raise DataError(f"no production verdicts of '{judge}' in the window", path=str(log), field="judge")
@@ -178,13 +201,10 @@ def export_review(
             hint="the server ran with live.log_items=false",
         )
     chosen, sizes = select(rows, n, random_share, seed)
-    out.mkdir(parents=True, exist_ok=True)
     export_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    entries, tasks, table = {}, [], []
+    entries = {}
     for row, stratum, reason in chosen:
-        rid = review_id(row)
-        item = row["item"]
-        entries[rid] = {
+        entries[review_id(row)] = {
             "stratum": stratum,
             "reason": reason,
             "verdict": row["verdict"],
@@ -193,10 +213,8 @@ def export_review(
             "fingerprint": row["fingerprint"],
             "log_row": row["row"],
             "item_hash": row["item_hash"],
-            "item": item,
+            "item": row["item"],
         }
-        tasks.append(label_studio_task(rid, item, spec.kind))
-        table.append({"review_id": rid, **{f: item[f] for f in TEXT_FIELDS if item.get(f) is not None}})
     manifest = {
         "schema_version": 1,
         "export": export_id,
@@ -213,11 +231,7 @@ def export_review(
         "estimator": "post-stratified (see workflows/review.py)",
         "items": entries,
     }
-    paths["tasks"].write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    columns = ["review_id", *[f for f in TEXT_FIELDS if any(f in d for d in table)], "label"]
-    write_review_csv(paths["csv"], columns, table)
-    paths["config"].write_text(labeling_config(spec.kind, spec.labels), encoding="utf-8")
-    paths["manifest"].write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_export(paths, spec, manifest)
     return paths
 
 

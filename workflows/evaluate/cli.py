@@ -2,6 +2,7 @@
 
     judgeloop evaluate --responses R.jsonl --judge helpfulness-pairwise --baseline v1 [--labels L.jsonl]
     judgeloop evaluate --responses R.jsonl --judge J --baseline v1 --against last --system v2 --max-drop 0.02
+    judgeloop evaluate --prompts P.jsonl --endpoint v1=http://host:8000/v1 --endpoint v2=URL,model=M --judge J ...
     judgeloop evaluate history [--system S]
 
 The arguments are defined with the other workflow commands in workflows/cli.py; ``run(args) -> int`` runs
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from data.errors import JudgeloopError
+from workflows.evaluate import generate as gen
 from workflows.evaluate import history as hist
 from workflows.evaluate.run import RunOptions, check_options, evaluate_run, load_responses, open_judges
 
@@ -25,8 +27,16 @@ def run(args: argparse.Namespace) -> int:
         for line in hist.listing(rows):
             print(line)
         return 0
-    if not args.responses:
-        raise JudgeloopError("is required", field="--responses")
+    if args.prompts and args.responses:
+        raise JudgeloopError("give either --responses or --prompts with --endpoint, not both", field="--prompts")
+    if args.endpoint and not args.prompts:
+        raise JudgeloopError("--endpoint generates responses to the prompts of --prompts FILE", field="--prompts")
+    if args.prompts and not args.endpoint:
+        raise JudgeloopError(
+            "is required with --prompts: NAME=URL[,model=M][,key_env=VAR] for each system", field="--endpoint"
+        )
+    if not args.responses and not args.prompts:
+        raise JudgeloopError("is required (or --prompts with --endpoint)", field="--responses")
     if not args.judge:
         raise JudgeloopError("is required (a spec name or a judge directory)", field="--judge")
     if args.n_boot < 100:
@@ -36,13 +46,18 @@ def run(args: argparse.Namespace) -> int:
     opts = RunOptions(
         baseline=args.baseline,
         all_pairs=args.all_pairs,
-        labels=args.labels,
+        labels=args.labels or None,
+        label_sample=args.label_sample,
         soft=args.judge_score == "soft",
         seed=args.seed,
         n_boot=args.n_boot,
         command=args.command_line,
         registry=args.registry,
     )
+    if args.prompts:
+        endpoints = gen.parse_endpoints(args.endpoint, max_tokens=args.max_tokens, temperature=args.temperature)
+        gen.load_prompts(args.prompts)  # a bad prompts file fails before any request
+        args.responses = str(gen.generate_responses(args.prompts, endpoints, args.out, concurrency=args.concurrency))
     resp = load_responses(args.responses)  # bad responses or baseline fail before a judge is started
     if opts.baseline is not None:
         check_options(resp, opts, [])

@@ -12,6 +12,7 @@ one line naming file, line and field (exit 2), before anything already scored co
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from data.errors import DataError, JudgeloopError
+from data.errors import DataError, JudgeloopError, Problem
 from data.jsonl import iter_json_lines, pydantic_problems, read_jsonl, write_jsonl
 from data.labels import LabelError, LabelSpace
 from data.paths import CONFIGS_DIR, REPO_ROOT
@@ -269,15 +270,84 @@ class HumanLabels:
     sha256: str = ""
 
 
-def load_labels(path: str | Path, criteria: dict[str, tuple[JudgeSpec, set[str]]]) -> HumanLabels:
-    """Human labels of evaluated items: JSONL lines ``{"id", "label" | "labels", "criterion"?}``.
+def load_labels(
+    paths: str | Path | Sequence[str | Path], criteria: dict[str, tuple[JudgeSpec, set[str]]]
+) -> HumanLabels:
+    """Human labels of evaluated items, from one or more files: JSONL lines ``{"id", "label" | "labels",
+    "criterion"?}`` (the items ``judgeloop review import`` writes are such lines too: their criterion is in
+    ``meta.criterion``), or a label sample's Label Studio JSON export or filled CSV (the review manifest
+    beside it names the criterion; see labelsample.py).
 
     ``criteria``: criterion -> (its judge's spec, the ids of its items). Every label must be in the
     criterion's label space and every id one of its items."""
-    path = str(path)
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out: dict[str, dict[str, list]] = {c: {} for c in criteria}
+    for path in paths:
+        if Path(path).suffix.lower() in (".json", ".csv"):
+            _review_labels(str(path), criteria, out)
+        else:
+            _jsonl_labels(str(path), criteria, out)
+    digest = hashlib.sha256("".join(sha256_file(p) for p in paths).encode()).hexdigest() if len(paths) > 1 else ""
+    return HumanLabels(", ".join(map(str, paths)), out, digest or sha256_file(paths[0]))
+
+
+def _review_ids(path: str) -> set[str]:
+    """The review_ids of a Label Studio export or review CSV (empty when unreadable: the reader says why)."""
+    from workflows import review
+
+    try:
+        if path.lower().endswith(".csv"):
+            return {row["review_id"] for _, row in review.read_review_table(Path(path))}
+        tasks = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        return {t["data"]["review_id"] for t in tasks if isinstance(t.get("data"), dict) and "review_id" in t["data"]}
+    except (DataError, ValueError, TypeError, AttributeError, KeyError):
+        return set()
+
+
+def _review_labels(path: str, criteria: dict[str, tuple[JudgeSpec, set[str]]], out: dict) -> None:
+    """A label sample's Label Studio export or review CSV, read by the review import (workflows/review.py). Its
+    criterion: the one the review manifest beside it names, else the one criterion whose items it labels."""
+    from workflows import review
+
+    manifest_path = Path(path).parent / review.MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    crit = (manifest.get("evaluate") or {}).get("criterion")
+    if crit is None:
+        ids = _review_ids(path)
+        fits = [c for c, (_, its) in criteria.items() if ids and ids <= its]
+        if len(fits) != 1:
+            raise DataError(
+                "cannot tell which criterion these labels are for: "
+                + ("its tasks are items of several criteria" if fits else "not a label sample of this run"),
+                path=path,
+                field="review_id",
+                hint=f"put it beside the sample's {review.MANIFEST}, or give JSONL lines: id, label|labels, criterion",
+            )
+        crit = fits[0]
+    if crit not in criteria:
+        raise DataError(
+            f"'{crit}' is not a criterion of this run (it has {', '.join(criteria)})",
+            path=str(manifest_path),
+            field="evaluate.criterion",
+        )
+    spec, ids = criteria[crit]
+    problems: list = []
+    reader = review.read_review_csv if path.lower().endswith(".csv") else review.read_label_studio
+    got = reader(Path(path), LabelSpace(spec.kind, spec.labels), problems)
+    for rid in got:
+        if rid not in ids:
+            problems.append(Problem(f"item '{rid}' is not in this run's items of '{crit}'", path, None, "review_id"))
+    if problems:
+        raise DataError(problems=problems)
+    for rid, labels in got.items():
+        if labels:
+            out[crit].setdefault(rid, []).extend(labels)
+
+
+def _jsonl_labels(path: str, criteria: dict[str, tuple[JudgeSpec, set[str]]], out: dict) -> None:
     for lineno, obj in iter_json_lines(path):
-        crit = obj.get("criterion")
+        reviewed = isinstance(obj.get("meta"), dict) and "review" in obj["meta"]  # from `judgeloop review import`
+        crit = obj.get("criterion") or (obj["meta"].get("criterion") if reviewed else None)
         if crit is None:
             if len(criteria) != 1:
                 raise DataError(
@@ -307,7 +377,7 @@ def load_labels(path: str | Path, criteria: dict[str, tuple[JudgeSpec, set[str]]
                 hint=f"ids look like {next(iter(sorted(ids)))}",
             )
         unknown = set(obj) - {"id", "label", "labels", "criterion", "annotator", "meta"}
-        if unknown:
+        if unknown and not reviewed:
             raise DataError("is not a known field", path=path, line=lineno, field=sorted(unknown)[0])
         raw = obj.get("labels", [obj["label"]] if "label" in obj else None)
         if not isinstance(raw, list) or not raw:
@@ -331,7 +401,6 @@ def load_labels(path: str | Path, criteria: dict[str, tuple[JudgeSpec, set[str]]
                 ) from None
         if checked:
             out[crit].setdefault(item_id, []).extend(checked)
-    return HumanLabels(path, out, sha256_file(path))
 
 
 # ---------------------------------------------------------------- values per item
@@ -540,7 +609,8 @@ def estimate_criterion(
 class RunOptions:
     baseline: str | None = None
     all_pairs: bool = False
-    labels: str | None = None
+    labels: str | list[str] | None = None
+    label_sample: int | None = None
     soft: bool = False
     seed: int = 0
     n_boot: int = 1000
@@ -643,10 +713,17 @@ def evaluate_run(
     labels = None
     if opts.labels:
         labels = load_labels(opts.labels, {c: (j.spec, {it.id for it in its}) for c, j, _, its in plans})
+    if opts.label_sample:
+        from workflows.evaluate import labelsample  # it builds on this module
+
+        labelsample.check_earlier(out, crit_names, opts.label_sample, opts.seed)  # before anything is scored
     datas = []
     for crit, judge, cmode, items in plans:
         verdicts = score(items, judge, out, progress=progress)
         datas.append(CriterionData(crit, judge, cmode, items, verdicts))
+    if opts.label_sample:
+        for line in labelsample.export_label_sample(datas, out, opts.label_sample, opts.seed, resp.sha256()):
+            print(line)
     weights = est.bootstrap_weights(len(resp.common), opts.n_boot, opts.seed)
     results = []
     for data in datas:
