@@ -146,11 +146,28 @@ def score_items(
         yield from _score_batch(batch, spec, backend, tokenizer, judge, both_orders)
 
 
+def _unique_prompts(prompts: list[Rendered]) -> tuple[list[Rendered], list[int]]:
+    """The distinct prompts of a batch (by token ids) and, per prompt, its index among them: a prompt seen
+    twice is scored once (a separate-mode judge comparing all pairs of systems shows each response once per
+    opponent; the same item twice in a batch)."""
+    index: dict[tuple[int, ...], int] = {}
+    unique, back = [], []
+    for p in prompts:
+        key = tuple(p.token_ids)
+        if key not in index:
+            index[key] = len(unique)
+            unique.append(p)
+        back.append(index[key])
+    return unique, back
+
+
 def _score_batch(items: list[Item], spec, backend, tokenizer, judge, both_orders) -> list[Verdict]:
     start = time.perf_counter()
     prompts, slots = _render_batch(items, spec, tokenizer, both_orders)
+    unique, back = _unique_prompts(prompts)
     try:
-        dists = backend.label_probs(prompts, spec.answer_spec()) if prompts else []
+        got = backend.label_probs(unique, spec.answer_spec()) if prompts else []
+        dists = [got[i] for i in back]
     except ServerUnavailable:
         raise  # no engine at all: the caller decides (the API answers 503, a batch run stops to resume later)
     except JudgeloopError as exc:
@@ -169,12 +186,14 @@ async def score_items_async(
     items = list(items)
     prompts, slots = await asyncio.to_thread(_render_batch, items, spec, tokenizer, both_orders)
     try:
+        unique, back = _unique_prompts(prompts)
         if not prompts:
             dists = []
         elif hasattr(backend, "alabel_probs"):
-            dists = await backend.alabel_probs(prompts, spec.answer_spec())
+            dists = await backend.alabel_probs(unique, spec.answer_spec())
         else:
-            dists = await asyncio.to_thread(backend.label_probs, prompts, spec.answer_spec())
+            dists = await asyncio.to_thread(backend.label_probs, unique, spec.answer_spec())
+        dists = [dists[i] for i in back]
     except ServerUnavailable:
         raise
     except JudgeloopError as exc:

@@ -38,3 +38,41 @@ def test_async_matches_sync(tokenizer):
     got = asyncio.run(score_items_async(items, spec, FlakyBackend(), tokenizer, REF))
     strip = lambda vs: [v.model_dump(exclude={"latency_ms"}) for v in vs]  # noqa: E731
     assert strip(got) == strip(sync)
+
+
+class CountingBackend:
+    """Scores a prompt by its length; records how many prompts each call was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def label_probs(self, prompts, spec):
+        self.calls.append(len(prompts))
+        return [{"yes": 1 / (1 + len(p.token_ids) % 7), "no": 1 - 1 / (1 + len(p.token_ids) % 7)} for p in prompts]
+
+
+def test_a_prompt_seen_twice_in_a_batch_is_scored_once(tokenizer):
+    """All pairs of three systems under a separate-mode judge: each response is shown twice, scored once,
+    and every verdict is what scoring its pair alone gives."""
+    spec = load_spec("helpfulness-separate")
+    texts = ["Paris is the capital.", "It is Paris, a city in France.", "Lyon."]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    items = [
+        Item(
+            id=f"p{a}{b}",
+            group="q",
+            kind="pairwise",
+            instruction="Capital of France?",
+            response_a=texts[a],
+            response_b=texts[b],
+        )
+        for a, b in pairs
+    ]
+    backend = CountingBackend()
+    together = list(score_items(items, spec, backend, tokenizer, REF))
+    assert backend.calls == [3]  # 6 prompts, 3 distinct
+    alone = [next(iter(score_items([it], spec, CountingBackend(), tokenizer, REF))) for it in items]
+    strip = lambda vs: [v.model_dump(exclude={"latency_ms"}) for v in vs]  # noqa: E731
+    assert strip(together) == strip(alone)
+    got = asyncio.run(score_items_async(items, spec, backend, tokenizer, REF))
+    assert backend.calls == [3, 3] and strip(got) == strip(together)
