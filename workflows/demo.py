@@ -4,7 +4,9 @@ fetch the model -> prepare PandaLM (grouped splits) -> fine-tune a LoRA judge ->
 validate the untuned base (incumbent) and the candidate on the held-out test split through
 vLLM -> gate -> register, promote only on a passing gate -> serve production through vLLM and
 the judge API -> score the test items through the API -> check the served verdicts equal the
-validated ones -> report. Everything lands in ``runs/demo``; a rerun reuses what is done.
+validated ones -> report -> rank the nine systems of vicuna80-human with the tuned judge, corrected with a
+seeded 20% of the human votes, beside the ranking by all votes. Everything lands in ``runs/demo``; a rerun
+reuses what is done.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from serve.service import start_judges
 from train.config import load_train_config
 from train.trainer import train
 from workflows import promotion
+from workflows.evaluate.run import open_judges
+from workflows.evaluate.votes_check import RESULT_FILE, check_against_votes, summary_lines
 
 DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
@@ -279,7 +283,7 @@ def run_demo(
     """The whole loop; ``limit`` and ``train_overrides`` make the reduced demo (few items, few steps)."""
 
     out.mkdir(parents=True, exist_ok=True)
-    stages = Stages(9)
+    stages = Stages(10)
     start = time.perf_counter()
     with stages.stage("model", "fetch the embedded default model (SmolLM2-135M-Instruct)"):
         log.info(f"  {embedded_model.fetch(progress=log.info)}")
@@ -357,6 +361,12 @@ def run_demo(
         )
     with stages.stage("report", "write the validation report"):
         paths = write_report(cand, out / "report", trend=registry.trend(name))
+    with stages.stage(
+        "evaluate", "rank vicuna80-human's nine systems with the tuned judge, corrected by 20% of the votes"
+    ):
+        votes = _rank_vicuna80(str(merged), candidate.fingerprint, out / "evaluate", serve_config, limit)
+        for line in summary_lines(votes):
+            log.info("  " + line)
     ceiling = cand.human_ceiling
     summary = {
         "base": _figures(base),
@@ -377,10 +387,47 @@ def run_demo(
         "seconds": {**stages.seconds, "total": round(time.perf_counter() - start, 1)},
         "git_commit": git_commit(),
         "report": str(paths["html"]),
+        "vicuna80": {
+            "judge": "tuned",
+            "ranking_human": votes["ranking_human"],
+            "ranking_judge": votes["ranking_judge"],
+            "ranking_corrected": [r["system"] for r in votes["ranking_corrected"] or []],
+            "kendall_tau": votes["kendall_tau"],
+            "kendall_tau_corrected": votes["kendall_tau_corrected"],
+            "kendall_tau_labelled_only": votes["kendall_tau_labelled_only"],
+            "label_fraction": votes["label_fraction"],
+            "n_labelled": votes["n_labelled"],
+            "win_rate_coverage": votes["coverage"],
+            "median_width_ratio": votes["median_width_ratio"],
+            "check": str(out / "evaluate" / RESULT_FILE),
+            "evaluation_report": votes["report"],
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_table(summary, out)
     return summary
+
+
+def _rank_vicuna80(judge: str, fingerprint: str, out: Path, serve_config: Path, limit: int | None) -> dict:
+    """The model-evaluation step (workflows/evaluate/votes_check.py) through vLLM; reused when done by this judge.
+    The reduced demo ranks on its first 3 questions."""
+    max_prompts = 3 if limit else None
+    done = out / RESULT_FILE
+    if done.exists():
+        earlier = json.loads(done.read_text())
+        if earlier["judge"]["fingerprint"] == fingerprint and earlier["max_prompts"] == max_prompts:
+            log.info(f"reusing {done}")
+            return earlier
+    with open_judges([judge], "vllm", str(serve_config), [f"--vllm.port={free_port()}"]) as (handle,):
+        return check_against_votes(
+            handle,
+            out,
+            fraction=0.2,
+            seed=0,
+            n_boot=1000 if not limit else 200,
+            max_prompts=max_prompts,
+            progress=log.isEnabledFor(logging.INFO),
+        )
 
 
 def _print_table(s: dict, out: Path) -> None:
@@ -415,6 +462,18 @@ def _print_table(s: dict, out: Path) -> None:
     t.add_row("served == validated", "", str(s["served_matches_validated"]))
     t.add_row("served judgments/s (vLLM + API)", "", f"{s['served_judgments_per_s']:.1f}")
     Console(width=140).print(t)
+    v = s["vicuna80"]
+    t = v["kendall_tau"]
+
+    def tau(x):
+        return "n/a" if x is None else f"{x:.2f}"
+
+    print(
+        f"vicuna80-human, 9 systems ranked by the tuned judge: Kendall tau with all human votes {t['estimate']:.2f} "
+        f"[{t['lo']:.2f}, {t['hi']:.2f}]; corrected with {v['n_labelled']} votes ({100 * v['label_fraction']:.0f}%): "
+        f"tau {tau(v['kendall_tau_corrected'])} (those votes alone: {tau(v['kendall_tau_labelled_only'])}); "
+        f"evaluation: {v['evaluation_report']}"
+    )
     print(f"total {s['seconds']['total'] / 60:.1f} min; report: {s['report']}; summary: {out / 'summary.json'}")
 
 

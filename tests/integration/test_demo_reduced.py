@@ -28,9 +28,10 @@ SUMMARY_KEYS = {
     "served_judgments_per_s",
     "seconds",
     "git_commit",
+    "vicuna80",
 }
 FIGURE_KEYS = {"accuracy", "accuracy_ci", "swap_consistency", "acc_shorter_preferred"}
-STAGES = {"model", "data", "train", "merge", "validate_base", "validate_candidate", "gate", "serve", "report"}
+STAGES = {"model", "data", "train", "merge", "validate_base", "validate_candidate", "gate", "serve", "report", "evaluate"}
 
 
 def _our_children(out, model_dir) -> list[str]:
@@ -82,7 +83,16 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
         "served_verdicts.jsonl",
     ):
         assert (out / path).exists(), path
-    assert "[9/9] report" in printed and "report:" in printed
+    assert "[9/10] report" in printed and "report:" in printed
+    # the last stage ranks vicuna80-human's systems (its first 3 questions here) corrected with 20% of the votes
+    v = summary["vicuna80"]
+    assert len(v["ranking_human"]) == len(v["ranking_judge"]) == len(v["ranking_corrected"]) == 9
+    assert -1 <= v["kendall_tau"]["estimate"] <= 1 and v["n_labelled"] > 0
+    check = json.loads((out / "evaluate" / "votes_check.json").read_text())
+    assert check["judge"]["fingerprint"] == summary["fingerprints"]["tuned"] and check["max_prompts"] == 3
+    evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
+    assert evaluation["corrected"] and evaluation["criteria"][0]["ranking_correction"]
+    assert (out / "evaluate" / "report" / "evaluation.html").exists() and "[10/10] evaluate" in printed
     # every process the demo started (validation vLLM servers, `judgeloop serve` and its vLLM) is gone
     assert _our_children(out, smollm2_dir) == []
 
@@ -102,4 +112,4 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
         ],
     )
     again = capsys.readouterr().out + caplog.text
-    assert "reusing the finished run" in again and again.count("reusing") >= 4
+    assert "reusing the finished run" in again and again.count("reusing") >= 5

@@ -16,6 +16,12 @@ Conventions (the report states them too):
   judge, power-tuned by lambda) on the items they did label; beside it the human-only (classical)
   interval from the labelled items alone, and the effective number of human labels the judge is
   worth: ``n_labelled * var(human-only) / var(corrected)``.
+* **Corrected ranking.** The Bradley-Terry strengths are an M-estimate over compared items, so the
+  correction is ppi-python's prediction-powered bootstrap (``ppboot``, PPI++ power tuning; Zrnic 2024):
+  strengths fitted to the judge's outcomes on the unlabelled items plus (people minus judge) on the
+  labelled ones, its percentile interval from resampling both sets. A rank interval is read from the
+  strengths' intervals: from 1 + the systems whose interval lies wholly above to K - the systems whose
+  interval lies wholly below (conservative: simultaneous over nothing, but never narrower than the data).
 """
 
 from __future__ import annotations
@@ -240,6 +246,109 @@ def clt_interval(values: np.ndarray, alpha: float = ALPHA) -> Interval:
     v = np.asarray(values, dtype=np.float64)
     half = stats.norm.ppf(1 - alpha / 2) * v.std(ddof=1) / math.sqrt(len(v))
     return Interval(float(v.mean()), float(v.mean() - half), float(v.mean() + half), len(v))
+
+
+def comparison_wins(pairs: np.ndarray, outcomes: np.ndarray, k: int) -> np.ndarray:
+    """``wins[i, j]``: i's (fractional) wins over j from compared items (rows of ``pairs``: i, j; ``outcomes``:
+    i's outcome in [0, 1])."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    o = np.asarray(outcomes, dtype=np.float64)
+    wins = np.zeros((k, k))
+    np.add.at(wins, (pairs[:, 0], pairs[:, 1]), o)
+    np.add.at(wins, (pairs[:, 1], pairs[:, 0]), 1.0 - o)
+    return wins
+
+
+def ppi_bradley_terry(
+    pairs: np.ndarray,
+    human: np.ndarray,
+    judge_labelled: np.ndarray,
+    pairs_unlabelled: np.ndarray,
+    judge_unlabelled: np.ndarray,
+    names: list[str],
+    *,
+    anchor: str | None = None,
+    alpha: float = ALPHA,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Bradley-Terry strengths corrected for the judge's errors (``ppi_py.ppboot``) from compared items:
+    ``pairs`` (n, 2) system indices of the labelled items with their human and judge outcomes (the first
+    system's side), ``pairs_unlabelled`` (N, 2) with the judge's outcomes. Returns the corrected and the
+    human-only (labelled items alone, classical bootstrap) rankings as ``ranking_rows``-like dicts, the
+    power-tuning ``lam`` and the effective number of human labels (median over systems of
+    ``n * (human width / corrected width)^2``). ``anchor``: a system whose strength is 0 (else mean 0)."""
+    from ppi_py import ppboot  # deferred: heavy import
+
+    k = len(names)
+    x = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+    xu = np.asarray(pairs_unlabelled, dtype=np.float64).reshape(-1, 2)
+    y = np.asarray(human, dtype=np.float64)
+    f = np.asarray(judge_labelled, dtype=np.float64)
+    fu = np.asarray(judge_unlabelled, dtype=np.float64)
+    n = len(y)
+    if n < 2 or len(fu) < 1:
+        return {"corrected": None, "human": None, "n_labelled": n, "n_effective": None}
+
+    def fit(xx, oo):
+        strengths = bradley_terry(comparison_wins(xx, oo, k))
+        return strengths - strengths[names.index(anchor)] if anchor is not None else strengths
+
+    state = np.random.get_state()  # ppboot draws from numpy's global generator: seed it, then put it back
+    try:
+        np.random.seed(seed)
+        lam = _ppboot_lam(fit, x, y, f, xu, fu)  # the draws ppboot's own tuning makes, so the same figures
+        lo, hi = ppboot(fit, y, f, fu, X=x, X_unlabeled=xu, lam=lam, n_resamples=n_resamples, alpha=alpha)
+        point = lam * fit(xu, fu) + fit(x, y) - lam * fit(x, f)
+        rng = np.random.default_rng(seed)
+        human_boot = np.stack([fit(x[idx], y[idx]) for idx in rng.integers(0, n, size=(n_resamples, n))])
+    finally:
+        np.random.set_state(state)
+    h_point = fit(x, y)
+    h_lo, h_hi = percentile(human_boot, alpha)
+    widths = (np.asarray(hi) - np.asarray(lo), h_hi - h_lo)
+    ok = (widths[0] > 0) & (widths[1] > 0)  # the anchor's own strength is 0 in every replicate
+    n_eff = float(np.median(n * (widths[1][ok] / widths[0][ok]) ** 2)) if ok.any() else None
+    return {
+        "corrected": interval_rows(point, np.asarray(lo), np.asarray(hi), names, n + len(fu)),
+        "human": interval_rows(h_point, h_lo, h_hi, names, n),
+        "n_labelled": n,
+        "n_effective": n_eff,
+        "lam": float(lam),
+    }
+
+
+def _ppboot_lam(fit, x, y, f, xu, fu, n_resamples: int = 50) -> float:
+    """The power-tuning lambda ``ppboot(lam=None)`` would choose, which it does not return (its formula on its
+    draws from numpy's global generator): computed first, then passed to ``ppboot`` for the point estimate."""
+    from ppi_py.utils import bootstrap
+
+    reps = bootstrap(
+        [x, y, f, xu, fu],
+        lambda X, Y, Yh, Xu, Yhu: (fit(X, Y), fit(X, Yh), fit(Xu, Yhu)),
+        n_resamples=n_resamples,
+        paired=[[0, 1, 2], [3, 4]],
+    )
+    a, b, c = (np.stack([r[i] for r in reps]) for i in range(3))
+    cov = sum(np.cov(a[:, j], b[:, j])[0, 1] for j in range(a.shape[1]))
+    var = sum(np.var(b[:, j]) + np.var(c[:, j]) for j in range(a.shape[1]))
+    return float(cov / var) if var > 0 else 0.0
+
+
+def interval_rows(point: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: list[str], n: int) -> list[dict]:
+    """A ranking (strongest first) from strengths and their intervals; rank intervals from interval overlap."""
+    ranks = _ranks(point[None, :])[0]
+    order = np.argsort(-point, kind="stable")
+    return [
+        {
+            "system": names[i],
+            "strength": Interval(float(point[i]), float(lo[i]), float(hi[i]), n).as_dict(),
+            "rank": int(ranks[i]),
+            "rank_lo": 1 + int((lo > hi[i]).sum()),
+            "rank_hi": len(names) - int((hi < lo[i]).sum()),
+        }
+        for i in order
+    ]
 
 
 # ---------------------------------------------------------------- comparing two rankings

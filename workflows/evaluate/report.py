@@ -80,15 +80,18 @@ def leaderboard(c) -> list[dict]:
                 }
             )
     else:
+        rc = c.ranking_correction
+        corrected = {r.system: r.strength for r in rc.corrected} if rc else {}
+        human = {r.system: r.strength for r in rc.human} if rc else {}
         for r in c.ranking:
             rows.append(
                 {
                     "system": r.system,
                     "judge": r.strength,
-                    "corrected": None,
-                    "human": None,
-                    "n_labelled": 0,
-                    "n_effective": None,
+                    "corrected": corrected.get(r.system),
+                    "human": human.get(r.system),
+                    "n_labelled": rc.n_labelled if rc else 0,
+                    "n_effective": rc.n_effective if rc else None,
                 }
             )
 

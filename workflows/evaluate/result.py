@@ -66,6 +66,20 @@ class RankRow(_Model):
     rank_hi: int
 
 
+class CorrectedRanking(_Model):
+    """The Bradley-Terry ranking corrected with human labels (prediction-powered bootstrap), beside the
+    ranking from the labelled items alone."""
+
+    corrected: list[RankRow]
+    human: list[RankRow] = Field(description="the labelled items alone (bootstrap over them)")
+    n_labelled: int
+    n_effective: Optional[float] = Field(
+        None, description="median over systems of n_labelled * (human-only width / corrected width)^2"
+    )
+    lam: Optional[float] = Field(None, description="PPI++ power tuning (0: human only, 1: plain PPI)")
+    method: str = "ppi_py.ppboot (prediction-powered bootstrap, PPI++ power tuning), rank intervals from overlap"
+
+
 class PairedDifference(_Model):
     system: str
     other: str
@@ -92,6 +106,9 @@ class CriterionResult(_Model):
     systems: list[SystemScore] = Field(default_factory=list, description="mean score or pass rate per system")
     win_rates: list[WinRate] = Field(default_factory=list, description="pairwise: each compared pair")
     ranking: list[RankRow] = Field(default_factory=list, description="pairwise, several systems: Bradley-Terry")
+    ranking_correction: Optional[CorrectedRanking] = Field(
+        None, description="the ranking corrected with human labels, when there are some"
+    )
     paired_differences: list[PairedDifference] = Field(default_factory=list)
     n_verdict_errors: int = 0
 

@@ -41,6 +41,7 @@ from workflows.evaluate import estimators as est
 from workflows.evaluate.result import (
     TIE_CONVENTION,
     Corrected,
+    CorrectedRanking,
     CriterionResult,
     DatasetInfo,
     Evaluation,
@@ -238,13 +239,13 @@ def score(items: list[Item], judge: JudgeHandle, out: Path, progress: bool = Fal
     return {v.id: v for v in read_jsonl(vpath, Verdict) if v.id in wanted}
 
 
-def open_judges(judges: list[str], engine: str, serve_config: str | None):
+def open_judges(judges: list[str], engine: str, serve_config: str | None, overrides: Sequence[str] = ()):
     """Start the judges through the serving path (serve.service.start_judges); a context manager
-    yielding JudgeHandles."""
+    yielding JudgeHandles. ``overrides``: serving config fields (``--vllm.port=N``)."""
 
     @contextmanager
     def _ctx():
-        cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}"])
+        cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}", *overrides])
         with start_judges(cfg, judges=judges, candidates=[]) as serving:
             yield [
                 JudgeHandle(
@@ -585,7 +586,7 @@ def estimate_criterion(
                 correction=_correction(human, its, vals, kind, x, alpha) if human else None,
             )
         )
-    ranking = []
+    ranking, correction = [], None
     if k >= 3:
         anchor = baseline if data.mode == "baseline" else None
         rows = est.bradley_terry_intervals(outcomes, weights, systems, anchor=anchor, alpha=alpha)
@@ -599,7 +600,68 @@ def estimate_criterion(
             )
             for r in rows
         ]
-    return CriterionResult(metric="win_rate", mode=data.mode, win_rates=wins_rows, ranking=ranking, **common)
+        if human:
+            correction = _ranking_correction(human, metas, systems, anchor, alpha, weights.shape[0], kind)
+    return CriterionResult(
+        metric="win_rate",
+        mode=data.mode,
+        win_rates=wins_rows,
+        ranking=ranking,
+        ranking_correction=correction,
+        **common,
+    )
+
+
+def _ranking_correction(
+    human: dict[str, list], metas: list, systems: list[str], anchor: str | None, alpha: float, n_boot: int, kind: str
+) -> CorrectedRanking | None:
+    """The Bradley-Terry ranking corrected with the labelled items of every compared pair."""
+    sidx = {s: i for i, s in enumerate(systems)}
+    lab_pairs, ys, fs, unl_pairs, fus = [], [], [], [], []
+    for x, y, its, vals, _hard in metas:
+        for it, val in zip(its, vals):
+            if math.isnan(val):
+                continue
+            if it.id in human:
+                lab_pairs.append((sidx[x], sidx[y]))
+                ys.append(human_value(human[it.id], it, kind, x))
+                fs.append(val)
+            else:
+                unl_pairs.append((sidx[x], sidx[y]))
+                fus.append(val)
+    out = est.ppi_bradley_terry(
+        np.array(lab_pairs),
+        np.array(ys),
+        np.array(fs),
+        np.array(unl_pairs),
+        np.array(fus),
+        systems,
+        anchor=anchor,
+        alpha=alpha,
+        n_resamples=n_boot,
+    )
+    if out["corrected"] is None:
+        return None
+
+    def rows(rs):
+        return [
+            RankRow(
+                system=r["system"],
+                strength=_iv(r["strength"]),
+                rank=r["rank"],
+                rank_lo=r["rank_lo"],
+                rank_hi=r["rank_hi"],
+            )
+            for r in rs
+        ]
+
+    return CorrectedRanking(
+        corrected=rows(out["corrected"]),
+        human=rows(out["human"]),
+        n_labelled=out["n_labelled"],
+        n_effective=out["n_effective"],
+        lam=out["lam"],
+    )
 
 
 # ---------------------------------------------------------------- the whole run

@@ -190,3 +190,65 @@ def test_ppi_mean_with_a_constant_judge_is_the_human_only_estimate():
     out = est.ppi_mean(y, np.full(5, 0.5), np.full(20, 0.5))
     assert out["corrected"]["estimate"] == pytest.approx(y.mean())
     assert np.isfinite(out["corrected"]["lo"]) and np.isfinite(out["corrected"]["hi"])
+
+
+# ---------------------------------------------------------------- the corrected Bradley-Terry ranking
+
+TRUE_STRENGTHS = np.array([0.6, 0.2, -0.2, -0.6])  # mean zero: what Bradley-Terry fitted to people converges to
+
+
+def _bt_world(rep: int, n_items: int = 600, frac: float = 0.2):
+    """Four systems compared in random pairs; people vote by the true strengths; the judge is right 80% of the
+    time and, besides, gives system 3 the win in 30% of its comparisons whatever it read."""
+    rng = np.random.default_rng(rep)
+    k = len(TRUE_STRENGTHS)
+    pairs = np.array([(i, j) for i in range(k) for j in range(i + 1, k)])
+    x = pairs[rng.integers(0, len(pairs), n_items)]
+    p = 1 / (1 + np.exp(-(TRUE_STRENGTHS[x[:, 0]] - TRUE_STRENGTHS[x[:, 1]])))
+    y = (rng.random(n_items) < p).astype(float)
+    f = np.where(rng.random(n_items) < 0.8, y, 1 - y)
+    f[(x[:, 1] == 3) & (rng.random(n_items) < 0.3)] = 0.0
+    lab = rng.random(n_items) < frac
+    return x, y, f, lab
+
+
+def test_corrected_ranking_is_ppi_pythons_prediction_powered_bootstrap():
+    from ppi_py import ppboot
+
+    x, y, f, lab = _bt_world(0)
+    names = list("abcd")
+    got = est.ppi_bradley_terry(x[lab], y[lab], f[lab], x[~lab], f[~lab], names, n_resamples=300, seed=7)
+
+    def fit(xx, oo):
+        return est.bradley_terry(est.comparison_wins(xx, oo, 4))
+
+    np.random.seed(7)
+    lo, hi = ppboot(fit, y[lab], f[lab], f[~lab], X=x[lab], X_unlabeled=x[~lab], n_resamples=300, alpha=0.05)
+    by = {r["system"]: r["strength"] for r in got["corrected"]}
+    assert [by[s]["lo"] for s in names] == pytest.approx(lo, abs=1e-9)
+    assert [by[s]["hi"] for s in names] == pytest.approx(hi, abs=1e-9)
+    assert got["n_labelled"] == int(lab.sum()) and got["n_effective"] > got["n_labelled"]  # the judge helps
+    for r in got["corrected"]:
+        assert r["rank_lo"] <= r["rank"] <= r["rank_hi"] and r["strength"]["lo"] <= r["strength"]["estimate"]
+
+
+def test_corrected_ranking_covers_the_true_strengths_where_the_judges_own_does_not():
+    """40 seeded worlds (200 in the closing note: 92.9% of 800 strength intervals): the corrected intervals
+    cover the true strengths about 95% of the time; the biased judge's own fit puts system 3 far above."""
+    covered, judge_gap, corrected_gap = [], [], []
+    for rep in range(40):
+        x, y, f, lab = _bt_world(rep)
+        got = est.ppi_bradley_terry(x[lab], y[lab], f[lab], x[~lab], f[~lab], list("abcd"), n_resamples=200, seed=rep)
+        by = {r["system"]: r["strength"] for r in got["corrected"]}
+        covered += [by[s]["lo"] <= t <= by[s]["hi"] for s, t in zip("abcd", TRUE_STRENGTHS)]
+        judge_gap.append(est.bradley_terry(est.comparison_wins(x, f, 4))[3] - TRUE_STRENGTHS[3])
+        corrected_gap.append(by["d"]["estimate"] - TRUE_STRENGTHS[3])
+    assert 0.85 <= np.mean(covered) <= 0.99
+    assert np.mean(judge_gap) > 0.5 and abs(np.mean(corrected_gap)) < 0.1
+
+
+def test_corrected_ranking_anchored_at_a_baseline():
+    x, y, f, lab = _bt_world(1)
+    got = est.ppi_bradley_terry(x[lab], y[lab], f[lab], x[~lab], f[~lab], list("abcd"), anchor="b", n_resamples=100)
+    b = next(r for r in got["corrected"] if r["system"] == "b")["strength"]
+    assert b["estimate"] == b["lo"] == b["hi"] == 0

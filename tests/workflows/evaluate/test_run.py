@@ -115,8 +115,14 @@ def test_human_labels_correct_the_judges_bias(tmp_path, monkeypatch):
         c = w.correction
         assert c.n_labelled > 20 and c.corrected.lo <= c.corrected.estimate <= c.corrected.hi
         assert c.human.n == c.n_labelled and c.n_effective is not None and c.n_effective > 0
+    rc = ev.criteria[0].ranking_correction  # three systems: the Bradley-Terry ranking is corrected too
+    assert rc is not None and rc.n_labelled == sum(w.correction.n_labelled for w in ev.criteria[0].win_rates)
+    assert [r.system for r in rc.corrected][0] == "v3" and {r.system for r in rc.human} == {"v1", "v2", "v3"}
+    v1 = next(r for r in rc.corrected if r.system == "v1").strength
+    assert v1.estimate == v1.lo == v1.hi == 0  # anchored at the baseline, as the judge's ranking
     html = (tmp_path / "out" / "report" / "evaluation.html").read_text()
-    assert "corrected (PPI++)" in html and "human only" in html
+    assert "corrected (PPI++)" in html and "human only" in html and "Ranking corrected with" in html
+    assert "Corrected with" in (tmp_path / "out" / "report" / "evaluation.md").read_text()
 
 
 def _err(capsys) -> list[str]:
