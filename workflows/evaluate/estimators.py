@@ -200,11 +200,31 @@ def _ranks(strengths: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- correction for the judge's errors
 
 
-def ppi_mean(human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np.ndarray, alpha: float = ALPHA) -> dict:
+def small_sample(lo: float, hi: float, n: int, alpha: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """A normal interval from ``n`` labelled items, widened to Student's t with n - 1 degrees of freedom (the
+    normal quantile under-covers with a few labels: with 15 labels per system pair and a biased judge, 89.5%
+    against 92.0% with t in a 2000-run simulation; at 300 labels the two differ by 0.4%), then clipped to the
+    values' ``bounds`` (a win rate is in [0, 1])."""
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    half *= stats.t.ppf(1 - alpha / 2, n - 1) / stats.norm.ppf(1 - alpha / 2)
+    lo, hi = centre - half, centre + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return lo, hi
+
+
+def ppi_mean(
+    human: np.ndarray,
+    judge_labelled: np.ndarray,
+    judge_unlabelled: np.ndarray,
+    alpha: float = ALPHA,
+    bounds: tuple[float, float] | None = None,
+) -> dict:
     """PPI++ estimate of the mean of the human value from the judge's values on every item and the human
     values on a random labelled subset (``human`` and ``judge_labelled`` are the same items, in order;
     ``judge_unlabelled`` are the other items). Beside it the human-only (classical) interval and the
-    effective number of human labels the judge's help is worth."""
+    effective number of human labels the judge's help is worth. Both intervals are ppi-python's, widened
+    to Student's t and clipped to ``bounds`` (``small_sample``)."""
     from ppi_py import classical_mean_ci, ppi_mean_ci, ppi_mean_pointestimate  # deferred: heavy import
 
     y = np.asarray(human, dtype=np.float64)
@@ -212,16 +232,17 @@ def ppi_mean(human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np
     fu = np.asarray(judge_unlabelled, dtype=np.float64)
     n = len(y)
     if n < 2 or len(fu) < 1:
-        return {"corrected": None, "human": _human_only(y, alpha) if n >= 2 else None, "n_labelled": n}
+        return {"corrected": None, "human": _human_only(y, alpha, bounds=bounds) if n >= 2 else None, "n_labelled": n}
     # a judge whose values never vary carries no information: lambda = 0 (the human-only estimate);
     # ppi-python's tuning would divide 0 by 0 there
     lam = 0.0 if np.var(np.concatenate([f, fu])) == 0 else None
     est = float(np.ravel(ppi_mean_pointestimate(y, f, fu, lam=lam))[0])
     lo, hi = (float(np.ravel(x)[0]) for x in ppi_mean_ci(y, f, fu, alpha=alpha, lam=lam))
-    human = _human_only(y, alpha, classical_mean_ci)
-    z = stats.norm.ppf(1 - alpha / 2)
-    se_ppi = (hi - lo) / (2 * z)
-    se_classical = (human.hi - human.lo) / (2 * z)
+    se_ppi = (hi - lo) / (2 * stats.norm.ppf(1 - alpha / 2))
+    lo, hi = small_sample(lo, hi, n, alpha, bounds)
+    human = _human_only(y, alpha, classical_mean_ci)  # unclipped here: its standard error is the comparison
+    se_classical = (human.hi - human.lo) / (2 * stats.t.ppf(1 - alpha / 2, n - 1))
+    human = _human_only(y, alpha, classical_mean_ci, bounds)
     if se_ppi > 0:
         n_eff = n * (se_classical / se_ppi) ** 2
     else:
@@ -234,10 +255,11 @@ def ppi_mean(human: np.ndarray, judge_labelled: np.ndarray, judge_unlabelled: np
     }
 
 
-def _human_only(y: np.ndarray, alpha: float, classical=None) -> Interval:
+def _human_only(y: np.ndarray, alpha: float, classical=None, bounds: tuple[float, float] | None = None) -> Interval:
     if classical is None:
         from ppi_py import classical_mean_ci as classical  # deferred: ppi-python imports statsmodels (seconds)
     lo, hi = (float(np.ravel(x)[0]) for x in classical(y, alpha=alpha))
+    lo, hi = small_sample(lo, hi, len(y), alpha, bounds)
     return Interval(float(np.mean(y)), lo, hi, len(y))
 
 

@@ -454,18 +454,35 @@ def _iv(d: dict | est.Interval | None) -> Interval | None:
     return Interval(estimate=clean(d["estimate"]), lo=clean(d["lo"]), hi=clean(d["hi"]), n=int(d["n"]))
 
 
+def value_bounds(spec: JudgeSpec) -> tuple[float, float] | None:
+    """The range a figure of this judge's values can take: [0, 1] for win and pass rates, the score scale's."""
+    if spec.kind != "pointwise":
+        return (0.0, 1.0)
+    try:
+        scores = [float(x) for x in spec.labels]
+    except (TypeError, ValueError):
+        return None
+    return (min(scores), max(scores))
+
+
 def _correction(
-    human: dict[str, list], items: list[Item], judge_vals: np.ndarray, kind: str, system: str | None, alpha: float
+    human: dict[str, list],
+    items: list[Item],
+    judge_vals: np.ndarray,
+    spec: JudgeSpec,
+    system: str | None,
+    alpha: float,
 ) -> Corrected | None:
     """PPI++ over these items (one system's, or one pair's) from the labelled ones among them."""
     labelled = [i for i, it in enumerate(items) if it.id in human and not math.isnan(judge_vals[i])]
     if not labelled:
         return None
     lab = set(labelled)
+    kind = spec.kind
     y = np.array([human_value(human[items[i].id], items[i], kind, system) for i in labelled])
     f = judge_vals[labelled]
     fu = np.array([judge_vals[i] for i in range(len(items)) if i not in lab and not math.isnan(judge_vals[i])])
-    out = est.ppi_mean(y, f, fu, alpha)
+    out = est.ppi_mean(y, f, fu, alpha, bounds=value_bounds(spec))
     return Corrected(
         corrected=_iv(out["corrected"]),
         human=_iv(out["human"]),
@@ -533,7 +550,7 @@ def estimate_criterion(
             SystemScore(
                 system=s,
                 judge=_iv(iv),
-                correction=_correction(human, its, vals, kind, s, alpha) if human else None,
+                correction=_correction(human, its, vals, spec, s, alpha) if human else None,
             )
             for (s, its, vals), iv in zip(rows, ivs)
         ]
@@ -583,7 +600,7 @@ def estimate_criterion(
                 ties=counts["ties"],
                 losses=counts["losses"],
                 tie_rate=None if not counts["n"] else counts["tie_rate"],
-                correction=_correction(human, its, vals, kind, x, alpha) if human else None,
+                correction=_correction(human, its, vals, spec, x, alpha) if human else None,
             )
         )
     ranking, correction = [], None
