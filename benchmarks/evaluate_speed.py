@@ -5,7 +5,7 @@ human labels on a random 10%. Times the estimates (bootstrap, Bradley-Terry, PPI
 the report; compares them with the time the fastest recorded scoring run
 (benchmarks/results/scoring.json, judgments/s) needs for the same 10,000 items.
 
-    python -m benchmarks.evaluate_speed [--n-boot 1000]
+    python -m benchmarks.evaluate_speed [--n-boot 1000]     # writes benchmarks/results/evaluate_speed.json
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--prompts", type=int, default=1000)
+    p.add_argument("--out", default=str(RESULTS / "evaluate_speed.json"))
     args = p.parse_args(argv)
     systems = [f"s{k}" for k in range(5)]
     resp = synthetic(args.prompts, systems)
@@ -105,7 +106,12 @@ def main(argv=None) -> int:
         "share_of_scoring": round(seconds / scoring_s, 5) if scoring_s else None,
         "target_share": 0.05,
         "n_pairs": len(res.win_rates),
+        "ranking_corrected": res.ranking_correction is not None,
+        "includes": "bootstrap over prompts, win rates, Bradley-Terry with intervals, PPI++ per pair, "
+        "the corrected ranking (ppboot, n_boot resamples)",
+        "measured": time.strftime("%Y-%m-%d"),
     }
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return 0
 
