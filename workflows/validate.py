@@ -41,13 +41,15 @@ def verdicts_for(
     serve_config: str | None = None,
     injection: dict | None = None,
     progress=print,
+    overrides: Sequence[str] = (),
 ) -> list[Verdict]:
     """Score ``items`` with a judge (spec name = untuned base, or a judge directory) through the scoring core,
     on the engine that serves it (vLLM by default, so the validated verdicts are the served ones).
 
     ``injection={"n": N}``: also measure the injection corpus on N of the items (eval/injection.py) with
-    the same engine; the result is stored in that dict under "result"."""
-    cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}"])
+    the same engine; the result is stored in that dict under "result". ``overrides``: serving config fields
+    (``--vllm.dtype=bfloat16``)."""
+    cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}", *overrides])
     with start_judges(cfg, judges=[judge], candidates=[], progress=progress) as serving:
         (service,) = serving.services.values()
         if service.spec.name != spec.name:
