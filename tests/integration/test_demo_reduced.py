@@ -31,7 +31,18 @@ SUMMARY_KEYS = {
     "vicuna80",
 }
 FIGURE_KEYS = {"accuracy", "accuracy_ci", "swap_consistency", "acc_shorter_preferred"}
-STAGES = {"model", "data", "train", "merge", "validate_base", "validate_candidate", "gate", "serve", "report", "evaluate"}
+STAGES = {
+    "model",
+    "data",
+    "train",
+    "merge",
+    "validate_base",
+    "validate_candidate",
+    "gate",
+    "serve",
+    "report",
+    "evaluate",
+}
 
 
 def _our_children(out, model_dir) -> list[str]:
