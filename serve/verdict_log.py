@@ -2,7 +2,8 @@
 
 One row per verdict: time, judge (spec name), the key it was served under, its role
 (``production``, ``candidate`` when a client asked a candidate directly, ``shadow`` when a
-candidate scored production traffic off the request path), fingerprint, item id, item sha256
+candidate scored production traffic off the request path), fingerprint, the engine/dtype that
+computed it (``vllm/float32``: the verdict's ``judge.engine``), item id, item sha256
 (the item itself too unless ``log_items`` is off), verdict, probabilities, confidence,
 consistency, per-order probabilities, latency, error, and ``pair_id`` linking a shadow verdict
 to the production verdict of the same item.
@@ -10,6 +11,10 @@ to the production verdict of the same item.
 Logging never blocks or fails a request: ``log`` only puts the (item, verdict) on a bounded
 queue; a background thread builds the rows and writes them in batches. A full queue drops the
 verdict and counts it, as does a failed write; both counters are Prometheus metrics.
+
+A log written before a column existed keeps working: the server adds the missing (nullable)
+columns when it opens the log, and old rows keep null there (unknown). A reader never changes the
+file: it reads a missing column as null.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ VERDICTS = sa.Table(
     ),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column(
+        "engine",
+        sa.String(64),
+        nullable=True,
+        comment="engine/dtype that computed the verdict (vllm/float32); null: unknown (logged before it was recorded)",
+    ),
     sa.Column("item_id", sa.String(300), nullable=False),
     sa.Column("item_hash", sa.String(64), nullable=False, index=True),
     sa.Column("item", sa.JSON, nullable=True, comment="the item; null when log_items is off"),
@@ -62,6 +73,27 @@ VERDICTS = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("pair_id", sa.String(32), nullable=True, index=True),
 )
+ADDED_COLUMNS = ("engine",)  # columns added after the first release: nullable, added to an older log on open
+
+
+def migrate(engine: sa.Engine) -> list[str]:
+    """Create the table, or add to an older one the columns it lacks (old rows get null); the names added."""
+    metadata.create_all(engine)
+    missing = [c for c in ADDED_COLUMNS if c not in _columns(engine)]
+    for name in missing:
+        column = sa.schema.CreateColumn(VERDICTS.c[name]).compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {VERDICTS.name} ADD COLUMN {column}"))
+        except sa.exc.DatabaseError:
+            if name not in _columns(engine):  # else another server added it first
+                raise
+        log.info("verdict log: added column %s (null in the rows logged before)", name)
+    return missing
+
+
+def _columns(engine: sa.Engine) -> set[str]:
+    return {c["name"] for c in sa.inspect(engine).get_columns(VERDICTS.name)}
 
 
 def queued_batches(q: queue.Queue, batch_size: int):
@@ -167,7 +199,7 @@ class VerdictLog:
         self.log_items = log_items
         self.batch_size = batch_size
         self.engine = engine_for(url, create=True)
-        metadata.create_all(self.engine)
+        migrate(self.engine)
         self.written = 0
         self.dropped = 0
         self.write_errors = 0
@@ -203,6 +235,7 @@ class VerdictLog:
             "judge_key": judge_key,
             "role": role,
             "fingerprint": v.judge.fingerprint,
+            "engine": v.judge.engine,
             "item_id": item.id,
             "item_hash": item_hash(item),
             "item": item.model_dump(mode="json", exclude_none=True) if self.log_items else None,
@@ -279,14 +312,17 @@ def read_rows(
     judge: str | None = None,
     roles: Iterable[str] | None = None,
 ) -> list[dict]:
-    """Logged verdicts in ``[since, until)``, oldest first, optionally of one judge (spec name) and some roles."""
+    """Logged verdicts in ``[since, until)``, oldest first, optionally of one judge (spec name) and some roles.
+    Every row has every column: one an older log lacks reads as null (the file is not changed)."""
     engine = engine_for(as_url(location), create=False)
     try:
         if not sa.inspect(engine).has_table(VERDICTS.name):
             raise DataError(
                 f"no verdict log table in {location}", field="log", hint="`judgeloop serve` creates it when it starts"
             )
-        query = sa.select(VERDICTS).order_by(VERDICTS.c.ts, VERDICTS.c.row)
+        present = _columns(engine)
+        columns = [c if c.name in present else sa.null().label(c.name) for c in VERDICTS.c]
+        query = sa.select(*columns).order_by(VERDICTS.c.ts, VERDICTS.c.row)
         if since is not None:
             query = query.where(VERDICTS.c.ts >= since)
         if until is not None:

@@ -239,20 +239,26 @@ def _score_through_api(
     return list(read_jsonl(out_path, Verdict)), seconds
 
 
+def _engines(verdicts: list[Verdict]) -> str:
+    return ", ".join(sorted({v.judge.engine or "unknown" for v in verdicts}))
+
+
 def _same_verdicts(served: list[Verdict], validated: list[Verdict]) -> tuple[bool, str]:
     by_id = {v.id: v for v in validated}
     problems = []
+    served_on, validated_on = _engines(served), _engines(validated)
+    if served_on != validated_on:  # another dtype flips near ties: named once, then the verdicts it flipped
+        problems.append(f"served by {served_on}, validated on {validated_on}: not the validated verdicts")
     for v in served:
         w = by_id.get(v.id)
         if w is None:
             problems.append(f"{v.id}: not validated")
         elif v.judge.fingerprint != w.judge.fingerprint:
             problems.append(f"{v.id}: fingerprint {v.judge.fingerprint[:12]} != {w.judge.fingerprint[:12]}")
-        elif v.judge.engine != w.judge.engine:  # another dtype flips near ties: not the validated verdicts
-            problems.append(f"{v.id}: served by {v.judge.engine}, validated on {w.judge.engine}")
         elif v.verdict != w.verdict or v.error or w.error:
             problems.append(f"{v.id}: served {v.verdict} vs validated {w.verdict}")
-        elif max(abs(v.probs[k] - w.probs[k]) for k in w.probs) > PROB_TOLERANCE:
+        # across engines every probability moves a little: the engine line names that, only flips are listed
+        elif v.judge.engine == w.judge.engine and max(abs(v.probs[k] - w.probs[k]) for k in w.probs) > PROB_TOLERANCE:
             problems.append(f"{v.id}: probabilities differ by more than {PROB_TOLERANCE}")
     if len(served) != len(validated):
         problems.append(f"{len(served)} served vs {len(validated)} validated")

@@ -11,6 +11,12 @@ node_exporter's textfile collector) and to a Markdown + HTML page with plots ove
 
 The baseline is the validation verdicts: the file ``validation.json`` names in ``inputs``, else
 ``verdicts.jsonl`` beside it. Only production verdicts of the judge (spec name) are compared.
+
+Verdicts computed in another engine/dtype than the validated one are not the validated verdicts
+(bfloat16 flips near ties that float32 does not): the ``engine`` rule fails when the live window
+(or the baseline verdicts file) names another engine than ``validation.json`` does, and the
+drift figures, still computed, are marked as compared across engines. Rows logged before the
+verdict log recorded engines count as unknown, not as another engine.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,7 +42,7 @@ from data.labels import LabelSpace
 from data.paths import CONFIGS_DIR
 from data.schema import Verdict
 from eval.bootstrap import GroupBootstrap
-from eval.gate import FAIL, SKIP, _rule, read_result
+from eval.gate import FAIL, PASS, SKIP, _rule, read_result
 from eval.metrics import cohen_kappa
 from eval.report import BASELINE, HUMAN, INCUMBENT, JUDGE, _env, _plt, _png, interval_text, pct
 from eval.result import ValidationResult
@@ -45,6 +52,7 @@ from workflows.review import live_agreement, read_reviewed
 
 DEFAULT_CONFIG = CONFIGS_DIR / "monitor" / "default.yaml"
 PSI_FLOOR = 1e-4  # a share of 0 would make PSI infinite: both shares are floored at this
+UNKNOWN_ENGINE = "unknown"  # rows logged before the verdict log recorded engines
 
 
 @dataclass
@@ -231,16 +239,86 @@ def baseline_verdicts_path(cfg: MonitorConfig, result: ValidationResult) -> Path
     )
 
 
+# --- the engine ---------------------------------------------------------------------------------
+
+
+def engine_counts(engines: Sequence[str | None]) -> dict[str, int]:
+    """Verdicts per engine/dtype; one that names none counts as unknown."""
+    return dict(sorted(Counter(e or UNKNOWN_ENGINE for e in engines).items()))
+
+
+def engine_check(validated: str | None, baseline: dict[str, int], live: dict[str, int], base_path: Path) -> dict:
+    """Whether the live verdicts (and the baseline verdicts) come from the engine/dtype the baseline was
+    validated on: ``validated`` (validation.json's judge.engine), else what the baseline verdicts name."""
+    known_base = sorted(e for e in baseline if e != UNKNOWN_ENGINE)
+    validated_on = [validated] if validated else known_base
+    problems = []
+    if validated and any(e != validated for e in known_base):
+        others = ", ".join(e for e in known_base if e != validated)
+        problems.append(
+            f"the baseline verdicts ({base_path}) were scored by {others}, the baseline was validated on "
+            f"{validated}: not the validated verdicts"
+        )
+    known = {e: n for e, n in live.items() if e != UNKNOWN_ENGINE}
+    other = {e: n for e, n in known.items() if e not in validated_on}
+    if validated_on and other:
+        whole = sum(other.values()) == sum(live.values())
+        scored_by = ", ".join(e if whole else f"{e} ({n} of {sum(live.values())})" for e, n in other.items())
+        problems.append(
+            f"live verdicts were scored by {scored_by}, the baseline was validated on {', '.join(validated_on)}: "
+            "not the validated verdicts"
+        )
+    unknown = live.get(UNKNOWN_ENGINE, 0)
+    notes = problems + (
+        [f"{unknown} of {sum(live.values())} live verdicts name no engine (logged before the log recorded it)"]
+        if unknown
+        else []
+    )
+    figure = sum(other.values()) / sum(known.values()) if known and validated_on else None
+    if problems:
+        status = FAIL
+    elif figure is None:
+        status = SKIP
+        if not live:
+            notes.append("no live verdicts")
+        elif not validated_on:
+            notes.append("the baseline names no engine (validated before verdicts recorded it)")
+    else:
+        status = PASS
+    rule = {
+        "name": "engine",
+        "rule": "share of live verdicts (of known engine) scored in another engine/dtype than validated",
+        "figure": None if figure is None else round(figure, 6),
+        "threshold": 0,
+        "op": "<=",
+        "status": status,
+        "pass": status != FAIL,
+        "note": "; ".join(notes),
+    }
+    return {
+        "validated": ", ".join(validated_on) or None,
+        "baseline": baseline,
+        "live": live,
+        "mismatch": bool(problems),
+        "message": "; ".join(problems) or None,
+        "rule": rule,
+    }
+
+
 # --- the comparison -----------------------------------------------------------------------------
 
 
-def drift_rules(cfg: MonitorConfig, live: dict, base: dict, stats: dict) -> list[dict]:
+def drift_rules(cfg: MonitorConfig, live: dict, base: dict, stats: dict, across_engines: bool = False) -> list[dict]:
+    """The drift rules; ``across_engines`` (the engine rule failed) marks the figures that compare with the
+    baseline: they measure the engine change too."""
     enough = live["n_verdicts"] >= cfg.min_n
     few = f"only {live['n_verdicts']} live verdicts (min_n {cfg.min_n})"
 
     def drift(name, text, figure, threshold, op, note=""):
         if not enough:
             return _rule(name, text, None, threshold, op, missing=SKIP, note=few)
+        if across_engines:
+            note = "; ".join(filter(None, ["across engines: see the engine rule", note]))
         return _rule(name, text, figure, threshold, op, missing=SKIP, note=note)
 
     inc_limit = None
@@ -342,11 +420,20 @@ def shadow_comparison(rows: list[dict], candidate: str, labels: Sequence[str], n
         )
     pairs = [(production[s["pair_id"]], s) for s in shadow if s["pair_id"] in production]
     pairs = [(p, s) for p, s in pairs if p["verdict"] is not None and s["verdict"] is not None]
+    production_engines = engine_counts([p["engine"] for p, _ in pairs])
+    candidate_engines = engine_counts([s["engine"] for _, s in pairs])
+    known_production, known_candidate = (
+        set(production_engines) - {UNKNOWN_ENGINE},
+        set(candidate_engines) - {UNKNOWN_ENGINE},
+    )
     out = {
         "candidate": candidate,
         "candidate_fingerprint": shadow[0]["fingerprint"],
         "n_shadow": len(shadow),
         "n_pairs": len(pairs),
+        "production_engines": production_engines,
+        "candidate_engines": candidate_engines,
+        "engines_differ": bool(known_production and known_candidate and known_production != known_candidate),
         "agreement": None,
         "cohen_kappa": None,
         "confusion": None,
@@ -381,7 +468,8 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
     if not judge or not labels:
         raise DataError("the baseline names no judge or labels", path=cfg.baseline, field="judge")
     base_path = baseline_verdicts_path(cfg, result)
-    base = window_figures(baseline_rows(list(read_jsonl(base_path, Verdict))), labels)
+    base_verdicts = list(read_jsonl(base_path, Verdict))
+    base = window_figures(baseline_rows(base_verdicts), labels)
     until = parse_time(cfg.until) if cfg.until else (now or time.time())
     since = until - cfg.window_hours * 3600
     log = cfg.log or _default_log()
@@ -395,7 +483,14 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
         "chi2": chi_square(base_shares, np.array([live["counts"][lab] for lab in labels], dtype=float)),
         "ks": ks(base["confidences"], live["confidences"]),
     }
-    rules = drift_rules(cfg, live, base, stats)
+    engine = engine_check(
+        result.judge.engine,
+        engine_counts([v.judge.engine for v in base_verdicts]),
+        engine_counts([r["engine"] for r in production]),
+        base_path,
+    )
+    stats["across_engines"] = engine["mismatch"]  # the drift figures measure the engine change too
+    rules = [engine["rule"], *drift_rules(cfg, live, base, stats, engine["mismatch"])]
     fingerprints = sorted({r["fingerprint"] for r in production})
     base_fp = result.judge.fingerprint
     notes = []
@@ -410,6 +505,7 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
         "judge": judge,
         "baseline_fingerprint": base_fp,
         "live_fingerprints": fingerprints,
+        "engine": {k: v for k, v in engine.items() if k != "rule"},
         "window": {"since": iso(since), "until": iso(until), "hours": cfg.window_hours},
         "log": str(log),
         "baseline": {
@@ -431,7 +527,12 @@ def monitor(cfg: MonitorConfig, compare: str | None = None, now: float | None = 
         items = [it for path in cfg.reviews for it in read_reviewed(path)]
         out["review"] = live_agreement(items, LabelSpace(result.spec.kind, labels))
     if compare:
-        out["compare"] = shadow_comparison(rows, compare, labels)
+        c = out["compare"] = shadow_comparison(rows, compare, labels)
+        if c["engines_differ"]:
+            notes.append(
+                f"shadow {compare} verdicts were scored by {', '.join(c['candidate_engines'])}, production's by "
+                f"{', '.join(c['production_engines'])}: the agreement measures the engine change too"
+            )
     return out
 
 
@@ -460,6 +561,8 @@ def prometheus_text(m: dict) -> str:
 
     live = m["live"]
     gauge("judgeloop_monitor_verdicts", "live verdicts in the window", live["n"])
+    for engine, n in m["engine"]["live"].items():
+        gauge("judgeloop_monitor_verdicts_by_engine", "live verdicts in the window per engine/dtype", n, engine=engine)
     for lab, share in live["shares"].items():
         gauge("judgeloop_monitor_verdict_share", "share of each label among live verdicts", share, label=lab)
     gauge("judgeloop_monitor_psi", "population stability index of the verdict distribution", m["drift"]["psi"])
@@ -631,7 +734,9 @@ def cmd_monitor(args) -> int:
     print(f"wrote {paths['html']}, {paths['markdown']}, {paths['json']} and {paths['prometheus']}")
     if m["alert"]:
         crossed = [
-            f"{r['name']} {r['figure']:.4g} (threshold {r['op']} {r['threshold']:.4g})"
+            f"{r['name']}: {m['engine']['message']}"
+            if r["name"] == "engine"
+            else f"{r['name']} {r['figure']:.4g} (threshold {r['op']} {r['threshold']:.4g})"
             for r in m["rules"]
             if r["status"] == FAIL
         ]

@@ -258,6 +258,12 @@ def test_the_monitor_report_is_inert():
             "verdicts": "`v`",
         },
         "notes": [SCRIPT + "\n# note heading"],
+        "engine": {
+            "validated": "`v` <!--",
+            "live": {SCRIPT: 6, "[e](javascript:alert(1))": 4},
+            "mismatch": True,
+            "message": SCRIPT + " | x |",
+        },
         "rules": [rule],
         "review": {
             "agreement": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9},

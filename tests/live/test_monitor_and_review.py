@@ -81,6 +81,8 @@ def test_a_stable_window_does_not_trip_the_monitor(traffic, tmp_path, capsys):
     m = json.loads((tmp_path / "monitor.json").read_text())
     assert m["live"]["n"] == 60 and not m["alert"]
     assert m["drift"]["psi"] < 0.05 and m["drift"]["chi2"]["p_value"] > 0.1
+    engine = {r["name"]: r for r in m["rules"]}["engine"]  # served and validated in the same engine and dtype
+    assert engine["status"] == "PASS" and list(m["engine"]["live"]) == [m["engine"]["validated"]]
     assert "ALERT" not in capsys.readouterr().err
     prom = (tmp_path / "monitor.prom").read_text()
     assert 'judgeloop_monitor_alert{judge="tiny-helpfulness",rule="psi"} 0.0' in prom

@@ -53,6 +53,7 @@ def test_logged_rows_equal_served_requests_under_concurrency(live_serving, tmp_p
         )
         assert r["probs"] == v.probs and r["confidence"] == v.confidence and r["consistent"] == v.consistent
         assert r["order_probs"] == v.order_probs and r["latency_ms"] == v.latency_ms and r["error"] is None
+        assert r["engine"] == v.judge.engine and r["engine"].startswith("transformers/")
     item = Item.model_validate({**items[5], "kind": "pairwise"})
     assert by_id["c5"]["item"]["response_a"] == items[5]["response_a"] and by_id["c5"]["item_hash"] == item_hash(item)
     one_order = [r for r in rows if r["item_id"] in {"c36", "c37"}]  # both_orders=false
@@ -172,3 +173,55 @@ def test_reading_never_changes_the_file_and_a_non_database_is_one_located_error(
     finally:
         engine.dispose()
     assert db.read_bytes() == before and len(read_rows(db)) == 1
+
+
+OLD_SCHEMA = """
+CREATE TABLE verdicts (
+    "row" INTEGER NOT NULL, ts FLOAT NOT NULL, judge VARCHAR(200) NOT NULL, judge_key VARCHAR(300) NOT NULL,
+    role VARCHAR(16) NOT NULL, fingerprint VARCHAR(64) NOT NULL, item_id VARCHAR(300) NOT NULL,
+    item_hash VARCHAR(64) NOT NULL, item JSON, verdict VARCHAR(64), probs JSON, confidence FLOAT,
+    consistent BOOLEAN, order_probs JSON, latency_ms FLOAT, error TEXT, pair_id VARCHAR(32), PRIMARY KEY ("row")
+);
+CREATE INDEX ix_verdicts_item_hash ON verdicts (item_hash);
+CREATE INDEX ix_verdicts_ts ON verdicts (ts);
+CREATE INDEX ix_verdicts_judge ON verdicts (judge);
+CREATE INDEX ix_verdicts_pair_id ON verdicts (pair_id);
+INSERT INTO verdicts (ts, judge, judge_key, role, fingerprint, item_id, item_hash, verdict, probs, confidence)
+VALUES (1000.0, 't', 't', 'production', 'f', 'old', 'h', 'A', '{"A": 0.8, "B": 0.2}', 0.8);
+"""
+
+
+def test_a_log_written_before_the_engine_column_is_read_as_is_and_migrated_by_the_server(tmp_path):
+    """A log from before verdicts recorded their engine: a reader sees its rows with engine null (unknown) and
+    leaves the file as it is; the server adds the column on open, old rows stay null, new rows name their engine."""
+    from data.schema import JudgeRef, Verdict
+    from serve.verdict_log import VerdictLog
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(OLD_SCHEMA)
+    conn.close()
+    before = db.read_bytes()
+    (old,) = read_rows(db)
+    assert (old["item_id"], old["verdict"], old["probs"], old["engine"]) == ("old", "A", {"A": 0.8, "B": 0.2}, None)
+    assert [r["item_id"] for r in read_rows(db, judge="t", roles=["production"], since=999.0)] == ["old"]
+    assert db.read_bytes() == before  # reading did not migrate
+
+    item = Item.model_validate({**pairwise_items(1, "n")[0], "kind": "pairwise"})
+    ref = JudgeRef(name="t", fingerprint="f", engine="vllm/bfloat16")
+    for _ in range(2):  # opening an already migrated log again changes nothing
+        log = VerdictLog(f"sqlite:///{db}")
+        log.log(item, Verdict(id=item.id, verdict="B", probs={"A": 0.3, "B": 0.7}, judge=ref))
+        log.flush()
+        log.close()
+    with sqlite3.connect(db) as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(verdicts)")]
+    conn.close()
+    assert columns.count("engine") == 1
+    rows = read_rows(db)
+    assert [(r["item_id"], r["engine"]) for r in rows] == [
+        ("old", None),
+        ("n0", "vllm/bfloat16"),
+        ("n0", "vllm/bfloat16"),
+    ]
+    assert rows[0]["probs"] == {"A": 0.8, "B": 0.2} and rows[1]["verdict"] == "B"

@@ -56,5 +56,13 @@ def test_served_equals_validated_fails_when_the_dtype_differs():
     validated = [Verdict(id="1", verdict="A", probs={"A": 0.6, "B": 0.3, "tie": 0.1}, judge=ref)]
     served = [validated[0].model_copy(update={"judge": ref.model_copy(update={"engine": "vllm/bfloat16"})})]
     ok, why = _same_verdicts(served, validated)
-    assert not ok and "served by vllm/bfloat16, validated on vllm/float32" in why
+    assert not ok and why == "served by vllm/bfloat16, validated on vllm/float32: not the validated verdicts"
     assert _same_verdicts(validated, validated)[0]
+    # named once for the whole file, then the verdicts it flipped; a verdict that names none is unknown
+    many = [validated[0].model_copy(update={"id": str(i)}) for i in range(8)]
+    unnamed = [v.model_copy(update={"judge": ref.model_copy(update={"engine": None})}) for v in many]
+    ok, why = _same_verdicts(unnamed, many)
+    assert not ok and why == "served by unknown, validated on vllm/float32: not the validated verdicts"
+    flipped = [v.model_copy(update={"verdict": "B"}) if v.id == "3" else v for v in unnamed]
+    ok, why = _same_verdicts(flipped, many)
+    assert why == "served by unknown, validated on vllm/float32: not the validated verdicts; 3: served B vs validated A"
