@@ -155,3 +155,19 @@ class Evaluation(_Model):
     @classmethod
     def read(cls, path: str | Path) -> Evaluation:
         return cls.model_validate_json(Path(path).read_text())
+
+
+def schema_text() -> str:
+    """The JSON Schema of evaluation.json (committed as docs/schemas/evaluation.schema.json)."""
+    schema = Evaluation.model_json_schema()
+    schema["$id"] = "https://judgeloop.dev/schemas/evaluation.schema.json"
+    schema["title"] = "judgeloop evaluation.json"
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--schema"]:
+        sys.exit("usage: python -m workflows.evaluate.result --schema")
+    sys.stdout.write(schema_text())

@@ -99,3 +99,25 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     # the NOT CORRECTED banner leads the page in its amber colour (#b8860b)
     banner = img[20, 640, :3]
     assert np.allclose(banner, np.array([0xB8, 0x86, 0x0B]) / 255, atol=0.08), banner
+
+
+def test_the_committed_evaluation_schema_is_the_models():
+    import subprocess
+    import sys
+
+    from data.paths import REPO_ROOT
+    from workflows.evaluate.result import schema_text
+
+    committed = (REPO_ROOT / "docs" / "schemas" / "evaluation.schema.json").read_text()
+    assert committed == schema_text(), (
+        "docs/schemas/evaluation.schema.json is out of date: "
+        "python -m workflows.evaluate.result --schema > docs/schemas/evaluation.schema.json"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "workflows.evaluate.result", "--schema"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == committed
