@@ -67,7 +67,7 @@ def test_corrected_report_has_leaderboard_matrix_trend_plots(runs):
     _, (_, corrected), rows = runs
     html = render_html(corrected, rows)
     assert "corrected (PPI++)" in html and "Win-rate matrix" in html and "Scorecard" in html
-    assert "Trend across runs" in html and "Ranking (Bradley-Terry)" in html
+    assert "Trend across runs" in html and "Ranking (Bradley-Terry)" in html and "Ranking corrected with" in html
     images = _images(html)
     assert len(images) >= 5 and all(_not_blank(img) for img in images)
 
