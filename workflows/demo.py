@@ -160,16 +160,28 @@ def _serve_config(serve_config: Path, judges: list[str], overrides: list[str] = 
     return load_serve_config(serve_config, [*overrides, f"--judges=[{','.join(judges)}]", "--candidates=[]"])
 
 
+def _finished_verdicts(path: Path, items: list[Item], fingerprint) -> list[Verdict] | None:
+    """An earlier run's verdicts when they are complete, error-free and by this judge (``fingerprint()``);
+    None when they are not, or the file is empty or torn by an interrupted run."""
+    if not path.exists():
+        return None
+    try:
+        done = list(read_jsonl(path, Verdict, unique_ids=False))
+    except JudgeloopError:
+        return None
+    if not done or {v.id for v in done} != {i.id for i in items} or any(v.error for v in done):
+        return None
+    return done if done[0].judge.fingerprint == fingerprint() else None
+
+
 def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, serve_config: Path) -> list[Verdict]:
     """Validation scoring: the same engine (vLLM) and dtype that serves production."""
 
-    if verdicts_path.exists():
-        done = [v for v in read_jsonl(verdicts_path, Verdict, unique_ids=False)]
-        if {v.id for v in done} == {i.id for i in items} and not any(v.error for v in done):
-            if done[0].judge.fingerprint == load_judge(judge_ref).fingerprint:
-                log.info(f"reusing {verdicts_path}")
-                return done
-        verdicts_path.unlink()
+    done = _finished_verdicts(verdicts_path, items, lambda: load_judge(judge_ref).fingerprint)
+    if done is not None:
+        log.info(f"reusing {verdicts_path}")
+        return done
+    verdicts_path.unlink(missing_ok=True)
     cfg = _serve_config(serve_config, [judge_ref], [f"--vllm.port={free_port()}"])  # never a busy fixed port
     items_path = verdicts_path.with_name("items.jsonl")
     write_jsonl(items_path, items)

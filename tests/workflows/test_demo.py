@@ -42,3 +42,22 @@ def test_figures_read_the_validation_schema():
         "acc_shorter_preferred": 0.55,
         "acc_longer_preferred": 0.8,
     }
+
+
+def test_an_interrupted_validation_is_scored_again_not_refused(tmp_path):
+    """A run killed as scoring began leaves an empty or torn verdicts file: the rerun scores again."""
+    from data.schema import Item, JudgeRef, Verdict
+    from workflows.demo import _finished_verdicts
+
+    items = [Item(id=f"i{k}", group="g", kind="binary", instruction="q", response="r", labels=["yes"]) for k in (0, 1)]
+    ref = JudgeRef(name="j", fingerprint="f" * 16)
+    path = tmp_path / "verdicts.jsonl"
+    assert _finished_verdicts(path, items, lambda: ref.fingerprint) is None  # none yet
+    path.write_text("")
+    assert _finished_verdicts(path, items, lambda: ref.fingerprint) is None  # empty
+    lines = [Verdict(id=i.id, verdict="yes", judge=ref).model_dump_json() for i in items]
+    path.write_text(lines[0] + "\n" + lines[1][:20])
+    assert _finished_verdicts(path, items, lambda: ref.fingerprint) is None  # torn
+    path.write_text(lines[0] + "\n" + lines[1] + "\n")
+    assert [v.id for v in _finished_verdicts(path, items, lambda: ref.fingerprint)] == ["i0", "i1"]
+    assert _finished_verdicts(path, items, lambda: "another judge") is None
