@@ -7,6 +7,7 @@ positive, a dataset name must be registered, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 from dataclasses import dataclass, field
@@ -340,6 +341,11 @@ class TrainConfig:
         problem = _check_model(self.base_model or (spec.base_model if spec else None))
         if problem:
             p.append(problem)
+        elif spec and self.base_model:  # the spec checked its own base model's prompt format, not this one
+            p += [
+                dataclasses.replace(problem, field="base_model")
+                for problem in dataclasses.replace(spec, base_model=self.base_model).format_problems()
+            ]
         return p
 
     def dev_sources(self) -> list[str]:

@@ -146,3 +146,38 @@ def test_the_gemma_entry_pins_five_wheels_and_its_parts_in_order():
     assert all(len(w.sha256) == 64 for w in gemma.wheels) and gemma.prompt_format == "plain"
     assert [p.rsplit(".", 1)[1] for p in gemma.gguf_parts] == ["part00", "part01", "part02", "part03"]
     assert embedded_model.find("gemma-3-270m") is gemma and embedded_model.find("embedded").name == embedded_model.NAME
+
+
+@pytest.mark.slow
+def test_gemma_fetch_shows_its_terms_then_scores_two_items_with_transformers(gemma_dir, capsys):
+    assert judgeloop.main(["model", "fetch", "gemma3-270m"]) == 0  # cached: verified, the terms named again
+    out = capsys.readouterr().out
+    assert "Using gemma3-270m means accepting the Gemma Terms of Use" in out and str(gemma_dir) in out
+    assert (gemma_dir / embedded_model.TERMS_FILE).read_text().startswith("Gemma Terms of Use")
+    manifest = json.loads((gemma_dir / embedded_model.MARKER).read_text())
+    assert manifest["gguf_sha256"].startswith("a5fd3b62") and manifest["prompt_format"] == "plain"
+
+    from data.schema import Item
+    from data.spec import load_spec
+    from judge.hf_backend import HFBackend
+    from judge.loading import base_judge
+    from judge.scoring import score_items
+
+    judge = base_judge(load_spec("helpfulness-separate-gemma"))
+    assert judge.model_path == str(gemma_dir)
+    backend = HFBackend.load(judge.model_path)
+    items = [
+        Item(
+            id=f"i{n}",
+            group=f"g{n}",
+            kind="pairwise",
+            instruction="What is the capital of France?",
+            response_a=a,
+            response_b=b,
+        )
+        for n, (a, b) in enumerate([("The capital of France is Paris.", "I like turtles."), ("Berlin.", "Paris.")])
+    ]
+    verdicts = list(score_items(items, judge.spec, backend, judge.tokenizer(), judge.ref))
+    assert [v.id for v in verdicts] == ["i0", "i1"] and all(v.error is None for v in verdicts)
+    for v in verdicts:
+        assert v.verdict in ("A", "B") and sum(v.probs.values()) == pytest.approx(1.0, abs=1e-5)
