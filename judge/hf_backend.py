@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from data.errors import ModelError
-from data.render import Rendered, encode
+from data.render import Rendered, encode, label_text
 from data.spec import JudgeSpec
 
 
-def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
-    """The first token of each label as the model would emit it; must be distinct."""
-    ids = [encode(tokenizer, lab)[0] for lab in labels]
+def label_token_ids(tokenizer, labels: Sequence[str], prompt_format: str = "chat") -> list[int]:
+    """The first token of each label as the model would emit it after the prompt (``data.render.label_text``:
+    in plain format, after a space); must be distinct."""
+    ids = [encode(tokenizer, label_text(lab, prompt_format))[0] for lab in labels]
     if len(set(ids)) != len(ids):
         raise ModelError(f"labels {list(labels)} share a first token in this tokenizer", field="labels")
     return ids
@@ -81,7 +82,7 @@ class HFBackend:
     def label_probs(self, prompts: Sequence[Rendered], spec: JudgeSpec) -> list[dict[str, float]]:
         import torch  # deferred: torch takes seconds to import; only this path needs it
 
-        label_ids = torch.tensor(label_token_ids(self.tokenizer, spec.labels), device=self.device)
+        label_ids = torch.tensor(label_token_ids(self.tokenizer, spec.labels, spec.prompt_format), device=self.device)
         order = sorted(range(len(prompts)), key=lambda i: prompts[i].n_tokens)
         results: list[dict[str, float] | None] = [None] * len(prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id

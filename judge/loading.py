@@ -64,8 +64,8 @@ class Judge:
 
 
 def load_tokenizer(*paths: str | None):
-    """The tokenizer of the first of ``paths`` that has one, ready for the renderer: it has a chat
-    template (the renderer builds every prompt with it) and a pad token (the eos token if it has none)."""
+    """The tokenizer of the first of ``paths`` that has one, ready for the renderer: it has a pad token (the eos
+    token if it has none). A spec with ``prompt_format: chat`` needs its chat template; the renderer says so."""
     from transformers import AutoTokenizer  # deferred: transformers takes seconds to import
 
     problems = []
@@ -75,10 +75,6 @@ def load_tokenizer(*paths: str | None):
         except (OSError, ValueError) as exc:
             problems.append(f"{type(exc).__name__}: {exc}")
             continue
-        if not tok.chat_template:
-            raise ModelError(
-                "the base model has no chat template: use an instruct/chat model", path=path, field="base_model"
-            )
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         return tok

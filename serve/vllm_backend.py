@@ -138,9 +138,9 @@ class VLLMBackend:
 
     # -- scoring -----------------------------------------------------------------------------
     def _ids_for(self, spec: JudgeSpec) -> list[int]:
-        key = tuple(spec.labels)
+        key = (*spec.labels, spec.prompt_format)
         if key not in self._label_ids:
-            self._label_ids[key] = label_token_ids(self.tokenizer, spec.labels)
+            self._label_ids[key] = label_token_ids(self.tokenizer, spec.labels, spec.prompt_format)
         return self._label_ids[key]
 
     async def _score(self, prompts: list[Rendered], spec: JudgeSpec) -> list[LabelProbs]:

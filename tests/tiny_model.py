@@ -72,3 +72,15 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def tiny_base_tokenizer():
+    """Like Gemma-3-270M's (a base model's) tokenizer: no chat template, ``<bos>``/``<eos>``/``<pad>``, adds no BOS
+    by itself; each label after a space (" yes", how ``prompt_format: plain`` answers) is one token."""
+    from tokenizers import AddedToken
+
+    fast = tiny_tokenizer()
+    fast.chat_template = None
+    fast.add_special_tokens({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"})
+    fast.add_tokens([AddedToken(" " + w, normalized=False) for w in LABEL_WORDS])
+    return fast

@@ -7,6 +7,7 @@ positive, a dataset name must be registered, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 from dataclasses import dataclass, field
@@ -340,6 +341,11 @@ class TrainConfig:
         problem = _check_model(self.base_model or (spec.base_model if spec else None))
         if problem:
             p.append(problem)
+        elif spec and self.base_model:  # the spec checked its own base model's prompt format, not this one
+            p += [
+                dataclasses.replace(problem, field="base_model")
+                for problem in dataclasses.replace(spec, base_model=self.base_model).format_problems()
+            ]
         return p
 
     def dev_sources(self) -> list[str]:
@@ -370,11 +376,11 @@ def _check_model(ref: str | None) -> Problem | None:
     """A missing local model is a config error before anything loads; a hub id is checked at load time."""
     if not ref:
         return Problem("no base model: set base_model or the spec's base_model", field="base_model")
-    if ref in embedded_model.ALIASES:
-        if not embedded_model.is_fetched():
-            return Problem(
-                f"the embedded model '{ref}' is not fetched yet", field="base_model", hint="run `judgeloop model fetch`"
-            )
+    model = embedded_model.find(ref)
+    if model is not None:
+        if not embedded_model.is_fetched(model.name):
+            fetch = "judgeloop model fetch" + ("" if model.name == embedded_model.NAME else f" {model.name}")
+            return Problem(f"the model '{ref}' is not fetched yet", field="base_model", hint=f"run `{fetch}`")
         return None
     looks_local = ref.startswith(("/", "./", "../", "~")) or ref.count("/") != 1
     path = Path(ref).expanduser()
@@ -382,7 +388,7 @@ def _check_model(ref: str | None) -> Problem | None:
         return Problem(
             f"model directory '{ref}' not found",
             field="base_model",
-            hint="give a checkpoint directory, a hub id (org/name) or smollm2-135m-instruct",
+            hint="give a checkpoint directory, a hub id (org/name), smollm2-135m-instruct or gemma3-270m",
         )
     if path.is_dir() and not (path / "config.json").exists():
         return Problem(f"'{ref}' has no config.json: not a transformers checkpoint", field="base_model")

@@ -1,10 +1,11 @@
 """Items -> training examples, through the one renderer, with a report made before training starts.
 
 An example is ``render(spec, item, tokenizer, order).token_ids`` followed by the target's ids: the
-label (optionally a line of rationale) and the chat template's end-of-turn tokens, exactly as the
-template renders an assistant message. The prompt ids are never re-tokenized from text, so what
-is trained is what ``judge.scoring`` scores. ``labels`` are -100 on every prompt token: the loss
-covers the verdict and the end of turn only. Pairwise items are trained in both orders, the
+label (optionally a line of rationale) and the end-of-turn tokens, exactly as the renderer's
+``answer_suffix`` writes them (the chat template's assistant message, or the EOS token in plain
+format). The prompt ids are never re-tokenized from text, so what is trained is what
+``judge.scoring`` scores. ``labels`` are -100 on every prompt token: the loss covers the verdict
+and the end of turn only. Pairwise items are trained in both orders, the
 label (or distribution) swapped with the responses.
 """
 
@@ -22,12 +23,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from data.dataset_registry import check_trainable
-from data.errors import ConfigError, DataError, Problem
+from data.errors import ConfigError, DataError, ModelError, Problem
 from data.jsonl import read_jsonl_lines
 from data.labels import LabelSpace, aggregate
 from data.prepare import prepare
 from data.provenance import sha256_file
-from data.render import Rendered, RenderError, encode, render, render_response
+from data.render import Rendered, RenderError, answer_suffix, encode, format_prompt, render, render_response
 from data.schema import Item
 from data.spec import JudgeSpec
 from judge.hf_backend import label_token_ids
@@ -250,28 +251,24 @@ def answer_text(label: str, item: Item, rationale: bool) -> str:
     return f"{label}\n{str(item.meta['rationale']).strip()}"
 
 
-def target_ids(tokenizer, rendered: Rendered, answer: str) -> list[int]:
-    """The tokens the chat template puts after the prompt for this assistant answer (answer + end of turn)."""
-    full = tokenizer.apply_chat_template(rendered.messages + [{"role": "assistant", "content": answer}], tokenize=False)
-    if not full.startswith(rendered.prompt):
-        raise ConfigError(
-            "the model's chat template renders the conversation with an answer differently from the "
-            "prompt alone, so the trained prompt would not be the served one",
-            field="base_model",
-        )
-    return encode(tokenizer, full[len(rendered.prompt) :])
+def target_ids(tokenizer, spec: JudgeSpec, rendered: Rendered, answer: str) -> list[int]:
+    """The tokens that follow the prompt for this answer (the renderer's ``answer_suffix``: answer + end of turn)."""
+    try:
+        return encode(tokenizer, answer_suffix(spec, tokenizer, rendered, answer))
+    except ModelError as exc:
+        raise ConfigError(exc.first.message, field="base_model") from None
 
 
 def label_first_ids(tokenizer, spec: JudgeSpec) -> list[int]:
     """The first token of each label the model answers with (separate mode: of 'yes' and 'no')."""
-    return label_token_ids(tokenizer, spec.answer_spec().labels)
+    return label_token_ids(tokenizer, spec.answer_spec().labels, spec.prompt_format)
 
 
 def longest_label_target(tokenizer, spec: JudgeSpec) -> int:
     """Tokens of the longest label's target (label + end of turn), for the prompt budget."""
-    probe = Rendered([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], "", [])
-    probe.prompt = tokenizer.apply_chat_template(probe.messages, tokenize=False, add_generation_prompt=True)
-    return max(len(target_ids(tokenizer, probe, label)) for label in spec.labels)
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    probe = Rendered(messages, format_prompt(spec, tokenizer, messages), [])
+    return max(len(target_ids(tokenizer, spec, probe, label)) for label in spec.labels)
 
 
 def build_examples(
@@ -363,7 +360,7 @@ def order_examples(
                 break
             lab = space.swap(label) if order == "ba" else label
             answer = answer_text(lab, item, opts.rationale)
-            tids = target_ids(tokenizer, rendered, answer)
+            tids = target_ids(tokenizer, spec, rendered, answer)
             if tids[:1] != [first_ids[lab]]:
                 raise ConfigError(
                     f"the chat template puts {tokenizer.decode(tids[:1])!r} before the answer '{lab}': scoring reads "

@@ -138,7 +138,7 @@ def test_joint_specs_keep_the_fingerprint_they_had_before_separate_mode_existed(
     from data.spec import spec_hash
 
     spec = load_spec("helpfulness-pairwise")
-    old = {k: v for k, v in spec.to_dict().items() if k not in ("pairwise_mode", "tie_margin")}
+    old = {k: v for k, v in spec.to_dict().items() if k not in ("pairwise_mode", "tie_margin", "prompt_format")}
     assert spec_hash(spec) == hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     assert spec_hash(load_spec(SPEC)) != spec_hash(load_spec(SPEC, ["--tie_margin=0.5"]))
 
