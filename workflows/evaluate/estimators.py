@@ -240,9 +240,10 @@ def ppi_mean(
     lo, hi = (float(np.ravel(x)[0]) for x in ppi_mean_ci(y, f, fu, alpha=alpha, lam=lam))
     se_ppi = (hi - lo) / (2 * stats.norm.ppf(1 - alpha / 2))
     lo, hi = small_sample(lo, hi, n, alpha, bounds)
-    human = _human_only(y, alpha, classical_mean_ci)  # unclipped here: its standard error is the comparison
+    human = _human_only(y, alpha, classical_mean_ci)  # unclipped: its standard error is the comparison
     se_classical = (human.hi - human.lo) / (2 * stats.t.ppf(1 - alpha / 2, n - 1))
-    human = _human_only(y, alpha, classical_mean_ci, bounds)
+    if bounds is not None:
+        human.lo, human.hi = max(human.lo, bounds[0]), min(human.hi, bounds[1])
     if se_ppi > 0:
         n_eff = n * (se_classical / se_ppi) ** 2
     else:

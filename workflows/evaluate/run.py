@@ -606,17 +606,7 @@ def estimate_criterion(
     ranking, correction = [], None
     if k >= 3:
         anchor = baseline if data.mode == "baseline" else None
-        rows = est.bradley_terry_intervals(outcomes, weights, systems, anchor=anchor, alpha=alpha)
-        ranking = [
-            RankRow(
-                system=r["system"],
-                strength=_iv(r["strength"]),
-                rank=r["rank"],
-                rank_lo=r["rank_lo"],
-                rank_hi=r["rank_hi"],
-            )
-            for r in rows
-        ]
+        ranking = _rank_rows(est.bradley_terry_intervals(outcomes, weights, systems, anchor=anchor, alpha=alpha))
         if human:
             correction = _ranking_correction(human, metas, systems, anchor, alpha, weights.shape[0], kind)
     return CriterionResult(
@@ -627,6 +617,20 @@ def estimate_criterion(
         ranking_correction=correction,
         **common,
     )
+
+
+def _rank_rows(rows: list[dict]) -> list[RankRow]:
+    """The estimators' ranking dicts as the result's rows."""
+    return [
+        RankRow(
+            system=r["system"],
+            strength=_iv(r["strength"]),
+            rank=r["rank"],
+            rank_lo=r["rank_lo"],
+            rank_hi=r["rank_hi"],
+        )
+        for r in rows
+    ]
 
 
 def _ranking_correction(
@@ -659,22 +663,9 @@ def _ranking_correction(
     )
     if out["corrected"] is None:
         return None
-
-    def rows(rs):
-        return [
-            RankRow(
-                system=r["system"],
-                strength=_iv(r["strength"]),
-                rank=r["rank"],
-                rank_lo=r["rank_lo"],
-                rank_hi=r["rank_hi"],
-            )
-            for r in rs
-        ]
-
     return CorrectedRanking(
-        corrected=rows(out["corrected"]),
-        human=rows(out["human"]),
+        corrected=_rank_rows(out["corrected"]),
+        human=_rank_rows(out["human"]),
         n_labelled=out["n_labelled"],
         n_effective=out["n_effective"],
         lam=out["lam"],
