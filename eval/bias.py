@@ -9,11 +9,13 @@ bound for a constant answer, not a deployable rule.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import chi2
 from sklearn.linear_model import LogisticRegression
 
+from data.schema import Item, JudgeRef, Verdict
 from eval.bootstrap import GroupBootstrap
 from eval.table import Table
 from judge.agreement import NO_VERDICT, TIE
@@ -57,6 +59,19 @@ def longer_of(table: Table) -> list[str | None]:
     """'A' or 'B' for the longer response (characters); None when they are equally long."""
     la, lb = table.lengths()
     return ["A" if a > b else "B" if b > a else None for a, b in zip(la, lb)]
+
+
+LONGER_RULE = JudgeRef(name="pick-the-longer", fingerprint="rule:longer-by-characters")
+
+
+def longer_rule_verdicts(items: Sequence[Item]) -> list[Verdict]:
+    """Pick-the-longer as a reference judge's verdicts (characters; no verdict where the two are equally long), so
+    a judge's margin over the length rule is a paired difference with its interval."""
+    return [
+        Verdict(id=it.id, verdict="A" if len(it.response_a) > len(it.response_b) else "B", judge=LONGER_RULE)
+        for it in items
+        if it.response_a is not None and it.response_b is not None and len(it.response_a) != len(it.response_b)
+    ]
 
 
 def verbosity_bias(table: Table) -> dict:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data.jsonl import read_jsonl  # noqa: E402
-from data.schema import Item, JudgeRef, Verdict  # noqa: E402
+from data.schema import Item, Verdict  # noqa: E402
 from data.spec import load_spec  # noqa: E402
 from data.splits import group_fraction  # noqa: E402
 from eval.gate import write_result  # noqa: E402
@@ -64,6 +64,7 @@ def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> No
 def pool(out: Path, k: int, spec_name: str, references: list[str]) -> ValidationResult:
     """Every fold's test items and verdicts as one validation, by the eval harness (its metrics, group bootstrap,
     baselines and length control), with pick-the-longer as a reference judge for the paired margin."""
+    from eval.bias import longer_rule_verdicts  # deferred: as evaluate
     from eval.harness import evaluate  # deferred: takes seconds to import (SciPy, scikit-learn); only `pool` needs it
     from workflows.validate import load_reference  # deferred: takes seconds to import; only `pool` needs it
 
@@ -75,12 +76,7 @@ def pool(out: Path, k: int, spec_name: str, references: list[str]) -> Validation
             verdicts += list(read_jsonl(path, Verdict))
     if not verdicts:
         raise SystemExit(f"no fold verdicts under {out}/run*/eval/")
-    rule = JudgeRef(name="pick-the-longer", fingerprint="rule:longer-by-characters")
-    longer = [
-        Verdict(id=it.id, verdict="A" if len(it.response_a) > len(it.response_b) else "B", judge=rule)
-        for it in items
-        if len(it.response_a) != len(it.response_b)
-    ]
+    longer = longer_rule_verdicts(items)
     refs = {"pick-the-longer": longer, **{name: v for name, v, _ in map(load_reference, references)}}
     fingerprints = sorted({v.judge.fingerprint for v in verdicts})
     result = evaluate(

@@ -71,6 +71,12 @@ class DataOptions:
         "`train` (whole groups, picked by a hash of the group: the same every run), "
         "e.g. {llmeval2: 200} to mix a little of a large set into a short run",
     )
+    exclude_instructions_of: list[str] = option(
+        [],
+        help="held-out sources: drop every training and dev item that shares an instruction (its cross-source "
+        "group or normalised prompt, data/grouping.py) with any item of these registered datasets (all splits) or "
+        "item files, so a source left out stays unseen; `judgeloop loso` sets it for each fold",
+    )
     split_seed: int = option(0, help="split seed of registered datasets (as `judgeloop data prepare --seed`)")
     prepared_dir: str = option("prepared", help="where registered datasets' splits live (prepared there on first use)")
     target: Literal["label", "majority", "distribution"] = option(
@@ -312,6 +318,19 @@ class TrainConfig:
                 if problem:
                     problem.field = f"data.{key}"
                     p.append(problem)
+        for source in self.data.exclude_instructions_of:
+            field_ = "data.exclude_instructions_of"
+            if source in self.data.train or source in self.data.dev:
+                p.append(
+                    Problem(f"'{source}' is both held out and trained on", field=field_, hint="remove it from one")
+                )
+            elif is_file_source(source):
+                need(Path(source).is_file(), field_, f"item file '{source}' not found")
+            else:
+                try:
+                    get_dataset(source)
+                except UnknownNameError as exc:
+                    p.append(Problem(exc.first.message, field=field_, hint=exc.first.hint))
 
         try:
             spec = load_spec(self.spec)

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from data.dataset_registry import check_trainable
 from data.errors import ConfigError, DataError, ModelError, Problem
+from data.grouping import item_keys
 from data.jsonl import read_jsonl_lines
 from data.labels import LabelSpace, aggregate
 from data.prepare import prepare
@@ -31,6 +32,7 @@ from data.provenance import sha256_file
 from data.render import Rendered, RenderError, answer_suffix, encode, format_prompt, render, render_response
 from data.schema import Item
 from data.spec import JudgeSpec
+from data.splits import RESERVED, SPLITS
 from judge.hf_backend import label_token_ids
 from train.config import DataOptions, is_file_source
 
@@ -73,6 +75,7 @@ class Source:
     items: list[Item]
     manifest_sha256: str | None = None
     lines: dict[str, int] = field(default_factory=dict)  # item id -> line of the file, for errors
+    held_out: int = 0  # items dropped: their instruction is in a held-out source (data.exclude_instructions_of)
 
 
 @dataclass
@@ -94,9 +97,46 @@ class SplitReport:
 # ------------------------------------------------------------------------- sources
 
 
+def prepared_folder(name: str, opts: DataOptions, progress) -> Path:
+    """A registered dataset's split folder, prepared on first use (with the config's split seed)."""
+    folder = Path(opts.prepared_dir) / name
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        progress(f"preparing {name} splits (seed {opts.split_seed}) in {folder} ...")
+        prepare(name, folder, seed=opts.split_seed, progress=progress)
+    meta = json.loads(manifest.read_text())
+    if meta.get("seed") != opts.split_seed:
+        raise ConfigError(
+            f"{folder} was prepared with seed {meta.get('seed')}, the config asks for {opts.split_seed}",
+            field="data.split_seed",
+            hint="set data.prepared_dir elsewhere or delete that folder",
+        )
+    return folder
+
+
+def held_out_instructions(opts: DataOptions, progress=print) -> tuple[set[str], set[str]]:
+    """The cross-source groups and normalised-prompt keys of every item of ``data.exclude_instructions_of`` (a
+    registered dataset's every split, reserved included; an item file's items)."""
+    groups: set[str] = set()
+    keys: set[str] = set()
+    for name in opts.exclude_instructions_of:
+        if is_file_source(name):
+            paths = [Path(name)]
+        else:
+            folder = prepared_folder(name, opts, progress)
+            paths = [folder / f"{s}.jsonl" for s in (*SPLITS, RESERVED) if (folder / f"{s}.jsonl").exists()]
+        for path in paths:
+            for _, item in read_jsonl_lines(path, Item):
+                groups.add(item.group)
+                keys |= item_keys(item)
+    return groups, keys
+
+
 def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=print) -> list[Source]:
-    """Read every source of a split; registered datasets are prepared on first use."""
+    """Read every source of a split; registered datasets are prepared on first use. Items sharing an
+    instruction with a held-out source (``data.exclude_instructions_of``) are dropped and counted."""
     out = []
+    held_groups, held_keys = held_out_instructions(opts, progress) if opts.exclude_instructions_of else (set(), set())
     for name in names:
         manifest_sha = None
         if is_file_source(name):
@@ -104,30 +144,21 @@ def load_sources(names: Sequence[str], split: str, opts: DataOptions, progress=p
         else:
             if split in ("train", "dev"):
                 check_trainable(name, field=f"data.{split}")
-            folder = Path(opts.prepared_dir) / name
-            manifest = folder / "manifest.json"
-            if not manifest.exists():
-                progress(f"preparing {name} splits (seed {opts.split_seed}) in {folder} ...")
-                prepare(name, folder, seed=opts.split_seed, progress=progress)
-            meta = json.loads(manifest.read_text())
-            if meta.get("seed") != opts.split_seed:
-                raise ConfigError(
-                    f"{folder} was prepared with seed {meta.get('seed')}, the config asks for {opts.split_seed}",
-                    field="data.split_seed",
-                    hint="set data.prepared_dir elsewhere or delete that folder",
-                )
+            folder = prepared_folder(name, opts, progress)
             path = folder / f"{split}.jsonl"
-            manifest_sha = sha256_file(manifest)
+            manifest_sha = sha256_file(folder / "manifest.json")
         numbered = list(read_jsonl_lines(path, Item))
+        kept = [(n, it) for n, it in numbered if it.group not in held_groups and not item_keys(it) & held_keys]
         out.append(
             Source(
                 name,
                 split,
                 path,
                 sha256_file(path),
-                [item for _, item in numbered],
+                [item for _, item in kept],
                 manifest_sha,
-                {item.id: line for line, item in numbered},
+                {item.id: line for line, item in kept},
+                held_out=len(numbered) - len(kept),
             )
         )
     return out
@@ -303,7 +334,9 @@ def build_examples(
         selected, dropped = balance_by_length(selected, opts.length_bins)
         if dropped:
             skipped = {**skipped, "length balance": dropped}
-    report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
+    if source.held_out:
+        skipped = {**skipped, "instruction held out": source.held_out}
+    report = SplitReport(source.split, source.name, items=len(source.items) + source.held_out, skipped=dict(skipped))
     if spec.separate:
         examples, used, too_long, unrenderable = response_groups(
             selected, spec, tokenizer, max_length, opts.max_group_responses, weights

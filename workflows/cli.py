@@ -112,6 +112,34 @@ def add_eval_commands(commands) -> None:
     )
     train_all.add_argument("--dry-run", action="store_true", help="print the train commands only")
 
+    loso = add_command(
+        commands,
+        "loso",
+        help="leave-one-source-out: train a recipe without each pairwise source, validate on the one left out",
+        description="For each source S of the recipe's data.train: train CONFIG on the others (instructions "
+        "shared with S dropped), score S's items through vLLM, validate them (pick-the-longer as a paired "
+        "reference). Writes OUT/loso.json, OUT/loso.md and each fold's validation and report under "
+        "OUT/<source>/; a rerun reuses finished folds. --key=value overrides go to every fold's training.",
+        example="judgeloop loso configs/train/smollm2-cpu-sources.yaml --out runs/loso",
+        run=lazy("workflows.loso", "cmd_loso"),
+        overrides=True,
+    )
+    loso.add_argument("config", metavar="CONFIG", help="training recipe YAML")
+    loso.add_argument(
+        "--sources",
+        metavar="A,B",
+        help="the sources left out in turn (default: every registered dataset in the recipe's data.train)",
+    )
+    loso.add_argument("--only", metavar="A,B", help="run only these folds (default: every source)")
+    loso.add_argument("--out", default="runs/loso", help="output directory (default runs/loso)")
+    loso.add_argument(
+        "--max-items",
+        type=positive_int,
+        help="score a seeded sample of whole groups of about this many items per left-out source (default all)",
+    )
+    loso.add_argument("--serve-config", metavar="CONFIG", help="serve config (default configs/serve/cpu.yaml)")
+    loso.add_argument("--seed", type=int, default=0, help="bootstrap and sampling seed")
+
 
 def _engine_flags(p: argparse.ArgumentParser, default_config: str) -> None:
     p.add_argument(

@@ -16,9 +16,7 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -31,26 +29,21 @@ from rich.table import Table
 from data import embedded_model
 from data.config import to_dict
 from data.dataset_registry import get_dataset, load_reference_verdicts, resolve_file
-from data.errors import JudgeloopError
 from data.jsonl import JsonlAppender, read_jsonl, write_jsonl
-from data.paths import CONFIGS_DIR, JUDGE_FILE
+from data.paths import CONFIGS_DIR
 from data.prepare import prepare
-from data.provenance import git_commit, sha256_file, sha256_json
+from data.provenance import git_commit, sha256_file
 from data.schema import Item, Verdict
 from eval.gate import check, load_gates, write_result
 from eval.harness import evaluate
 from eval.report import failed_rules, summary, write_report
 from eval.result import ValidationResult
 from judge.loading import load_judge
-from judge.merge import merge
 from judge.registry import Registry
-from serve.batch import score_file
 from serve.child import free_port, judge_api_child
 from serve.client import JudgeClient
-from serve.config import load_serve_config
-from serve.service import start_judges
 from train.config import load_train_config
-from workflows import promotion
+from workflows import promotion, steps
 from workflows.evaluate.run import open_judges
 from workflows.evaluate.votes_check import RESULT_FILE, check_against_votes, summary_lines
 
@@ -110,92 +103,16 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
 
 def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Sequence[str] = ()) -> Path:
     """Train unless a finished run with the same resolved config and data hashes is there."""
-
-    run_dir = out / "train"
     # the demo's PandaLM split replaces the recipe's pandalm; other sources it mixes in stay
     mixed = [s for s in load_train_config(train_config, list(train_overrides)).data.train if s != DATASET]
     overrides = [
-        f"--output_dir={run_dir}",
+        f"--output_dir={out / 'train'}",
         f"--data.train=[{','.join([str(data_dir / 'train.jsonl'), *mixed])}]",
         f"--data.dev=[{data_dir / 'dev.jsonl'}]",
         *train_overrides,
     ]
-    cfg = load_train_config(train_config, overrides)
-    key = sha256_json(
-        {
-            "config": to_dict(cfg),
-            "train": sha256_file(data_dir / "train.jsonl"),
-            "dev": sha256_file(data_dir / "dev.jsonl"),
-        },
-        ensure_ascii=True,
-    )
-    key_file = run_dir / "demo-key.txt"
-    if (run_dir / JUDGE_FILE).exists() and key_file.exists() and key_file.read_text() == key:
-        log.info(f"reusing the finished run {run_dir} (same config and data)")
-        return run_dir
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    # `judgeloop train` in a child process: what training allocates (11 GB resident after the recipe's 115
-    # bf16 steps, measured) goes back to the system before vLLM starts, instead of staying in this process
-    quiet = [] if log.isEnabledFor(logging.INFO) else ["-q"]
-    cmd = [sys.executable, "-m", "judgeloop", *quiet, "train", str(train_config), *overrides]
-    rc = subprocess.run(cmd, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}).returncode
-    if rc != 0:
-        raise JudgeloopError(f"training failed (exit {rc}); its output is above", hint=" ".join(cmd))
-    key_file.write_text(key)
-    return run_dir
-
-
-def _merge(run_dir: Path) -> Path:
-
-    merged = run_dir / "merged"
-    if (merged / JUDGE_FILE).exists() and load_judge(merged).fingerprint == load_judge(run_dir).fingerprint:
-        log.info(f"reusing {merged}")
-        return merged
-    return merge(run_dir, merged, progress=log.info)
-
-
-def _serve_config(serve_config: Path, judges: list[str], overrides: list[str] = ()):
-
-    return load_serve_config(serve_config, [*overrides, f"--judges=[{','.join(judges)}]", "--candidates=[]"])
-
-
-def _finished_verdicts(path: Path, items: list[Item], fingerprint) -> list[Verdict] | None:
-    """An earlier run's verdicts when they are complete, error-free and by this judge (``fingerprint()``);
-    None when they are not, or the file is empty or torn by an interrupted run."""
-    if not path.exists():
-        return None
-    try:
-        done = list(read_jsonl(path, Verdict, unique_ids=False))
-    except JudgeloopError:
-        return None
-    if not done or {v.id for v in done} != {i.id for i in items} or any(v.error for v in done):
-        return None
-    return done if done[0].judge.fingerprint == fingerprint() else None
-
-
-def _score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, serve_config: Path) -> list[Verdict]:
-    """Validation scoring: the same engine (vLLM) and dtype that serves production."""
-
-    done = _finished_verdicts(verdicts_path, items, lambda: load_judge(judge_ref).fingerprint)
-    if done is not None:
-        log.info(f"reusing {verdicts_path}")
-        return done
-    verdicts_path.unlink(missing_ok=True)
-    cfg = _serve_config(serve_config, [judge_ref], [f"--vllm.port={free_port()}"])  # never a busy fixed port
-    items_path = verdicts_path.with_name("items.jsonl")
-    write_jsonl(items_path, items)
-    with start_judges(cfg, progress=log.info) as serving:
-        (service,) = serving.services.values()
-        score_file(
-            items_path,
-            verdicts_path,
-            lambda batch: list(service.score_stream(batch, True, len(batch))),
-            service.ref,
-            batch_size=32,
-            progress=log.isEnabledFor(logging.INFO),  # the bar is progress: off with --quiet
-        )
-    return list(read_jsonl(verdicts_path, Verdict))
+    hashes = {split: sha256_file(data_dir / f"{split}.jsonl") for split in ("train", "dev")}
+    return steps.train_in_child(train_config, overrides, hashes)
 
 
 def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, references=None) -> ValidationResult:
@@ -236,7 +153,7 @@ def _judge_api(production: str, serve_config: Path, log_path: Path, registry_roo
     api_port, vllm_port = free_port(), free_port()
     key = secrets.token_urlsafe(24)
     cfg_path = log_path.with_name("serve.yaml")
-    cfg = _serve_config(serve_config, [production], [f"--api.port={api_port}", f"--vllm.port={vllm_port}"])
+    cfg = steps.serve_config_for(serve_config, [production], [f"--api.port={api_port}", f"--vllm.port={vllm_port}"])
     cfg_path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     env = {"JUDGELOOP_API_KEY": key, "JUDGELOOP_REGISTRY": str(Path(registry_root).resolve())}
     with judge_api_child([str(cfg_path)], api_port, log_path, env, cfg.vllm.startup_timeout_s + 60) as url:
@@ -318,19 +235,21 @@ def run_demo(
     with stages.stage("train", f"fine-tune a LoRA judge ({train_config})"):
         run_dir = _train(out, data_dir, train_config, train_overrides)
     with stages.stage("merge", "merge the adapter for serving on CPU"):
-        merged = _merge(run_dir)
+        merged = steps.merged(run_dir)
     candidate = load_judge(merged)
     spec = candidate.spec
     base_ref = spec.name  # a spec name = its untuned base model
     with stages.stage("validate_base", "validate the untuned base model (the incumbent) through vLLM"):
-        base_verdicts = _score_with_vllm(base_ref, test_items, out / "base" / "verdicts.jsonl", serve_config)
+        base_verdicts = steps.score_with_vllm(base_ref, test_items, out / "base" / "verdicts.jsonl", serve_config)
         base = _validate("base", test_items, base_verdicts, spec, out / "base")
     with stages.stage("validate_candidate", "validate the fine-tuned candidate through vLLM"):
         test_ids = {i.id for i in test_items}
         references = {
             name: [v for v in load_reference_verdicts(DATASET, name) if v.id in test_ids] for name in REFERENCES
         }
-        cand_verdicts = _score_with_vllm(str(merged), test_items, out / "candidate" / "verdicts.jsonl", serve_config)
+        cand_verdicts = steps.score_with_vllm(
+            str(merged), test_items, out / "candidate" / "verdicts.jsonl", serve_config
+        )
         cand = _validate(
             candidate.version,
             test_items,

@@ -47,7 +47,7 @@ def test_figures_read_the_validation_schema():
 def test_an_interrupted_validation_is_scored_again_not_refused(tmp_path):
     """A run killed as scoring began leaves an empty or torn verdicts file: the rerun scores again."""
     from data.schema import Item, JudgeRef, Verdict
-    from workflows.demo import _finished_verdicts
+    from workflows.steps import finished_verdicts as _finished_verdicts
 
     items = [Item(id=f"i{k}", group="g", kind="binary", instruction="q", response="r", labels=["yes"]) for k in (0, 1)]
     ref = JudgeRef(name="j", fingerprint="f" * 16)
