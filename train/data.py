@@ -33,10 +33,11 @@ from data.schema import Item
 from data.spec import JudgeSpec
 from judge.hf_backend import label_token_ids
 from train.config import DataOptions, is_file_source
-from train.negatives import KINDS, Negative, negative_items
+from train.negatives import OFF_INSTRUCTION, PADDED, Negative, negative_items
 
 MAX_PROBLEMS_SHOWN = 10
 IGNORE = -100
+TOO_LONG, UNRENDERABLE = "longer than max_length", "cannot fit the prompt budget"  # why a pair is left out
 
 
 @dataclass
@@ -311,19 +312,20 @@ def build_examples(
         selected, dropped = balance_by_length(selected, opts.length_bins)
         if dropped:
             skipped = {**skipped, "length balance": dropped}
+    kinds = ((OFF_INSTRUCTION, opts.off_instruction_negatives > 0), (PADDED, opts.padded_negatives))
+    asked = [kind for kind, on in kinds if on and negatives]
     synthetic: list[Negative] = []
-    if negatives and (opts.off_instruction_negatives or opts.padded_negatives):
+    if asked:
         if not spec.separate:
             raise ConfigError(
                 f"judge '{spec.name}' does not score each response alone (pairwise_mode: separate): synthetic "
                 "pairs are separate-mode pairs",
-                field="data.off_instruction_negatives" if opts.off_instruction_negatives else "data.padded_negatives",
+                field=f"data.{asked[0]}_negatives",
             )
         synthetic = negative_items(selected, opts.off_instruction_negatives, opts.padded_negatives)
+    # each kind asked for is reported, even where none could be made
     report = SplitReport(source.split, source.name, items=len(source.items), skipped=dict(skipped))
-    if negatives:  # each kind asked for is reported, even where none could be made
-        asked = {"off_instruction": opts.off_instruction_negatives > 0, "padded": opts.padded_negatives}
-        report.synthetic = {kind: 0 for kind in KINDS if asked[kind]}
+    report.synthetic = dict.fromkeys(asked, 0)
     if spec.separate:
         examples, used, too_long, unrenderable = response_groups(
             selected,
@@ -482,15 +484,12 @@ def response_groups(
             by_group[neg.item.group].append(pair._replace(weight=synthetic_weight))
             made[neg.kind] += 1
     if report is not None:
-        report.synthetic = {kind: made[kind] for kind in KINDS if kind in made or kind in report.synthetic}
+        report.synthetic.update(made)
         report.synthetic_skipped = dict(lost)
     examples = [
         _group_example(group, chunk) for group, pairs in by_group.items() for chunk in _chunks(pairs, max_responses)
     ]
     return examples, used, too_long, unrenderable
-
-
-TOO_LONG, UNRENDERABLE = "longer than max_length", "cannot fit the prompt budget"
 
 
 def _pair(spec: JudgeSpec, tokenizer, item: Item, dist: Mapping[str, float], max_length: int) -> _Pair | str:

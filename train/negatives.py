@@ -2,7 +2,8 @@
 items (``data.off_instruction_negatives``, ``data.padded_negatives``); never built for dev or test.
 
 * off-instruction: an item's human-preferred response against the preferred response of one of the ``k`` most
-  similar other prompts of the split (TF-IDF cosine over instruction, input and context), both read with THIS
+  similar other prompts of the split (TF-IDF cosine over instruction, input and context, English stop words
+  left out), both read with THIS
   item's instruction: a fluent answer to a neighbouring question must lose.
 * padded: the preferred response against itself with another prompt's preferred response appended (a pick fixed
   by a hash of the item's id): irrelevant content must cost, so adding text is no way to win.
@@ -24,7 +25,6 @@ from data.grouping import item_prompt, prompt_key
 from data.schema import Item
 
 OFF_INSTRUCTION, PADDED = "off_instruction", "padded"
-KINDS = (OFF_INSTRUCTION, PADDED)
 PAD_SEPARATOR = "\n\n"
 
 
@@ -94,8 +94,13 @@ def _neighbours(keys: list[str], prompts: dict[str, _Prompt], excluded: dict[str
 
     if len(keys) < 2:
         return {}
-    # every word counts, one-letter ones too ("Q?"); a prompt that normalises to something has one
-    vectors = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b").fit_transform([prompts[q].text for q in keys])
+    # every word but English stop words ("you", "make", ...: they matched a colour palette with a YouTube hook on
+    # PandaLM), one-letter ones too ("Q?")
+    vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b", stop_words="english")
+    try:
+        vectors = vectorizer.fit_transform([prompts[q].text for q in keys])
+    except ValueError:  # nothing but stop words in every prompt: no similarity to go by
+        return {}
     n = min(len(keys), k + max(map(len, excluded.values())))  # enough to leave k after the exclusions
     _, index = NearestNeighbors(n_neighbors=n, metric="cosine", algorithm="brute").fit(vectors).kneighbors(vectors)
     return {q: [keys[j] for j in row if keys[j] not in excluded[q]][:k] for q, row in zip(keys, index.tolist())}

@@ -83,6 +83,8 @@ def test_neighbours_are_the_most_similar_other_instructions():
         assert n.item.response_b.startswith("good answer") and n.item.response_b != n.item.response_a
     assert len(negative_items(selected(items()), k=3, padded=False)) == 3 * 8
     assert negative_items(selected(items()), k=2, padded=True) == negative_items(selected(items()), 2, True)
+    only_stop_words = [item(0, "What is it?"), item(1, "Who is he?")]
+    assert [n.kind for n in negative_items(selected(only_stop_words), k=1, padded=True)] == ["padded", "padded"]
 
 
 def test_train_gets_k_weighted_negatives_per_item_dev_gets_none(tokenizer):
