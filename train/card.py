@@ -63,6 +63,16 @@ def _source_rows(sources) -> list[dict]:
     ]
 
 
+def synthetic_pairs(reports, weight: float) -> dict | None:
+    """How many synthetic pairs of each kind the training split got (``train.negatives``), and their weight; None
+    when the run made none."""
+    totals: dict[str, int] = {}
+    for r in reports:
+        for kind, n in r.synthetic.items():
+            totals[kind] = totals.get(kind, 0) + n
+    return {"pairs": totals, "weight": weight, "splits": ["train"]} if totals else None
+
+
 def write_run_files(
     run_dir: Path,
     *,
@@ -112,6 +122,7 @@ def write_run_files(
             "training_examples": n_examples,
             "dev_items_scored": n_dev,
             "report": [asdict(r) for r in reports],
+            "synthetic": synthetic_pairs(reports, cfg.data.negative_weight),
         },
         "config": to_dict(cfg),
         "training": {
@@ -181,6 +192,15 @@ def card_markdown(card: dict) -> str:
         "items scored at each evaluation.",
         "",
     ]
+    synthetic = card["data"].get("synthetic")
+    if synthetic:
+        kinds = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in synthetic["pairs"].items())
+        lines += [
+            f"Synthetic pairs ({kinds}) were added to the training split only, each weighing "
+            f"{synthetic['weight']} against 1 for a human pair; no dev or test item and no agreement figure "
+            "includes them.",
+            "",
+        ]
     if card["dev_curve"]:
         lines += [
             "## Dev curve (scored as the eval harness does, both orders)",

@@ -129,6 +129,29 @@ class DataOptions:
         "split into examples of at most this many (2 = one pair per example); "
         "batch_size then counts these examples",
     )
+    off_instruction_negatives: int = option(
+        0,
+        help="separate mode, training split only: for each decided training item, k synthetic pairs that teach "
+        "instruction-following: its human-preferred response against the preferred response of one of the k "
+        "most similar other instructions of the same source (TF-IDF cosine over instruction, input and context; "
+        "never its own instruction or group), both read with THIS item's instruction, the item's response to win "
+        "(train/negatives.py). They join the item's group, are counted in the data report and the judge card, "
+        "and never enter dev, test or any agreement figure. 0 = none",
+    )
+    padded_negatives: bool = option(
+        False,
+        help="separate mode, training split only: for each decided training item, one synthetic pair of its "
+        "preferred response against the same response with another instruction's preferred response appended "
+        "(picked by a hash of the item id), the unpadded one to win: irrelevant text must cost, so length alone "
+        "cannot win",
+    )
+    negative_weight: float = option(
+        0.5,
+        help="each synthetic pair's weight in the loss against 1 for a human pair (length balance weights the "
+        "human pairs only). 0.5 because the synthetic pairs are easy, certain and numerous (k + 1 per item): at "
+        "half a human pair's weight, the human labels keep most of the loss (with k = 1 and padding, as much as "
+        "all the synthetic pairs together)",
+    )
     rationale: bool = option(
         False,
         help="train the label followed by a line of rationale from each item's "
@@ -293,6 +316,13 @@ class TrainConfig:
             f"must be >= 2 (a pair has two responses), got {self.data.max_group_responses}",
         )
 
+        need(
+            self.data.off_instruction_negatives >= 0,
+            "data.off_instruction_negatives",
+            f"must be >= 0, got {self.data.off_instruction_negatives}",
+        )
+        need(self.data.negative_weight > 0, "data.negative_weight", f"must be > 0, got {self.data.negative_weight}")
+
         ev = self.eval
         need(ev.steps > 0, "eval.steps", f"must be > 0, got {ev.steps}")
         need(ev.batch_tokens >= 256, "eval.batch_tokens", f"must be at least 256, got {ev.batch_tokens}")
@@ -355,6 +385,20 @@ class TrainConfig:
                         hint="use a pairwise_mode: separate spec, or data.length_penalty=0",
                     )
                 )
+            for name, on in (
+                ("off_instruction_negatives", self.data.off_instruction_negatives > 0),
+                ("padded_negatives", self.data.padded_negatives),
+            ):
+                if on and not spec.separate:
+                    how = "joint mode: both responses in one prompt" if spec.kind == "pairwise" else spec.kind
+                    p.append(
+                        Problem(
+                            f"judge '{spec.name}' is {how}: synthetic pairs are for pairwise judges that score "
+                            "each response alone",
+                            field=f"data.{name}",
+                            hint=f"use a pairwise_mode: separate spec, or unset data.{name}",
+                        )
+                    )
             if self.data.exclude_labels and set(spec.labels) <= set(self.data.exclude_labels):
                 p.append(Problem("excludes every label", field="data.exclude_labels"))
         problem = _check_model(self.base_model or (spec.base_model if spec else None))

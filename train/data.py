@@ -35,9 +35,11 @@ from data.spec import JudgeSpec
 from data.splits import RESERVED, SPLITS
 from judge.hf_backend import label_token_ids
 from train.config import DataOptions, is_file_source
+from train.negatives import OFF_INSTRUCTION, PADDED, Negative, negative_items
 
 MAX_PROBLEMS_SHOWN = 10
 IGNORE = -100
+TOO_LONG, UNRENDERABLE = "longer than max_length", "cannot fit the prompt budget"  # why a pair is left out
 
 
 @dataclass
@@ -92,6 +94,10 @@ class SplitReport:
     lengths: dict[str, int] = field(default_factory=dict)  # min / median / max tokens
     longer_preferred: float | None = None  # pairwise: human winner is the longer one
     longer_weight: float | None = None  # ... its share of the loss (balance by weight)
+    # synthetic pairs (training split only, train.negatives): made by kind; left out by reason. Every other figure
+    # here (used, labels, longer_preferred, longer_weight) counts the human pairs alone.
+    synthetic: dict[str, int] = field(default_factory=dict)
+    synthetic_skipped: dict[str, int] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------- sources
@@ -310,10 +316,13 @@ def build_examples(
     max_length: int,
     both_orders: bool | None = None,
     balance_length: bool = False,
+    negatives: bool = False,
 ) -> tuple[list[Example], SplitReport]:
     """Render every usable item (both orders for pairwise when asked) into an example.
 
     ``balance_length`` (the training split, with ``data.balance_length``): see ``balance_by_length``.
+    ``negatives`` (the training split only): add the synthetic pairs ``data.off_instruction_negatives`` and
+    ``data.padded_negatives`` ask for (``train.negatives``), each weighing ``data.negative_weight``.
     """
     both = opts.both_orders if both_orders is None else both_orders
     selected, skipped = select_items(source.items, spec, opts, str(source.path), source.lines)
@@ -334,21 +343,42 @@ def build_examples(
         selected, dropped = balance_by_length(selected, opts.length_bins)
         if dropped:
             skipped = {**skipped, "length balance": dropped}
+    kinds = ((OFF_INSTRUCTION, opts.off_instruction_negatives > 0), (PADDED, opts.padded_negatives))
+    asked = [kind for kind, on in kinds if on and negatives]
+    synthetic: list[Negative] = []
+    if asked:
+        if not spec.separate:
+            raise ConfigError(
+                f"judge '{spec.name}' does not score each response alone (pairwise_mode: separate): synthetic "
+                "pairs are separate-mode pairs",
+                field=f"data.{asked[0]}_negatives",
+            )
+        synthetic = negative_items(selected, opts.off_instruction_negatives, opts.padded_negatives)
+    # each kind asked for is reported, even where none could be made
     if source.held_out:
         skipped = {**skipped, "instruction held out": source.held_out}
     report = SplitReport(source.split, source.name, items=len(source.items) + source.held_out, skipped=dict(skipped))
+    report.synthetic = dict.fromkeys(asked, 0)
     if spec.separate:
         examples, used, too_long, unrenderable = response_groups(
-            selected, spec, tokenizer, max_length, opts.max_group_responses, weights
+            selected,
+            spec,
+            tokenizer,
+            max_length,
+            opts.max_group_responses,
+            weights,
+            synthetic,
+            opts.negative_weight,
+            report,
         )
     else:
         examples, used, too_long, unrenderable = order_examples(selected, spec, tokenizer, opts, max_length, both)
     report.used = len(used)
     report.labels = dict(Counter(used))
     if unrenderable:
-        report.skipped["cannot fit the prompt budget"] = unrenderable
+        report.skipped[UNRENDERABLE] = unrenderable
     if too_long:
-        report.skipped["longer than max_length"] = too_long
+        report.skipped[TOO_LONG] = too_long
     report.examples = len(examples)
     report.truncated = sum(e.n_truncated for e in examples)  # prompts, in both modes
     report.tokens_cut = sum(sum(e.truncated.values()) for e in examples)
@@ -445,6 +475,9 @@ def response_groups(
     max_length: int,
     max_responses: int,
     weights: Sequence[float] | None = None,
+    synthetic: Sequence[Negative] = (),
+    synthetic_weight: float = 1.0,
+    report: SplitReport | None = None,
 ) -> tuple[list[Example], list[str], int, int]:
     """Separate mode: the pairs as examples, one per group (the items sharing ``item.group``, the same instruction),
     split into examples of at most ``max_responses`` distinct responses. Each distinct single-response prompt is in
@@ -452,31 +485,56 @@ def response_groups(
     distribution over the spec's labels (the annotators' in distribution mode, else the label's) and its weight in
     the loss (``weights``, one per selected item; 1 when None).
 
+    ``synthetic`` pairs (``train.negatives``) join their item's group after its human pairs, each weighing
+    ``synthetic_weight``, if that item's own pair was used; ``report.synthetic`` / ``synthetic_skipped`` count them.
+
     Returns ``(examples, target label of each used item, items too long, items that cannot be rendered)``."""
     by_group: dict[str, list] = {}
     used: list[str] = []
+    used_ids: set[str] = set()
     too_long = unrenderable = 0
     for k, (item, label, probs) in enumerate(selected):
-        try:
-            a, b = (render_response(spec, item, tokenizer, side) for side in ("a", "b"))
-        except RenderError:
-            unrenderable += 1
-            continue
-        if max(a.n_tokens, b.n_tokens) + 1 > max_length:
+        pair = _pair(spec, tokenizer, item, probs if probs is not None else {label: 1.0}, max_length)
+        if pair == TOO_LONG:
             too_long += 1
+        elif pair == UNRENDERABLE:
+            unrenderable += 1
+        else:
+            weight = 1.0 if weights is None else float(weights[k])
+            by_group.setdefault(item.group, []).append(pair._replace(weight=weight))
+            used.append(label)
+            used_ids.add(item.id)
+    made, lost = Counter(), Counter()
+    for neg in synthetic:
+        if neg.of not in used_ids:
             continue
-        dist = probs if probs is not None else {label: 1.0}
-        weight = 1.0 if weights is None else float(weights[k])
-        by_group.setdefault(item.group, []).append(
-            _Pair(
-                a, b, [float(dist.get(x, 0.0)) for x in spec.labels], weight, len(item.response_a), len(item.response_b)
-            )
-        )
-        used.append(label)
+        pair = _pair(spec, tokenizer, neg.item, {"A": 1.0}, max_length)
+        if isinstance(pair, str):
+            lost[f"{neg.kind}: {pair}"] += 1
+        elif pair.a.token_ids == pair.b.token_ids:  # the same prompt after truncation: nothing to compare
+            lost[f"{neg.kind}: the same prompt twice"] += 1
+        else:
+            by_group[neg.item.group].append(pair._replace(weight=synthetic_weight))
+            made[neg.kind] += 1
+    if report is not None:
+        report.synthetic.update(made)
+        report.synthetic_skipped = dict(lost)
     examples = [
         _group_example(group, chunk) for group, pairs in by_group.items() for chunk in _chunks(pairs, max_responses)
     ]
     return examples, used, too_long, unrenderable
+
+
+def _pair(spec: JudgeSpec, tokenizer, item: Item, dist: Mapping[str, float], max_length: int) -> _Pair | str:
+    """The item's two responses rendered as a pair (weight 1) with the target ``dist``, or why it cannot be one."""
+    try:
+        a, b = (render_response(spec, item, tokenizer, side) for side in ("a", "b"))
+    except RenderError:
+        return UNRENDERABLE
+    if max(a.n_tokens, b.n_tokens) + 1 > max_length:
+        return TOO_LONG
+    target = [float(dist.get(x, 0.0)) for x in spec.labels]
+    return _Pair(a, b, target, 1.0, len(item.response_a), len(item.response_b))
 
 
 def _chunks(pairs: list[_Pair], cap: int):
@@ -619,6 +677,9 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
         "tokens min/med/max",
         "longer wins",
     ]
+    synthetic = any(r.synthetic for r in reports)
+    if synthetic:
+        cols.append("synthetic pairs")
     rows = []
     for r in reports:
         skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.items()) or "0"
@@ -641,6 +702,8 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
                 longer,
             ]
         )
+        if synthetic:
+            rows[-1].append(_synthetic_cell(r))
     widths = (
         [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)] if rows else [len(c) for c in cols]
     )
@@ -656,7 +719,23 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
         )
     if spec.separate:
         notes.append("'examples' are instruction groups; 'tokens' are per single-response prompt")
+    if synthetic:
+        notes.append(
+            f"synthetic pairs (training split only, each weighing {opts.negative_weight} against 1 for a human pair) "
+            "are added to the human ones and counted in no other column: off-instruction = an item's preferred "
+            "response against a similar instruction's, padded = against itself with another instruction's appended"
+        )
     return "\n".join([head, line(cols), line(["-" * w for w in widths]), *map(line, rows), "", *notes])
+
+
+def _synthetic_cell(r: SplitReport) -> str:
+    if not r.synthetic:
+        return "-"
+    cell = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in r.synthetic.items())
+    lost = sum(r.synthetic_skipped.values())
+    return cell + (
+        f" ({lost} skipped: {', '.join(f'{n} {why}' for why, n in r.synthetic_skipped.items())})" if lost else ""
+    )
 
 
 def write_report(run_dir: Path, reports: Sequence[SplitReport], table: str) -> None:

@@ -639,7 +639,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     examples, reports = [], []
     for source in train_sources:
         made, report = tdata.build_examples(
-            source, spec, tokenizer, cfg.data, max_length, balance_length=cfg.data.balance_length
+            source, spec, tokenizer, cfg.data, max_length, balance_length=cfg.data.balance_length, negatives=True
         )
         examples.extend(made)
         reports.append(report)
