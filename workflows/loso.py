@@ -308,9 +308,17 @@ def cmd_loso(args) -> int:
     return 0
 
 
-def schema() -> dict:
-    return LosoResult.model_json_schema()
+def schema_text() -> str:
+    """docs/schemas/loso.schema.json: loso.json's JSON Schema (a test checks the committed file is current)."""
+    schema = LosoResult.model_json_schema()
+    schema["$id"] = "https://judgeloop.dev/schemas/loso.schema.json"
+    schema["title"] = "judgeloop loso.json"
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
 if __name__ == "__main__":  # python -m workflows.loso --schema
-    print(json.dumps(schema(), indent=2))
+    import sys
+
+    if sys.argv[1:] != ["--schema"]:
+        sys.exit("usage: python -m workflows.loso --schema")
+    sys.stdout.write(schema_text())

@@ -93,3 +93,11 @@ def test_a_bad_train_override_is_named_before_any_fold_trains(tmp_path):
     fields = {p.field for p in exc.value.problems}
     assert "max_stepz" in fields
     assert not any(tmp_path.iterdir())
+
+
+def test_the_committed_schema_is_current():
+    from data.paths import REPO_ROOT
+    from workflows.loso import schema_text
+
+    committed = (REPO_ROOT / "docs" / "schemas" / "loso.schema.json").read_text()
+    assert committed == schema_text(), "python -m workflows.loso --schema > docs/schemas/loso.schema.json"
