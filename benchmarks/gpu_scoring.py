@@ -168,12 +168,17 @@ def tokenizer_dir(s: Settings) -> str:
     )
 
 
-def run(s: Settings, progress=print) -> dict:
+def check_device(device: str) -> None:
     import torch  # deferred: torch takes seconds to import; only this path needs it
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (--device cpu runs the test mode)")
+
+
+def run(s: Settings, progress=print) -> dict:
     from transformers import AutoTokenizer  # deferred: transformers takes seconds to import; only this path needs it
 
-    if s.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (--device cpu runs the test mode)")
+    check_device(s.device)
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(s))
     base = load_spec(SPEC)
@@ -232,6 +237,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        check_device(args.device)
         shapes = tuple(args.shapes.split(","))
         unknown = [x for x in shapes if x not in SHAPES]
         if unknown:
