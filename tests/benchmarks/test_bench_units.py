@@ -182,3 +182,14 @@ def test_the_training_table_reports_the_bf16_peak_share():
     table = "\n".join(cli.training_table(r))
     assert "| of the bf16 peak | of the fp32 peak |" in table and "| 16% | 35% |" in table
     assert "trained in bfloat16" in table and "33% of the bf16 peak" in table
+
+
+def test_training_flops_count_the_forward_and_the_adapted_spans_backward(tiny_model_dir):
+    from benchmarks.training import flops_per_token, training_efficiency
+
+    f = flops_per_token(str(tiny_model_dir), [1])  # the tiny model has 2 layers: LoRA on the last one
+    n = f["matmul_parameters"]
+    assert f["counted"] == 2 * n + 2 * n // 2 and f["six_n"] == 6 * n
+    e = training_efficiency(1e6, f, {"bf16": 4e11, "fp32": 1e11})
+    assert e["efficiency_vs_fp32_peak"] == pytest.approx(4 * e["efficiency_vs_bf16_peak"], rel=1e-3)
+    assert e["efficiency_vs_bf16_peak_six_n"] == pytest.approx(2 * e["efficiency_vs_bf16_peak"], rel=1e-3)
