@@ -217,8 +217,9 @@ def vllm_counters(url: str) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def judge_api(judge_dir: Path, vllm_url: str, log_path: Path):
-    """`judgeloop serve` in front of an already-running vLLM (``vllm.endpoints``); yields (url, key)."""
+def judge_api(judge_dir: Path, vllm_url: str, log_path: Path, dtype: str = "float32"):
+    """`judgeloop serve` in front of an already-running vLLM (``vllm.endpoints``) serving in ``dtype`` (which its
+    verdicts name); yields (url, key)."""
     port, key = free_port(), secrets.token_urlsafe(16)
     args = [
         str(SERVE_CONFIG),
@@ -226,6 +227,7 @@ def judge_api(judge_dir: Path, vllm_url: str, log_path: Path):
         "--candidates=[]",
         f"--vllm.endpoints=[{vllm_url}]",
         f"--api.port={port}",
+        f"--vllm.dtype={dtype}",
     ]
     with judge_api_child(args, port, log_path, {"JUDGELOOP_API_KEY": key}) as url:
         yield url, key
@@ -378,7 +380,7 @@ def run(
     progress(f"(3) vllm_merged and (5) judge_api: starting vLLM ({dtype}) with the merged judge and the judge API ...")
     with (
         start_judges(cfg, judges=[str(judge_dir)], candidates=[], progress=lambda *a, **k: None) as serving,
-        judge_api(judge_dir, serving.servers[0].url, logs / "judge-api.log") as (api_url, key),
+        judge_api(judge_dir, serving.servers[0].url, logs / "judge-api.log", dtype) as (api_url, key),
     ):
         (service,) = serving.services.values()
         url = serving.servers[0].url
