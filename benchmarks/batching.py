@@ -35,47 +35,24 @@ import time
 import types
 from pathlib import Path
 
-from benchmarks.common import WORK_DIR, load_items, machine, peak_matmul_flops, percentile_ms, prepared_data
+from benchmarks.common import (
+    WORK_DIR,
+    load_items,
+    long_items,
+    machine,
+    matmul_parameters,
+    peak_matmul_flops,
+    percentile_ms,
+    prepared_data,
+)
 from benchmarks.common import write_result as write_json
 from benchmarks.scoring import SERVE_CONFIG, drive, reset_prefix_cache, vllm_counters
-from data.paths import data_mirror
 from data.schema import Item
 from serve.child import free_port
 from serve.config import load_serve_config
 from serve.service import start_judges
 
 SPEC = "helpfulness-pairwise"
-LONG_SOURCES = ("lfqa-experts/lfqa-experts.jsonl", "mtbench-human/mtbench-human.jsonl")
-
-
-def long_items(tokenizer, n: int, min_response_tokens: int) -> list[Item]:
-    """Distinct pairs from the long-form sets whose two responses both have ``min_response_tokens`` or more."""
-    mirror = data_mirror()
-    if mirror is None:
-        raise SystemExit("benchmarks/batching.py needs the dataset mirror (JUDGELOOP_DATA_MIRROR)")
-    seen, out = set(), []
-    for rel in LONG_SOURCES:
-        for line in (mirror / rel).read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            key = (row["instruction"], row["response_a"], row["response_b"])
-            if key in seen:
-                continue
-            seen.add(key)
-            lengths = [len(tokenizer(row[f])["input_ids"]) for f in ("response_a", "response_b")]
-            if min(lengths) >= min_response_tokens:
-                out.append(
-                    Item(
-                        id=f"long-{len(out)}",
-                        group=f"long-{len(out)}",
-                        kind="pairwise",
-                        instruction=row["instruction"],
-                        response_a=row["response_a"],
-                        response_b=row["response_b"],
-                    )
-                )
-            if len(out) >= n:
-                return out
-    return out
 
 
 def guided_body(self, chunk, spec, ids):
@@ -151,17 +128,7 @@ def run(
                 }
             from transformers import AutoConfig  # deferred: seconds to import
 
-            conf = AutoConfig.from_pretrained(service.judge.model_path)
-            params = (
-                conf.num_hidden_layers * (4 * conf.hidden_size**2 + 3 * conf.hidden_size * conf.intermediate_size)
-                if conf.num_key_value_heads == conf.num_attention_heads
-                else None
-            )
-            if params is None:  # grouped-query attention: count the k/v projections' real size
-                kv = conf.hidden_size // conf.num_attention_heads * conf.num_key_value_heads
-                params = conf.num_hidden_layers * (
-                    2 * conf.hidden_size**2 + 2 * conf.hidden_size * kv + 3 * conf.hidden_size * conf.intermediate_size
-                )
+            params = matmul_parameters(AutoConfig.from_pretrained(service.judge.model_path))
             result["matmul_parameters"] = params
             drive(service.score, sets["pandalm"][:2], request_items, concurrency)  # warm-up
             variants = ("plain", "guided") if variant == "plain" else (variant,)

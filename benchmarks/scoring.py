@@ -5,17 +5,22 @@ with the same fine-tuned judge (a LoRA run of `judgeloop train`, merged by the p
 
 1. ``naive_generate``: what people write first: transformers ``generate`` of a free-text verdict,
    one prompt at a time, then a regex; an item whose two orders disagree counts as a tie.
-2. ``hf_batched``: the in-process backend (judge/hf_backend.py), length-sorted batches, float32.
+2. ``hf_batched``: the in-process backend (judge/hf_backend.py), length-sorted batches.
 3. ``vllm_merged``: vLLM (configs/serve/cpu.yaml) serving the merged judge, through judge/scoring.py.
 4. ``vllm_lora``: the same judge as a LoRA adapter on the base model in vLLM.
 5. ``judge_api``: (3) behind the judge API (`judgeloop serve` with ``vllm.endpoints``), called
    with serve/client.py.
 
+All in the dtype production serves (``--dtype``; default the serve config's ``vllm.dtype``, ``auto``
+resolved as serving resolves it), on two sets: PandaLM test pairs and long-response pairs (both
+responses of ``min_response_tokens`` tokens or more: common.long_items); (4) on PandaLM only.
+
 Systems (3)-(5) get requests of ``request_items`` pairs, ``concurrency`` in flight; (2) one batch of
 ``request_items`` pairs at a time (it uses every core). A judgment's latency is the wall time of
 the request that carried it. Also measured: the matmul peak (bf16, fp32) and the model FLOP/s
-(2 x parameters x prompt tokens vLLM computed, prefix-cache hits excluded) of (3); throughput of
-(3) at several sizes; and the peak memory of batch scoring (serve/batch.py) at two sizes.
+(2 x matmul parameters x prompt tokens vLLM computed, prefix-cache hits excluded) of (3) per set, against
+the peak of the served dtype and of bf16 (benchmarks/figures.py has the targets); throughput of (3) at
+several sizes; and the peak memory of batch scoring (serve/batch.py) at two sizes.
 """
 
 from __future__ import annotations
@@ -32,22 +37,27 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import (
+    LONG_SOURCES,
+    PEAK_KEY,
     REPO_ROOT,
+    SERVE_CONFIG,
     WORK_DIR,
     RssSampler,
     load_items,
+    long_items,
     machine,
+    matmul_parameters,
     peak_flops,
-    percentile_ms,
     prepared_data,
     trained_judge,
 )
+from benchmarks.figures import compare_verdicts, efficiency, prompt_tokens, system_figures, target_rows
+from data.errors import DataError
 from data.jsonl import write_jsonl
 from data.render import render
 from data.schema import Verdict
-from judge.agreement import headline
 from judge.hf_backend import HFBackend
-from judge.loading import load_judge
+from judge.loading import budgeted, load_judge
 from judge.scoring import score_items
 from serve.batch import score_file
 from serve.child import free_port, judge_api_child
@@ -56,7 +66,6 @@ from serve.config import load_serve_config
 from serve.launcher import merged_judge
 from serve.service import start_judges
 
-SERVE_CONFIG = REPO_ROOT / "configs" / "serve" / "cpu.yaml"
 # vLLM keeps one core for its scheduler by default: on a 2-core box that halves its compute. Startup
 # (compilation) is not measured and took over 10 minutes on a 2-core box that other jobs kept busy.
 VLLM_OVERRIDES = ("--vllm.cpu_reserved_cores=0", "--vllm.startup_timeout_s=1800")
@@ -67,7 +76,9 @@ NAIVE_MAX_NEW_TOKENS = 16
 # -- (1) the do-it-yourself judge ------------------------------------------------------------------
 
 
-def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list, list[float], int, int]:
+def naive_judgments(
+    model_path: str, spec, items: list, judge_ref, dtype: str = "float32"
+) -> tuple[list, list[float], int, dict]:
     """Generate a free-text verdict per prompt, one at a time, and parse it with a regex.
 
     Returns the verdicts, each prompt's latency, how many prompts gave no parseable label, and the
@@ -80,7 +91,7 @@ def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list
     )
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
     space = spec.label_space
     verdicts, latencies, failures = [], [], 0
     for item in items:
@@ -124,9 +135,9 @@ def naive_judgments(model_path: str, spec, items: list, judge_ref) -> tuple[list
 # -- (2) the in-process backend -------------------------------------------------------------------
 
 
-def hf_batched_judgments(judge, tokenizer, items: list, request_items: int) -> tuple[list, list[float]]:
+def hf_batched_judgments(judge, tokenizer, items: list, request_items: int, dtype: str) -> tuple[list, list[float]]:
 
-    backend = HFBackend.load(judge.model_path, judge.adapter_path, dtype="float32")
+    backend = HFBackend.load(judge.model_path, judge.adapter_path, dtype=dtype)
     verdicts, latencies = [], []
     for i in range(0, len(items), request_items):
         chunk = items[i : i + request_items]
@@ -206,8 +217,9 @@ def vllm_counters(url: str) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def judge_api(judge_dir: Path, vllm_url: str, log_path: Path):
-    """`judgeloop serve` in front of an already-running vLLM (``vllm.endpoints``); yields (url, key)."""
+def judge_api(judge_dir: Path, vllm_url: str, log_path: Path, dtype: str = "float32"):
+    """`judgeloop serve` in front of an already-running vLLM (``vllm.endpoints``) serving in ``dtype`` (which its
+    verdicts name); yields (url, key)."""
     port, key = free_port(), secrets.token_urlsafe(16)
     args = [
         str(SERVE_CONFIG),
@@ -215,48 +227,74 @@ def judge_api(judge_dir: Path, vllm_url: str, log_path: Path):
         "--candidates=[]",
         f"--vllm.endpoints=[{vllm_url}]",
         f"--api.port={port}",
+        f"--vllm.dtype={dtype}",
     ]
     with judge_api_child(args, port, log_path, {"JUDGELOOP_API_KEY": key}) as url:
         yield url, key
 
 
-# -- figures ----------------------------------------------------------------------------------------
+# -- (3) and (5) on one set ------------------------------------------------------------------------------
 
 
-def system_figures(items, verdicts, latencies, seconds, spec, parse_failures=None) -> dict:
-
-    n = 2 * len(items)
-    return {
-        "judgments_per_s": round(n / seconds, 3),
-        "p50_ms": percentile_ms(latencies, 50),
-        "p99_ms": percentile_ms(latencies, 99),
-        "parse_failures": parse_failures if parse_failures is not None else sum(1 for v in verdicts if v.error),
-        "agreement": headline(items, verdicts, spec)["accuracy"],
-        "n_judgments": n,
-        "seconds": round(seconds, 2),
-    }
-
-
-def compare_verdicts(verdicts: list, reference: list) -> dict:
-    """How far a system's verdicts are from vllm_merged's on the items both scored."""
-    ref = {v.id: v for v in reference if not v.error}
-    same, diffs = [], []
-    for v in verdicts:
-        r = ref.get(v.id)
-        if r is None or v.error:
-            continue
-        same.append(v.verdict == r.verdict)
-        if v.probs and r.probs:
-            diffs.append(max(abs(v.probs[k] - r.probs[k]) for k in r.probs))
-    return {
-        "same_verdicts_as_vllm_merged": round(sum(same) / len(same), 4) if same else None,
-        "max_prob_diff_vs_vllm_merged": round(max(diffs), 6) if diffs else None,
-    }
+def vllm_and_api(direct, via_api, url: str, items: list, alternate_block: int) -> tuple[dict, dict]:
+    """(3) and (5) take turns on blocks of the same items, so the box's load swings hit both alike; the prefix
+    cache is reset before each block. Returns each one's [verdicts, latencies, seconds] and (3)'s token counts."""
+    runs = {"vllm_merged": [[], [], 0.0], "judge_api": [[], [], 0.0]}
+    tokens = {"prompt_tokens": 0, "prefix_cache_hit_tokens": 0, "computed_tokens": 0, "seconds": 0.0}
+    for b, i in enumerate(range(0, len(items), alternate_block)):
+        block = items[i : i + alternate_block]
+        for name in ("vllm_merged", "judge_api") if b % 2 == 0 else ("judge_api", "vllm_merged"):
+            reset_prefix_cache(url)
+            before = vllm_counters(url)
+            verdicts, lat, seconds = (direct if name == "vllm_merged" else via_api)(block)
+            after = vllm_counters(url)
+            runs[name][0] += verdicts
+            runs[name][1] += lat
+            runs[name][2] += seconds
+            if name == "vllm_merged":
+                prompt = after["prompt_tokens"] - before["prompt_tokens"]
+                hits = after["cache_hits"] - before["cache_hits"]
+                tokens["prompt_tokens"] += int(prompt)
+                tokens["prefix_cache_hit_tokens"] += int(hits)
+                tokens["computed_tokens"] += int(prompt - hits)
+                tokens["seconds"] = round(tokens["seconds"] + seconds, 2)
+    return runs, tokens
 
 
 def repeated_items(items: list, n: int) -> list:
     """``n`` items cycling through ``items`` under new ids (for the memory test only)."""
     return [items[i % len(items)].model_copy(update={"id": f"rep{i}-{items[i % len(items)].id}"}) for i in range(n)]
+
+
+def set_result(
+    items, systems: dict, tokens: dict, token_counts: list[int], params: int, peaks: dict, dtype: str
+) -> dict:
+    """One set's figures: vllm_merged's model FLOP/s against the peaks, the ratios, and the most it could gain
+    over the in-process systems at 100% of the served dtype's peak, computing only what its prefix cache leaves."""
+    speed = {name: s["judgments_per_s"] for name, s in systems.items()}
+    computed_per_s = tokens["computed_tokens"] / tokens["seconds"]
+    per_judgment = {name: systems[name]["prompt_tokens"] / systems[name]["n_judgments"] for name in speed}
+    vllm_per_judgment = tokens["computed_tokens"] / systems["vllm_merged"]["n_judgments"]
+    peak = peaks[PEAK_KEY[dtype]]
+    return {
+        "pairs": len(items),
+        "n_judgments": 2 * len(items),
+        "mean_prompt_tokens": round(sum(token_counts) / max(2 * len(items), 1), 1),
+        "systems": systems,
+        "vllm_merged_tokens": {**tokens, "computed_tokens_per_s": round(computed_per_s, 1)},
+        **efficiency(params, computed_per_s, peaks, dtype),
+        "max_speedup_at_served_peak": {
+            name: round(
+                peak / (2 * params * per_judgment[name] * speed[name]) * per_judgment[name] / vllm_per_judgment, 2
+            )
+            for name in ("naive_generate", "hf_batched")
+        },
+        "ratios": {
+            "vllm_merged_over_naive": round(speed["vllm_merged"] / speed["naive_generate"], 2),
+            "vllm_merged_over_hf_batched": round(speed["vllm_merged"] / speed["hf_batched"], 2),
+            "judge_api_overhead": round(speed["vllm_merged"] / speed["judge_api"] - 1, 4),
+        },
+    }
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -267,6 +305,9 @@ def run(
     hf_n: int = 50,
     naive_n: int = 20,
     lora_n: int = 20,
+    long_n: int = 32,
+    min_response_tokens: int = 500,
+    dtype: str = "float32",
     request_items: int = 8,
     concurrency: int = 8,
     linear_sizes: tuple[int, ...] = (100, 400),
@@ -278,51 +319,68 @@ def run(
     work: Path = WORK_DIR,
     progress=print,
 ) -> dict:
-    """Every system on the same items; returns the scoring.json record. Sizes are pairs (x2 judgments),
-    except ``linear_sizes`` and ``memory_sizes``, which are judgments and items."""
+    """Every system on the same items of each set, in ``dtype`` (resolved: ``bench_dtype``); returns the
+    scoring.json record. Sizes are pairs (x2 judgments), except ``linear_sizes`` and ``memory_sizes``, which are
+    judgments and items; ``hf_n`` and ``naive_n`` cap both sets."""
+    from transformers import AutoConfig  # deferred: transformers takes seconds to import; only this path needs it
 
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     info = machine()
     data_dir = prepared_data(work)
-    test_items = load_items(data_dir / "test.jsonl", n)
     progress("judge: training briefly with `judgeloop train` unless a run is there ...")
     judge_dir = trained_judge(work, train_items)
     judge = load_judge(judge_dir)
-    merged = merged_judge(judge, progress=lambda *a, **k: None)  # what the production path serves on CPU
-    spec, tokenizer = judge.spec, merged.tokenizer()
+    overrides = (*vllm_overrides, f"--vllm.dtype={dtype}")
+    cfg = load_serve_config(SERVE_CONFIG, [f"--vllm.port={free_port()}", f"--log_dir={logs}", *overrides])
+    # what the production path serves on CPU, with the prompt budget vLLM renders with (every system the same)
+    merged = budgeted(merged_judge(judge, progress=lambda *a, **k: None), cfg.vllm.max_model_len)
+    spec, tokenizer = merged.spec, merged.tokenizer()
+    sets = {
+        "pandalm": load_items(data_dir / "test.jsonl", n),
+        "long": long_items(tokenizer, long_n, min_response_tokens),
+    }
+    if not sets["long"]:
+        raise DataError(f"no pair of {', '.join(LONG_SOURCES)} has two responses of {min_response_tokens}+ tokens")
+    counts = {name: prompt_tokens(spec, items, tokenizer) for name, items in sets.items()}
+    params = matmul_parameters(AutoConfig.from_pretrained(merged.model_path))
     result = {
         "machine": info,
         "model": {"base": judge.model_path, "judge": str(judge_dir), "fingerprint": judge.fingerprint},
+        "dtype": dtype,
+        "matmul_parameters": params,
     }
 
     progress("peak matmul FLOP/s (torch, bf16 and fp32) ...")
     peaks = [peak_flops()]
+    systems: dict[str, dict] = {name: {} for name in sets}
+    verdicts_of: dict[str, dict] = {name: {} for name in sets}
 
-    systems: dict[str, dict] = {}
-    verdicts_of: dict[str, list] = {}
+    def record(set_name, name, items, verdicts, lat, seconds, failures=None):
+        tokens = sum(counts[set_name][: len(items)])
+        systems[set_name][name] = system_figures(items, verdicts, lat, seconds, spec, tokens, failures)
+        verdicts_of[set_name][name] = verdicts
 
-    k = min(naive_n, len(test_items))
-    progress(f"(1) naive_generate: {2 * k} judgments, one generate() at a time ...")
-    start = time.perf_counter()
-    naive, lat, failures, params = naive_judgments(merged.model_path, spec, test_items[:k], merged.ref)
-    systems["naive_generate"] = system_figures(test_items[:k], naive, lat, time.perf_counter() - start, spec, failures)
-    verdicts_of["naive_generate"] = naive
+    for set_name, items in sets.items():
+        k = min(naive_n, len(items))
+        progress(f"(1) naive_generate on {set_name}: {2 * k} judgments, one generate() at a time ({dtype}) ...")
+        start = time.perf_counter()
+        naive, lat, failures, n_params = naive_judgments(merged.model_path, spec, items[:k], merged.ref, dtype)
+        record(set_name, "naive_generate", items[:k], naive, lat, time.perf_counter() - start, failures)
 
-    k = min(hf_n, len(test_items))
-    progress(f"(2) hf_batched: {2 * k} judgments ...")
-    start = time.perf_counter()
-    verdicts, lat = hf_batched_judgments(merged, tokenizer, test_items[:k], request_items)
-    systems["hf_batched"] = system_figures(test_items[:k], verdicts, lat, time.perf_counter() - start, spec)
-    verdicts_of["hf_batched"] = verdicts
+        k = min(hf_n, len(items))
+        progress(f"(2) hf_batched on {set_name}: {2 * k} judgments ({dtype}) ...")
+        start = time.perf_counter()
+        verdicts, lat = hf_batched_judgments(merged, tokenizer, items[:k], request_items, dtype)
+        record(set_name, "hf_batched", items[:k], verdicts, lat, time.perf_counter() - start)
 
     os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # vLLM's /reset_prefix_cache: each measurement starts cold
     warm_items = load_items(data_dir / "dev.jsonl", 4)
-    cfg = load_serve_config(SERVE_CONFIG, [f"--vllm.port={free_port()}", f"--log_dir={logs}", *vllm_overrides])
-    progress("(3) vllm_merged and (5) judge_api: starting vLLM with the merged judge and the judge API ...")
+    vllm_tokens = {}
+    progress(f"(3) vllm_merged and (5) judge_api: starting vLLM ({dtype}) with the merged judge and the judge API ...")
     with (
         start_judges(cfg, judges=[str(judge_dir)], candidates=[], progress=lambda *a, **k: None) as serving,
-        judge_api(judge_dir, serving.servers[0].url, logs / "judge-api.log") as (api_url, key),
+        judge_api(judge_dir, serving.servers[0].url, logs / "judge-api.log", dtype) as (api_url, key),
     ):
         (service,) = serving.services.values()
         url = serving.servers[0].url
@@ -331,63 +389,40 @@ def run(
         via_api = lambda chunk_items: drive_api(api_url, key, spec.name, chunk_items, request_items, concurrency)  # noqa: E731
         direct(warm_items)
         via_api(warm_items)
-        # (3) and (5) take turns on blocks of the same items, so the box's load swings hit both alike
-        runs = {"vllm_merged": [[], [], 0.0], "judge_api": [[], [], 0.0]}
-        tokens = {"prompt_tokens": 0, "prefix_cache_hit_tokens": 0, "computed_tokens": 0, "seconds": 0.0}
-        for b, i in enumerate(range(0, len(test_items), alternate_block)):
-            block = test_items[i : i + alternate_block]
-            order = ("vllm_merged", "judge_api") if b % 2 == 0 else ("judge_api", "vllm_merged")
-            for name in order:
-                reset_prefix_cache(url)
-                before = vllm_counters(url)
-                verdicts, lat, seconds = (direct if name == "vllm_merged" else via_api)(block)
-                after = vllm_counters(url)
-                runs[name][0] += verdicts
-                runs[name][1] += lat
-                runs[name][2] += seconds
-                if name == "vllm_merged":
-                    prompt = after["prompt_tokens"] - before["prompt_tokens"]
-                    hits = after["cache_hits"] - before["cache_hits"]
-                    tokens["prompt_tokens"] += int(prompt)
-                    tokens["prefix_cache_hit_tokens"] += int(hits)
-                    tokens["computed_tokens"] += int(prompt - hits)
-                    tokens["seconds"] = round(tokens["seconds"] + seconds, 2)
-        for name, (verdicts, lat, seconds) in runs.items():
-            systems[name] = system_figures(test_items, verdicts, lat, seconds, spec)
-            verdicts_of[name] = verdicts
-        progress(
-            f"    vllm_merged {systems['vllm_merged']['judgments_per_s']:.2f} judgments/s, "
-            f"judge_api {systems['judge_api']['judgments_per_s']:.2f}"
-        )
+        for set_name, items in sets.items():
+            runs, vllm_tokens[set_name] = vllm_and_api(direct, via_api, url, items, alternate_block)
+            for name, (verdicts, lat, seconds) in runs.items():
+                record(set_name, name, items, verdicts, lat, seconds)
+            progress(
+                f"    {set_name}: vllm_merged {systems[set_name]['vllm_merged']['judgments_per_s']:.2f} judgments/s, "
+                f"judge_api {systems[set_name]['judge_api']['judgments_per_s']:.2f}"
+            )
         peaks.append(peak_flops())
+        pandalm = sets["pandalm"]
 
         progress(f"linearity of vllm_merged at {', '.join(map(str, linear_sizes))} judgments ...")
-        ids = {i.id for i in test_items}
-        pool = test_items + [
+        ids = {i.id for i in pandalm}
+        pool = pandalm + [
             i for split in ("train", "dev", "test") for i in load_items(data_dir / f"{split}.jsonl") if i.id not in ids
         ]
         linearity = []
         for size in linear_sizes:
-            if size == systems["vllm_merged"]["n_judgments"]:  # the run above
-                secs = systems["vllm_merged"]["seconds"]
+            if size == systems["pandalm"]["vllm_merged"]["n_judgments"]:  # the run above
+                secs = systems["pandalm"]["vllm_merged"]["seconds"]
             else:
                 reset_prefix_cache(url)  # every size starts cold
                 _, _, secs = drive(service.score, pool[: size // 2], request_items, concurrency)
+            judgments = 2 * len(pool[: size // 2])
             linearity.append(
-                {
-                    "judgments": 2 * len(pool[: size // 2]),
-                    "seconds": round(secs, 2),
-                    "judgments_per_s": round(2 * len(pool[: size // 2]) / secs, 3),
-                }
+                {"judgments": judgments, "seconds": round(secs, 2), "judgments_per_s": round(judgments / secs, 3)}
             )
         result["linearity_vllm_merged"] = linearity
 
         progress(f"batch scoring memory (serve/batch.py) at {memory_sizes[0]} and {memory_sizes[1]} items ...")
-        base_items = test_items[:memory_distinct]
         memory = []
         for size in memory_sizes:
             src = work / f"memory-{size}.jsonl"
-            write_jsonl(src, repeated_items(base_items, size))
+            write_jsonl(src, repeated_items(pandalm[:memory_distinct], size))
             out = work / f"memory-{size}.verdicts.jsonl"
             out.unlink(missing_ok=True)
             with RssSampler() as rss:
@@ -409,65 +444,51 @@ def run(
             )
         result["batch_memory"] = memory
 
-    k = min(lora_n, len(test_items))
-    cfg = load_serve_config(SERVE_CONFIG, [f"--vllm.port={free_port()}", f"--log_dir={logs}", *vllm_overrides])
+    k = min(lora_n, len(pandalm))
+    cfg = load_serve_config(SERVE_CONFIG, [f"--vllm.port={free_port()}", f"--log_dir={logs}", *overrides])
     progress(f"(4) vllm_lora: starting vLLM with the judge as a LoRA adapter, {2 * k} judgments ...")
     with start_judges(cfg, judges=[], candidates=[str(judge_dir)], progress=lambda *a, **k: None) as serving:
         (service,) = serving.services.values()
         drive(service.score, warm_items, request_items, concurrency)
         reset_prefix_cache(serving.servers[0].url)
-        verdicts, lat, seconds = drive(service.score, test_items[:k], request_items, concurrency)
-    systems["vllm_lora"] = system_figures(test_items[:k], verdicts, lat, seconds, spec)
-    verdicts_of["vllm_lora"] = verdicts
+        verdicts, lat, seconds = drive(service.score, pandalm[:k], request_items, concurrency)
+    record("pandalm", "vllm_lora", pandalm[:k], verdicts, lat, seconds)
 
-    for name in ("hf_batched", "vllm_lora", "judge_api"):
-        systems[name].update(compare_verdicts(verdicts_of[name], verdicts_of["vllm_merged"]))
+    for set_name in sets:
+        for name in set(systems[set_name]) - {"vllm_merged", "naive_generate"}:
+            systems[set_name][name].update(
+                compare_verdicts(verdicts_of[set_name][name], verdicts_of[set_name]["vllm_merged"])
+            )
     peak = {d: max(p[d] for p in peaks) for d in ("bf16", "fp32")}
-    n_params = params["all"]
-    flops = 2 * n_params * tokens["computed_tokens"] / tokens["seconds"]  # the issue's formula
-    flops_non_embedding = 2 * params["non_embedding"] * tokens["computed_tokens"] / tokens["seconds"]
-    # what the others compute: every prompt token (no prefix cache), at their measured speed
-    prompt_tokens = {o: [render(spec, i, tokenizer, o).n_tokens for i in test_items] for o in ("ab", "ba")}
-    per_judgment = {
-        name: sum(sum(prompt_tokens[o][: systems[name]["n_judgments"] // 2]) for o in prompt_tokens)
-        / systems[name]["n_judgments"]
-        for name in ("naive_generate", "hf_batched")
+    per_set = {
+        name: set_result(items, systems[name], vllm_tokens[name], counts[name], params, peak, dtype)
+        for name, items in sets.items()
     }
-    others = {name: 2 * n_params * per_judgment[name] * systems[name]["judgments_per_s"] for name in per_judgment}
-    vllm_tokens_per_judgment = tokens["computed_tokens"] / systems["vllm_merged"]["n_judgments"]
-    speed = {name: s["judgments_per_s"] for name, s in systems.items()}
+    per_set["long"]["min_response_tokens"] = min_response_tokens
+    p = per_set["pandalm"]
+    speed = {name: s["judgments_per_s"] for name, s in p["systems"].items()}
     result.update(
         {
-            "n_judgments": 2 * len(test_items),
-            "n_params": n_params,
-            "n_params_non_embedding": params["non_embedding"],
             "peak_matmul_flops": {d: round(v) for d, v in peak.items()},
-            "systems": systems,
-            "vllm_merged_tokens": tokens,
-            "model_flops_per_s_vllm_merged": round(flops),
-            # vLLM serves float32 on CPU (bf16 flips near-tie verdicts), so its peak is the fp32 one
-            "efficiency_vllm_merged": round(flops / peak["fp32"], 4),
-            "efficiency_vllm_merged_vs_bf16_peak": round(flops / peak["bf16"], 4),
-            # the same with the matmul parameters only (2 x non-embedding parameters per token): what the cores computed
-            "efficiency_vllm_merged_non_embedding": round(flops_non_embedding / peak["fp32"], 4),
-            "model_flops_per_s": {**{k: round(v) for k, v in others.items()}, "vllm_merged": round(flops)},
-            # the most (3) could gain over a system in judgments/s: all of the fp32 peak, computing only the
-            # prompt tokens its prefix cache leaves (per judgment, on its own items)
-            "max_speedup_at_fp32_peak": {
-                name: round(peak["fp32"] / others[name] * per_judgment[name] / vllm_tokens_per_judgment, 2)
-                for name in others
-            },
+            "sets": per_set,
+            "targets": target_rows(per_set),
+            # PandaLM's figures under the names earlier runs used (the README's history, the smoke test)
+            "n_judgments": p["n_judgments"],
+            "n_params": n_params["all"],
+            "n_params_non_embedding": n_params["non_embedding"],
+            "systems": p["systems"],
+            "vllm_merged_tokens": p["vllm_merged_tokens"],
+            "efficiency_vs_served_dtype_peak": p["efficiency_vs_served_dtype_peak"],
             "ratios": {
-                "vllm_merged_over_naive": round(speed["vllm_merged"] / speed["naive_generate"], 2),
-                "vllm_merged_over_hf_batched": round(speed["vllm_merged"] / speed["hf_batched"], 2),
+                **p["ratios"],
                 "vllm_merged_over_vllm_lora": round(speed["vllm_merged"] / speed["vllm_lora"], 2),
-                "judge_api_overhead": round(speed["vllm_merged"] / speed["judge_api"] - 1, 4),
             },
             "settings": {
                 "request_items": request_items,
                 "concurrency": concurrency,
                 "serve_config": str(SERVE_CONFIG.relative_to(REPO_ROOT)),
-                "vllm_overrides": list(vllm_overrides),
+                "vllm_overrides": list(overrides),
+                "prompt_budget": spec.max_prompt_tokens,
                 "naive_max_new_tokens": NAIVE_MAX_NEW_TOKENS,
                 "memory_distinct_items": memory_distinct,
                 "alternate_block": alternate_block,

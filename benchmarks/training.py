@@ -9,9 +9,10 @@ is what the TRL docs show: a conversational prompt/completion dataset of the sam
 messages and ``SFTConfig(output_dir, use_cpu=True, num_train_epochs=1)`` (``use_cpu`` because
 TRL's default ``bf16=True`` refuses a CPU-only machine without it), with ``bf16`` set as judgeloop's
 ``auto`` sets it: off on a CPU without bf16 math, where TRL's default would emulate it ~100x slower
-and the ratio would measure that, not the trainers. Real tokens are the
-non-padding tokens each trainer counted. Dev agreement of both adapters is measured afterwards by
-the same code (judge/hf_backend.py + the scoring core, float32, both orders) on the first
+and the ratio would measure that, not the trainers. Real tokens are the non-padding tokens each
+trainer counted; their model FLOP/s (``flops_per_token``) is reported against the bf16 and the fp32
+matmul peaks measured in the same run, whichever dtype it trained in. Dev agreement of both adapters is
+measured afterwards by the same code (judge/hf_backend.py + the scoring core, float32, both orders) on the first
 ``dev_items`` non-tie dev pairs.
 """
 
@@ -31,6 +32,8 @@ from benchmarks.common import (
     WORK_DIR,
     load_items,
     machine,
+    matmul_parameters,
+    peak_flops,
     peak_rss_mb,
     prepared_data,
     recipe_on_file,
@@ -162,6 +165,31 @@ def dev_agreement(model_path: str, adapter: Path, dev_items: list) -> float:
 ABBA = ("trl_default", "judgeloop", "judgeloop", "trl_default")
 
 
+def flops_per_token(model_path: str, lora_layers: list[int] | None) -> dict:
+    """The model FLOPs a LoRA training step needs per real token (the same for both systems): 2 x the matmul
+    parameters forward, and 2 x those of the layers from the first adapted one up backward (the activations'
+    gradients; the frozen weights get none). LoRA's own small matmuls, attention scores and the recomputation of
+    gradient checkpointing are not counted. ``six_n`` is the full fine-tuning convention, 6 x the matmul
+    parameters: it counts weight gradients a frozen base does not compute, and overstates the work."""
+    from transformers import AutoConfig  # deferred: transformers takes seconds to import; only this path needs it
+
+    config = AutoConfig.from_pretrained(model_path)
+    params, layers = matmul_parameters(config), config.num_hidden_layers
+    first = min(lora_layers) if lora_layers else 0
+    backward = params * (layers - first) // layers
+    return {"counted": 2 * params + 2 * backward, "six_n": 6 * params, "matmul_parameters": params}
+
+
+def training_efficiency(tokens_per_s: float, per_token: dict, peaks: dict) -> dict:
+    """Model FLOP/s against the measured bf16 and fp32 matmul peaks (whichever dtype it trained in)."""
+    flops = tokens_per_s * per_token["counted"]
+    return {
+        "model_flops_per_s": round(flops),
+        **{f"efficiency_vs_{d}_peak": round(flops / peaks[d], 4) for d in ("bf16", "fp32")},
+        "efficiency_vs_bf16_peak_six_n": round(tokens_per_s * per_token["six_n"] / peaks["bf16"], 4),
+    }
+
+
 def system_figures(runs: list[dict], model_path: str, dev: list) -> dict:
     """One system's figures from its ABBA runs: mean epoch time, tokens/s of the summed tokens and seconds,
     the larger peak RSS, and the dev agreement of its last run's adapter (the runs are seeded alike)."""
@@ -190,6 +218,8 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
     subset = write_jsonl_subset(data_dir / "train.jsonl", out / "train-subset.jsonl", train_items)
     dev = load_items(data_dir / "dev.jsonl", dev_items, skip_ties=True)
     model_path = resolve_model(load_spec(SPEC).base_model)
+    progress("peak matmul FLOP/s (torch, bf16 and fp32) ...")
+    peaks = peak_flops()
     runs: dict[str, list[dict]] = {"trl_default": [], "judgeloop": []}
     lora = None
     # ABBA: each system runs twice, in the order A B B A, so a load that drifts during the run hits both alike
@@ -227,6 +257,11 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
             f"epoch {figures['epoch_seconds']:.1f} s"
         )
     systems = {name: system_figures(rs, model_path, dev) for name, rs in runs.items()}
+    per_token = flops_per_token(model_path, (lora or {}).get("layers"))
+    after = peak_flops()  # the peak measured before and after the runs: the better of the two
+    peaks = {d: max(v, after[d]) for d, v in peaks.items()}
+    for x in systems.values():
+        x.update(training_efficiency(x["tokens_per_s"], per_token, peaks))
     jl, trl = systems["judgeloop"], systems["trl_default"]
     return {
         "machine": info,
@@ -240,6 +275,8 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
         },
         "train_config": str(TRAIN_CONFIG.relative_to(REPO_ROOT)),
         "precision": {"bf16": resolve_bf16("auto"), "hardware": hardware()},  # both systems, as `auto` chose
+        "peak_matmul_flops": {d: round(v) for d, v in peaks.items()},
+        "flops_per_token": per_token,
         "lora": lora,
         "systems": systems,
         "ratios": {

@@ -38,7 +38,11 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     scoring = json.loads((results / "scoring.json").read_text())
-    assert {"machine", "model", "n_judgments", "peak_matmul_flops", "systems", "efficiency_vllm_merged"} <= set(scoring)
+    assert {"machine", "model", "dtype", "n_judgments", "peak_matmul_flops", "systems", "sets", "targets"} <= set(
+        scoring
+    )
+    assert scoring["dtype"] == "float32"  # configs/serve/cpu.yaml's vllm.dtype
+    assert set(scoring["sets"]) == {"pandalm", "long"}
     assert set(scoring["peak_matmul_flops"]) == {"bf16", "fp32"}
     assert all(v > 0 for v in scoring["peak_matmul_flops"].values())
     assert set(scoring["systems"]) == {"naive_generate", "hf_batched", "vllm_merged", "vllm_lora", "judge_api"}
@@ -50,7 +54,11 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     assert scoring["systems"]["hf_batched"]["same_verdicts_as_vllm_merged"] == 1.0
     assert scoring["systems"]["vllm_merged"]["parse_failures"] == 0
     assert scoring["production_merges_automatically"] is True
-    assert 0 < scoring["efficiency_vllm_merged_non_embedding"] < scoring["efficiency_vllm_merged"]
+    for name, x in scoring["sets"].items():
+        assert 0 < x["efficiency_vs_bf16_peak"] < x["efficiency_vs_served_dtype_peak"] == x["efficiency_vs_fp32_peak"]
+        assert set(x["ratios"]) == {"vllm_merged_over_naive", "vllm_merged_over_hf_batched", "judge_api_overhead"}
+        assert x["systems"]["judge_api"]["same_verdicts_as_vllm_merged"] == 1.0, name
+    assert {(t["set"], t["met"] is not None) for t in scoring["targets"]} == {("pandalm", True), ("long", True)}
     assert [x["judgments"] for x in scoring["linearity_vllm_merged"]] == [4, 16]
 
     training = json.loads((results / "training.json").read_text())
@@ -60,4 +68,5 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
         assert system["epoch_seconds"] > 0 and system["tokens_per_s"] > 0 and system["peak_rss_mb"] > 100, name
 
     table = (results / "README.md").read_text()
-    assert "vllm_merged" in table and "trl_default" in table
+    assert "vllm_merged" in table and "trl_default" in table and "| long | vllm_merged |" in table
+    assert "of the bf16 peak" in table and all(x["efficiency_vs_bf16_peak"] > 0 for x in training["systems"].values())
