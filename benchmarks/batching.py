@@ -141,7 +141,7 @@ def run(
                         runs[f"{name}/{set_name}"] = measure(service, url, items, params, request_items, concurrency)
                     finally:
                         service.backend.__dict__.pop("request_body", None)
-    progress("matmul peaks (torch, fp32 and bf16) ...")
+    progress("matmul peaks (torch.matmul and vLLM's oneDNN kernel, fp32 and bf16) ...")
     peaks = {"fp32": peak_matmul_flops("fp32"), "bf16": peak_matmul_flops("bf16")}
     result["peak_flops"] = peaks
     for name, r in runs.items():

@@ -201,6 +201,7 @@ def scoring_table(r: dict) -> list[str]:
         f"- measured matmul peak: {peak['fp32'] / 1e9:.0f} GFLOP/s fp32, {peak['bf16'] / 1e9:.0f} GFLOP/s bf16; "
         f"model FLOP/s = 2 x {r['matmul_parameters'] / 1e6:.1f}M matmul parameters x prompt tokens vLLM computed "
         "(prefix-cache hits excluded)",
+        *_peak_kernels_line(r),
     ]
     for set_name, x in r["sets"].items():
         t, q = x["vllm_merged_tokens"], x["ratios"]
@@ -284,7 +285,20 @@ def training_table(r: dict) -> list[str]:
             f"by the 6 x parameters convention judgeloop would be at {_pct(x['efficiency_vs_bf16_peak_six_n'])} "
             "of the bf16 peak"
         )
+        out += _peak_kernels_line(r)
     return out
+
+
+def _peak_kernels_line(r: dict) -> list[str]:
+    """Which kernel and shape gave each peak (runs since 2026-12-06: torch.matmul and vLLM's oneDNN kernel)."""
+    if "peak_matmul_kernels" not in r:
+        return []
+    parts = []
+    for key, kernels in r["peak_matmul_kernels"].items():
+        best = max(kernels, key=kernels.get)
+        torch_best = max((v for k, v in kernels.items() if k.startswith("torch.matmul")), default=0)
+        parts.append(f"{key} {kernels[best] / 1e9:.0f} GFLOP/s by {best} (torch.matmul's best {torch_best / 1e9:.0f})")
+    return ["- the peak is the best kernel and shape measured: " + "; ".join(parts)]
 
 
 def gpu_training_table(r: dict) -> list[str]:

@@ -65,13 +65,54 @@ def machine() -> dict:
 PEAK_KEY = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
-def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0, device: str | None = None) -> float:
-    """The best FLOP/s of ``torch.matmul`` on square ``size`` matrices in ``dtype`` (fp32, bf16, fp16) over
-    ``seconds``, on ``device`` (default: the GPU when there is one, else the CPU)."""
+# CPU shapes (M tokens x K in x N out): a square one and two transformer-layer-like ones. oneDNN reaches its
+# best on the latter (seen here: vLLM's fp32 kernel at ~500 GFLOP/s on 1024x576x1536 where torch.matmul,
+# MKL's sgemm on this AMD CPU, gave ~100-200 on 2048^3), so the peak a served model is held to is the best of them.
+CPU_PEAK_SHAPES = ((2048, 2048, 2048), (1024, 1024, 4096), (1024, 4096, 1024))
+
+
+def matmul_kernels(device: str) -> dict:
+    """The matmul kernels to take the peak over on ``device``: name -> prepare(a, w), which readies the kernel
+    for the weight ``w`` (N x K, as a linear layer stores it) once and returns a function computing a @ w.T.
+    ``torch.matmul`` everywhere; on a CPU where vLLM's oneDNN binding is installed also ``vllm.onednn_mm``, the
+    kernel vLLM runs every linear layer with on a CPU without AMX (vllm/model_executor/layers/utils.py:
+    dispatch_cpu_unquantized_gemm). torch.matmul alone is not the limit vLLM's kernels meet: the 2026-12-05
+    bench put vLLM at 165% of the fp32 peak torch.matmul measured."""
+    import torch
+
+    def torch_matmul(a, w):
+        wt = w.t()
+        return lambda: torch.matmul(a, wt)
+
+    kernels = {"torch.matmul": torch_matmul}
+    if device != "cpu":
+        return kernels
+    try:
+        from vllm import _custom_ops as ops  # deferred: vLLM is slow to import; only the CPU peak needs it
+    except Exception:  # noqa: BLE001  (no vLLM, or one built without the CPU ops: torch.matmul alone)
+        return kernels
+    if getattr(ops, "_supports_onednn", False):
+
+        def onednn_mm(a, w):
+            handler = ops.create_onednn_mm(w.t(), 32)
+            return lambda: ops.onednn_mm(handler, a, None)
+
+        kernels["vllm.onednn_mm"] = onednn_mm
+    return kernels
+
+
+def peak_matmul_detail(
+    dtype: str, size: int = 2048, seconds: float = 3.0, device: str | None = None
+) -> dict[str, float]:
+    """The best FLOP/s of each matmul kernel (``matmul_kernels``) on each shape, as "kernel MxKxN" -> FLOP/s, in
+    ``dtype`` (fp32, bf16, fp16) over ``seconds`` per kernel and shape, on ``device`` (default: the GPU when
+    there is one, else the CPU). On a GPU one square ``size`` shape; on a CPU ``CPU_PEAK_SHAPES`` (the square one
+    of side ``size``)."""
     import torch  # deferred: torch takes seconds to import; only this path needs it
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    shapes = [(size, size, size)]
     if device == "cpu":
         # a CPU without bf16 math emulates it ~100x slower: one 2048^3 matmul would take minutes, so
         # shrink the matrices until one product takes at most ~1 s (the peak is a rate: FLOP/s)
@@ -82,24 +123,48 @@ def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0, device
             if (time.perf_counter() - start) * 64 <= 1.0:
                 break
             size //= 2
-    a = torch.randn(size, size, device=device).to(dt)
-    b = torch.randn(size, size, device=device).to(dt)
-    out = torch.empty(size, size, device=device, dtype=dt)
-    torch.matmul(a, b, out=out)  # warm-up (kernel selection, page faults)
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.matmul(a, b, out=out)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
+        shapes = [(size, size, size)] if size < 2048 else [(size, size, size), *CPU_PEAK_SHAPES[1:]]
+    out: dict[str, float] = {}
+    for m, k, n in shapes:
+        a = torch.randn(m, k, device=device).to(dt)
+        w = torch.randn(n, k, device=device).to(dt)
+        for name, ready in matmul_kernels(device).items():
+            try:
+                run = ready(a, w)
+                run()  # warm-up (kernel selection, page faults)
+            except Exception:  # noqa: BLE001  (a kernel without this dtype: the others still measure)
+                continue
+            best, deadline = 0.0, time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                run()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = max(best, 2 * m * k * n / (time.perf_counter() - start))
+            out[f"{name} {m}x{k}x{n}"] = best
+    return out
 
 
-def peak_flops() -> dict[str, float]:
-    return {"bf16": peak_matmul_flops("bf16"), "fp32": peak_matmul_flops("fp32")}
+def peak_matmul_flops(dtype: str, size: int = 2048, seconds: float = 3.0, device: str | None = None) -> float:
+    """The machine's matmul peak in ``dtype``: the best of ``peak_matmul_detail``."""
+    return max(peak_matmul_detail(dtype, size, seconds, device).values())
+
+
+def peak_flops_detail(seconds: float = 1.0) -> dict[str, dict[str, float]]:
+    """What each kernel and shape reached, per dtype: {"bf16": {"kernel MxKxN": FLOP/s}, "fp32": {...}}."""
+    return {key: peak_matmul_detail(key, seconds=seconds) for key in ("bf16", "fp32")}
+
+
+def best_peaks(*details: dict[str, dict[str, float]]) -> tuple[dict[str, float], dict[str, dict[str, int]]]:
+    """The peaks of one or more ``peak_flops_detail`` measurements (the best of each dtype), and the best figure
+    of each kernel and shape over them, rounded, for the record."""
+    kernels = {
+        key: {name: round(max(d[key].get(name, 0.0) for d in details)) for name in details[0][key]}
+        for key in details[0]
+    }
+    return {key: float(max(v.values())) for key, v in kernels.items()}, kernels
 
 
 def matmul_parameters(config) -> int:

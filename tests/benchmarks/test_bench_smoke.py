@@ -45,6 +45,10 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     assert set(scoring["sets"]) == {"pandalm", "long"}
     assert set(scoring["peak_matmul_flops"]) == {"bf16", "fp32"}
     assert all(v > 0 for v in scoring["peak_matmul_flops"].values())
+    # the peak is the best of torch.matmul and vLLM's oneDNN kernel (the one vLLM serves with on this CPU)
+    for key, kernels in scoring["peak_matmul_kernels"].items():
+        assert {k.split()[0] for k in kernels} == {"torch.matmul", "vllm.onednn_mm"}, key
+        assert scoring["peak_matmul_flops"][key] == max(kernels.values()), key
     assert set(scoring["systems"]) == {"naive_generate", "hf_batched", "vllm_merged", "vllm_lora", "judge_api"}
     for name, system in scoring["systems"].items():
         assert SYSTEM_FIELDS <= set(system), name
