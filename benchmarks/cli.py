@@ -203,6 +203,17 @@ def scoring_table(r: dict) -> list[str]:
         "(prefix-cache hits excluded)",
         *_peak_kernels_line(r),
     ]
+    if r.get("layer_ceiling_flops"):
+        out.append(
+            f"- one of this model's decoder layers (its seven linear products on 2048 tokens, {dtype}) runs at "
+            + ", ".join(f"{v / 1e9:.0f} GFLOP/s with {k}" for k, v in r["layer_ceiling_flops"].items())
+            + ": the most a server using that kernel can reach on these shapes; vllm_merged against it: "
+            + "; ".join(
+                f"{set_name} "
+                + ", ".join(f"{_pct(v)} of {k}'s" for k, v in x.get("efficiency_vs_layer_ceiling", {}).items())
+                for set_name, x in r["sets"].items()
+            )
+        )
     for set_name, x in r["sets"].items():
         t, q = x["vllm_merged_tokens"], x["ratios"]
         out.append(

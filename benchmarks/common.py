@@ -167,15 +167,44 @@ def best_peaks(*details: dict[str, dict[str, float]]) -> tuple[dict[str, float],
     return {key: float(max(v.values())) for key, v in kernels.items()}, kernels
 
 
+def layer_linear_shapes(config) -> list[tuple[int, int]]:
+    """The (in, out) features of one Llama/Qwen2-style decoder layer's linear layers: q, k, v, o, gate, up, down."""
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    q, kv, mlp = heads * head_dim, kv_heads * head_dim, config.intermediate_size
+    return [(hidden, q), (hidden, kv), (hidden, kv), (q, hidden), (hidden, mlp), (hidden, mlp), (mlp, hidden)]
+
+
 def matmul_parameters(config) -> int:
     """The weights a token's forward pass multiplies by in a Llama/Qwen2-style decoder (attention projections
     and MLP of every layer): the embedding is a lookup and the output layer runs once per prompt in a judge, so
     neither counts. 2 x this x tokens/s is the model FLOP/s every efficiency figure here divides by a peak."""
-    hidden, heads = config.hidden_size, config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim  # q, o; k, v
-    return config.num_hidden_layers * (attention + 3 * hidden * config.intermediate_size)
+    return config.num_hidden_layers * sum(k * n for k, n in layer_linear_shapes(config))
+
+
+def layer_ceiling(config, dtype: str, tokens: int = 2048, seconds: float = 1.0) -> dict[str, float]:
+    """Per matmul kernel (``matmul_kernels``, CPU), the FLOP/s of one decoder layer's seven linear products on
+    ``tokens`` rows (vLLM's CPU step: 2048 tokens by default) in ``dtype``: the most a server using that kernel can
+    reach on this model's shapes, which can be far below the square-matrix peak when the layers are narrow."""
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    shapes = layer_linear_shapes(config)
+    flops = sum(2 * tokens * k * n for k, n in shapes)
+    out = {}
+    for name, ready in matmul_kernels("cpu").items():
+        runs = [ready(torch.randn(tokens, k).to(dt), torch.randn(n, k).to(dt)) for k, n in shapes]
+        for run in runs:
+            run()  # warm-up
+        best, deadline = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            for run in runs:
+                run()
+            best = max(best, flops / (time.perf_counter() - start))
+        out[name] = best
+    return out
 
 
 def bench_dtype(setting: str | None, device: str = "cpu") -> str:

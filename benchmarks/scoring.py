@@ -19,7 +19,8 @@ Systems (3)-(5) get requests of ``request_items`` pairs, ``concurrency`` in flig
 ``request_items`` pairs at a time (it uses every core). A judgment's latency is the wall time of
 the request that carried it. Also measured: the matmul peak (bf16, fp32) and the model FLOP/s
 (2 x matmul parameters x prompt tokens vLLM computed, prefix-cache hits excluded) of (3) per set, against
-the peak of the served dtype and of bf16 (benchmarks/figures.py has the targets); throughput of (3) at
+the peak of the served dtype and of bf16 (benchmarks/figures.py has the targets), and against what each matmul
+kernel (torch's, vLLM's oneDNN) reaches on one of this model's layers (``common.layer_ceiling``); throughput of (3) at
 several sizes; and the peak memory of batch scoring (serve/batch.py) at two sizes.
 """
 
@@ -44,6 +45,7 @@ from benchmarks.common import (
     WORK_DIR,
     RssSampler,
     best_peaks,
+    layer_ceiling,
     load_items,
     long_items,
     machine,
@@ -268,7 +270,14 @@ def repeated_items(items: list, n: int) -> list:
 
 
 def set_result(
-    items, systems: dict, tokens: dict, token_counts: list[int], params: int, peaks: dict, dtype: str
+    items,
+    systems: dict,
+    tokens: dict,
+    token_counts: list[int],
+    params: int,
+    peaks: dict,
+    dtype: str,
+    ceiling: dict | None = None,
 ) -> dict:
     """One set's figures: vllm_merged's model FLOP/s against the peaks, the ratios, and the most it could gain
     over the in-process systems at 100% of the served dtype's peak, computing only what its prefix cache leaves."""
@@ -284,6 +293,10 @@ def set_result(
         "systems": systems,
         "vllm_merged_tokens": {**tokens, "computed_tokens_per_s": round(computed_per_s, 1)},
         **efficiency(params, computed_per_s, peaks, dtype),
+        # against what each kernel reaches on one of this model's layers (vLLM's: vllm.onednn_mm on a CPU)
+        "efficiency_vs_layer_ceiling": {
+            name: round(2 * params * computed_per_s / flops, 4) for name, flops in (ceiling or {}).items()
+        },
         "max_speedup_at_served_peak": {
             name: round(
                 peak / (2 * params * per_judgment[name] * speed[name]) * per_judgment[name] / vllm_per_judgment, 2
@@ -344,7 +357,8 @@ def run(
     if not sets["long"]:
         raise DataError(f"no pair of {', '.join(LONG_SOURCES)} has two responses of {min_response_tokens}+ tokens")
     counts = {name: prompt_tokens(spec, items, tokenizer) for name, items in sets.items()}
-    params = matmul_parameters(AutoConfig.from_pretrained(merged.model_path))
+    config = AutoConfig.from_pretrained(merged.model_path)
+    params = matmul_parameters(config)
     result = {
         "machine": info,
         "model": {"base": judge.model_path, "judge": str(judge_dir), "fingerprint": judge.fingerprint},
@@ -352,8 +366,9 @@ def run(
         "matmul_parameters": params,
     }
 
-    progress("peak matmul FLOP/s (torch.matmul and vLLM's oneDNN kernel, bf16 and fp32) ...")
+    progress("peak matmul FLOP/s (torch.matmul and vLLM's oneDNN kernel, bf16 and fp32; this model's layers) ...")
     peaks = [peak_flops_detail()]
+    ceilings = [layer_ceiling(config, PEAK_KEY[dtype])]
     systems: dict[str, dict] = {name: {} for name in sets}
     verdicts_of: dict[str, dict] = {name: {} for name in sets}
 
@@ -399,6 +414,7 @@ def run(
                 f"judge_api {systems[set_name]['judge_api']['judgments_per_s']:.2f}"
             )
         peaks.append(peak_flops_detail())
+        ceilings.append(layer_ceiling(config, PEAK_KEY[dtype]))
         pandalm = sets["pandalm"]
 
         progress(f"linearity of vllm_merged at {', '.join(map(str, linear_sizes))} judgments ...")
@@ -461,8 +477,9 @@ def run(
                 compare_verdicts(verdicts_of[set_name][name], verdicts_of[set_name]["vllm_merged"])
             )
     peak, peak_kernels = best_peaks(*peaks)
+    ceiling = {name: round(max(c[name] for c in ceilings)) for name in ceilings[0]}
     per_set = {
-        name: set_result(items, systems[name], vllm_tokens[name], counts[name], params, peak, dtype)
+        name: set_result(items, systems[name], vllm_tokens[name], counts[name], params, peak, dtype, ceiling)
         for name, items in sets.items()
     }
     per_set["long"]["min_response_tokens"] = min_response_tokens
@@ -472,6 +489,7 @@ def run(
         {
             "peak_matmul_flops": {d: round(v) for d, v in peak.items()},
             "peak_matmul_kernels": peak_kernels,
+            "layer_ceiling_flops": ceiling,
             "sets": per_set,
             "targets": target_rows(per_set),
             # PandaLM's figures under the names earlier runs used (the README's history, the smoke test)

@@ -49,6 +49,9 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     for key, kernels in scoring["peak_matmul_kernels"].items():
         assert {k.split()[0] for k in kernels} == {"torch.matmul", "vllm.onednn_mm"}, key
         assert scoring["peak_matmul_flops"][key] == max(kernels.values()), key
+    assert set(scoring["layer_ceiling_flops"]) == {"torch.matmul", "vllm.onednn_mm"}
+    for x in scoring["sets"].values():
+        assert all(v > 0 for v in x["efficiency_vs_layer_ceiling"].values())
     assert set(scoring["systems"]) == {"naive_generate", "hf_batched", "vllm_merged", "vllm_lora", "judge_api"}
     for name, system in scoring["systems"].items():
         assert SYSTEM_FIELDS <= set(system), name

@@ -159,6 +159,13 @@ def test_the_scoring_table_shows_both_sets_and_the_targets():
     ]
     assert "| vllm_merged judgments/s >= 1.8 x 5.8 (committed) = 10.4 | pandalm | 11 | met |" in table
     assert goal == pytest.approx(10.44)
+    assert "runs at" not in table  # results written before the layer ceiling was measured
+    r["layer_ceiling_flops"] = {"torch.matmul": 6e11, "vllm.onednn_mm": 4e11}
+    for name, x in sets.items():
+        x["efficiency_vs_layer_ceiling"] = {"torch.matmul": 0.5 if name == "pandalm" else 0.25, "vllm.onednn_mm": 0.75}
+    (line,) = [line for line in cli.scoring_table(r) if "runs at" in line]
+    assert "600 GFLOP/s with torch.matmul, 400 GFLOP/s with vllm.onednn_mm" in line
+    assert "pandalm 50% of torch.matmul's, 75% of vllm.onednn_mm's; long 25% of torch.matmul's" in line
 
 
 def test_the_training_table_reports_the_bf16_peak_share():
@@ -213,6 +220,18 @@ def test_the_cpu_peak_is_taken_over_torch_and_vllms_onednn_kernel():
     assert set(detail) == {f"{name} 256x256x256" for name in kernels}
     assert all(v > 0 for v in detail.values())
     assert matmul_kernels("cuda").keys() == {"torch.matmul"}  # on a GPU vLLM's linear layers are torch's
+
+
+def test_one_layers_ceiling_covers_its_seven_products_per_kernel(tiny_model_dir):
+    from transformers import AutoConfig
+
+    from benchmarks.common import layer_ceiling, layer_linear_shapes, matmul_kernels, matmul_parameters
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    shapes = layer_linear_shapes(config)
+    assert len(shapes) == 7 and matmul_parameters(config) == config.num_hidden_layers * sum(k * n for k, n in shapes)
+    ceiling = layer_ceiling(config, "fp32", tokens=64, seconds=0.05)
+    assert set(ceiling) == set(matmul_kernels("cpu")) and all(v > 0 for v in ceiling.values())
 
 
 def test_the_peaks_are_the_best_kernel_over_runs_and_the_tables_say_which():
