@@ -33,6 +33,7 @@ SIZES = {
     "memory_sizes": ("100,1600", "16,64"),
     "train_items": (16, 4),
     "dev_items": (16, 4),
+    "peak_seconds": (1.0, 0.25),  # per matmul kernel and shape, each time the peaks are measured
 }
 
 
@@ -84,7 +85,7 @@ def add_commands(commands) -> None:
 def sizes(args) -> dict:
     out = {}
     for key, (full, quick) in SIZES.items():
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         out[key] = value if value is not None else (quick if args.quick else full)
     for key in ("linear_sizes", "memory_sizes"):
         out[key] = tuple(int(x) for x in str(out[key]).split(","))
@@ -107,7 +108,7 @@ def cmd_bench(args) -> int:
     start = time.perf_counter()
     # training first: scoring then reuses its judgeloop run as the judge
     if args.which in ("all", "training"):
-        result = training.run(s["train_items"], s["dev_items"], work, progress=log.info)
+        result = training.run(s["train_items"], s["dev_items"], work, s["peak_seconds"], progress=log.info)
         print(f"wrote {write_result('training', result, results)}")
     if args.which in ("all", "scoring"):
         result = scoring.run(
@@ -121,6 +122,7 @@ def cmd_bench(args) -> int:
             linear_sizes=s["linear_sizes"],
             memory_sizes=s["memory_sizes"],
             train_items=s["train_items"],
+            peak_seconds=s["peak_seconds"],
             work=work,
             progress=log.info,
         )

@@ -329,6 +329,7 @@ def run(
     memory_distinct: int = 25,
     alternate_block: int = 50,
     train_items: int = 16,
+    peak_seconds: float = 1.0,
     vllm_overrides: tuple[str, ...] = VLLM_OVERRIDES,
     work: Path = WORK_DIR,
     progress=print,
@@ -367,8 +368,8 @@ def run(
     }
 
     progress("peak matmul FLOP/s (torch.matmul and vLLM's oneDNN kernel, bf16 and fp32; this model's layers) ...")
-    peaks = [peak_flops_detail()]
-    ceilings = [layer_ceiling(config, PEAK_KEY[dtype])]
+    peaks = [peak_flops_detail(peak_seconds)]
+    ceilings = [layer_ceiling(config, PEAK_KEY[dtype], seconds=peak_seconds)]
     systems: dict[str, dict] = {name: {} for name in sets}
     verdicts_of: dict[str, dict] = {name: {} for name in sets}
 
@@ -413,8 +414,8 @@ def run(
                 f"    {set_name}: vllm_merged {systems[set_name]['vllm_merged']['judgments_per_s']:.2f} judgments/s, "
                 f"judge_api {systems[set_name]['judge_api']['judgments_per_s']:.2f}"
             )
-        peaks.append(peak_flops_detail())
-        ceilings.append(layer_ceiling(config, PEAK_KEY[dtype]))
+        peaks.append(peak_flops_detail(peak_seconds))
+        ceilings.append(layer_ceiling(config, PEAK_KEY[dtype], seconds=peak_seconds))
         pandalm = sets["pandalm"]
 
         progress(f"linearity of vllm_merged at {', '.join(map(str, linear_sizes))} judgments ...")

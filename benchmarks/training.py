@@ -210,7 +210,9 @@ def system_figures(runs: list[dict], model_path: str, dev: list) -> dict:
     }
 
 
-def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progress=print) -> dict:
+def run(
+    train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, peak_seconds: float = 1.0, progress=print
+) -> dict:
 
     out = work / "training"
     out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +222,7 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
     dev = load_items(data_dir / "dev.jsonl", dev_items, skip_ties=True)
     model_path = resolve_model(load_spec(SPEC).base_model)
     progress("peak matmul FLOP/s (torch.matmul and vLLM's oneDNN kernel, bf16 and fp32) ...")
-    before = peak_flops_detail()
+    before = peak_flops_detail(peak_seconds)
     runs: dict[str, list[dict]] = {"trl_default": [], "judgeloop": []}
     lora = None
     # ABBA: each system runs twice, in the order A B B A, so a load that drifts during the run hits both alike
@@ -260,7 +262,7 @@ def run(train_items: int = 32, dev_items: int = 24, work: Path = WORK_DIR, progr
     systems = {name: system_figures(rs, model_path, dev) for name, rs in runs.items()}
     per_token = flops_per_token(model_path, (lora or {}).get("layers"))
     # the peak measured before and after the runs: the better of the two
-    peaks, peak_kernels = best_peaks(before, peak_flops_detail())
+    peaks, peak_kernels = best_peaks(before, peak_flops_detail(peak_seconds))
     for x in systems.values():
         x.update(training_efficiency(x["tokens_per_s"], per_token, peaks))
     jl, trl = systems["judgeloop"], systems["trl_default"]
