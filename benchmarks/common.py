@@ -101,6 +101,24 @@ def matmul_kernels(device: str) -> dict:
     return kernels
 
 
+# a peak key -> torch's dtype name
+TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def best_rate(run, flops: float, seconds: float, sync=None) -> float:
+    """The best FLOP/s of ``run()`` (``flops`` a call) over ``seconds``; ``sync`` waits for the device (CUDA)."""
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if sync:
+            sync()
+        start = time.perf_counter()
+        run()
+        if sync:
+            sync()
+        best = max(best, flops / (time.perf_counter() - start))
+    return best
+
+
 def peak_matmul_detail(
     dtype: str, size: int = 2048, seconds: float = 3.0, device: str | None = None
 ) -> dict[str, float]:
@@ -110,7 +128,7 @@ def peak_matmul_detail(
     of side ``size``)."""
     import torch  # deferred: torch takes seconds to import; only this path needs it
 
-    dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    dt = getattr(torch, TORCH_DTYPE[dtype])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     shapes = [(size, size, size)]
     if device == "cpu":
@@ -124,26 +142,18 @@ def peak_matmul_detail(
                 break
             size //= 2
         shapes = [(size, size, size)] if size < 2048 else [(size, size, size), *CPU_PEAK_SHAPES[1:]]
+    kernels, sync = matmul_kernels(device), torch.cuda.synchronize if device == "cuda" else None
     out: dict[str, float] = {}
     for m, k, n in shapes:
         a = torch.randn(m, k, device=device).to(dt)
         w = torch.randn(n, k, device=device).to(dt)
-        for name, ready in matmul_kernels(device).items():
+        for name, ready in kernels.items():
             try:
                 run = ready(a, w)
                 run()  # warm-up (kernel selection, page faults)
             except Exception:  # noqa: BLE001  (a kernel without this dtype: the others still measure)
                 continue
-            best, deadline = 0.0, time.perf_counter() + seconds
-            while time.perf_counter() < deadline:
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                run()
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                best = max(best, 2 * m * k * n / (time.perf_counter() - start))
-            out[f"{name} {m}x{k}x{n}"] = best
+            out[f"{name} {m}x{k}x{n}"] = best_rate(run, 2 * m * k * n, seconds, sync)
     return out
 
 
@@ -189,21 +199,19 @@ def layer_ceiling(config, dtype: str, tokens: int = 2048, seconds: float = 1.0) 
     reach on this model's shapes, which can be far below the square-matrix peak when the layers are narrow."""
     import torch
 
-    dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    dt = getattr(torch, TORCH_DTYPE[dtype])
     shapes = layer_linear_shapes(config)
     flops = sum(2 * tokens * k * n for k, n in shapes)
     out = {}
     for name, ready in matmul_kernels("cpu").items():
         runs = [ready(torch.randn(tokens, k).to(dt), torch.randn(n, k).to(dt)) for k, n in shapes]
-        for run in runs:
-            run()  # warm-up
-        best, deadline = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
+
+        def layer(runs=runs):
             for run in runs:
                 run()
-            best = max(best, flops / (time.perf_counter() - start))
-        out[name] = best
+
+        layer()  # warm-up
+        out[name] = best_rate(layer, flops, seconds)
     return out
 
 
