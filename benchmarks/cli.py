@@ -77,7 +77,7 @@ def add_commands(commands) -> None:
     p.add_argument("--memory-sizes", help="items for batch scoring's memory, two comma-separated sizes")
     p.add_argument("--train-items", type=int, help="training pairs per system (x2 orders, one epoch)")
     p.add_argument("--dev-items", type=int, help="dev pairs for the trained adapters' agreement")
-    p.add_argument("--tokenizer", help="--gpu: a tokenizer directory (default: the embedded model's, if fetched)")
+    p.add_argument("--tokenizer", help="--gpu: a tokenizer directory (default: smollm2-135m-instruct's, if fetched)")
     p.add_argument("--results", help="where the JSON results and README.md go (default benchmarks/results)")
     p.add_argument("--work", help="scratch: data, runs, logs (default runs/bench)")
 

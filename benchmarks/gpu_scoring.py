@@ -3,7 +3,7 @@
 `judgeloop bench --gpu` (the default where torch sees a CUDA GPU) or ``python -m benchmarks.gpu_scoring``.
 It needs no downloads, no vLLM and no datasets (a GPU box here has torch, transformers, peft and accelerate
 only): the models are random-init Qwen2 shapes (benchmarks/gpu_training.py ``SHAPES``) with the vocabulary of
-a tokenizer directory (the embedded model's, or ``--tokenizer``); the items are synthetic pairs, generated
+a tokenizer directory (SmolLM2-135M-Instruct's, or ``--tokenizer``); the items are synthetic pairs, generated
 deterministically with set token lengths: a PandaLM-like set (responses of 40-120 tokens, prompts of about
 300 like PandaLM's) and a long set (responses of 500-700 tokens). Speed depends on the shape and the token
 counts, not on the weights' values or the words; verdicts of a random model mean nothing and are not reported.
@@ -155,16 +155,16 @@ def run_shape(shape: str, s: Settings, tokenizer, sets: dict, spec, peaks: dict,
 
 
 def tokenizer_dir(s: Settings) -> str:
-    """``--tokenizer``, else the embedded model's directory when it is fetched (nothing is downloaded here)."""
+    """``--tokenizer``, else SmolLM2-135M-Instruct's directory when it is fetched (nothing is downloaded here)."""
     from data import embedded_model
 
     if s.tokenizer:
         return s.tokenizer
-    if embedded_model.is_fetched():
-        return str(embedded_model.model_dir())
+    if embedded_model.is_fetched(embedded_model.SMOLLM2):  # the tokenizer these figures were measured with
+        return str(embedded_model.model_dir(embedded_model.SMOLLM2))
     raise ConfigError(
-        "--tokenizer: the embedded model is not fetched here and this benchmark downloads nothing; "
-        "give a tokenizer directory (e.g. a copy of the embedded model's)"
+        "--tokenizer: smollm2-135m-instruct is not fetched here and this benchmark downloads nothing; "
+        "give a tokenizer directory (e.g. a copy of smollm2-135m-instruct's)"
     )
 
 
@@ -229,7 +229,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, help="PandaLM-like pairs (default 256)")
     p.add_argument("--long-pairs", type=int, help="long pairs (default 64)")
     p.add_argument("--request-items", type=int, default=32, help="pairs per request (x2 prompts)")
-    p.add_argument("--tokenizer", help="a tokenizer directory (default: the embedded model's, if fetched)")
+    p.add_argument("--tokenizer", help="a tokenizer directory (default: smollm2-135m-instruct's, if fetched)")
     p.add_argument("--results", type=Path, default=RESULTS_DIR, help="where gpu_scoring.json goes")
     return p
 

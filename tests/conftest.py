@@ -47,15 +47,15 @@ def mirror() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
-    """The embedded default model (fetched once into the user cache; tests using it are slow)."""
+    """SmolLM2-135M-Instruct, the small real model (fetched once into the user cache; tests using it are slow)."""
     from data import embedded_model
 
-    return embedded_model.fetch()
+    return embedded_model.fetch(embedded_model.SMOLLM2)
 
 
 @pytest.fixture(scope="session")
 def gemma_dir() -> Path:
-    """Gemma-3-270M, the opt-in base model (fetched once into the user cache, ~1 minute; tests using it are slow)."""
+    """Gemma-3-270M, the embedded default (fetched once into the user cache, ~1 minute; tests using it are slow)."""
     from data import embedded_model
 
     return embedded_model.fetch("gemma3-270m")

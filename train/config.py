@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from data import embedded_model
-from data.config import load_config, option
+from data.config import load_config, load_merged, option, parse_overrides
 from data.dataset_registry import check_trainable, get_dataset
 from data.errors import ConfigError, JudgeloopError, Problem, UnknownNameError
 from data.spec import load_spec
@@ -456,6 +456,16 @@ def _check_model(ref: str | None) -> Problem | None:
     if path.is_dir() and not (path / "config.json").exists():
         return Problem(f"'{ref}' has no config.json: not a transformers checkpoint", field="base_model")
     return None
+
+
+def recipe_base_model(path: str | Path, overrides: list[str] | None = None) -> str | None:
+    """The base model a recipe trains (its ``base_model``, else its spec's), read without building the config,
+    which refuses an embedded model not fetched yet: what `judgeloop demo` fetches before it trains."""
+    data = load_merged(path) or {}
+    values = {**(data if isinstance(data, dict) else {}), **parse_overrides(overrides or [])}
+    if values.get("base_model"):
+        return str(values["base_model"])
+    return load_spec(str(values["spec"])).base_model if values.get("spec") else None
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

