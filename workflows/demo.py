@@ -1,8 +1,8 @@
 """`judgeloop demo`: the whole loop on the embedded default model, on a 2-core CPU box.
 
 fetch the recipe's base model (Gemma-3-270M by default) -> prepare PandaLM (grouped splits) -> fine-tune a LoRA
-judge on PandaLM's training split and the recipe's other sources, less every instruction of the demo's dev and
-test splits -> merge it ->
+judge on PandaLM's training split and the recipe's other sources, less every instruction of the demo's test
+split -> merge it ->
 validate the untuned base (incumbent) and the candidate on the held-out test split through
 vLLM -> gate -> register, promote only on a passing gate -> serve production through vLLM and
 the judge API -> score the test items through the API -> check the served verdicts equal the
@@ -118,11 +118,18 @@ def _prepare_data(out: Path, limit: int | None = None) -> Path:
 
 def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Sequence[str] = ()) -> Path:
     """Train unless a finished run with the same resolved config and data hashes is there."""
+    overrides = train_args(out, data_dir, train_config, train_overrides)
+    hashes = {split: sha256_file(data_dir / f"{split}.jsonl") for split in ("train", "dev")}
+    return steps.train_in_child(train_config, overrides, hashes)
+
+
+def train_args(out: Path, data_dir: Path, train_config: Path, train_overrides: Sequence[str] = ()) -> list[str]:
+    """The recipe's `judgeloop train` overrides for the demo's splits."""
     # the demo's PandaLM split replaces the recipe's pandalm; other sources it mixes in stay, less every item
-    # sharing an instruction with the demo's dev or test split (tulu1-human shares 169 with PandaLM)
+    # sharing an instruction with the demo's test split (tulu1-human shares 169 with PandaLM)
     data = load_train_config(train_config, list(train_overrides)).data
     mixed = [s for s in data.train if s != DATASET]
-    held = [*data.exclude_instructions_of, *(str(data_dir / f"{s}.jsonl") for s in ("dev", "test"))] if mixed else []
+    held = [*data.exclude_instructions_of, str(data_dir / "test.jsonl")] if mixed else []
     overrides = [
         f"--output_dir={out / 'train'}",
         f"--data.train=[{','.join([str(data_dir / 'train.jsonl'), *mixed])}]",
@@ -130,8 +137,7 @@ def _train(out: Path, data_dir: Path, train_config: Path, train_overrides: Seque
         *([f"--data.exclude_instructions_of=[{','.join(held)}]"] if held else []),
         *train_overrides,
     ]
-    hashes = {split: sha256_file(data_dir / f"{split}.jsonl") for split in ("train", "dev")}
-    return steps.train_in_child(train_config, overrides, hashes)
+    return overrides
 
 
 def _validate(name: str, items, verdicts, spec, out_dir: Path, incumbent=None, references=None) -> ValidationResult:

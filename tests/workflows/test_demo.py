@@ -61,3 +61,35 @@ def test_an_interrupted_validation_is_scored_again_not_refused(tmp_path):
     path.write_text(lines[0] + "\n" + lines[1] + "\n")
     assert [v.id for v in _finished_verdicts(path, items, lambda: ref.fingerprint)] == ["i0", "i1"]
     assert _finished_verdicts(path, items, lambda: "another judge") is None
+
+
+def test_the_demo_trains_no_instruction_of_its_test_split_from_any_source(tmp_path, mirror):
+    """The demo's recipe mixes other sources into PandaLM's demo split: every item that shares an instruction
+    with the demo's test split is dropped (tulu1-human shares 169 instructions with PandaLM). With the same split
+    seed the cross-source key already keeps them apart (the demo's 20% test lies in the registry's dev and
+    test); another seed for the other sources would not, and the exclusion is what keeps the test split clean."""
+    from data.grouping import item_keys
+    from data.jsonl import read_jsonl
+    from data.paths import CONFIGS_DIR
+    from data.schema import Item
+    from train.config import load_train_config
+    from train.data import load_sources
+    from workflows.demo import _prepare_data, train_args
+
+    recipe = CONFIGS_DIR / "train" / "smollm2-cpu-sources.yaml"  # the default's sources on the tests' model
+    data_dir = _prepare_data(tmp_path / "demo")
+    test_keys = set().union(*(item_keys(i) for i in read_jsonl(data_dir / "test.jsonl", Item)))
+    for seed, held in ((0, 0), (1, 1)):
+        prepared = f"--data.prepared_dir={tmp_path / f'prepared-{seed}'}"
+        args = train_args(tmp_path / "demo", data_dir, recipe, [prepared, f"--data.split_seed={seed}"])
+        cfg = load_train_config(recipe, args)
+        assert cfg.data.train[0] == str(data_dir / "train.jsonl") and "pandalm" not in cfg.data.train
+        assert "tulu1-human" in cfg.data.train
+        assert cfg.data.exclude_instructions_of == [str(data_dir / "test.jsonl")]
+        sources = {s.name: s for s in load_sources(cfg.data.train, "train", cfg.data, progress=lambda *_: None)}
+        assert (sources["tulu1-human"].held_out > 0) == bool(held), seed
+        for source in sources.values():
+            assert not any(item_keys(i) & test_keys for i in source.items), (seed, source.name)
+    # a recipe on PandaLM alone holds nothing out
+    alone = train_args(tmp_path / "demo", data_dir, CONFIGS_DIR / "train" / "smollm2-cpu.yaml")
+    assert not any(a.startswith("--data.exclude_instructions_of") for a in alone)
