@@ -28,7 +28,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow and not integration" --durations=10 $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m judgeloop demo
+	$(PY) -m judgeloop demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) -m judgeloop bench
