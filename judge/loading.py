@@ -122,6 +122,11 @@ def base_judge(spec: JudgeSpec, model: str | None = None) -> Judge:
 
 REGISTRY_PREFIX = "registry:"
 REVALIDATE = "the judge's files changed after it was fingerprinted: restore them, or re-validate and re-register it"
+MOVED_ALIAS = "embedded"
+MOVED_ALIAS_HINT = (
+    "'embedded' names gemma3-270m since 2026-12-06 (smollm2-135m-instruct before): a judge trained on the old "
+    'default loads with `"base_model": "smollm2-135m-instruct"` in its judge.json (the fingerprint checks it)'
+)
 
 
 def trusted_model_roots() -> list[Path]:
@@ -138,7 +143,14 @@ def _base_model_path(directory: Path, base: str, judge_file: Path) -> str:
     """What a judge directory's ``base_model`` loads: a path inside the directory, the embedded model or a
     hub id (both in the caches), or a path under a trusted root; anything else is refused."""
     inside = directory / base
-    path = inside if inside.exists() else Path(resolve_model(base))  # the embedded name -> its cached copy
+    try:
+        path = inside if inside.exists() else Path(resolve_model(base))  # the embedded name -> its cached copy
+    except ModelError as exc:
+        if base != MOVED_ALIAS:
+            raise
+        raise ModelError(
+            exc.first.message, path=str(judge_file), field="base_model", hint=f"{exc.first.hint}; {MOVED_ALIAS_HINT}"
+        ) from None
     if not path.exists():
         if Path(base).is_absolute() or base.startswith("."):
             raise ModelError(f"the judge's base model '{base}' is missing", path=str(judge_file), field="base_model")
@@ -174,11 +186,12 @@ def verify_weights(judge: Judge, meta: dict, judge_file: Path) -> None:
         return
     found = fingerprint(judge.spec, judge.model_path, judge.adapter_path)
     if found != judge.fingerprint:
+        moved = meta.get("base_model") == MOVED_ALIAS
         raise ModelError(
             f"the judge's files give fingerprint {found[:16]}, not the {str(judge.fingerprint)[:16]} it carries",
             path=str(judge_file),
-            field="fingerprint",
-            hint=REVALIDATE,
+            field="base_model" if moved else "fingerprint",
+            hint=MOVED_ALIAS_HINT if moved else REVALIDATE,
         )
 
 

@@ -215,3 +215,32 @@ def test_a_hub_id_is_fingerprinted_by_its_cached_snapshot(tmp_path, tiny_model_d
     assert weights_identity("acme/not-downloaded") == "id:acme/not-downloaded"
     (snapshot / "model.safetensors").write_bytes(b"swapped")
     assert weights_identity("acme/tiny-judge") != identity
+
+
+# ------------------------------------------------------------------ the moved 'embedded' alias
+def test_a_judge_on_the_embedded_alias_says_the_alias_moved(tmp_path, tiny_model_dir, other_weights, monkeypatch):
+    """'embedded' named SmolLM2-135M before 2026-12-06 and names Gemma-3-270M now: a judge trained on the old
+    default is refused (never silently loaded on the other model), naming base_model and what to write there,
+    whether or not Gemma is fetched."""
+    from data.embedded_model import GEMMA, MARKER, SMOLLM2, model_dir
+
+    monkeypatch.setenv("JUDGELOOP_CACHE", str(tmp_path / "cache"))
+    d = judge_dir(tmp_path / "judge", tiny_model_dir, base_model="embedded")
+    for fetched in (False, True):
+        if fetched:  # 'gemma' fetched: weights other than the ones the judge was fingerprinted on
+            gemma = model_dir(GEMMA)
+            shutil.copytree(tiny_model_dir, gemma)
+            shutil.copyfile(other_weights, gemma / "model.safetensors")
+            (gemma / MARKER).write_text("{}")
+        with pytest.raises(ModelError) as err:
+            load_judge(d)
+        problem = err.value.first
+        assert (problem.path, problem.field) == (str(d / "judge.json"), "base_model"), problem
+        assert f'"base_model": "{SMOLLM2}"' in problem.hint
+    # following the hint loads it: the fingerprint is over the files, not the recorded name
+    smollm2 = model_dir(SMOLLM2)
+    shutil.copytree(tiny_model_dir, smollm2)
+    (smollm2 / MARKER).write_text("{}")
+    meta = json.loads((d / "judge.json").read_text())
+    (d / "judge.json").write_text(json.dumps({**meta, "base_model": SMOLLM2}))
+    assert load_judge(d).model_path == str(smollm2)
