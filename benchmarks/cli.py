@@ -34,6 +34,7 @@ SIZES = {
     "train_items": (16, 4),
     "dev_items": (16, 4),
     "peak_seconds": (1.0, 0.25),  # per matmul kernel and shape, each time the peaks are measured
+    "runs_per_system": (2, 1),  # training: ABBA, or A then B
 }
 
 
@@ -77,6 +78,12 @@ def add_commands(commands) -> None:
     p.add_argument("--memory-sizes", help="items for batch scoring's memory, two comma-separated sizes")
     p.add_argument("--train-items", type=int, help="training pairs per system (x2 orders, one epoch)")
     p.add_argument("--dev-items", type=int, help="dev pairs for the trained adapters' agreement")
+    p.add_argument(
+        "--runs-per-system",
+        type=int,
+        choices=(1, 2),
+        help="training runs of each system: 2 in the order A B B A (default), 1 in A B (--quick)",
+    )
     p.add_argument("--tokenizer", help="--gpu: a tokenizer directory (default: smollm2-135m-instruct's, if fetched)")
     p.add_argument("--results", help="where the JSON results and README.md go (default benchmarks/results)")
     p.add_argument("--work", help="scratch: data, runs, logs (default runs/bench)")
@@ -108,7 +115,9 @@ def cmd_bench(args) -> int:
     start = time.perf_counter()
     # training first: scoring then reuses its judgeloop run as the judge
     if args.which in ("all", "training"):
-        result = training.run(s["train_items"], s["dev_items"], work, s["peak_seconds"], progress=log.info)
+        result = training.run(
+            s["train_items"], s["dev_items"], work, s["peak_seconds"], s["runs_per_system"], progress=log.info
+        )
         print(f"wrote {write_result('training', result, results)}")
     if args.which in ("all", "scoring"):
         result = scoring.run(

@@ -70,6 +70,7 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
 
     training = json.loads((results / "training.json").read_text())
     assert set(training["systems"]) == {"judgeloop", "trl_default"}
+    assert training["subset"]["order"] == ["trl_default", "judgeloop"]  # --quick: one run each, not ABBA
     for name, system in training["systems"].items():
         assert {"epoch_seconds", "tokens_per_s", "peak_rss_mb", "dev_agreement"} <= set(system), name
         assert system["epoch_seconds"] > 0 and system["tokens_per_s"] > 0 and system["peak_rss_mb"] > 100, name

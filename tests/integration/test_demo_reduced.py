@@ -2,14 +2,19 @@
 
 Same code path as `make demo` (fetch, grouped splits, LoRA training, merge, base and candidate
 validated through vLLM, gate, registry, `judgeloop serve` as a child process, scoring through the
-API, served == validated, report, summary.json); only the split sizes and the step count differ.
+API, served == validated, report, summary.json); only the split sizes, the step count and vLLM's eager mode
+differ. Eager mode skips torch.compile, which costs about 75 s per vLLM start on 2 cores and the demo starts
+vLLM five times here (measured 2026-12-06: 524 s compiled, 252 s eager for the first pass); vLLM's compiled
+start, what `make demo` and production serve with, is exercised by tests/benchmarks/test_bench_smoke.py.
 """
 
 import json
 import logging
+from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from data.paths import CONFIGS_DIR
 from workflows.demo import run_demo
@@ -57,13 +62,24 @@ def _our_children(out, model_dir) -> list[str]:
     return found
 
 
+def eager_serve_config(tmp_path) -> Path:
+    """configs/serve/cpu.yaml with vLLM in eager mode (the module docstring says why)."""
+    config = yaml.safe_load((CONFIGS_DIR / "serve" / "cpu.yaml").read_text())
+    assert config["vllm"].get("enforce_eager", False) is False  # the shipped config compiles; only this test differs
+    config["vllm"]["enforce_eager"] = True
+    path = tmp_path / "serve-eager.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mirror, smollm2_dir, capsys, caplog):
     caplog.set_level(logging.INFO, logger="judgeloop")  # the stages are progress: the judgeloop logger
     out = tmp_path / "demo"
+    serve_config = eager_serve_config(tmp_path)
     summary = run_demo(
         out,
         CONFIGS_DIR / "train" / "smollm2-cpu.yaml",
-        CONFIGS_DIR / "serve" / "cpu.yaml",
+        serve_config,
         CONFIGS_DIR / "gates" / "default.yaml",
         limit=24,
         train_overrides=[
@@ -95,6 +111,7 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
     ):
         assert (out / path).exists(), path
     assert "[9/10] report" in printed and "report:" in printed
+    assert yaml.safe_load((out / "serve.yaml").read_text())["vllm"]["enforce_eager"] is True  # what `serve` ran
     # the last stage ranks vicuna80-human's systems (its first 3 questions here) corrected with 20% of the votes
     v = summary["vicuna80"]
     assert len(v["ranking_human"]) == len(v["ranking_judge"]) == len(v["ranking_corrected"]) == 9
@@ -111,7 +128,7 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
     run_demo(
         out,
         CONFIGS_DIR / "train" / "smollm2-cpu.yaml",
-        CONFIGS_DIR / "serve" / "cpu.yaml",
+        serve_config,
         CONFIGS_DIR / "gates" / "default.yaml",
         limit=24,
         train_overrides=[
