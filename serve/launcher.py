@@ -225,6 +225,10 @@ def vllm_env(plan: ServerPlan, cfg) -> dict[str, str]:
     env.pop(API_KEY_ENV, None)  # vLLM never needs the judge API's secret
     if cfg.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.cpu_kvcache_space_gib)
+        # vLLM 0.32 on CPU saves an AOT-compiled model on every start but cannot load one ("'function' object has
+        # no attribute 'finalize_loading'"), so every start compiled again (60-75 s on 2 cores); its older compile
+        # cache does load, for any judge of the same architecture (benchmarks/vllm_startup.py). Set it to 1 to undo.
+        env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         if cfg.cpu_reserved_cores is not None:
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(cfg.cpu_reserved_cores)
     elif plan.devices is not None:

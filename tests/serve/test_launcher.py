@@ -64,7 +64,8 @@ def judges(tmp_path):
     ]
 
 
-def test_cpu_plan_one_server_per_model(tmp_path):
+def test_cpu_plan_one_server_per_model(tmp_path, monkeypatch):
+    monkeypatch.delenv("VLLM_USE_AOT_COMPILE", raising=False)
     cfg = load_serve_config(None, ["--vllm.port=9100"]).vllm
     served = judges(tmp_path)
     plans = plan_servers(served, cfg)
@@ -86,6 +87,9 @@ def test_cpu_plan_one_server_per_model(tmp_path):
     assert "--enable-lora" not in vllm_command(plans[1], cfg)
     env = vllm_env(plans[0], cfg)
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "False"
+    assert env["VLLM_USE_AOT_COMPILE"] == "0"  # on CPU its cache never loads; the older compile cache does
+    monkeypatch.setenv("VLLM_USE_AOT_COMPILE", "1")
+    assert vllm_env(plans[0], cfg)["VLLM_USE_AOT_COMPILE"] == "1"  # a user's own setting wins
     reserved = load_serve_config(None, ["--vllm.cpu_reserved_cores=0"]).vllm
     assert vllm_env(plans[0], reserved)["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
