@@ -3,9 +3,11 @@
 Same code path as `make demo` (fetch, grouped splits, LoRA training, merge, base and candidate
 validated through vLLM, gate, registry, `judgeloop serve` as a child process, scoring through the
 API, served == validated, report, summary.json); only the split sizes, the step count and vLLM's eager mode
-differ. Eager mode skips torch.compile, which costs about 75 s per vLLM start on 2 cores and the demo starts
-vLLM five times here (measured 2026-12-06: 524 s compiled, 252 s eager for the first pass); vLLM's compiled
-start, what `make demo` and production serve with, is exercised by tests/benchmarks/test_bench_smoke.py.
+differ. Eager mode skips torch.compile, which took about 75 s on every vLLM start on 2 cores while vLLM's AOT
+cache never loaded (2026-12-06: 524 s compiled, 252 s eager for the first pass; the test starts vLLM five times);
+with the compile cache that now loads (serve/launcher.py), the first start still compiles and later ones load
+for ~20-35 s. vLLM's compiled start, what `make demo` and production serve with, is exercised by
+tests/benchmarks/test_bench_smoke.py.
 """
 
 import json
