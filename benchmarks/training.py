@@ -220,6 +220,9 @@ def run(
 ) -> dict:
     """Both systems on the same subset, ``runs_per_system`` times each: 2 is the ABBA order (the figures), 1 is
     A then B (``--quick``: checks that it runs, not the ratio)."""
+    if runs_per_system not in (1, 2):
+        raise ValueError(f"runs_per_system is 1 or 2, not {runs_per_system}")
+    order = ABBA[: 2 * runs_per_system]
 
     out = work / "training"
     out.mkdir(parents=True, exist_ok=True)
@@ -230,9 +233,6 @@ def run(
     model_path = resolve_model(load_spec(SPEC).base_model)
     progress("peak matmul FLOP/s (torch.matmul and vLLM's oneDNN kernel, bf16 and fp32) ...")
     before = peak_flops_detail(peak_seconds)
-    if runs_per_system not in (1, 2):
-        raise ValueError(f"runs_per_system is 1 or 2, not {runs_per_system}")
-    order = ABBA[: 2 * runs_per_system]
     runs: dict[str, list[dict]] = {"trl_default": [], "judgeloop": []}
     lora = None
     # ABBA: each system runs twice, in the order A B B A, so a load that drifts during the run hits both alike

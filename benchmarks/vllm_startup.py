@@ -46,7 +46,7 @@ def one_start(judge: str, setting: str, cache: Path, log_dir: Path, items: list[
     with start_judges(cfg, judges=[judge], candidates=[], progress=lambda *a, **k: None) as serving:
         ready = time.perf_counter() - start
         (service,) = serving.services.values()
-        probs = [v.probs for v in service.score_stream(items, True, len(items) or 1)] if items else None
+        probs = [v.probs for v in service.score_stream(items, True, len(items))] if items else None
     (log,) = set(log_dir.glob("vllm-*.log")) - before
     text = log.read_text(errors="replace")
     init = INIT.search(text)
