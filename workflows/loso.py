@@ -68,6 +68,9 @@ class FoldRow(_Model):
         f"bound > 0; null under {MIN_ITEMS_FOR_TARGETS} non-tie items"
     )
     judge_fingerprint: str
+    git_commit: Optional[str] = Field(
+        default=None, description="the code the fold trained and scored with (HEAD when the fold started, '+dirty')"
+    )
     train_command: str = Field(description="the fold's training, as one command")
     validation: str = Field(description="the fold's validation.json")
 
@@ -81,7 +84,7 @@ class LosoResult(_Model):
     sources: list[str]
     max_items: Optional[int] = Field(description="items per left-out source (whole groups, seeded); null = all")
     rows: list[FoldRow]
-    git_commit: Optional[str]
+    git_commit: Optional[str] = Field(description="HEAD when the run started ('+dirty' with local changes)")
     versions: dict[str, str]
     seconds: float
 
@@ -114,7 +117,9 @@ def _interval(x) -> Interval | None:
     return Interval(value=x.value, ci_low=x.ci_low, ci_high=x.ci_high) if x is not None else None
 
 
-def fold_row(source: str, result: ValidationResult, command: str, validation: Path) -> FoldRow:
+def fold_row(
+    source: str, result: ValidationResult, command: str, validation: Path, commit: str | None = None
+) -> FoldRow:
     lc = result.length_control
     ref = result.reference_judges.get("pick-the-longer")
     diff = ref.judge_minus_reference.diff if ref else None
@@ -144,6 +149,7 @@ def fold_row(source: str, result: ValidationResult, command: str, validation: Pa
         beyond_length=_interval(beyond),
         meets=meets,
         judge_fingerprint=result.judge.fingerprint or "",
+        git_commit=commit,
         train_command=command,
         validation=str(validation),
     )
@@ -161,6 +167,7 @@ def run_fold(
     fold = fold_overrides(source, recipe, out, overrides)
     command = " ".join(["judgeloop train", str(recipe), *fold])
     log.info(f"fold '{source}': {command}")
+    commit = git_commit()  # the code this fold runs, whatever HEAD is when the table is written
     run_dir = steps.train_in_child(recipe, fold)
     merged = steps.merged(run_dir)
     spec = load_judge(merged).spec
@@ -180,7 +187,7 @@ def run_fold(
     validation = out / source / "validation.json"
     write_result(validation, result)
     write_report(result, out / source / "report")
-    return fold_row(source, result, command, validation)
+    return fold_row(source, result, command, validation, commit)
 
 
 def _fmt(x: Interval | None, sign: str = "") -> str:
@@ -218,7 +225,10 @@ def markdown(result: LosoResult) -> str:
         f"recipe {result.recipe} (sha256 {result.recipe_sha256[:12]}), overrides {' '.join(result.overrides) or '-'}, "
         f"git {result.git_commit}, {result.seconds / 60:.1f} min. Each fold's command:",
         "",
-        *[f"- `{r.train_command}`" for r in result.rows],
+        *[
+            f"- `{r.train_command}`" + (f" (git {r.git_commit})" if r.git_commit != result.git_commit else "")
+            for r in result.rows
+        ],
         "",
     ]
     return "\n".join(lines)
@@ -257,18 +267,19 @@ def run_loso(
     if unknown:
         raise JudgeloopError(f"{', '.join(unknown)} not among the sources left out", field="--only")
     started = time.monotonic()
+    commit = git_commit()
     rows = []
     for source in [s for s in sources if not only or s in only]:
         rows.append(run_fold(source, recipe, out, overrides, serve_config or _default_serve(), max_items, seed))
-        _write(out, recipe, overrides, sources, max_items, rows, started)
-    return _write(out, recipe, overrides, sources, max_items, rows, started)
+        _write(out, recipe, overrides, sources, max_items, rows, started, commit)
+    return _write(out, recipe, overrides, sources, max_items, rows, started, commit)
 
 
 def _default_serve() -> Path:
     return CONFIGS_DIR / "serve" / "cpu.yaml"
 
 
-def _write(out, recipe, overrides, sources, max_items, rows, started) -> LosoResult:
+def _write(out, recipe, overrides, sources, max_items, rows, started, commit) -> LosoResult:
     """loso.json and loso.md after every fold, so an interrupted run keeps what it finished."""
     result = LosoResult(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -278,7 +289,7 @@ def _write(out, recipe, overrides, sources, max_items, rows, started) -> LosoRes
         sources=list(sources),
         max_items=max_items,
         rows=rows,
-        git_commit=git_commit(),
+        git_commit=commit,
         versions=library_versions(),
         seconds=round(time.monotonic() - started, 1),
     )

@@ -47,10 +47,10 @@ def _result(judge_follows_length: bool):
 
 
 def test_a_judge_that_knows_the_labels_meets_the_bar_and_a_length_rule_does_not():
-    good = fold_row("s", _result(False), "judgeloop train x", Path("v.json"))
+    good = fold_row("s", _result(False), "judgeloop train x", Path("v.json"), commit="aaa")
     assert good.judge.value == 1.0 and good.judge_minus_longer.ci_low > 0
     assert good.shorter_preferred.value == 1.0 and good.beyond_length.ci_low > 0 and good.meets is True
-    lazy = fold_row("s", _result(True), "judgeloop train x", Path("v.json"))
+    lazy = fold_row("s", _result(True), "judgeloop train y", Path("v.json"), commit="bbb")
     assert lazy.judge_minus_longer.value == pytest.approx(0.0)
     assert lazy.shorter_preferred.value == 0.0 and lazy.meets is False
     table = markdown(
@@ -62,13 +62,15 @@ def test_a_judge_that_knows_the_labels_meets_the_bar_and_a_length_rule_does_not(
             sources=["s"],
             max_items=None,
             rows=[good, lazy],
-            git_commit=None,
+            git_commit="aaa",
             versions={},
             seconds=1.0,
         )
     )
     assert table.count("| s |") == 2 and "| yes |" in table and "| no |" in table
-    assert "`judgeloop train x`" in table
+    # a fold that trained on other code than the run started with says so; one on the run's code does not
+    assert "`judgeloop train y` (git bbb)" in table and "`judgeloop train x`\n" in table
+    assert "git aaa" in table
 
 
 @pytest.mark.parametrize(
