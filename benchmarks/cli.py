@@ -113,10 +113,15 @@ def cmd_bench(args) -> int:
     dtype = bench_dtype(args.dtype) if args.which in ("all", "scoring") else None  # before any model loads
     s = sizes(args)
     start = time.perf_counter()
+
+    def progress(message: str) -> None:  # each stage with the time it started at: where a run's minutes went
+        elapsed = int(time.perf_counter() - start)
+        log.info(f"[{elapsed // 60:d}:{elapsed % 60:02d}] {message}")
+
     # training first: scoring then reuses its judgeloop run as the judge
     if args.which in ("all", "training"):
         result = training.run(
-            s["train_items"], s["dev_items"], work, s["peak_seconds"], s["runs_per_system"], progress=log.info
+            s["train_items"], s["dev_items"], work, s["peak_seconds"], s["runs_per_system"], progress=progress
         )
         print(f"wrote {write_result('training', result, results)}")
     if args.which in ("all", "scoring"):
@@ -133,7 +138,7 @@ def cmd_bench(args) -> int:
             train_items=s["train_items"],
             peak_seconds=s["peak_seconds"],
             work=work,
-            progress=log.info,
+            progress=progress,
         )
         print(f"wrote {write_result('scoring', result, results)}")
     path = write_tables(results)
