@@ -223,9 +223,10 @@ def slice_values(table: Table) -> dict[str, list[str]]:
     return dims
 
 
-def slices(table: Table, boot: GroupBootstrap) -> dict:
-    """Main accuracy (with its interval), item count and swap consistency per slice value."""
-    main = table.main
+def slices(table: Table, boot: GroupBootstrap, mask: np.ndarray | None = None) -> dict:
+    """Main accuracy (with its interval), item count and swap consistency per slice value, over ``mask`` (default:
+    the main items; a reference judge passes the main items it has a verdict for)."""
+    main = table.main if mask is None else mask
     correct = table.correct
     pairs = table.order_pairs()
     out: dict = {}

@@ -246,6 +246,7 @@ def reference_summary(table: Table, ref: Table, boot: GroupBootstrap) -> dict:
         out["longer_preferred_rate"] = bias.verbosity_bias(ref)["longer_preferred_rate"]
         out["first_position_rate"] = bias.position_bias(ref)["first_position_rate"]
     out["judge_minus_reference"] = compare(table, ref, boot, table.main & covered)
+    out["slices"] = bias.slices(ref, boot, ref.main & covered)  # where the judge beats it, not only overall
     return out
 
 

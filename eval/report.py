@@ -319,6 +319,23 @@ def plot_slices(result: ValidationResult) -> str | None:
         ax.set_yticks(range(len(names)), [f"{n} (n={rows[n].n})" for n in names], fontsize=8)
         if overall is not None:
             ax.axvline(overall, color="black", ls="--", lw=1)
+        for (ref_name, ref), marker in zip(result.reference_judges.items(), "Dsv^"):  # each reference, same slices
+            ref_rows = ref.slices.get(dim, {})
+            at = [(i, ref_rows[n].accuracy.value) for i, n in enumerate(names) if n in ref_rows]
+            at = [(i, v) for i, v in at if v is not None]
+            if at:
+                ax.scatter(
+                    [v for _, v in at],
+                    [i for i, _ in at],
+                    marker=marker,
+                    facecolor="white",
+                    edgecolor="black",
+                    zorder=3,
+                    s=28,
+                    label=ref_name,
+                )
+        if result.reference_judges and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
         ax.set_xlim(0, 1)
         ax.set_title(f"accuracy by {dim} (dashed: overall)", fontsize=9)
     fig.tight_layout()

@@ -333,6 +333,9 @@ class ReferenceJudge(Section):
     first_position_rate: Optional[float] = None
     """Pairwise only."""
     judge_minus_reference: PairedComparison
+    slices: dict[str, dict[str, SliceRow]] = {}
+    """Its accuracy per slice value, on the slices of the judge's ``slices`` (empty in files written before
+    2026-12-07)."""
 
 
 class Comparison(Section):

@@ -123,6 +123,7 @@ def test_the_current_code_writes_what_the_old_code_wrote(tmp_path, monkeypatch):
         new, old = (json.loads((d / f"validation-{kind}-v1.json").read_text()) for d in (out, GOLDEN))
         newer = (".gate.baseline", ".gate.loosened", ".gate.external_verdicts")  # added since v1
         newer += (".gate.judge.engine", ".judge.engine", ".comparison.incumbent.engine")
+        newer += (".reference_judges.ref.slices",)  # a reference judge's accuracy per slice: added 2026-12-07
         # the shipped specs changed since v1 (their prompt budget is the model's: max_prompt_tokens null)
         # the verdict files are written by this run with today's pydantic, whose JSON differs from v1's by bytes
         # (not values): their hashes are provenance, not results

@@ -440,3 +440,31 @@ def test_cli_eval_with_a_registered_reference(tmp_path, pandalm, capsys):
     assert result["reference_judges"]["gpt-3.5-turbo"]["n_items"] == 120
     assert result["provenance"]["commands"][0].startswith("judgeloop eval --verdicts")
     assert "Accuracy" in capsys.readouterr().out
+
+
+def test_a_reference_judge_is_measured_on_the_judges_slices_where_it_has_verdicts():
+    """Where within the data the judge beats a reference (pick-the-longer, another judge), not only overall: the
+    reference's accuracy per slice value, over the main items it covers."""
+    from eval.report import plot_slices
+
+    items = [it for it in pairwise_items(120, group_size=2) if it.label in ("A", "B")]
+    flip = {"A": "B", "B": "A"}
+    judge = JudgeRef(name="j", fingerprint="f" * 64)
+    # the judge is right on 'alpha' and wrong on 'beta'; the reference judges only 'beta', always right
+    mine = [
+        Verdict(id=it.id, verdict=it.label if it.meta["source"] == "alpha" else flip[it.label], judge=judge)
+        for it in items
+    ]
+    ref = [Verdict(id=it.id, verdict=it.label, judge=judge) for it in items if it.meta["source"] == "beta"]
+    result = ValidationResult.model_validate(
+        evaluate(items, mine, PAIRWISE_SPEC, reference_verdicts={"other": ref}, n_boot=100)
+    )
+    assert result.slices["source"]["alpha"].accuracy.value == 1.0
+    assert result.slices["source"]["beta"].accuracy.value == 0.0
+    by_source = result.reference_judges["other"].slices["source"]
+    assert set(by_source) == {"beta"}  # no verdict on 'alpha': no row, not a zero
+    assert by_source["beta"].accuracy.value == 1.0
+    assert by_source["beta"].n == sum(it.meta["source"] == "beta" for it in items)
+    assert by_source["beta"].swap_consistency is None  # one order only
+    assert sum(r.n for r in result.reference_judges["other"].slices["length"].values()) == by_source["beta"].n
+    assert plot_slices(result)  # the judge's bars with the reference's markers
