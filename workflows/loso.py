@@ -49,6 +49,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FoldPart(_Model):
+    part: str = Field(description="a value of the items' meta.source within the left-out source")
+    n: int = Field(description="its non-tie items")
+    judge: Interval = Field(description="the fold judge's agreement on them")
+    longer: Optional[float] = Field(description="pick-the-longer's agreement on those where lengths differ")
+
+
 class FoldRow(_Model):
     source: str = Field(description="the source left out: trained on by no fold judge, validated here")
     n_items: int = Field(description="items of the source scored")
@@ -70,6 +77,9 @@ class FoldRow(_Model):
     judge_fingerprint: str
     git_commit: Optional[str] = Field(
         default=None, description="the code the fold trained and scored with (HEAD when the fold started, '+dirty')"
+    )
+    parts: list[FoldPart] = Field(
+        default=[], description="per part of a source made of several (meta.source), e.g. hhh-alignment's four"
     )
     train_command: str = Field(description="the fold's training, as one command")
     validation: str = Field(description="the fold's validation.json")
@@ -135,6 +145,17 @@ def fold_row(
             and beyond is not None
             and (beyond.ci_low or 0) > 0
         )
+    by_part = result.slices.get("source", {})
+    longer_by_part = ref.slices.get("source", {}) if ref else {}
+    parts = [
+        FoldPart(
+            part=name,
+            n=row.n,
+            judge=_interval(row.accuracy),
+            longer=longer_by_part[name].accuracy.value if name in longer_by_part else None,
+        )
+        for name, row in by_part.items()
+    ]
     return FoldRow(
         source=source,
         n_items=result.n_items,
@@ -150,6 +171,7 @@ def fold_row(
         meets=meets,
         judge_fingerprint=result.judge.fingerprint or "",
         git_commit=commit,
+        parts=parts if len(parts) > 1 else [],
         train_command=command,
         validation=str(validation),
     )
@@ -198,6 +220,29 @@ def _fmt(x: Interval | None, sign: str = "") -> str:
     return f"{x.value:{sign}.3f} [{x.ci_low:{sign}.3f}, {x.ci_high:{sign}.3f}]"
 
 
+def _parts_table(rows: list[FoldRow]) -> list[str]:
+    """The left-out sources made of several parts, part by part (no intervals for pick-the-longer: a rule)."""
+    lines = [
+        f"| {r.source} | {p.part.replace('|', '/')} | {p.n} | {_fmt(p.judge)} | {_fmt_rate(p.longer)} |"
+        for r in rows
+        for p in r.parts
+    ]
+    if not lines:
+        return []
+    return [
+        "Within a left-out source made of several parts (the items' meta.source):",
+        "",
+        "| left out | part | items (non-tie) | judge | pick-the-longer |",
+        "|---|---|---|---|---|",
+        *lines,
+        "",
+    ]
+
+
+def _fmt_rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def markdown(result: LosoResult) -> str:
     """loso.md: the table, then how it was made."""
     lines = [
@@ -209,7 +254,7 @@ def markdown(result: LosoResult) -> str:
     ]
     for r in result.rows:
         meets = "n/a" if r.meets is None else ("yes" if r.meets else "no")
-        longer = "n/a" if r.longer is None else f"{r.longer:.3f}"
+        longer = _fmt_rate(r.longer)
         lines.append(
             f"| {r.source} | {r.n_items} ({r.n}) | {r.no_verdict} | {_fmt(r.judge)} | {longer} | "
             f"{_fmt(r.judge_minus_longer, '+')} | {_fmt(r.shorter_preferred)} ({r.n_shorter_preferred}) | "
@@ -222,6 +267,7 @@ def markdown(result: LosoResult) -> str:
         "(interval), >= 0.50 where people preferred the shorter response, beyond-length lower bound > 0 "
         f"(sources with >= {MIN_ITEMS_FOR_TARGETS} non-tie items).",
         "",
+        *_parts_table(result.rows),
         f"recipe {result.recipe} (sha256 {result.recipe_sha256[:12]}), overrides {' '.join(result.overrides) or '-'}, "
         f"git {result.git_commit}, {result.seconds / 60:.1f} min. Each fold's command:",
         "",

@@ -67,10 +67,14 @@ def test_a_judge_that_knows_the_labels_meets_the_bar_and_a_length_rule_does_not(
             seconds=1.0,
         )
     )
-    assert table.count("| s |") == 2 and "| yes |" in table and "| no |" in table
+    assert table.count("| s | 240 (") == 2 and "| yes |" in table and "| no |" in table
     # a fold that trained on other code than the run started with says so; one on the run's code does not
     assert "`judgeloop train y` (git bbb)" in table and "`judgeloop train x`\n" in table
     assert "git aaa" in table
+    # a source made of parts (here meta.source 'alpha' and 'beta') is also shown part by part
+    assert [p.part for p in good.parts] == ["alpha", "beta"] and all(p.judge.value == 1.0 for p in good.parts)
+    assert sum(p.n for p in good.parts) == good.n and all(0 < p.longer < 1 for p in lazy.parts)
+    assert "| s | alpha |" in table and table.count("| s | beta |") == 2
 
 
 @pytest.mark.parametrize(
