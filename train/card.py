@@ -14,7 +14,7 @@ from pathlib import Path
 
 from data.config import to_dict
 from data.paths import JUDGE_FILE
-from data.provenance import git_commit, library_versions
+from data.provenance import library_versions
 from data.spec import JudgeSpec
 from judge.fingerprint import weights_identity
 from judge.precision import hardware, resolve_bf16, resolve_dtype
@@ -92,8 +92,11 @@ def write_run_files(
     tokens_per_s: float | None,
     world_size: int,
     wall_s: float,
+    commit: str | None,
     peak_gpu_gib: float | None = None,
 ) -> None:
+    """judge.json, card.json and card.md. ``commit``: ``git_commit()`` when training started (the code that
+    trained, whatever HEAD is when it ends)."""
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     judge = {
         "name": spec.name,
@@ -142,7 +145,7 @@ def write_run_files(
         "dev_curve": dev_curve(log_history),
         "loss_curve": loss_curve(log_history),
         "versions": library_versions(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "created": created,
     }
     (run_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")

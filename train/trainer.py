@@ -26,6 +26,7 @@ from data.config import load_yaml, to_dict
 from data.embedded_model import resolve_model
 from data.errors import ConfigError, DataError, JudgeloopError, ModelError
 from data.paths import JUDGE_FILE
+from data.provenance import git_commit
 from data.render import prompt_budget
 from data.schema import Item, JudgeRef
 from data.spec import JudgeSpec, load_spec
@@ -713,7 +714,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
     """Fine-tune, keep the best (or last) checkpoint by dev agreement, and write the run (judge) directory."""
     import torch  # deferred: torch takes seconds to import; only this path needs it
 
-    started = time.time()
+    started, commit = time.time(), git_commit()  # the code that trains: HEAD may move before it ends
     run = prepare_run(cfg, resume=resume, callbacks=callbacks, progress=progress)
     trainer, run_dir = run.trainer, run.run_dir
     state = trainer.args.distributed_state
@@ -791,6 +792,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence = (), p
             peak_gpu_gib=peak_gpu_gib,
             world_size=state.num_processes,
             wall_s=time.time() - started,
+            commit=commit,
         )
         say(
             f"\nrun directory: {run_dir}\n  adapter: {adapter_dir}\n  judge:   {run_dir / JUDGE_FILE} "

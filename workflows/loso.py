@@ -76,7 +76,8 @@ class FoldRow(_Model):
     )
     judge_fingerprint: str
     git_commit: Optional[str] = Field(
-        default=None, description="the code the fold trained and scored with (HEAD when the fold started, '+dirty')"
+        default=None,
+        description="the code the fold's judge trained with: its card's commit (HEAD when training started, '+dirty')",
     )
     parts: list[FoldPart] = Field(
         default=[], description="per part of a source made of several (meta.source), e.g. hhh-alignment's four"
@@ -189,8 +190,8 @@ def run_fold(
     fold = fold_overrides(source, recipe, out, overrides)
     command = " ".join(["judgeloop train", str(recipe), *fold])
     log.info(f"fold '{source}': {command}")
-    commit = git_commit()  # the code this fold runs, whatever HEAD is when the table is written
-    run_dir = steps.train_in_child(recipe, fold)
+    run_dir = steps.train_in_child(recipe, fold)  # a rerun reuses a finished fold: its card says which code trained it
+    commit = json.loads((run_dir / "card.json").read_text()).get("git_commit")
     merged = steps.merged(run_dir)
     spec = load_judge(merged).spec
     items = source_items(source, recipe, fold, max_items, seed)

@@ -324,6 +324,19 @@ def test_keep_last_makes_the_last_checkpoint_the_judge(tmp_path, tiny_model_dir)
     assert "kept checkpoint: step 6 (the last)" in (result.run_dir / "card.md").read_text()
 
 
+def test_the_card_names_the_code_that_trained_not_the_head_when_training_ended(tmp_path, tiny_model_dir, monkeypatch):
+    """A long run spans commits (a leave-one-source-out fold trains for an hour): the card records HEAD as it
+    was when training started, once."""
+    import train.trainer as trainer
+
+    heads = iter(["abc123 (at the start)", "def456 (committed meanwhile)"])
+    monkeypatch.setattr(trainer, "git_commit", lambda: next(heads))
+    result = train(tiny_config(tmp_path, tiny_model_dir, "--max_steps=2", dev=False), progress=QUIET)
+    card = json.loads((result.run_dir / "card.json").read_text())
+    assert card["git_commit"] == "abc123 (at the start)"
+    assert "`abc123 (at the start)`" in (result.run_dir / "card.md").read_text()
+
+
 def test_early_stopping_stops_when_dev_agreement_does_not_improve(tmp_path, tiny_model_dir):
     cfg = tiny_config(
         tmp_path,
