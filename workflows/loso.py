@@ -23,7 +23,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from data.dataset_registry import get_dataset
+from data.dataset_registry import get_dataset, load_reference_verdicts
 from data.errors import JudgeloopError
 from data.jsonl import read_jsonl
 from data.paths import CONFIGS_DIR
@@ -42,6 +42,7 @@ from workflows import steps
 
 log = logging.getLogger("judgeloop")
 SCHEMA_VERSION = 1
+LONGER = "pick-the-longer"
 MIN_ITEMS_FOR_TARGETS = 100  # the quality bar applies to left-out sources with at least this many non-tie items
 
 
@@ -54,6 +55,12 @@ class FoldPart(_Model):
     n: int = Field(description="its non-tie items")
     judge: Interval = Field(description="the fold judge's agreement on them")
     longer: Optional[float] = Field(description="pick-the-longer's agreement on those where lengths differ")
+
+
+class FoldReference(_Model):
+    n: int = Field(description="non-tie items it has a verdict for")
+    agreement: Interval = Field(description="its agreement with the human aggregate on them")
+    judge_minus: Interval = Field(description="paired: the fold judge minus it, on the same items")
 
 
 class FoldRow(_Model):
@@ -78,6 +85,10 @@ class FoldRow(_Model):
     git_commit: Optional[str] = Field(
         default=None,
         description="the code the fold's judge trained with: its card's commit (HEAD when training started, '+dirty')",
+    )
+    references: dict[str, FoldReference] = Field(
+        default={},
+        description="the source's own reference judges (registered with the dataset, e.g. PandaLM-7B for pandalm)",
     )
     parts: list[FoldPart] = Field(
         default=[], description="per part of a source made of several (meta.source), e.g. hhh-alignment's four"
@@ -124,6 +135,12 @@ def source_items(source: str, recipe: Path, overrides: Sequence[str], max_items:
     return seeded_groups(items, max_items, seed)
 
 
+def source_references(source: str) -> dict[str, list]:
+    """The verdicts of the judges registered with a source (PandaLM's: GPT-3.5 and PandaLM-7B), so a fold judge is
+    compared with them on the same items."""
+    return {name: list(load_reference_verdicts(source, name)) for name in get_dataset(source).reference_judges}
+
+
 def _interval(x) -> Interval | None:
     return Interval(value=x.value, ci_low=x.ci_low, ci_high=x.ci_high) if x is not None else None
 
@@ -132,7 +149,7 @@ def fold_row(
     source: str, result: ValidationResult, command: str, validation: Path, commit: str | None = None
 ) -> FoldRow:
     lc = result.length_control
-    ref = result.reference_judges.get("pick-the-longer")
+    ref = result.reference_judges.get(LONGER)
     diff = ref.judge_minus_reference.diff if ref else None
     shorter = lc.intervals.acc_shorter_preferred if lc else None
     beyond = lc.beyond_length.gain if lc and lc.beyond_length else None
@@ -172,6 +189,15 @@ def fold_row(
         meets=meets,
         judge_fingerprint=result.judge.fingerprint or "",
         git_commit=commit,
+        references={
+            name: FoldReference(
+                n=r.n,
+                agreement=_interval(r.metrics["accuracy"]),
+                judge_minus=_interval(r.judge_minus_reference.diff),
+            )
+            for name, r in result.reference_judges.items()
+            if name != LONGER
+        },
         parts=parts if len(parts) > 1 else [],
         train_command=command,
         validation=str(validation),
@@ -203,7 +229,7 @@ def run_fold(
         spec,
         judge_info={"version": f"loso-{source}"},
         dataset_info={"name": source, "split": "all" if max_items is None else f"sample of {len(items)}"},
-        reference_verdicts={"pick-the-longer": longer_rule_verdicts(items)},
+        reference_verdicts={LONGER: longer_rule_verdicts(items), **source_references(source)},
         seed=seed,
         n_boot=1000,
     )
@@ -240,6 +266,25 @@ def _parts_table(rows: list[FoldRow]) -> list[str]:
     ]
 
 
+def _references_table(rows: list[FoldRow]) -> list[str]:
+    """The left-out sources that come with their own reference judges: the fold judge against each."""
+    lines = [
+        f"| {r.source} | {name} | {ref.n} | {_fmt(ref.agreement)} | {_fmt(ref.judge_minus, '+')} |"
+        for r in rows
+        for name, ref in r.references.items()
+    ]
+    if not lines:
+        return []
+    return [
+        "Against the left-out source's own reference judges, on the items each has a verdict for:",
+        "",
+        "| left out | reference judge | items (non-tie) | its agreement | judge - it |",
+        "|---|---|---|---|---|",
+        *lines,
+        "",
+    ]
+
+
 def _fmt_rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -268,6 +313,7 @@ def markdown(result: LosoResult) -> str:
         "(interval), >= 0.50 where people preferred the shorter response, beyond-length lower bound > 0 "
         f"(sources with >= {MIN_ITEMS_FOR_TARGETS} non-tie items).",
         "",
+        *_references_table(result.rows),
         *_parts_table(result.rows),
         f"recipe {result.recipe} (sha256 {result.recipe_sha256[:12]}), overrides {' '.join(result.overrides) or '-'}, "
         f"git {result.git_commit}, {result.seconds / 60:.1f} min. Each fold's command:",

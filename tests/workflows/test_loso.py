@@ -41,9 +41,10 @@ def _result(judge_follows_length: bool):
             Verdict(id=it.id, verdict=pick, probs={pick: p, ("B" if pick == "A" else "A"): 1 - p}, judge=ref)
         )
     spec = load_spec("helpfulness-separate")
-    return evaluate(
-        items, verdicts, spec, reference_verdicts={"pick-the-longer": longer_rule_verdicts(items)}, n_boot=200
-    )
+    # a source's own reference judge: always "A", on half the items
+    always_a = [Verdict(id=it.id, verdict="A", judge=JudgeRef(name="a", fingerprint="a" * 64)) for it in items[::2]]
+    refs = {"pick-the-longer": longer_rule_verdicts(items), "always-a": always_a}
+    return evaluate(items, verdicts, spec, reference_verdicts=refs, n_boot=200)
 
 
 def test_a_judge_that_knows_the_labels_meets_the_bar_and_a_length_rule_does_not():
@@ -74,7 +75,18 @@ def test_a_judge_that_knows_the_labels_meets_the_bar_and_a_length_rule_does_not(
     # a source made of parts (here meta.source 'alpha' and 'beta') is also shown part by part
     assert [p.part for p in good.parts] == ["alpha", "beta"] and all(p.judge.value == 1.0 for p in good.parts)
     assert sum(p.n for p in good.parts) == good.n and all(0 < p.longer < 1 for p in lazy.parts)
+    # the source's own reference judges (not pick-the-longer, which has its columns), paired on their items
+    assert set(good.references) == {"always-a"} and good.references["always-a"].n < good.n
+    assert good.references["always-a"].judge_minus.ci_low > 0 and "| s | always-a |" in table
     assert "| s | alpha |" in table and table.count("| s | beta |") == 2
+
+
+def test_a_source_brings_its_registered_reference_judges(mirror):
+    from workflows.loso import source_references
+
+    refs = source_references("pandalm")
+    assert set(refs) == {"pandalm-7b", "gpt-3.5-turbo"} and all(len(v) == 999 for v in refs.values())
+    assert source_references("hhh-alignment") == {}
 
 
 @pytest.mark.parametrize(
