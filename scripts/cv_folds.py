@@ -1,6 +1,15 @@
 """Grouped K-fold cross-validation of a training recipe on one prepared dataset: a figure that does not hang
 on one lucky test split.
 
+    python scripts/cv_folds.py run configs/train/gemma3-cpu-sources.yaml --data runs/demo/data --out runs/cv
+
+``run`` does it all and resumes where it stopped: it writes the folds (``folds``), trains the recipe once per
+fold the way ``judgeloop demo`` trains it on its split (the fold's train part of the dataset in place of the
+recipe's ``pandalm``, the fold's dev part as dev; the recipe's other sources stay, less every item that shares an
+instruction with the fold's test part), merges each judge, scores the fold's test part through vLLM (the serving
+engine) and pools every fold's verdicts (``pool``). A fold whose run and verdicts are finished is reused. The
+steps by hand, as the 2026-11-29 figures were made (SmolLM2's PandaLM-only recipe, scored with transformers):
+
     python scripts/cv_folds.py folds --data runs/demo/data --out runs/cv        # writes runs/cv/fold{k}/...
     for k in 0 1 2 3; do
       judgeloop train configs/train/smollm2-cpu.yaml --output_dir=runs/cv/run$k \\
@@ -27,6 +36,7 @@ from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from data.errors import JudgeloopError  # noqa: E402
 from data.jsonl import read_jsonl  # noqa: E402
 from data.schema import Item, Verdict  # noqa: E402
 from data.spec import load_spec  # noqa: E402
@@ -34,15 +44,17 @@ from data.splits import group_fraction  # noqa: E402
 from eval.gate import write_result  # noqa: E402
 
 if TYPE_CHECKING:
+    from data.spec import JudgeSpec
     from eval.result import ValidationResult
 
+SPLITS = ("train", "dev", "test")
 FOLD_SEED, DEV_SEED, DEV_FRACTION, SUBSAMPLE_SEED = 100, 101, 0.125, 102
 
 
 def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> None:
     rows = [
         json.loads(line)
-        for split in ("train", "dev", "test")
+        for split in SPLITS
         for line in (data / f"{split}.jsonl").read_text().splitlines()
         if line.strip()
     ]
@@ -61,7 +73,7 @@ def make_folds(data: Path, out: Path, k: int, train_fraction: float = 1.0) -> No
         print(f"fold {fold}: " + ", ".join(f"{s} {len(v)}" for s, v in parts.items()))
 
 
-def pool(out: Path, k: int, spec_name: str, references: list[str]) -> ValidationResult:
+def pool(out: Path, k: int, spec: str | JudgeSpec, references: list[str]) -> ValidationResult:
     """Every fold's test items and verdicts as one validation, by the eval harness (its metrics, group bootstrap,
     baselines and length control), with pick-the-longer as a reference judge for the paired margin."""
     from eval.bias import longer_rule_verdicts  # deferred: as evaluate
@@ -82,7 +94,7 @@ def pool(out: Path, k: int, spec_name: str, references: list[str]) -> Validation
     result = evaluate(
         items,
         verdicts,
-        load_spec(spec_name),
+        load_spec(spec) if isinstance(spec, str) else spec,
         reference_verdicts=refs,
         judge_info={"name": f"{k}-fold cross-validation", "fingerprint": "cv:" + ",".join(fingerprints)},
     )
@@ -91,9 +103,45 @@ def pool(out: Path, k: int, spec_name: str, references: list[str]) -> Validation
     return result
 
 
+def run(
+    recipe: Path, data: Path, out: Path, k: int, overrides: list[str], serve_config: Path, train_fraction: float = 1.0
+) -> JudgeSpec:
+    """Folds, then per fold: train (``judgeloop demo``'s overrides for a split folder), merge, score the test part
+    through vLLM into ``run{k}/eval/verdicts.jsonl``, where ``pool`` reads it. Returns the judges' spec."""
+    import logging
+    import time
+
+    from data.provenance import sha256_file
+    from judge.loading import load_judge  # deferred: as pool's imports
+    from train.config import load_train_config
+    from workflows import steps
+    from workflows.demo import train_args
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the steps' progress (training, vLLM, scoring)
+    load_train_config(recipe, train_args(out / "run0", data, recipe, overrides))  # every config error before a fold
+    make_folds(data, out, k, train_fraction)  # seeded by instruction group: the same folds every time
+    spec, start = None, time.perf_counter()
+    for fold in range(k):
+        fold_dir, run_dir = out / f"fold{fold}", out / f"run{fold}"
+        elapsed = time.perf_counter() - start
+        print(
+            f"[{elapsed / 60:5.1f} min] fold {fold} of {k}: train, merge, score {fold_dir / 'test.jsonl'}", flush=True
+        )
+        hashes = {split: sha256_file(fold_dir / f"{split}.jsonl") for split in SPLITS}
+        judge_dir = steps.train_in_child(recipe, train_args(run_dir, fold_dir, recipe, overrides), hashes)
+        merged = steps.merged(judge_dir)
+        spec = load_judge(merged).spec
+        items = list(read_jsonl(fold_dir / "test.jsonl", Item))
+        steps.score_with_vllm(str(merged), items, run_dir / "eval" / "verdicts.jsonl", serve_config)
+    return spec
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("folds", "pool"))
+    p.add_argument("command", choices=("run", "folds", "pool"))
+    p.add_argument("recipe", nargs="?", type=Path, help="run: the training recipe (a judgeloop train config)")
+    p.add_argument("overrides", nargs="*", help="run: the recipe's --key=value overrides, as judgeloop train takes")
+    p.add_argument("--serve-config", type=Path, default=REPO / "configs" / "serve" / "cpu.yaml", help="run: vLLM")
     p.add_argument(
         "--data",
         type=Path,
@@ -116,10 +164,28 @@ def main(argv: list[str]) -> int:
         default=["pandalm:pandalm-7b", "pandalm:gpt-3.5-turbo"],
         help="pool: reference judges, as judgeloop eval --reference",
     )
-    args = p.parse_args(argv)
+    args, unknown = p.parse_known_args(argv)  # the recipe's --key=value overrides are not this script's options
+    if args.command != "run" and (unknown or args.recipe):
+        p.error(f"only run takes a recipe and overrides: {' '.join(unknown or [str(args.recipe)])}")
+    if args.command in ("run", "folds") and not all((args.data / f"{s}.jsonl").exists() for s in SPLITS):
+        p.error(
+            f"{args.data} has no train/dev/test.jsonl: `judgeloop demo` writes runs/demo/data, or "
+            f"`judgeloop data prepare pandalm --out DIR` and --data DIR (every item is used whatever its split)"
+        )
+    if args.k < 2:
+        p.error(f"--k must be at least 2, not {args.k}")
+    if args.command in ("run", "folds") and not 0 < args.train_fraction <= 1:
+        p.error(f"--train-fraction must be in (0, 1], not {args.train_fraction}")
+    if args.command == "run":
+        if args.recipe is None:
+            p.error("run needs a recipe: python scripts/cv_folds.py run configs/train/gemma3-cpu-sources.yaml")
+        overrides = [*args.overrides, *unknown]
+        try:
+            args.spec = run(args.recipe, args.data, args.out, args.k, overrides, args.serve_config, args.train_fraction)
+        except JudgeloopError as e:  # a bad recipe or override, a failed fold: one line, what is done stays
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.command == "folds":
-        if not 0 < args.train_fraction <= 1:
-            p.error(f"--train-fraction must be in (0, 1], not {args.train_fraction}")
         make_folds(args.data, args.out, args.k, args.train_fraction)
         return 0
     r = pool(args.out, args.k, args.spec, args.reference)
@@ -128,7 +194,7 @@ def main(argv: list[str]) -> int:
         f"pooled: {r.n} items, accuracy {acc.value:.3f} [{acc.ci_low:.3f}, {acc.ci_high:.3f}]; "
         f"where humans chose the shorter {r.length_control.acc_shorter_preferred:.3f}"
     )
-    for name, ref in r.reference_judges.items():
+    for name, ref in r.reference_judges.items():  # pick-the-longer and the dataset's registered references
         diff = ref.judge_minus_reference.diff
         print(
             f"  {name}: {ref.metrics['accuracy'].value:.3f}; judge minus it {diff.value:+.3f} "
