@@ -334,7 +334,7 @@ def plot_slices(result: ValidationResult) -> str | None:
                     s=28,
                     label=ref_name,
                 )
-        if result.reference_judges and ax.get_legend_handles_labels()[0]:
+        if ax.get_legend_handles_labels()[0]:  # a reference drew a marker
             ax.legend(fontsize=7, loc="lower right")
         ax.set_xlim(0, 1)
         ax.set_title(f"accuracy by {dim} (dashed: overall)", fontsize=9)

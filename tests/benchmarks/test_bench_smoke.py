@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from judge.precision import bf16_is_fast
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -45,9 +46,12 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     assert set(scoring["sets"]) == {"pandalm", "long"}
     assert set(scoring["peak_matmul_flops"]) == {"bf16", "fp32"}
     assert all(v > 0 for v in scoring["peak_matmul_flops"].values())
-    # the peak is the best of torch.matmul and vLLM's oneDNN kernel (the one vLLM serves with on this CPU)
+    # the peak is the best of torch.matmul and vLLM's oneDNN kernel (the one vLLM serves with on this CPU); on a
+    # CPU without bf16 math oneDNN has no bf16 matmul (it cannot create the primitive), so torch's emulation is all
+    both = {"torch.matmul", "vllm.onednn_mm"}
+    expected = {"fp32": both, "bf16": both if bf16_is_fast() else {"torch.matmul"}}
     for key, kernels in scoring["peak_matmul_kernels"].items():
-        assert {k.split()[0] for k in kernels} == {"torch.matmul", "vllm.onednn_mm"}, key
+        assert {k.split()[0] for k in kernels} == expected[key], key
         assert scoring["peak_matmul_flops"][key] == max(kernels.values()), key
     assert set(scoring["layer_ceiling_flops"]) == {"torch.matmul", "vllm.onednn_mm"}
     for x in scoring["sets"].values():
@@ -62,7 +66,9 @@ def test_bench_quick_writes_the_promised_schema(tmp_path, mirror, smollm2_dir):
     assert scoring["systems"]["vllm_merged"]["parse_failures"] == 0
     assert scoring["production_merges_automatically"] is True
     for name, x in scoring["sets"].items():
-        assert 0 < x["efficiency_vs_bf16_peak"] < x["efficiency_vs_served_dtype_peak"] == x["efficiency_vs_fp32_peak"]
+        assert 0 < x["efficiency_vs_served_dtype_peak"] == x["efficiency_vs_fp32_peak"], name
+        # bf16's peak is the higher one where the CPU has bf16 math; without it torch emulates bf16 ~100x slower
+        assert (x["efficiency_vs_bf16_peak"] < x["efficiency_vs_fp32_peak"]) == bf16_is_fast(), name
         assert set(x["ratios"]) == {"vllm_merged_over_naive", "vllm_merged_over_hf_batched", "judge_api_overhead"}
         assert x["systems"]["judge_api"]["same_verdicts_as_vllm_merged"] == 1.0, name
     assert {(t["set"], t["met"] is not None) for t in scoring["targets"]} == {("pandalm", True), ("long", True)}
