@@ -108,31 +108,32 @@ def run(
 ) -> JudgeSpec:
     """Folds, then per fold: train (``judgeloop demo``'s overrides for a split folder), merge, score the test part
     through vLLM into ``run{k}/eval/verdicts.jsonl``, where ``pool`` reads it. Returns the judges' spec."""
-    import logging
     import time
 
     from data.provenance import sha256_file
     from judge.loading import load_judge  # deferred: as pool's imports
+    from judgeloop import progress_output
     from train.config import load_train_config
     from workflows import steps
     from workflows.demo import train_args
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the steps' progress (training, vLLM, scoring)
-    load_train_config(recipe, train_args(out / "run0", data, recipe, overrides))  # every config error before a fold
-    make_folds(data, out, k, train_fraction)  # seeded by instruction group: the same folds every time
-    spec, start = None, time.perf_counter()
-    for fold in range(k):
-        fold_dir, run_dir = out / f"fold{fold}", out / f"run{fold}"
-        elapsed = time.perf_counter() - start
-        print(
-            f"[{elapsed / 60:5.1f} min] fold {fold} of {k}: train, merge, score {fold_dir / 'test.jsonl'}", flush=True
-        )
-        hashes = {split: sha256_file(fold_dir / f"{split}.jsonl") for split in SPLITS}
-        judge_dir = steps.train_in_child(recipe, train_args(run_dir, fold_dir, recipe, overrides), hashes)
-        merged = steps.merged(judge_dir)
-        spec = load_judge(merged).spec
-        items = list(read_jsonl(fold_dir / "test.jsonl", Item))
-        steps.score_with_vllm(str(merged), items, run_dir / "eval" / "verdicts.jsonl", serve_config)
+    with progress_output(quiet=False):  # the steps' progress (training, vLLM, scoring) as judgeloop shows it
+        load_train_config(recipe, train_args(out / "run0", data, recipe, overrides))  # every config error before a fold
+        make_folds(data, out, k, train_fraction)  # seeded by instruction group: the same folds every time
+        spec, start = None, time.perf_counter()
+        for fold in range(k):
+            fold_dir, run_dir = out / f"fold{fold}", out / f"run{fold}"
+            elapsed = time.perf_counter() - start
+            print(
+                f"[{elapsed / 60:5.1f} min] fold {fold} of {k}: train, merge, score {fold_dir / 'test.jsonl'}",
+                flush=True,
+            )
+            hashes = {split: sha256_file(fold_dir / f"{split}.jsonl") for split in SPLITS}
+            judge_dir = steps.train_in_child(recipe, train_args(run_dir, fold_dir, recipe, overrides), hashes)
+            merged = steps.merged(judge_dir)
+            spec = load_judge(merged).spec
+            items = list(read_jsonl(fold_dir / "test.jsonl", Item))
+            steps.score_with_vllm(str(merged), items, run_dir / "eval" / "verdicts.jsonl", serve_config)
     return spec
 
 
