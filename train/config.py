@@ -71,6 +71,13 @@ class DataOptions:
         "`train` (whole groups, picked by a hash of the group: the same every run), "
         "e.g. {llmeval2: 200} to mix a little of a large set into a short run",
     )
+    mix: dict[str, float] = option(
+        {},
+        help="a training source's share of the training examples, by its name in `train` (0 < share < 1): it is "
+        "repeated (whole copies, then a seeded sample) or sampled to that share, the sources not named filling the "
+        "rest in proportion to their sizes, so a small set of your own labels can have e.g. half of the steps "
+        "beside large public ones ({pandalm: 0.5}); empty = every source in proportion to its size",
+    )
     exclude_instructions_of: list[str] = option(
         [],
         help="held-out sources: drop every training and dev item that shares an instruction (its cross-source "
@@ -308,6 +315,25 @@ class TrainConfig:
         for name, cap in self.data.max_items.items():
             need(name in self.data.train, f"data.max_items.{name}", f"'{name}' is not a source in data.train")
             need(isinstance(cap, int) and cap > 0, f"data.max_items.{name}", f"must be an integer > 0, got {cap!r}")
+        for name, share in self.data.mix.items():
+            need(name in self.data.train, f"data.mix.{name}", f"'{name}' is not a source in data.train")
+            need(
+                isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share < 1,
+                f"data.mix.{name}",
+                f"must be a share between 0 and 1 (exclusive), got {share!r}",
+            )
+        shares = [v for v in self.data.mix.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if self.data.mix and len(shares) == len(self.data.mix):
+            need(
+                sum(shares) < 1,
+                "data.mix",
+                f"the shares add up to {sum(shares):g}: they must leave room (< 1) for the sources not named",
+            )
+            need(
+                any(name not in self.data.mix for name in self.data.train),
+                "data.mix",
+                "names every source in data.train: leave at least one out, to fill the rest",
+            )
         need(self.data.length_penalty >= 0, "data.length_penalty", f"must be >= 0, got {self.data.length_penalty}")
         need(self.data.length_bins >= 1, "data.length_bins", f"must be >= 1, got {self.data.length_bins}")
         need(

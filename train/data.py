@@ -15,6 +15,7 @@ import bisect
 import hashlib
 import json
 import math
+import random
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -98,6 +99,7 @@ class SplitReport:
     # here (used, labels, longer_preferred, longer_weight) counts the human pairs alone.
     synthetic: dict[str, int] = field(default_factory=dict)
     synthetic_skipped: dict[str, int] = field(default_factory=dict)
+    mixed: int | None = None  # training split with data.mix: the examples an epoch trains after the mix
 
 
 # ------------------------------------------------------------------------- sources
@@ -187,6 +189,43 @@ def cap_groups(selected: list[tuple[Item, str, dict | None]], limit: int | None)
             n += sizes[group]
     kept = [s for s in selected if s[0].group in keep]
     return kept, len(selected) - len(kept)
+
+
+def mix_examples(
+    made: Sequence[tuple[SplitReport, list[Example]]], shares: Mapping[str, float], seed: int
+) -> list[Example]:
+    """The training examples of every source, each source named in ``shares`` (``data.mix``) resized to its share
+    of the result: whole copies of it, then a seeded sample of its examples for the fraction (or only a sample,
+    when the share is smaller than its natural one); the sources not named are kept as they are and fill the rest.
+    Each named source's report records its new count (``mixed``). The same seed gives the same examples."""
+    if not shares:
+        return [e for _, examples in made for e in examples]
+    rest = sum(len(examples) for report, examples in made if report.source not in shares)
+    if rest == 0:
+        raise DataError(
+            "the sources data.mix does not name have no training examples left to fill the rest",
+            field="data.mix",
+            hint="see the data table above; drop data.mix or add a source",
+        )
+    total = rest / (1 - sum(shares.values()))
+    out: list[Example] = []
+    for report, examples in made:
+        if report.source not in shares:
+            out.extend(examples)
+            continue
+        if not examples:
+            raise DataError(
+                f"data.mix gives '{report.source}' a share, but it has no training examples left",
+                field=f"data.mix.{report.source}",
+                hint="see the data table above",
+            )
+        want = max(1, round(shares[report.source] * total))
+        copies, extra = divmod(want, len(examples))
+        rng = random.Random(f"{seed}:{report.source}")  # a string seed: stable across runs and processes
+        out.extend(examples * copies)
+        out.extend(examples[i] for i in sorted(rng.sample(range(len(examples)), extra)))
+        report.mixed = want
+    return out
 
 
 def hard_target(item: Item, space: LabelSpace, target: str):
@@ -695,7 +734,7 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
                 str(r.items),
                 str(r.used),
                 skipped,
-                str(r.examples),
+                str(r.examples) if r.mixed is None else f"{r.examples} -> {r.mixed} (mix {opts.mix[r.source]:.0%})",
                 *[str(r.labels.get(x, 0)) for x in spec.labels],
                 trunc,
                 lens,
@@ -719,6 +758,11 @@ def report_table(reports: Sequence[SplitReport], spec: JudgeSpec, opts: DataOpti
         )
     if spec.separate:
         notes.append("'examples' are instruction groups; 'tokens' are per single-response prompt")
+    if any(r.mixed is not None for r in reports):
+        notes.append(
+            "data.mix: 'a -> b (mix s)' = the source's a examples repeated or sampled to b, its share s of an "
+            "epoch's training examples (the sampler keeps copies out of one step); the other columns count it once"
+        )
     if synthetic:
         notes.append(
             f"synthetic pairs (training split only, each weighing {opts.negative_weight} against 1 for a human pair) "

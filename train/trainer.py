@@ -369,6 +369,33 @@ class DevScorer:
         return out
 
 
+def spread_copies(order: Sequence[int], keys: Sequence[str], batch_size: int) -> list[int]:
+    """``order`` (indices into ``keys``) with no key twice in a batch of ``batch_size`` where a swap can avoid it:
+    a repeated example (``data.mix``'s copies, the same length, so the length grouping puts them side by side) is
+    swapped with the nearest index of another batch where neither batch gets a repeat, which keeps the batches'
+    lengths close."""
+    out = list(order)
+
+    def batch_keys(start: int, skip: int) -> set[str]:
+        return {keys[out[i]] for i in range(start, min(start + batch_size, len(out))) if i != skip}
+
+    def fits(pos: int, j: int) -> bool:  # the swap neither repeats a key in pos's batch nor in j's
+        return keys[out[j]] not in batch_keys(pos - pos % batch_size, pos) and keys[out[pos]] not in batch_keys(
+            j - j % batch_size, j
+        )
+
+    for start in range(0, len(out), batch_size):
+        seen: set[str] = set()
+        for pos in range(start, min(start + batch_size, len(out))):
+            if keys[out[pos]] in seen:
+                nearest = sorted(range(len(out)), key=lambda j: abs(j - pos))  # any other batch, nearest first
+                swap = next((j for j in nearest if j // batch_size != pos // batch_size and fits(pos, j)), None)
+                if swap is not None:
+                    out[pos], out[swap] = out[swap], out[pos]
+            seen.add(keys[out[pos]])
+    return out
+
+
 def _trainer_class():
     """The SFTTrainer subclass (built lazily: importing TRL takes seconds)."""
     import torch  # deferred: torch takes seconds to import; only this path needs it
@@ -380,16 +407,17 @@ def _trainer_class():
     class SeededLengthGroupedSampler(LengthGroupedSampler):
         """Length-grouped batches in an order fixed by (seed, epoch): a resumed run sees the same batches."""
 
-        def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        def __init__(self, lengths: list[int], batch_size: int, seed: int, keys: Sequence[str] | None = None):
             super().__init__(batch_size, lengths=lengths)
-            self.seed, self.epoch = seed, 0
+            self.seed, self.epoch, self.keys = seed, 0, keys
 
         def set_epoch(self, epoch: int) -> None:
             self.epoch = int(epoch)
 
         def __iter__(self):
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+            return iter(order if self.keys is None else spread_copies(order, self.keys, self.batch_size))
 
     class JudgeSFTTrainer(SFTTrainer):
         def __init__(
@@ -400,9 +428,11 @@ def _trainer_class():
             order_seed: int = 0,
             spec: JudgeSpec | None = None,
             length_penalty: float = 0.0,
+            example_keys: Sequence[str] | None = None,
             **kw,
         ):
             self.dev_scorer, self.label_ids, self.order_seed, self.spec = dev_scorer, label_ids, order_seed, spec
+            self.example_keys = example_keys  # one per training example: copies share one (data.mix)
             self.length_penalty = length_penalty
             self.eval_seconds = 0.0  # kept out of the training throughput
             super().__init__(*args, **kw)
@@ -414,7 +444,10 @@ def _trainer_class():
             else:
                 lengths = [len(ids) for ids in dataset["input_ids"]]
             return SeededLengthGroupedSampler(
-                lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.order_seed
+                lengths,
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                self.order_seed,
+                self.example_keys,
             )
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -637,13 +670,18 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     with state.main_process_first():
         train_sources = tdata.load_sources(cfg.data.train, "train", cfg.data, say)
         dev_sources = tdata.load_sources(cfg.dev_sources(), "dev", cfg.data, say)
-    examples, reports = [], []
-    for source in train_sources:
-        made, report = tdata.build_examples(
+    built = [
+        tdata.build_examples(
             source, spec, tokenizer, cfg.data, max_length, balance_length=cfg.data.balance_length, negatives=True
         )
-        examples.extend(made)
-        reports.append(report)
+        for source in train_sources
+    ]
+    reports = [report for _, report in built]
+    mix_error = None
+    try:
+        examples = tdata.mix_examples([(report, made) for made, report in built], cfg.data.mix, cfg.seed)
+    except DataError as exc:  # raised below the table it points to
+        examples, mix_error = [], exc
     dev_items: list[Item] = []
     dev_examples: list[tdata.Example] = []
     for source in dev_sources:
@@ -655,6 +693,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     dev_items = seeded_sample(dev_items, cfg.data.max_dev_items, cfg.seed)
     table = tdata.report_table(reports, spec, cfg.data)
     say(table)
+    if mix_error is not None:
+        raise mix_error
     if not examples:
         raise DataError(
             "no training examples left (see the table above)",
@@ -687,6 +727,8 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
             order_seed=cfg.seed,
             spec=spec,
             length_penalty=cfg.data.length_penalty,
+            # copies of a mixed-in example are kept apart in a step; no keys = the plain length-grouped order
+            example_keys=[f"{e.item_id}\0{e.order}" for e in examples] if cfg.data.mix else None,
         )
     except ValueError as exc:
         if "Target module" in str(exc) or "target_modules" in str(exc):

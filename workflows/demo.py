@@ -137,6 +137,9 @@ def train_args(out: Path, data_dir: Path, train_config: Path, train_overrides: S
         *([f"--data.exclude_instructions_of=[{','.join(held)}]"] if held else []),
         *train_overrides,
     ]
+    if data.mix:  # the recipe's share for pandalm goes to the split that replaces it
+        mix = {str(data_dir / "train.jsonl") if k == DATASET else k: v for k, v in data.mix.items()}
+        overrides.append(f"--data.mix={json.dumps(mix)}")
     return overrides
 
 

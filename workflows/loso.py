@@ -113,16 +113,20 @@ class LosoResult(_Model):
 
 def fold_overrides(source: str, recipe: Path, out: Path, overrides: Sequence[str]) -> list[str]:
     """The train overrides of the fold that leaves ``source`` out: the recipe's sources (after the user's
-    overrides) without it, their caps and dev sources without it, its instructions held out."""
+    overrides) without it, their caps, shares (data.mix) and dev sources without it, its instructions held out."""
     data = load_train_config(recipe, list(overrides)).data
     train = [s for s in data.train if s != source]
     caps = ", ".join(f"{json.dumps(k)}: {v}" for k, v in data.max_items.items() if k != source)
+    mix = {k: v for k, v in data.mix.items() if k != source}
+    if all(s in mix for s in train):  # no source left to fill the rest: the fold trains them as they come
+        mix = {}
     return [
         *overrides,
         f"--output_dir={out / source / 'train'}",
         f"--data.train=[{','.join(train)}]",
         f"--data.dev=[{','.join(s for s in data.dev if s != source)}]",
         f"--data.max_items={{{caps}}}",
+        f"--data.mix={json.dumps(mix)}",
         f"--data.exclude_instructions_of=[{','.join([*data.exclude_instructions_of, source])}]",
     ]
 
