@@ -195,6 +195,14 @@ def card_markdown(card: dict) -> str:
         "items scored at each evaluation.",
         "",
     ]
+    mixed = [r for r in card["data"]["report"] if r.get("mixed") is not None]
+    if mixed:
+        shares = card["config"]["data"]["mix"]
+        parts = [f"{r['source']} {r['examples']} -> {r['mixed']} ({shares.get(r['source'], 0):.0%})" for r in mixed]
+        lines += [
+            f"Source shares (data.mix), examples before -> after: {'; '.join(parts)}; the other sources as they come.",
+            "",
+        ]
     synthetic = card["data"].get("synthetic")
     if synthetic:
         kinds = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in synthetic["pairs"].items())

@@ -183,3 +183,24 @@ def test_the_trainer_keeps_a_mixed_examples_copies_out_of_one_step(tmp_path, tin
     assert all(
         len({keys[i] for i in b}) == len(b) for b in (order[s : s + size] for s in range(0, len(order) - size, size))
     )
+
+
+def test_the_judge_card_records_the_shares(tmp_path, tiny_model_dir):
+    import json
+
+    from train.trainer import train
+
+    mine = write_items(tmp_path / "mine.jsonl", pairwise_items(4, "m", seed=2))
+    cfg = tiny_config(tmp_path, tiny_model_dir)
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        f"--data.train=[{mine},{cfg.data.train[0]}]",
+        f'--data.mix={{"{mine}": 0.5}}',
+        "--max_steps=2",
+    )
+    result = train(cfg, progress=QUIET)
+    card = json.loads((result.run_dir / "card.json").read_text())
+    assert card["data"]["training_examples"] == 64 and card["config"]["data"]["mix"] == {mine: 0.5}
+    assert [r["mixed"] for r in card["data"]["report"] if r["split"] == "train"] == [32, None]
+    assert f"{mine} 8 -> 32 (50%)" in (result.run_dir / "card.md").read_text()
