@@ -204,3 +204,12 @@ def test_the_judge_card_records_the_shares(tmp_path, tiny_model_dir):
     assert card["data"]["training_examples"] == 64 and card["config"]["data"]["mix"] == {mine: 0.5}
     assert [r["mixed"] for r in card["data"]["report"] if r["split"] == "train"] == [32, None]
     assert f"{mine} 8 -> 32 (50%)" in (result.run_dir / "card.md").read_text()
+
+
+def test_the_mix_recipe_is_the_demo_recipe_with_pandalm_at_half():
+    from data.config import to_dict
+
+    mix = to_dict(load_train_config(Path("configs/train/gemma3-cpu-mix.yaml"), []))
+    demo = to_dict(load_train_config(Path("configs/train/gemma3-cpu-sources.yaml"), []))
+    assert mix["data"].pop("mix") == {"pandalm": 0.5} and demo["data"].pop("mix") == {}
+    assert mix.pop("output_dir") != demo.pop("output_dir") and mix == demo
