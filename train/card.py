@@ -198,7 +198,7 @@ def card_markdown(card: dict) -> str:
     mixed = [r for r in card["data"]["report"] if r.get("mixed") is not None]
     if mixed:
         shares = card["config"]["data"]["mix"]
-        parts = [f"{r['source']} {r['examples']} -> {r['mixed']} ({shares.get(r['source'], 0):.0%})" for r in mixed]
+        parts = [f"{r['source']} {r['examples']} -> {r['mixed']} ({shares[r['source']]:.0%})" for r in mixed]
         lines += [
             f"Source shares (data.mix), examples before -> after: {'; '.join(parts)}; the other sources as they come.",
             "",

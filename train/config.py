@@ -315,19 +315,20 @@ class TrainConfig:
         for name, cap in self.data.max_items.items():
             need(name in self.data.train, f"data.max_items.{name}", f"'{name}' is not a source in data.train")
             need(isinstance(cap, int) and cap > 0, f"data.max_items.{name}", f"must be an integer > 0, got {cap!r}")
+        shares = {k: v for k, v in self.data.mix.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for name, share in self.data.mix.items():
             need(name in self.data.train, f"data.mix.{name}", f"'{name}' is not a source in data.train")
             need(
-                isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share < 1,
+                name in shares and 0 < share < 1,
                 f"data.mix.{name}",
                 f"must be a share between 0 and 1 (exclusive), got {share!r}",
             )
-        shares = [v for v in self.data.mix.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if self.data.mix and len(shares) == len(self.data.mix):
+            total = sum(shares.values())
             need(
-                sum(shares) < 1,
+                total < 1,
                 "data.mix",
-                f"the shares add up to {sum(shares):g}: they must leave room (< 1) for the sources not named",
+                f"the shares add up to {total:g}: they must leave room (< 1) for the sources not named",
             )
             need(
                 any(name not in self.data.mix for name in self.data.train),

@@ -192,15 +192,16 @@ def cap_groups(selected: list[tuple[Item, str, dict | None]], limit: int | None)
 
 
 def mix_examples(
-    made: Sequence[tuple[SplitReport, list[Example]]], shares: Mapping[str, float], seed: int
+    made: Sequence[tuple[list[Example], SplitReport]], shares: Mapping[str, float], seed: int
 ) -> list[Example]:
-    """The training examples of every source, each source named in ``shares`` (``data.mix``) resized to its share
-    of the result: whole copies of it, then a seeded sample of its examples for the fraction (or only a sample,
-    when the share is smaller than its natural one); the sources not named are kept as they are and fill the rest.
-    Each named source's report records its new count (``mixed``). The same seed gives the same examples."""
+    """The training examples of every source (``build_examples``' results), each source named in ``shares``
+    (``data.mix``) resized to its share of the result: whole copies of it, then a seeded sample of its examples for
+    the fraction (or only a sample, when the share is smaller than its natural one); the sources not named are kept
+    as they are and fill the rest. Each named source's report records its new count (``mixed``). The same seed
+    gives the same examples."""
     if not shares:
-        return [e for _, examples in made for e in examples]
-    rest = sum(len(examples) for report, examples in made if report.source not in shares)
+        return [e for examples, _ in made for e in examples]
+    rest = sum(len(examples) for examples, report in made if report.source not in shares)
     if rest == 0:
         raise DataError(
             "the sources data.mix does not name have no training examples left to fill the rest",
@@ -209,7 +210,7 @@ def mix_examples(
         )
     total = rest / (1 - sum(shares.values()))
     out: list[Example] = []
-    for report, examples in made:
+    for examples, report in made:
         if report.source not in shares:
             out.extend(examples)
             continue

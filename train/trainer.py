@@ -388,7 +388,7 @@ def spread_copies(order: Sequence[int], keys: Sequence[str], batch_size: int) ->
         seen: set[str] = set()
         for pos in range(start, min(start + batch_size, len(out))):
             if keys[out[pos]] in seen:
-                nearest = sorted(range(len(out)), key=lambda j: abs(j - pos))  # any other batch, nearest first
+                nearest = (j for d in range(1, len(out)) for j in (pos - d, pos + d) if 0 <= j < len(out))
                 swap = next((j for j in nearest if j // batch_size != pos // batch_size and fits(pos, j)), None)
                 if swap is not None:
                     out[pos], out[swap] = out[swap], out[pos]
@@ -679,7 +679,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence =
     reports = [report for _, report in built]
     mix_error = None
     try:
-        examples = tdata.mix_examples([(report, made) for made, report in built], cfg.data.mix, cfg.seed)
+        examples = tdata.mix_examples(built, cfg.data.mix, cfg.seed)
     except DataError as exc:  # raised below the table it points to
         examples, mix_error = [], exc
     dev_items: list[Item] = []

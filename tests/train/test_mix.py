@@ -20,9 +20,9 @@ from train.trainer import prepare_run
 QUIET = lambda *a, **k: None  # noqa: E731
 
 
-def _source(name: str, n: int) -> tuple[SplitReport, list[Example]]:
+def _source(name: str, n: int) -> tuple[list[Example], SplitReport]:
     examples = [Example(f"{name}-{k}", "ab", "A", [1, 2], [-100, 2], 1) for k in range(n)]
-    return SplitReport("train", name, items=n, used=n, examples=n), examples
+    return examples, SplitReport("train", name, items=n, used=n, examples=n)
 
 
 def test_a_small_source_is_repeated_to_its_share_and_the_others_are_kept_whole():
@@ -31,7 +31,7 @@ def test_a_small_source_is_repeated_to_its_share_and_the_others_are_kept_whole()
     by_source = Counter(e.item_id.split("-")[0] for e in out)
     assert by_source == {"mine": 90, "public": 90}  # half of the result: 9 whole copies of its 10
     assert Counter(e.item_id for e in out if e.item_id.startswith("mine")) == {f"mine-{k}": 9 for k in range(10)}
-    assert made[0][0].mixed == 90 and made[1][0].mixed is None
+    assert made[0][1].mixed == 90 and made[1][1].mixed is None
 
 
 def test_the_fraction_beyond_whole_copies_is_a_seeded_sample_without_repeats():
@@ -89,7 +89,7 @@ def test_mix_errors_are_data_errors_naming_the_field():
 def test_the_data_table_shows_the_mixed_count_and_share():
     made = [_source("mine", 10), _source("public", 90)]
     mix_examples(made, {"mine": 0.5}, seed=0)
-    table = report_table([r for r, _ in made], load_spec("helpfulness-pairwise"), DataOptions(mix={"mine": 0.5}))
+    table = report_table([r for _, r in made], load_spec("helpfulness-pairwise"), DataOptions(mix={"mine": 0.5}))
     assert "10 -> 90 (mix 50%)" in table and "data.mix:" in table
 
 
