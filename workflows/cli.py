@@ -515,7 +515,7 @@ def add_commands(commands) -> dict:
     )
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument(
-        "--train-config", metavar="CONFIG", help="training config (default configs/train/gemma3-cpu-sources.yaml)"
+        "--train-config", metavar="CONFIG", help="training config (default configs/train/gemma3-cpu-mix.yaml)"
     )
     demo.add_argument("--serve-config", metavar="CONFIG", help="serve config (default configs/serve/cpu.yaml)")
     demo.add_argument("--gates", metavar="CONFIG", help="gate config (default configs/gates/default.yaml)")

@@ -52,7 +52,7 @@ from workflows.evaluate.votes_check import RESULT_FILE, check_against_votes, sum
 DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
 REFERENCES = ("gpt-3.5-turbo", "pandalm-7b")
-DEFAULT_RECIPE = "gemma3-cpu-sources.yaml"  # the base and sources leave-one-source-out favoured (docs/results.md)
+DEFAULT_RECIPE = "gemma3-cpu-mix.yaml"  # chosen by leave-one-source-out and cross-validation (docs/results.md)
 PROB_TOLERANCE = 1e-4  # served vs validated probabilities (same engine, same dtype)
 log = logging.getLogger("judgeloop")
 

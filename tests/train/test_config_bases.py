@@ -49,8 +49,9 @@ def test_criterion_configs_keep_only_their_differences():
         assert not repeated, (path, repeated)
 
 
-def test_long_cpu_recipe_is_the_demo_recipe_trained_longer_without_negatives():
-    """configs/train/gemma3-cpu-long.yaml differs from the demo's recipe only in steps, dev cadence and output."""
+def test_long_cpu_recipe_is_the_sources_recipe_trained_longer_without_negatives():
+    """configs/train/gemma3-cpu-long.yaml differs from the sources recipe (the demo's, less its PandaLM mix) only in
+    steps, dev cadence and output."""
     demo = to_dict(load_config(TrainConfig, REPO / "configs/train/gemma3-cpu-sources.yaml", []))
     long = to_dict(load_config(TrainConfig, REPO / "configs/train/gemma3-cpu-long.yaml", []))
     assert (demo["max_steps"], long["max_steps"]) == (115, 575)

@@ -206,8 +206,11 @@ def test_the_judge_card_records_the_shares(tmp_path, tiny_model_dir):
     assert f"{mine} 8 -> 32 (50%)" in (result.run_dir / "card.md").read_text()
 
 
-def test_the_mix_recipe_is_the_demo_recipe_with_pandalm_at_half():
+def test_the_demos_recipe_is_the_sources_recipe_with_pandalm_at_half():
     from data.config import to_dict
+    from workflows.demo import DEFAULT_RECIPE
+
+    assert DEFAULT_RECIPE == "gemma3-cpu-mix.yaml"
 
     mix = to_dict(load_train_config(Path("configs/train/gemma3-cpu-mix.yaml"), []))
     demo = to_dict(load_train_config(Path("configs/train/gemma3-cpu-sources.yaml"), []))
