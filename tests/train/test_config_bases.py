@@ -52,13 +52,13 @@ def test_criterion_configs_keep_only_their_differences():
 def test_long_cpu_recipe_is_the_sources_recipe_trained_longer_without_negatives():
     """configs/train/gemma3-cpu-long.yaml differs from the sources recipe (the demo's, less its PandaLM mix) only in
     steps, dev cadence and output."""
-    demo = to_dict(load_config(TrainConfig, REPO / "configs/train/gemma3-cpu-sources.yaml", []))
+    sources = to_dict(load_config(TrainConfig, REPO / "configs/train/gemma3-cpu-sources.yaml", []))
     long = to_dict(load_config(TrainConfig, REPO / "configs/train/gemma3-cpu-long.yaml", []))
-    assert (demo["max_steps"], long["max_steps"]) == (115, 575)
+    assert (sources["max_steps"], long["max_steps"]) == (115, 575)
     assert long["eval"]["steps"] == 115
     assert long["output_dir"] == "runs/gemma3-cpu-long"
-    for config in (demo, long):
+    for config in (sources, long):
         del config["max_steps"], config["output_dir"], config["eval"]["steps"]
-    assert long == demo
+    assert long == sources
     # measured to lower agreement on left-out sources (docs/results.md): off in the long recipe
     assert not long["data"]["off_instruction_negatives"] and not long["data"]["padded_negatives"]

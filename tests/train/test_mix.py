@@ -213,6 +213,6 @@ def test_the_demos_recipe_is_the_sources_recipe_with_pandalm_at_half():
     assert DEFAULT_RECIPE == "gemma3-cpu-mix.yaml"
 
     mix = to_dict(load_train_config(Path("configs/train/gemma3-cpu-mix.yaml"), []))
-    demo = to_dict(load_train_config(Path("configs/train/gemma3-cpu-sources.yaml"), []))
-    assert mix["data"].pop("mix") == {"pandalm": 0.5} and demo["data"].pop("mix") == {}
-    assert mix.pop("output_dir") != demo.pop("output_dir") and mix == demo
+    sources = to_dict(load_train_config(Path("configs/train/gemma3-cpu-sources.yaml"), []))
+    assert mix["data"].pop("mix") == {"pandalm": 0.5} and sources["data"].pop("mix") == {}
+    assert mix.pop("output_dir") != sources.pop("output_dir") and mix == sources
