@@ -4,11 +4,11 @@ fetch the recipe's base model (Gemma-3-270M by default) -> prepare PandaLM (grou
 judge on PandaLM's training split and the recipe's other sources, less every instruction of the demo's test
 split -> merge it ->
 validate the untuned base (incumbent) and the candidate on the held-out test split through
-vLLM -> gate -> register, promote only on a passing gate -> serve production through vLLM and
-the judge API -> score the test items through the API -> check the served verdicts equal the
-validated ones -> report -> rank the nine systems of vicuna80-human with the tuned judge, corrected with a
-seeded 20% of the human votes, beside the ranking by all votes. Everything lands in ``runs/demo``; a rerun
-reuses what is done.
+vLLM -> rank the nine systems of vicuna80-human with the candidate on the same vLLM, corrected with a
+seeded 20% of the human votes, beside the ranking by all votes -> gate -> register, promote only on a
+passing gate -> serve production through vLLM and the judge API -> score the test items through the API ->
+check the served verdicts equal the validated ones -> report. Everything lands in ``runs/demo``; a rerun
+reuses what is done (the served verdicts too: it starts no server when nothing changed).
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ from serve.child import free_port, judge_api_child
 from serve.client import JudgeClient
 from train.config import load_train_config, recipe_base_model
 from workflows import promotion, steps
-from workflows.evaluate.run import open_judges
+from workflows.evaluate.run import judge_handle
 from workflows.evaluate.votes_check import RESULT_FILE, check_against_votes, summary_lines
 
 DATASET = "pandalm"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # ~200 test pairs, grouped by instruction
 REFERENCES = ("gpt-3.5-turbo", "pandalm-7b")
 DEFAULT_RECIPE = "gemma3-cpu-mix.yaml"  # chosen by leave-one-source-out and cross-validation (docs/results.md)
+SERVED_FILE, SERVED_RECORD = "served_verdicts.jsonl", "served.json"  # verdicts through the API, and their speed
 PROB_TOLERANCE = 1e-4  # served vs validated probabilities (same engine, same dtype)
 log = logging.getLogger("judgeloop")
 
@@ -188,6 +189,17 @@ def _judge_api(production: str, serve_config: Path, log_path: Path, registry_roo
         yield url, key
 
 
+def _served_before(out: Path, fingerprint: str, items: list[Item]) -> tuple[list[Verdict] | None, float | None]:
+    """An earlier run's verdicts through the API, complete and by the judge production serves now, with their
+    speed; (None, None) when there are none."""
+    record = out / SERVED_RECORD
+    served = steps.finished_verdicts(out / SERVED_FILE, items, lambda: fingerprint)
+    if served is None or not record.exists() or json.loads(record.read_text())["fingerprint"] != fingerprint:
+        return None, None
+    log.info(f"reusing {out / SERVED_FILE}")
+    return served, json.loads(record.read_text())["judgments_per_s"]
+
+
 def _score_through_api(
     url: str, key: str, judge_name: str, items: list[Item], out_path: Path
 ) -> tuple[list[Verdict], float]:
@@ -271,23 +283,30 @@ def run_demo(
     with stages.stage("validate_base", "validate the untuned base model (the incumbent) through vLLM"):
         base_verdicts = steps.score_with_vllm(base_ref, test_items, out / "base" / "verdicts.jsonl", serve_config)
         base = _validate("base", test_items, base_verdicts, spec, out / "base")
-    with stages.stage("validate_candidate", "validate the fine-tuned candidate through vLLM"):
-        test_ids = {i.id for i in test_items}
-        references = {
-            name: [v for v in load_reference_verdicts(DATASET, name) if v.id in test_ids] for name in REFERENCES
-        }
-        cand_verdicts = steps.score_with_vllm(
-            str(merged), test_items, out / "candidate" / "verdicts.jsonl", serve_config
-        )
-        cand = _validate(
-            candidate.version,
-            test_items,
-            cand_verdicts,
-            spec,
-            out / "candidate",
-            incumbent=base_verdicts,
-            references=references,
-        )
+    with steps.LazyVllm(str(merged), serve_config) as candidate_vllm:  # one vLLM start for the next two stages
+        with stages.stage("validate_candidate", "validate the fine-tuned candidate through vLLM"):
+            test_ids = {i.id for i in test_items}
+            references = {
+                name: [v for v in load_reference_verdicts(DATASET, name) if v.id in test_ids] for name in REFERENCES
+            }
+            cand_verdicts = steps.score_with_vllm(
+                str(merged), test_items, out / "candidate" / "verdicts.jsonl", serve_config, candidate_vllm
+            )
+            cand = _validate(
+                candidate.version,
+                test_items,
+                cand_verdicts,
+                spec,
+                out / "candidate",
+                incumbent=base_verdicts,
+                references=references,
+            )
+        with stages.stage(
+            "evaluate", "rank vicuna80-human's nine systems with the candidate, corrected by 20% of the votes"
+        ):
+            votes = _rank_vicuna80(candidate_vllm, candidate.fingerprint, out / "evaluate", limit)
+            for line in summary_lines(votes):
+                log.info("  " + line)
     with stages.stage("gate", f"gate the candidate ({gates}), register it, promote only on a pass"):
         cand.gate = check(cand, load_gates(gates), config_path=str(gates))
         write_result(out / "candidate" / "validation.json", cand)
@@ -319,27 +338,24 @@ def run_demo(
         production_entry = registry.resolve(name, "production") if passed else None
         production = f"registry:{name}" if passed else base_ref  # serving resolves production through the registry
         validated = cand_verdicts if passed else base_verdicts
+        production_fingerprint = (cand if passed else base).judge.fingerprint
         log.info(
             f"  gate {'PASSED: promoted ' + candidate.version if passed else 'FAILED: the candidate is not promoted'}; "
             f"production serves {'the candidate' if passed else 'the untuned base (incumbent)'}"
         )
     with stages.stage("serve", "serve production with vLLM + the judge API, score the test items through the API"):
-        with _judge_api(production, serve_config, out / "serve.log", registry.root) as (url, key):
-            served, seconds = _score_through_api(url, key, name, test_items, out / "served_verdicts.jsonl")
+        served, per_s = _served_before(out, production_fingerprint, test_items)
+        if served is None:
+            with _judge_api(production, serve_config, out / "serve.log", registry.root) as (url, key):
+                served, seconds = _score_through_api(url, key, name, test_items, out / SERVED_FILE)
+            per_s = 2 * len(served) / seconds  # a judgment = one order of one pair
+            log.info(f"  {len(served)} verdicts through the API in {seconds:.1f} s ({per_s:.1f} judgments/s)")
+            served_json = {"fingerprint": production_fingerprint, "judgments_per_s": per_s}
+            (out / SERVED_RECORD).write_text(json.dumps(served_json) + "\n")
         matches, why = _same_verdicts(served, validated)
-        per_s = 2 * len(served) / seconds  # a judgment = one order of one pair
-        log.info(
-            f"  {len(served)} verdicts through the API in {seconds:.1f} s ({per_s:.1f} judgments/s); "
-            f"served == validated: {matches}{'' if matches else ' (' + why + ')'}"
-        )
+        log.info(f"  served == validated: {matches}{'' if matches else ' (' + why + ')'}")
     with stages.stage("report", "write the validation report"):
         paths = write_report(cand, out / "report", trend=registry.trend(name))
-    with stages.stage(
-        "evaluate", "rank vicuna80-human's nine systems with the tuned judge, corrected by 20% of the votes"
-    ):
-        votes = _rank_vicuna80(str(merged), candidate.fingerprint, out / "evaluate", serve_config, limit)
-        for line in summary_lines(votes):
-            log.info("  " + line)
     ceiling = cand.human_ceiling
     summary = {
         "base": _figures(base),
@@ -381,9 +397,9 @@ def run_demo(
     return summary
 
 
-def _rank_vicuna80(judge: str, fingerprint: str, out: Path, serve_config: Path, limit: int | None) -> dict:
-    """The model-evaluation step (workflows/evaluate/votes_check.py) through vLLM; reused when done by this judge.
-    The reduced demo ranks on its first 3 questions."""
+def _rank_vicuna80(engine: steps.LazyVllm, fingerprint: str, out: Path, limit: int | None) -> dict:
+    """The model-evaluation step (workflows/evaluate/votes_check.py) on the candidate's vLLM; reused when done by
+    this judge. The reduced demo ranks on its first 3 questions."""
     max_prompts = 3 if limit else None
     done = out / RESULT_FILE
     if done.exists():
@@ -391,16 +407,15 @@ def _rank_vicuna80(judge: str, fingerprint: str, out: Path, serve_config: Path, 
         if earlier["judge"]["fingerprint"] == fingerprint and earlier["max_prompts"] == max_prompts:
             log.info(f"reusing {done}")
             return earlier
-    with open_judges([judge], "vllm", str(serve_config), [f"--vllm.port={free_port()}"]) as (handle,):
-        return check_against_votes(
-            handle,
-            out,
-            fraction=0.2,
-            seed=0,
-            n_boot=1000 if not limit else 200,
-            max_prompts=max_prompts,
-            progress=log.isEnabledFor(logging.INFO),
-        )
+    return check_against_votes(
+        judge_handle(engine.service()),
+        out,
+        fraction=0.2,
+        seed=0,
+        n_boot=1000 if not limit else 200,
+        max_prompts=max_prompts,
+        progress=log.isEnabledFor(logging.INFO),
+    )
 
 
 def _print_table(s: dict, out: Path) -> None:

@@ -5,6 +5,7 @@ config, the same judge), so an interrupted workflow picks up where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -82,20 +83,49 @@ def finished_verdicts(path: Path, items: list[Item], fingerprint) -> list[Verdic
     return done if done[0].judge.fingerprint == fingerprint() else None
 
 
-def score_with_vllm(judge_ref: str, items: list[Item], verdicts_path: Path, serve_config: Path) -> list[Verdict]:
+class LazyVllm:
+    """One judge on vLLM for several steps, started the first time one of them needs it (a rerun whose steps are
+    all reused starts none) and stopped on leaving the ``with`` block."""
+
+    def __init__(self, judge_ref: str, serve_config: Path):
+        self.judge_ref, self.serve_config = judge_ref, serve_config
+        self._stack = contextlib.ExitStack()
+        self._serving = None
+
+    def __enter__(self) -> LazyVllm:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+        self._serving = None
+
+    def service(self):
+        """The judge's JudgeService (serve/service.py), vLLM started on the first call."""
+        if self._serving is None:
+            cfg = serve_config_for(self.serve_config, [self.judge_ref], [f"--vllm.port={free_port()}"])
+            self._serving = self._stack.enter_context(start_judges(cfg, progress=log.info))  # never a busy port
+        (service,) = self._serving.services.values()
+        return service
+
+
+def score_with_vllm(
+    judge_ref: str, items: list[Item], verdicts_path: Path, serve_config: Path, engine: LazyVllm | None = None
+) -> list[Verdict]:
     """Validation scoring: the same engine (vLLM) and dtype that serves production. Writes ``items.jsonl`` beside
-    ``verdicts_path``; reuses finished verdicts of the same judge."""
+    ``verdicts_path``; reuses finished verdicts of the same judge. ``engine``: a vLLM the caller keeps for later
+    steps (else one is started for this call)."""
     done = finished_verdicts(verdicts_path, items, lambda: load_judge(judge_ref).fingerprint)
     if done is not None:
         log.info(f"reusing {verdicts_path}")
         return done
     verdicts_path.unlink(missing_ok=True)
-    cfg = serve_config_for(serve_config, [judge_ref], [f"--vllm.port={free_port()}"])  # never a busy fixed port
     items_path = verdicts_path.with_name("items.jsonl")
     verdicts_path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(items_path, items)
-    with start_judges(cfg, progress=log.info) as serving:
-        (service,) = serving.services.values()
+    with contextlib.ExitStack() as stack:
+        if engine is None:
+            engine = stack.enter_context(LazyVllm(judge_ref, serve_config))
+        service = engine.service()
         score_file(
             items_path,
             verdicts_path,

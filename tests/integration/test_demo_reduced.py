@@ -112,7 +112,7 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
         "served_verdicts.jsonl",
     ):
         assert (out / path).exists(), path
-    assert "[9/10] report" in printed and "report:" in printed
+    assert "[10/10] report" in printed and "report:" in printed
     assert yaml.safe_load((out / "serve.yaml").read_text())["vllm"]["enforce_eager"] is True  # what `serve` ran
     # the last stage ranks vicuna80-human's systems (its first 3 questions here) corrected with 20% of the votes
     v = summary["vicuna80"]
@@ -122,7 +122,10 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
     assert check["judge"]["fingerprint"] == summary["fingerprints"]["tuned"] and check["max_prompts"] == 3
     evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
     assert evaluation["corrected"] and evaluation["criteria"][0]["ranking_correction"]
-    assert (out / "evaluate" / "report" / "evaluation.html").exists() and "[10/10] evaluate" in printed
+    assert (out / "evaluate" / "report" / "evaluation.html").exists() and "[7/10] rank vicuna80" in printed
+    # validating the candidate and ranking vicuna80-human share one vLLM: the demo starts two itself (the base's,
+    # the candidate's) and `judgeloop serve` one for production
+    assert printed.count("starting vLLM on") == 2, printed.count("starting vLLM on")
     # every process the demo started (validation vLLM servers, `judgeloop serve` and its vLLM) is gone
     assert _our_children(out, smollm2_dir) == []
 
@@ -142,4 +145,7 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
         ],
     )
     again = capsys.readouterr().out + caplog.text
-    assert "reusing the finished run" in again and again.count("reusing") >= 5
+    assert "reusing the finished run" in again and again.count("reusing") >= 6
+    # nothing changed, so nothing is served again: the rerun starts no vLLM and no `judgeloop serve`
+    assert f"reusing {out / 'served_verdicts.jsonl'}" in again and "starting vLLM on" not in again
+    assert json.loads((out / "summary.json").read_text())["served_judgments_per_s"] == summary["served_judgments_per_s"]

@@ -1,5 +1,6 @@
 """The demo's own logic: the served-equals-validated check and the summary figures."""
 
+import json
 from pathlib import Path
 
 from data.schema import JudgeRef, Verdict
@@ -61,6 +62,24 @@ def test_an_interrupted_validation_is_scored_again_not_refused(tmp_path):
     path.write_text(lines[0] + "\n" + lines[1] + "\n")
     assert [v.id for v in _finished_verdicts(path, items, lambda: ref.fingerprint)] == ["i0", "i1"]
     assert _finished_verdicts(path, items, lambda: "another judge") is None
+
+
+def test_a_rerun_reuses_the_served_verdicts_only_when_production_and_the_items_are_the_same(tmp_path):
+    """The serve stage starts no server on a rerun when the verdicts through the API are complete and by the
+    judge production serves now; another judge, a missing item or a missing speed record serves again."""
+    from data.schema import Item
+    from workflows.demo import SERVED_FILE, SERVED_RECORD, _served_before
+
+    items = [Item(id=f"i{k}", group="g", kind="binary", instruction="q", response="r", labels=["yes"]) for k in (0, 1)]
+    assert _served_before(tmp_path, J.fingerprint, items) == (None, None)  # nothing served yet
+    (tmp_path / SERVED_FILE).write_text("".join(v(i.id).model_dump_json() + "\n" for i in items))
+    assert _served_before(tmp_path, J.fingerprint, items) == (None, None)  # verdicts, but no record of the run
+    (tmp_path / SERVED_RECORD).write_text(json.dumps({"fingerprint": J.fingerprint, "judgments_per_s": 8.5}))
+    served, per_s = _served_before(tmp_path, J.fingerprint, items)
+    assert [x.id for x in served] == ["i0", "i1"] and per_s == 8.5
+    assert _served_before(tmp_path, "e" * 64, items) == (None, None)  # production changed (the gate passed)
+    more = [*items, Item(id="i2", group="g", kind="binary", instruction="q", response="r", labels=["yes"])]
+    assert _served_before(tmp_path, J.fingerprint, more) == (None, None)  # another test split
 
 
 def test_the_demo_trains_no_instruction_of_its_test_split_from_any_source(tmp_path, mirror):

@@ -239,6 +239,15 @@ def score(items: list[Item], judge: JudgeHandle, out: Path, progress: bool = Fal
     return {v.id: v for v in read_jsonl(vpath, Verdict) if v.id in wanted}
 
 
+def judge_handle(service) -> JudgeHandle:
+    """A started judge (serve/service.py's JudgeService) as a JudgeHandle."""
+
+    def score_batch(batch: list[Item]) -> list[Verdict]:
+        return list(service.score_stream(batch))
+
+    return JudgeHandle(service.key, service.spec, service.ref, score_batch, service.judge.version)
+
+
 def open_judges(judges: list[str], engine: str, serve_config: str | None, overrides: Sequence[str] = ()):
     """Start the judges through the serving path (serve.service.start_judges); a context manager
     yielding JudgeHandles. ``overrides``: serving config fields (``--vllm.port=N``)."""
@@ -247,16 +256,7 @@ def open_judges(judges: list[str], engine: str, serve_config: str | None, overri
     def _ctx():
         cfg = load_serve_config(serve_config or CONFIGS_DIR / "serve" / "cpu.yaml", [f"--engine={engine}", *overrides])
         with start_judges(cfg, judges=judges, candidates=[]) as serving:
-            yield [
-                JudgeHandle(
-                    key,
-                    svc.spec,
-                    svc.ref,
-                    (lambda batch, svc=svc: list(svc.score_stream(batch))),
-                    svc.judge.version,
-                )
-                for key, svc in serving.services.items()
-            ]
+            yield [judge_handle(svc) for svc in serving.services.values()]
 
     return _ctx()
 
