@@ -192,12 +192,14 @@ def _judge_api(production: str, serve_config: Path, log_path: Path, registry_roo
 def _served_before(out: Path, fingerprint: str, items: list[Item]) -> tuple[list[Verdict] | None, float | None]:
     """An earlier run's verdicts through the API, complete and by the judge production serves now, with their
     speed; (None, None) when there are none."""
-    record = out / SERVED_RECORD
+    record = json.loads((out / SERVED_RECORD).read_text()) if (out / SERVED_RECORD).exists() else {}
+    if record.get("fingerprint") != fingerprint:
+        return None, None
     served = steps.finished_verdicts(out / SERVED_FILE, items, lambda: fingerprint)
-    if served is None or not record.exists() or json.loads(record.read_text())["fingerprint"] != fingerprint:
+    if served is None:
         return None, None
     log.info(f"reusing {out / SERVED_FILE}")
-    return served, json.loads(record.read_text())["judgments_per_s"]
+    return served, record["judgments_per_s"]
 
 
 def _score_through_api(

@@ -114,7 +114,7 @@ def test_reduced_demo_runs_every_stage_and_serves_what_it_validated(tmp_path, mi
         assert (out / path).exists(), path
     assert "[10/10] report" in printed and "report:" in printed
     assert yaml.safe_load((out / "serve.yaml").read_text())["vllm"]["enforce_eager"] is True  # what `serve` ran
-    # the last stage ranks vicuna80-human's systems (its first 3 questions here) corrected with 20% of the votes
+    # stage 7 ranks vicuna80-human's systems (its first 3 questions here) corrected with 20% of the votes
     v = summary["vicuna80"]
     assert len(v["ranking_human"]) == len(v["ranking_judge"]) == len(v["ranking_corrected"]) == 9
     assert -1 <= v["kendall_tau"]["estimate"] <= 1 and v["n_labelled"] > 0
